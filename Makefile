@@ -1,0 +1,37 @@
+# Two commands do all setup: `make train` (main job on the shipped sample) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+ZOO    ?= lightgbm,xgboost,lstm,cnn,transformer
+
+.PHONY: setup train test lint benchmark mlflow-ui clean
+
+setup: $(STAMP)
+
+# torch first: the CPU wheel lies on local disk; a plain resolve could fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml requirements-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements-lock.txt -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m huracan.train model=$(ZOO) -m
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check huracan tests benchmarks
+	$(VENV)/bin/mypy huracan
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/zoo_breakdown.py
+
+mlflow-ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
+
+clean:
+	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache

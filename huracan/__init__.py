@@ -1,0 +1,3 @@
+"""Huracan: the MLOps brain for ML crypto trading."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""Figures logged with each run (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from huracan.evaluation.metrics import drawdown, equity_curve  # noqa: E402
+
+
+def equity_drawdown_figure(returns: pd.DataFrame, title: str) -> Figure:
+    """Two panels: compounded equity of the strategy vs buy-and-hold, and the drawdown.
+
+    Args:
+        returns: the backtest's per-bar frame (``timestamp``, ``strategy_return``,
+            ``asset_return``).
+    """
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ts = pd.to_datetime(returns["timestamp"])
+    r = returns["strategy_return"].to_numpy()
+    ax1.plot(ts, equity_curve(r), label="strategy (net of fees)")
+    ax1.plot(ts, equity_curve(returns["asset_return"].to_numpy()), label="buy and hold",
+             alpha=0.6)
+    ax1.set_ylabel("equity (start = 1)")
+    ax1.legend(loc="upper left")
+    ax1.set_title(title)
+    ax2.fill_between(ts, -100 * drawdown(r), 0.0, color="tab:red", alpha=0.5)
+    ax2.set_ylabel("drawdown (%)")
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary_figure(values: np.ndarray, X: np.ndarray, feature_names: list[str],
+                        title: str, seed: int = 0) -> Figure:
+    """SHAP beeswarm summary (``shap.summary_plot``) of attributions ``values`` (n, f)."""
+    import shap
+
+    shap.summary_plot(values, X, feature_names=feature_names, show=False, max_display=20,
+                      rng=np.random.default_rng(seed))
+    fig = plt.gcf()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""The model zoo: every model follows :class:`huracan.models.base.Forecaster`."""

@@ -1,0 +1,270 @@
+"""The estimator contract every zoo model follows (scikit-learn manners).
+
+- ``__init__`` only stores hyperparameters (keyword arguments, stored under the same names);
+  ``get_params()`` returns exactly those, so the Hydra ``_target_`` kwargs, ``get_params()`` and the
+  params logged to MLflow are one and the same.
+- ``fit(X, y, X_val, y_val)`` returns ``self``; learned state ends in ``_``.
+- ``predict(X, context=None)`` refuses an unfitted model (:class:`NotFittedError`).
+- ``save(path)`` / ``Forecaster.load(path)`` persist the fitted model in the library's own format.
+
+Inputs are already scaled float32 matrices of shape ``(n_rows, n_features)``, one row per bar in
+time order; targets are forward returns as fractions (0.01 = +1 %), shape ``(n_rows,)``. Sequence
+models build windows of ``lookback`` bars themselves; ``context`` carries the rows that precede ``X``
+in time (never later rows) so the first rows of a split still get full windows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+PARAMS_FILE = "params.json"
+
+
+class NotFittedError(RuntimeError):
+    """Raised when ``predict`` or ``save`` is called before ``fit``."""
+
+
+class Forecaster(ABC):
+    """Base class of every zoo model: a regressor of the forward return.
+
+    Subclasses implement ``_fit``, ``_predict``, ``_save_state`` and ``_load_state``; the base owns
+    the order of steps, input checks and parameter handling.
+    """
+
+    #: short name used in tags, registry manifests and file names (``lightgbm``, ``lstm``...)
+    model_type: ClassVar[str] = "base"
+    #: number of preceding rows a prediction needs (1 for tabular models)
+    lookback: int = 1
+    #: distributions the saved model needs at load time (pinned to installed versions on logging)
+    requirements: ClassVar[tuple[str, ...]] = ("numpy", "pandas", "scikit-learn", "mlflow")
+
+    # ----------------------------------------------------------------- parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor's hyperparameters, as passed (a fresh dict)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Forecaster:
+        """Set hyperparameters by name; raises ``ValueError`` on an unknown name."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"{type(self).__name__} has no hyperparameter {key!r}")
+            setattr(self, key, value)
+        return self
+
+    # ----------------------------------------------------------------- fit/predict
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "n_features_in_", None) is not None
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        *,
+        X_val_context: np.ndarray | None = None,
+        feature_names: list[str] | None = None,
+    ) -> Forecaster:
+        """Fit on train, early-stopping on validation when given.
+
+        Args:
+            X: train features, shape ``(n, f)``.
+            y: train targets (forward return, fraction), shape ``(n,)``.
+            X_val, y_val: validation rows used for early stopping only.
+            X_val_context: rows immediately preceding ``X_val`` (for sequence models).
+            feature_names: column names, kept for explanations.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: on shape mismatches or non-finite values.
+        """
+        X = _as_matrix(X, "X")
+        y = _as_vector(y, len(X), "y")
+        if X_val is not None:
+            X_val = _as_matrix(X_val, "X_val", n_features=X.shape[1])
+            y_val = _as_vector(y_val, len(X_val), "y_val")
+        self.feature_names_ = list(feature_names) if feature_names else [
+            f"f{i}" for i in range(X.shape[1])
+        ]
+        self._fit(X, y, X_val, y_val, X_val_context)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """Predict the forward return for each row of ``X``.
+
+        Args:
+            X: features, shape ``(n, f)``.
+            context: up to ``lookback - 1`` rows preceding ``X`` in time, shape ``(k, f)``; rows
+                without a full window are padded by repeating the first available row.
+
+        Returns:
+            float64 array of shape ``(n,)``.
+
+        Raises:
+            NotFittedError: when the model has not been fitted.
+            ValueError: when ``X`` has the wrong number of columns or non-finite values.
+        """
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+        X = _as_matrix(X, "X", n_features=self.n_features_in_)
+        if context is not None and len(context):
+            context = _as_matrix(context, "context", n_features=self.n_features_in_)
+        else:
+            context = None
+        out = np.asarray(self._predict(X, context), dtype=np.float64).reshape(-1)
+        if out.shape != (len(X),):
+            raise RuntimeError(f"{type(self).__name__} returned {out.shape}, expected ({len(X)},)")
+        return out
+
+    def shap_values(
+        self,
+        X: np.ndarray,
+        context: np.ndarray | None = None,
+        background: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """SHAP attributions of each input feature for each row of ``X``.
+
+        Returns:
+            array of shape ``(n, f)`` in the model's output units (forward return, fraction);
+            sequence models sum each feature's attributions over the ``lookback`` window.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            NotImplementedError: for a model without an explainer.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no SHAP explainer")
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Save hyperparameters and fitted state under directory ``path``; returns it."""
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; nothing to save")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "params": self.get_params(),
+            "n_features_in": self.n_features_in_,
+            "feature_names": self.feature_names_,
+        }
+        (path / PARAMS_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        self._save_state(path)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> Forecaster:
+        """Load a model saved by :meth:`save` (the class is read from ``params.json``)."""
+        path = Path(path)
+        meta = json.loads((path / PARAMS_FILE).read_text())
+        module_name, _, qualname = meta["class"].partition(":")
+        cls = getattr(importlib.import_module(module_name), qualname)
+        model: Forecaster = cls(**meta["params"])
+        model.feature_names_ = meta["feature_names"]
+        model._load_state(path)
+        model.n_features_in_ = int(meta["n_features_in"])
+        return model
+
+    # ----------------------------------------------------------------- subclass hooks
+    @abstractmethod
+    def _fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        X_val_context: np.ndarray | None,
+    ) -> None: ...
+
+    @abstractmethod
+    def _predict(self, X: np.ndarray, context: np.ndarray | None) -> np.ndarray: ...
+
+    @abstractmethod
+    def _save_state(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def _load_state(self, path: Path) -> None: ...
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _as_matrix(X: Any, name: str, n_features: int | None = None) -> np.ndarray:
+    arr = np.asarray(X, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, features), got shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, the model expects {n_features}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _as_vector(y: Any, n: int, name: str) -> np.ndarray:
+    if y is None:
+        raise ValueError(f"{name} is required")
+    arr = np.asarray(y, dtype=np.float32).reshape(-1)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} has {arr.shape[0]} rows, expected {n}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def sequence_windows(X: np.ndarray, lookback: int, context: np.ndarray | None = None) -> np.ndarray:
+    """Build causal sliding windows: window ``i`` ends at row ``i`` of ``X``.
+
+    Args:
+        X: shape ``(n, f)``.
+        lookback: window length in bars.
+        context: rows preceding ``X`` (oldest first); only the last ``lookback - 1`` are used.
+            When fewer are available, the oldest row is repeated (edge padding), never a later row.
+
+    Returns:
+        float32 array of shape ``(n, lookback, f)``; ``out[i, -1] == X[i]``.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    pad = lookback - 1
+    prefix = (
+        np.asarray(context, dtype=np.float32)[-pad:]
+        if context is not None and pad > 0
+        else np.empty((0, X.shape[1]), np.float32)
+    )
+    full = np.concatenate([prefix, X], axis=0)
+    missing = pad - len(prefix)
+    if missing > 0:
+        full = np.concatenate([np.repeat(full[:1], missing, axis=0), full], axis=0)
+    view = np.lib.stride_tricks.sliding_window_view(full, lookback, axis=0)  # (n, f, lookback)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
+
+
+def tree_shap(booster: Any, X: np.ndarray, feature_names: list[str]) -> np.ndarray:
+    """TreeSHAP values of a LightGBM/XGBoost booster (shap delegates to the library's own
+    ``pred_contrib``), shape ``(n, f)``."""
+    import pandas as pd
+    import shap
+
+    frame = pd.DataFrame(X, columns=feature_names)
+    values = shap.TreeExplainer(booster).shap_values(frame)
+    return np.asarray(values, dtype=np.float64).reshape(len(X), len(feature_names))

@@ -1,0 +1,126 @@
+"""MLflow plumbing: store selection, one run per job, parameter flattening, artifact logging.
+
+The default store (no ``MLFLOW_TRACKING_URI``, no ``tracking.tracking_uri``) is a SQLite database
+``mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``; open it with
+``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.models import infer_signature
+
+from huracan.models.base import Forecaster
+from huracan.secrets import mask_url
+from huracan.tracking.pyfunc import ForecasterPyfunc, save_bundle
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+def default_tracking_uri(store_dir: Path) -> str:
+    """``sqlite:///<store_dir>/mlflow.db`` (absolute path)."""
+    return f"sqlite:///{(store_dir / 'mlflow.db').resolve()}"
+
+
+def configure(tracking_uri: str | None, store_dir: Path, experiment_name: str) -> str:
+    """Point MLflow at ``tracking_uri`` (or the default SQLite store under ``store_dir``) and
+    return the id of ``experiment_name``, creating it (artifacts under ``store_dir/artifacts``
+    for the default store)."""
+    artifact_location = None
+    if not tracking_uri:
+        store_dir.mkdir(parents=True, exist_ok=True)
+        tracking_uri = default_tracking_uri(store_dir)
+        artifact_location = (store_dir / "artifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    exp = mlflow.get_experiment_by_name(experiment_name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    try:
+        return str(mlflow.create_experiment(experiment_name, artifact_location=artifact_location))
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
+        exp = mlflow.get_experiment_by_name(experiment_name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten a nested mapping to ``{"model.learning_rate": "0.03", ...}`` with secrets masked
+    and values cut to MLflow's 6,000-character limit."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = mask_url(str(value))[:MAX_PARAM_LENGTH]
+    return flat
+
+
+@contextmanager
+def job_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """One MLflow run for one job; yields the run id. The run ends FINISHED, or FAILED when the
+    body raises (the exception propagates)."""
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    status = "FAILED"
+    try:
+        yield run.info.run_id
+        status = "FINISHED"
+    finally:
+        mlflow.end_run(status=status)
+
+
+def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
+    """Log ``frame`` as a Parquet artifact at ``artifact_path`` (e.g. ``backtest/returns.parquet``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_path).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(artifact_path).parent))
+
+
+def log_figure(fig: Figure, artifact_file: str) -> None:
+    """Log a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def pinned_requirements(distributions: tuple[str, ...]) -> list[str]:
+    """``["numpy==2.4.6", ...]`` from the installed versions (MLflow's inference is wrong for the
+    CPU distributions, see STACK.md)."""
+    pins = []
+    for dist in distributions:
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            pins.append(dist)
+    return pins
+
+
+def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame) -> str:
+    """Log the scaler + estimator as a pyfunc model named ``model``, with a signature and an input
+    example; returns the model URI (``models:/m-...``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = save_bundle(estimator, scaler, Path(tmp))
+        wrapper = ForecasterPyfunc()
+        wrapper.load_context(type("Ctx", (), {"artifacts": artifacts})())
+        prediction = wrapper.predict(None, example)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ForecasterPyfunc(),
+            artifacts=artifacts,
+            signature=infer_signature(example, prediction),
+            input_example=example,
+            pip_requirements=pinned_requirements(estimator.requirements),
+        )
+    return str(info.model_uri)

@@ -1,0 +1,132 @@
+"""The real entry point: multirun into a temporary MLflow store, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from huracan import pipeline
+from huracan.data.ohlcv import bars_per_year
+from huracan.evaluation.metrics import compute_metrics
+from huracan.tracking.run import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+
+METRICS = ("sharpe", "sortino", "max_drawdown", "calmar", "profit_factor", "hit_ratio",
+           "accuracy", "total_return", "n_trades", "composite_score")
+
+
+@pytest.fixture(scope="module")
+def gbdt_sweep(tmp_path_factory, train_cli):
+    tmp = tmp_path_factory.mktemp("sweep")
+    proc = train_cli(["model=lightgbm,xgboost", "-m"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp / "mlruns"))
+    exp = client.get_experiment_by_name("huracan")
+    runs = client.search_runs([exp.experiment_id])
+    return proc, client, runs, tmp
+
+
+def test_multirun_logs_one_finished_run_per_job(gbdt_sweep):
+    proc, _, runs, _ = gbdt_sweep
+    assert sorted(r.data.tags["model_type"] for r in runs) == ["lightgbm", "xgboost"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["symbol"] == "BTC/USDT" and r.data.tags["timeframe"] == "1h"
+        for split in ("val", "test"):
+            for name in METRICS:
+                assert f"{split}_{name}" in r.data.metrics
+        # params are the flattened resolved config
+        assert r.data.params["seed"] == "42"
+        assert r.data.params["split.embargo"] == "1"
+        assert r.data.params["model._target_"].startswith("huracan.models.")
+    # the comparison table closes the sweep
+    assert "val_sharpe" in proc.stdout and "lightgbm" in proc.stdout and "xgboost" in proc.stdout
+
+
+def test_artifacts_and_test_metrics_recomputed_from_returns(gbdt_sweep, tmp_path):
+    _, client, runs, _ = gbdt_sweep
+    for r in runs:
+        files = {a.path for d in ("backtest", "shap", "plots", "config")
+                 for a in client.list_artifacts(r.info.run_id, d)}
+        assert {"backtest/returns.parquet", "backtest/trades.parquet", "shap/summary.png",
+                "shap/mean_abs_shap.csv", "plots/equity_drawdown_test.png",
+                "config/resolved.yaml"} <= files
+        local = client.download_artifacts(r.info.run_id, "backtest", str(tmp_path))
+        ret = pd.read_parquet(f"{local}/returns.parquet")
+        trades = pd.read_parquet(f"{local}/trades.parquet")
+        assert {"timestamp", "position", "strategy_return"} <= set(ret.columns)
+        assert {"entry_time", "exit_time", "side", "return"} <= set(trades.columns)
+        assert ret.timestamp.min() >= pd.Timestamp(r.data.tags["test_start"])
+        assert ret.timestamp.max() <= pd.Timestamp(r.data.tags["test_end"])
+        # the logged test metrics come from these very returns
+        m = compute_metrics(ret.strategy_return.to_numpy(), trades["return"].to_numpy(),
+                            ret.prediction.to_numpy(), ret.asset_return.to_numpy(),
+                            bars_per_year("1h")).as_dict("test_")
+        for name in ("test_sharpe", "test_max_drawdown", "test_total_return", "test_n_trades",
+                     "test_profit_factor", "test_accuracy"):
+            assert r.data.metrics[name] == pytest.approx(m[name], rel=1e-9, abs=1e-12)
+        imp = pd.read_csv(client.download_artifacts(r.info.run_id, "shap/mean_abs_shap.csv",
+                                                    str(tmp_path)))
+        assert list(imp.columns) == ["feature", "mean_abs_shap"]
+        assert imp.mean_abs_shap.is_monotonic_decreasing and (imp.mean_abs_shap >= 0).all()
+
+
+def test_logged_model_loads_with_pyfunc_and_predicts(gbdt_sweep):
+    import mlflow
+
+    _, client, runs, tmp = gbdt_sweep
+    mlflow.set_tracking_uri(default_tracking_uri(tmp / "mlruns"))
+    r = runs[0]
+    logged = client.search_logged_models([r.info.experiment_id],
+                                         filter_string=f"source_run_id='{r.info.run_id}'")
+    assert len(logged) == 1
+    model = mlflow.pyfunc.load_model(logged[0].model_uri)
+    names = model.metadata.get_input_schema().input_names()
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(7, len(names))), columns=names)
+    pred = model.predict(X)
+    assert np.asarray(pred).shape == (7,) and np.isfinite(pred).all()
+
+
+def test_bad_input_file_exits_non_zero_with_one_line_reason(tmp_path, sample_path, train_cli):
+    df = pd.read_parquet(sample_path).iloc[:3000].copy()
+    df.loc[100, "close"] = -5.0
+    bad = tmp_path / "bad.parquet"
+    df.to_parquet(bad)
+    proc = train_cli([f"data.path={bad}"], tmp_path)
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "[rule: positive_price]" in ln]
+    assert lines and "column 'close' row 100" in lines[0] and str(bad) in lines[0]
+    assert '"issue_type": "positive_price"' in (tmp_path / "dq.jsonl").read_text()
+
+
+def test_failed_job_ends_failed_and_sweep_goes_on(tmp_path, sample_path, train_cli):
+    df = pd.read_parquet(sample_path).copy()
+    bad = tmp_path / "bad.parquet"
+    df.drop(columns=["volume"]).to_parquet(bad)
+    proc = train_cli([f"data.path={bad},{sample_path}", "model=lightgbm", "-m"], tmp_path)
+    assert proc.returncode != 0  # the sweep reports the failure at its end
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    runs = client.search_runs([client.get_experiment_by_name("huracan").experiment_id])
+    by_path = {r.data.tags["data_path"]: r.info.status for r in runs}
+    assert by_path == {str(bad): "FAILED", str(sample_path): "FINISHED"}
+
+
+def test_same_seed_reproduces_metrics(compose_cfg):
+    cfg = compose_cfg("model=xgboost", "tracking.log_model=false", "explain.max_rows=50")
+    a = pipeline.run(cfg)
+    b = pipeline.run(cfg)
+    assert a.run_id != b.run_id
+    assert a.metrics == b.metrics
+
+
+def test_scaler_is_fit_on_train_rows_only(compose_cfg):
+    cfg = compose_cfg()
+    prep, _ = pipeline.prepare(cfg, pipeline.Timer())
+    train = prep.features.X[prep.rows("train")]
+    np.testing.assert_allclose(prep.scaler.mean_, train.mean(axis=0), rtol=1e-6, atol=1e-9)
+    scaled_train = prep.X[prep.rows("train")]
+    np.testing.assert_allclose(scaled_train.mean(axis=0), 0.0, atol=1e-4)

@@ -163,8 +163,9 @@ def run(cfg: DictConfig) -> TrainResult:
     with tracking.job_run(experiment_id, run_name, tags) as run_id:
         import mlflow
 
-        mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))  # type: ignore[arg-type]
-        mlflow.log_dict(OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml")
+        resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        mlflow.log_params(tracking.flatten(resolved))
+        mlflow.log_dict(resolved, "config/resolved.yaml")
         prep, candles = prepare(cfg, timer)
         mlflow.set_tags({**split_ranges(prep), "dataset_sha256": frame_fingerprint(candles),
                          "n_features": str(len(prep.features.feature_names))})

@@ -19,14 +19,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
-from huracan import pipeline  # noqa: E402
-from huracan.config import register_resolvers  # noqa: E402
-from huracan.data.ohlcv import DataValidationError  # noqa: E402
-from huracan.tracking.callbacks import RESULT_FILE  # noqa: E402
+from huracan import pipeline
+from huracan.config import register_resolvers
+from huracan.data.ohlcv import DataValidationError
+from huracan.tracking.callbacks import RESULT_FILE
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("huracan.train")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from huracan.evaluation.metrics import drawdown, equity_curve  # noqa: E402
+from huracan.evaluation.metrics import drawdown, equity_curve
 
 
 def equity_drawdown_figure(returns: pd.DataFrame, title: str) -> Figure:

@@ -73,7 +73,8 @@ def volume_zscore(volume: pd.Series, windows: list[int]) -> pd.DataFrame:
 
 
 def bar_shape(df: pd.DataFrame) -> pd.DataFrame:
-    """``range`` = (high - low) / close and ``close_loc`` = (close - low) / (high - low) in [0, 1]."""
+    """``range`` = (high - low) / close; ``close_loc`` = (close - low) / (high - low), in [0, 1]
+    (0.5 when high == low)."""
     span = df["high"] - df["low"]
     return pd.DataFrame({
         "range": span / df["close"],

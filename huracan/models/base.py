@@ -9,8 +9,8 @@
 
 Inputs are already scaled float32 matrices of shape ``(n_rows, n_features)``, one row per bar in
 time order; targets are forward returns as fractions (0.01 = +1 %), shape ``(n_rows,)``. Sequence
-models build windows of ``lookback`` bars themselves; ``context`` carries the rows that precede ``X``
-in time (never later rows) so the first rows of a split still get full windows.
+models build windows of ``lookback`` bars themselves; ``context`` carries the rows that precede
+``X`` in time (never later rows) so the first rows of a split still get full windows.
 """
 
 from __future__ import annotations

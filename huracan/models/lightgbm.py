@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -77,7 +79,8 @@ class LightGBMForecaster(Forecaster):
 
     def _fit(self, X, y, X_val, y_val, X_val_context) -> None:
         train = lgb.Dataset(X, y, feature_name=self.feature_names_, free_raw_data=False)
-        valid_sets, callbacks = [train], [lgb.log_evaluation(self.log_period)]
+        valid_sets = [train]
+        callbacks: list[Callable[..., Any]] = [lgb.log_evaluation(self.log_period)]
         names = ["train"]
         if X_val is not None:
             valid_sets.append(lgb.Dataset(X_val, y_val, reference=train))
@@ -90,10 +93,10 @@ class LightGBMForecaster(Forecaster):
         self.best_iteration_ = int(self.booster_.best_iteration or self.n_estimators)
 
     def _predict(self, X, context) -> np.ndarray:
-        return self.booster_.predict(X, num_iteration=self.best_iteration_)
+        return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_))
 
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
-        """Exact TreeSHAP (Lundberg et al. 2020) through ``shap.TreeExplainer``, shape ``(n, f)``."""
+        """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted")
         return tree_shap(self.booster_, np.asarray(X, dtype=np.float32), self.feature_names_)

@@ -89,7 +89,7 @@ class XGBoostForecaster(Forecaster):
         return self.booster_.predict(self._dmatrix(X), iteration_range=(0, self.best_iteration_))
 
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
-        """Exact TreeSHAP (Lundberg et al. 2020) through ``shap.TreeExplainer``, shape ``(n, f)``."""
+        """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted")
         return tree_shap(self.booster_, np.asarray(X, dtype=np.float32), self.feature_names_)

@@ -14,20 +14,20 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from huracan.models.base import Forecaster
 
 
-class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
+class ForecasterPyfunc(PythonModel):
     """pyfunc wrapper: scale with the train-only scaler, then ``Forecaster.predict``."""
 
     def load_context(self, context: Any) -> None:
         self.estimator = Forecaster.load(context.artifacts["estimator"])
         with Path(context.artifacts["scaler"]).open("rb") as fh:
-            self.scaler = pickle.load(fh)  # noqa: S301 - our own artifact, written by save_bundle
+            self.scaler = pickle.load(fh)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
         names = self.estimator.feature_names_

@@ -80,7 +80,7 @@ def job_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator
 
 
 def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
-    """Log ``frame`` as a Parquet artifact at ``artifact_path`` (e.g. ``backtest/returns.parquet``)."""
+    """Log ``frame`` as a Parquet artifact at ``artifact_path`` (``backtest/returns.parquet``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(artifact_path).name
         frame.to_parquet(path, index=False)

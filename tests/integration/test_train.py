@@ -98,7 +98,8 @@ def test_bad_input_file_exits_non_zero_with_one_line_reason(tmp_path, sample_pat
     df.to_parquet(bad)
     proc = train_cli([f"data.path={bad}"], tmp_path)
     assert proc.returncode != 0
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "[rule: positive_price]" in ln]
+    out = (proc.stdout + proc.stderr).splitlines()
+    lines = [ln for ln in out if "[rule: positive_price]" in ln]
     assert lines and "column 'close' row 100" in lines[0] and str(bad) in lines[0]
     assert '"issue_type": "positive_price"' in (tmp_path / "dq.jsonl").read_text()
 

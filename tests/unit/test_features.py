@@ -33,7 +33,8 @@ def test_label_is_the_forward_return_over_horizon(sample_1h):
 
 
 def test_nothing_is_computed_across_a_gap(candles_1h):
-    """The real 34-hour hole (33 missing bars) of 2018-02-08/09: no label spans it, indicators restart after."""
+    """The real 34-hour hole (33 missing bars) of 2018-02-08/09: no label spans it and the
+    indicators restart after it."""
     df = candles_1h[(candles_1h.timestamp >= "2018-01-20") & (candles_1h.timestamp < "2018-03-20")]
     cfg = FeatureConfig()
     fs = build_features(df.reset_index(drop=True), "1h", cfg)

@@ -1,0 +1,1 @@
+"""Model registry: versions with manifests, the champion/challenger gate, promotion, rollback."""

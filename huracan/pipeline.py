@@ -32,6 +32,10 @@ from huracan.tracking import run as tracking
 
 log = logging.getLogger(__name__)
 
+#: rows before the test split saved with the evaluation window, so that any sequence model (lookback
+#: up to this many bars) can be re-scored on exactly the same test bars later
+EVAL_CONTEXT_ROWS = 256
+
 
 @dataclass
 class TrainResult:
@@ -53,6 +57,21 @@ def seed_everything(seed: int) -> None:
     """Seed Python's and NumPy's global generators (models seed their own libraries)."""
     random.seed(seed)
     np.random.seed(seed)
+
+
+def code_version() -> str:
+    """The git commit of the checkout Huracan runs from (``+dirty`` if modified), or ``unknown``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty.strip() else sha
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -133,6 +152,16 @@ def evaluate_split(prep: Prepared, model: Forecaster, name: str, bt_cfg: Backtes
     return pred, result
 
 
+def eval_window(prep: Prepared) -> pd.DataFrame:
+    """The test bars plus up to :data:`EVAL_CONTEXT_ROWS` earlier rows, unscaled: ``timestamp``,
+    every feature, ``label``, ``next_return`` and ``split`` (``context`` or ``test``)."""
+    te = prep.split.test
+    start = max(0, te.start - EVAL_CONTEXT_ROWS)
+    frame = prep.features.frame.iloc[start : te.stop].reset_index()
+    frame["split"] = np.where(np.arange(start, te.stop) < te.start, "context", "test")
+    return frame
+
+
 def split_ranges(prep: Prepared) -> dict[str, str]:
     """Time range of each split as tags (``train_start``/``train_end``...), ISO UTC."""
     idx = prep.features.frame.index
@@ -167,8 +196,17 @@ def run(cfg: DictConfig) -> TrainResult:
         mlflow.log_params(tracking.flatten(resolved))
         mlflow.log_dict(resolved, "config/resolved.yaml")
         prep, candles = prepare(cfg, timer)
-        mlflow.set_tags({**split_ranges(prep), "dataset_sha256": frame_fingerprint(candles),
-                         "n_features": str(len(prep.features.feature_names))})
+        fs = prep.features
+        train_frame = fs.frame.iloc[prep.rows("train")]
+        mlflow.set_tags({
+            **split_ranges(prep),
+            "dataset_sha256": frame_fingerprint(candles),
+            "train_frame_sha256": frame_fingerprint(train_frame),
+            "feature_list_sha256": hashlib.sha256(",".join(fs.feature_names).encode()).hexdigest(),
+            "n_features": str(len(fs.feature_names)),
+            "code_version": code_version(),
+        })
+        mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
         tr, va = prep.rows("train"), prep.rows("val")
         log.info("fitting %r", model)
         with timer("fit"):
@@ -193,6 +231,7 @@ def run(cfg: DictConfig) -> TrainResult:
             tracking.log_frame(results["test"].returns, "backtest/returns.parquet")
             tracking.log_frame(results["test"].trades, "backtest/trades.parquet")
             tracking.log_frame(results["val"].returns, "backtest/val_returns.parquet")
+            tracking.log_frame(eval_window(prep), "data/eval_window.parquet")
             for name in ("val", "test"):
                 tracking.log_figure(
                     plots.equity_drawdown_figure(results[name].returns,

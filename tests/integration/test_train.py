@@ -35,6 +35,10 @@ def test_multirun_logs_one_finished_run_per_job(gbdt_sweep):
     for r in runs:
         assert r.info.status == "FINISHED"
         assert r.data.tags["symbol"] == "BTC/USDT" and r.data.tags["timeframe"] == "1h"
+        for tag in ("dataset_sha256", "train_frame_sha256", "feature_list_sha256"):
+            assert len(r.data.tags[tag]) == 64
+        assert r.data.tags["train_start"] < r.data.tags["train_end"] < r.data.tags["val_start"]
+        assert r.data.tags["val_end"] < r.data.tags["test_start"] < r.data.tags["test_end"]
         for split in ("val", "test"):
             for name in METRICS:
                 assert f"{split}_{name}" in r.data.metrics
@@ -51,7 +55,9 @@ def test_artifacts_and_test_metrics_recomputed_from_returns(gbdt_sweep, tmp_path
     for r in runs:
         files = {a.path for d in ("backtest", "shap", "plots", "config")
                  for a in client.list_artifacts(r.info.run_id, d)}
+        files |= {a.path for a in client.list_artifacts(r.info.run_id, "data")}
         assert {"backtest/returns.parquet", "backtest/trades.parquet", "shap/summary.png",
+                "data/eval_window.parquet",
                 "shap/mean_abs_shap.csv", "plots/equity_drawdown_test.png",
                 "config/resolved.yaml"} <= files
         local = client.download_artifacts(r.info.run_id, "backtest", str(tmp_path))
@@ -59,6 +65,11 @@ def test_artifacts_and_test_metrics_recomputed_from_returns(gbdt_sweep, tmp_path
         trades = pd.read_parquet(f"{local}/trades.parquet")
         assert {"timestamp", "position", "strategy_return"} <= set(ret.columns)
         assert {"entry_time", "exit_time", "side", "return"} <= set(trades.columns)
+        window = pd.read_parquet(
+            client.download_artifacts(r.info.run_id, "data/eval_window.parquet", str(tmp_path)))
+        test_rows = window[window.split == "test"]
+        assert test_rows.timestamp.tolist() == ret.timestamp.tolist()
+        assert (window[window.split == "context"].timestamp < ret.timestamp.min()).all()
         assert ret.timestamp.min() >= pd.Timestamp(r.data.tags["test_start"])
         assert ret.timestamp.max() <= pd.Timestamp(r.data.tags["test_end"])
         # the logged test metrics come from these very returns

@@ -226,7 +226,7 @@ def run(cfg: DictConfig) -> TrainResult:
         with timer("shap"):
             te = prep.rows("test")
             shap_result = explain(model, prep.X[te], prep.context("test", model.lookback),
-                                  prep.X[tr], int(cfg.explain.max_rows), int(cfg.seed))
+                                  prep.X[tr], int(cfg.explain.max_rows))
         with timer("logging"):
             tracking.log_frame(results["test"].returns, "backtest/returns.parquet")
             tracking.log_frame(results["test"].trades, "backtest/trades.parquet")

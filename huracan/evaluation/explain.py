@@ -1,4 +1,5 @@
-"""SHAP explanations of a fitted forecaster on a bounded, seeded sample of the test split."""
+"""SHAP explanations of a fitted forecaster on a bounded sample of the test split (the models
+seed their own explainers from their ``seed`` hyperparameter)."""
 
 from __future__ import annotations
 
@@ -26,20 +27,17 @@ def explain(
     context: np.ndarray | None,
     background: np.ndarray,
     max_rows: int,
-    seed: int,
 ) -> ShapResult:
     """Explain up to ``max_rows`` rows of ``X`` (the last rows, so sequence windows have context).
 
     Args:
         model: a fitted forecaster implementing ``shap_values``.
         X: rows to explain (scaled), shape ``(n, f)``; ``context`` precedes them.
-        background: reference rows for explainers that need one (train rows), shape ``(m, f)``.
+        background: reference rows for explainers that need one: the train rows, contiguous and in
+            time order (sequence models cut windows from them and bound the count themselves),
+            shape ``(m, f)``.
         max_rows: bound on explained rows (SHAP cost grows with it).
-        seed: seeds the background subsample.
     """
-    rng = np.random.default_rng(seed)
-    if len(background) > max_rows:
-        background = background[np.sort(rng.choice(len(background), max_rows, replace=False))]
     n = min(max_rows, len(X))
     head, tail = X[: len(X) - n], X[len(X) - n :]
     ctx = np.concatenate([context, head]) if context is not None else head

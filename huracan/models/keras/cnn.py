@@ -4,11 +4,12 @@ Follows the TCN of Bai, Kolter & Koltun (2018), "An Empirical Evaluation of Gene
 and Recurrent Networks for Sequence Modeling": causal convolutions (output at step ``t`` sees steps
 ``<= t`` only), dilation ``dilation_base ** i`` in block ``i`` (as in WaveNet, van den Oord et al.,
 2016), spatial dropout and a residual connection (a 1x1 convolution when the widths differ). The
-last block's sequence is reduced by global average pooling, then the shared Dense head -> one
+last block's sequence is summarised by global average pooling concatenated with its last step (the
+predicted bar, whose receptive field is the most recent bars), then the shared Dense head -> one
 output.
 
 Receptive field of the stack: ``1 + (kernel_size - 1) * sum_i dilation_base ** i`` bars; with the
-defaults (kernel 3, 3 layers, base 2) that is 15 bars, and the pooling covers the whole window.
+defaults (kernel 3, 3 layers, base 2) that is 15 bars; the average pooling covers the whole window.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class CNNForecaster(KerasForecaster):
         dilation_base: int = 2,
         lookback: int = 32,
         epochs: int = 20,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        batch_size: int = 128,
+        learning_rate: float = 2e-3,
         patience: int = 3,
         dropout: float = 0.1,
         head_units: int = 16,
@@ -99,5 +100,6 @@ class CNNForecaster(KerasForecaster):
             h = layers.SpatialDropout1D(self.dropout, name=f"spatial_dropout_{i}")(h)
             skip = x if x.shape[-1] == filters else layers.Conv1D(filters, 1, name=f"skip_{i}")(x)
             x = layers.Add(name=f"residual_{i}")([skip, h])
-        x = layers.GlobalAveragePooling1D(name="pool")(x)
-        return keras.Model(inputs, self._head(x), name="cnn_forecaster")
+        pooled = layers.GlobalAveragePooling1D(name="pool")(x)
+        summary = layers.Concatenate(name="summary")([pooled, self._last_step(x)])
+        return keras.Model(inputs, self._head(summary), name="cnn_forecaster")

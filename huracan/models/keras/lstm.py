@@ -4,7 +4,8 @@ Architecture: ``num_layers`` x [Bidirectional LSTM (Hochreiter & Schmidhuber, 19
 Paliwal, 1997) -> LayerNormalization (Ba et al., 2016) -> Dropout], then additive attention pooling
 over the time steps (Bahdanau et al., 2015; in its single-query "feed-forward attention" form of
 Raffel & Ellis, 2016): ``score_t = v . tanh(W h_t)``, ``a = softmax_t(score)``, ``c = sum_t a_t
-h_t``, then the shared Dense head -> one output.
+h_t``, concatenated with the last bar's hidden state ``h_T`` (the forward direction's summary of
+the window), then the shared Dense head -> one output.
 
 The backward LSTM direction reads the window from its last bar to its first; the window itself ends
 at the predicted row, so the model stays causal (no bar after row ``i`` enters prediction ``i``).
@@ -46,8 +47,8 @@ class LSTMForecaster(KerasForecaster):
         attention_units: int = 16,
         lookback: int = 32,
         epochs: int = 20,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        batch_size: int = 128,
+        learning_rate: float = 2e-3,
         patience: int = 3,
         dropout: float = 0.1,
         head_units: int = 16,
@@ -93,4 +94,5 @@ class LSTMForecaster(KerasForecaster):
         weights = layers.Softmax(axis=1, name="attn_weights")(scores)
         context = layers.Dot(axes=1, name="attn_pool")([weights, x])  # (batch, 1, 2u)
         context = layers.Flatten(name="attn_context")(context)
-        return keras.Model(inputs, self._head(context), name="lstm_forecaster")
+        summary = layers.Concatenate(name="summary")([context, self._last_step(x)])
+        return keras.Model(inputs, self._head(summary), name="lstm_forecaster")

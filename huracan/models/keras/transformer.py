@@ -5,7 +5,8 @@ multivariate time series by Zerveas et al. (2021): a linear projection of each b
 ``d_model``, a learned positional embedding (as in BERT, Devlin et al., 2019), ``num_layers``
 post-norm encoder blocks (multi-head self-attention -> dropout -> residual -> LayerNormalization,
 then a position-wise feed-forward network -> dropout -> residual -> LayerNormalization), global
-average pooling over time, then the shared Dense head -> one output.
+average pooling over time concatenated with the last bar's token, then the shared Dense head -> one
+output.
 
 No causal mask is needed inside a window: the window ends at the predicted row, so every bar the
 attention sees is at or before it.
@@ -89,8 +90,8 @@ class TransformerForecaster(KerasForecaster):
         num_layers: int = 2,
         lookback: int = 32,
         epochs: int = 20,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        batch_size: int = 128,
+        learning_rate: float = 2e-3,
         patience: int = 3,
         dropout: float = 0.1,
         head_units: int = 16,
@@ -150,5 +151,6 @@ class TransformerForecaster(KerasForecaster):
             x = layers.LayerNormalization(epsilon=1e-6, name=f"ff_norm_{i}")(
                 layers.Add(name=f"ff_residual_{i}")([x, ff])
             )
-        x = layers.GlobalAveragePooling1D(name="pool")(x)
-        return keras.Model(inputs, self._head(x), name="transformer_forecaster")
+        pooled = layers.GlobalAveragePooling1D(name="pool")(x)
+        summary = layers.Concatenate(name="summary")([pooled, self._last_step(x)])
+        return keras.Model(inputs, self._head(summary), name="transformer_forecaster")

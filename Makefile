@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ZOO    ?= lightgbm,xgboost,lstm,cnn,transformer
 
-.PHONY: setup train test lint benchmark mlflow-ui clean
+.PHONY: setup train test lint benchmark bench-store mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/zoo_breakdown.py
+
+bench-store: $(STAMP)
+	$(PY) benchmarks/bulk_ingest.py
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000

@@ -1,0 +1,295 @@
+"""The brain store's domain tables (SQLAlchemy 2.0 typed declarative models).
+
+MLflow keeps runs, metrics, artifacts and model versions; these tables keep everything else the
+system collects: derivatives data (funding, open interest, liquidations), sentiment, feature
+importance, data-quality findings and the registry's promotion history.
+
+Conventions (shared by every table):
+
+- ``timestamp`` columns are UTC. They are ``timestamptz`` on Postgres; SQLite has no time zones, so
+  :class:`UTCDateTime` stores naive UTC text there and hands back UTC-aware datetimes on both.
+- Time-series tables have their natural key as primary key, ordered ``(symbol, timestamp, ...)`` so
+  the key index also serves "symbol X between t0 and t1" (the query the features need), plus an
+  index on ``timestamp`` alone for time-range scans.
+- ``ingested_at`` records when a row was first stored (it is not touched by later updates). The
+  Postgres bulk loader uses it to tell inserted from updated rows (``ingested_at = now()``).
+- Units: prices in quote currency, sizes in USD, funding rates as a fraction per funding interval
+  (Binance USDT-M: 8 h; 0.0001 = 0.01 %), sentiment scores in ``[-1, 1]``.
+
+The schema is created by the Alembic migrations in ``huracan/db/migrations`` (never by
+``create_all`` in production); ``tests/store`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Constraint/index names are fixed by convention so that migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SIDES = ("long", "short")
+LIQUIDATION_TYPES = ("single", "cascade")
+IMPORTANCE_METHODS = ("shap", "permutation", "correlation")
+SEVERITIES = ("critical", "warning", "info")
+REGISTRY_EVENT_TYPES = ("promotion", "rejection", "rollback")
+
+#: Surrogate ids: BIGINT on Postgres; INTEGER on SQLite, where only ``INTEGER PRIMARY KEY``
+#: auto-increments.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+#: JSON documents: JSONB on Postgres (indexable, compact), JSON text elsewhere.
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A UTC instant: ``timestamptz`` on Postgres, naive UTC text on SQLite.
+
+    Binding converts any aware datetime (or ``pandas.Timestamp``) to UTC; results are always
+    UTC-aware.
+
+    Raises:
+        ValueError: when a naive datetime is bound (its time zone would be a guess).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if hasattr(value, "to_pydatetime"):  # pandas.Timestamp
+            value = value.to_pydatetime()
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a UTC-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Liquidation(Base):
+    """One forced order (a liquidation event).
+
+    Natural key: ``(exchange, symbol, timestamp, side, price, quantity)``: Binance's forceOrder
+    stream carries no event id, and two events of one symbol and side at the same millisecond with
+    the same price and quantity are taken to be the same event. ``side`` is the liquidated
+    POSITION (``long``: a long was force-sold); ``size_usd`` = price × quantity in USD.
+
+    On Postgres the table is range-partitioned by ``timestamp`` into monthly partitions
+    (``liquidations_pYYYYMM``, created on demand by
+    :func:`huracan.db.partitions.ensure_liquidation_partitions`) plus ``liquidations_default``.
+    """
+
+    __tablename__ = "liquidations"
+    __table_args__ = (
+        PrimaryKeyConstraint("symbol", "timestamp", "exchange", "side", "price", "quantity"),
+        CheckConstraint(_in("side", SIDES), name="side"),
+        CheckConstraint(_in("liquidation_type", LIQUIDATION_TYPES), name="liquidation_type"),
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("size_usd >= 0", name="size_usd_non_negative"),
+        # BRIN on Postgres: events arrive in time order, so a block-range index is tiny and
+        # nearly free to maintain during bulk loads; a plain index elsewhere.
+        Index("ix_liquidations_timestamp", "timestamp", postgresql_using="brin"),
+        {"postgresql_partition_by": 'RANGE ("timestamp")'},
+    )
+
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(5))
+    price: Mapped[float] = mapped_column(Double)
+    quantity: Mapped[float] = mapped_column(Double)
+    size_usd: Mapped[float] = mapped_column(Double)
+    liquidation_type: Mapped[str] = mapped_column(String(8), server_default="single")
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class FundingRate(Base):
+    """A settled perpetual-swap funding rate: fraction per funding interval (8 h on Binance
+    USDT-M), positive = longs pay shorts. Natural key ``(exchange, symbol, timestamp)``."""
+
+    __tablename__ = "funding_rates"
+    __table_args__ = (
+        PrimaryKeyConstraint("symbol", "timestamp", "exchange"),
+        Index("ix_funding_rates_timestamp", "timestamp"),
+    )
+
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    funding_rate: Mapped[float] = mapped_column(Double)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class OpenInterest(Base):
+    """Open interest at ``timestamp``: in contracts/base units and/or in USD (at least one).
+    Natural key ``(exchange, symbol, timestamp)``."""
+
+    __tablename__ = "open_interest"
+    __table_args__ = (
+        PrimaryKeyConstraint("symbol", "timestamp", "exchange"),
+        CheckConstraint("open_interest IS NOT NULL OR open_interest_usd IS NOT NULL",
+                        name="has_value"),
+        CheckConstraint("open_interest >= 0", name="open_interest_non_negative"),
+        CheckConstraint("open_interest_usd >= 0", name="open_interest_usd_non_negative"),
+        Index("ix_open_interest_timestamp", "timestamp"),
+    )
+
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    open_interest: Mapped[float | None] = mapped_column(Double)
+    open_interest_usd: Mapped[float | None] = mapped_column(Double)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class SentimentScore(Base):
+    """Aggregated sentiment of ``n_items`` texts from ``source`` about ``symbol`` at ``timestamp``:
+    ``score`` in ``[-1, 1]`` (-1 most negative). Natural key ``(symbol, source, timestamp)``."""
+
+    __tablename__ = "sentiment_scores"
+    __table_args__ = (
+        PrimaryKeyConstraint("symbol", "timestamp", "source"),
+        CheckConstraint("score >= -1 AND score <= 1", name="score_range"),
+        CheckConstraint("n_items >= 0", name="n_items_non_negative"),
+        Index("ix_sentiment_scores_timestamp", "timestamp"),
+    )
+
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Double)
+    n_items: Mapped[int] = mapped_column(Integer)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class FeatureImportance(Base):
+    """Importance of one feature in one analysis of a trained model (an MLflow run).
+
+    ``rank`` 1 is the most important (by absolute importance, so that negative correlations
+    count). One row per ``(run_id, method, feature)``.
+    """
+
+    __tablename__ = "feature_importance"
+    __table_args__ = (
+        UniqueConstraint("run_id", "method", "feature"),
+        CheckConstraint(_in("method", IMPORTANCE_METHODS), name="method"),
+        CheckConstraint('"rank" >= 1', name="rank_positive"),
+        Index("ix_feature_importance_symbol_analyzed_at", "symbol", "analyzed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str] = mapped_column(String(64))
+    model_type: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    feature: Mapped[str] = mapped_column(String(256))
+    importance: Mapped[float] = mapped_column(Double)
+    rank: Mapped[int] = mapped_column(Integer)
+
+
+class DataQualityLog(Base):
+    """One data-quality finding (see :class:`huracan.data.quality.QualityIssue`).
+
+    ``details`` holds the failing values (file, row, column, value, rule); ``severity`` is
+    ``critical`` (data refused), ``warning`` (used, but noted) or ``info``.
+    """
+
+    __tablename__ = "data_quality_logs"
+    __table_args__ = (
+        CheckConstraint(_in("severity", SEVERITIES), name="severity"),
+        Index("ix_data_quality_logs_timestamp", "timestamp"),
+        Index("ix_data_quality_logs_symbol_timestamp", "symbol", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    issue_type: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    resolved: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+class RegistryEvent(Base):
+    """One decision of the model registry: a promotion, a rejection or a rollback.
+
+    MLflow aliases keep no history, so every alias move is recorded here: which versions
+    (``from_version`` was serving, ``to_version`` is serving or was refused), the scores compared
+    (``metric``, champion and challenger, the gate's ``tolerance``), and why.
+    """
+
+    __tablename__ = "registry_events"
+    __table_args__ = (
+        CheckConstraint(_in("event_type", REGISTRY_EVENT_TYPES), name="event_type"),
+        Index("ix_registry_events_model_name_timestamp", "model_name", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    model_name: Mapped[str] = mapped_column(String(256))
+    event_type: Mapped[str] = mapped_column(String(16))
+    alias: Mapped[str | None] = mapped_column(String(64))
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    metric: Mapped[str | None] = mapped_column(String(64))
+    champion_score: Mapped[float | None] = mapped_column(Double)
+    challenger_score: Mapped[float | None] = mapped_column(Double)
+    tolerance: Mapped[float | None] = mapped_column(Double)
+    reason: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+#: The tables that ingest files, with the columns of their natural key.
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "liquidations": ("exchange", "symbol", "timestamp", "side", "price", "quantity"),
+    "funding_rates": ("exchange", "symbol", "timestamp"),
+    "open_interest": ("exchange", "symbol", "timestamp"),
+    "sentiment_scores": ("symbol", "source", "timestamp"),
+}

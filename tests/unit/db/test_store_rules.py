@@ -1,0 +1,77 @@
+"""Pure ingest rules (no database): symbols, file names, cascades, row validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from huracan.data.ohlcv import DataValidationError
+from huracan.db.ingest import (
+    classify_cascades,
+    infer_from_filename,
+    normalize_symbol,
+    prepare_frame,
+)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("SOLUSDT", "SOL/USDT"), ("XRPUSDC", "XRP/USDC"), ("1000PEPEUSDT", "1000PEPE/USDT"),
+    ("BTCFDUSD", "BTC/FDUSD"), ("BTC/USDT", "BTC/USDT"), ("ALL", None), ("USDT", None),
+    ("", None), (None, None), ("BTC/", None),
+])
+def test_normalize_symbol(raw, expected):
+    assert normalize_symbol(raw) == expected
+
+
+def test_infer_from_filename():
+    assert infer_from_filename(Path("binance-usdm_BTCUSDT_funding_20190910-20241231.parquet")
+                               ) == ("binance", "BTC/USDT")
+    assert infer_from_filename(Path("unknown-agg_BTC_open-interest-1d_x.parquet")) == (None, None)
+    assert infer_from_filename(Path("mine.csv")) == (None, None)
+
+
+def test_cascade_rule_by_hand():
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    s = pd.Timedelta
+    frame = pd.DataFrame({
+        # BTC longs: 0 s, 5 s, 14 s -> gaps 5 s and 9 s <= 10 s: a run of 3 = cascade;
+        # then 30 s (16 s later) is alone; BTC short at 6 s alone; ETH long pair: too short.
+        "timestamp": [t, t + s("5s"), t + s("14s"), t + s("30s"), t + s("6s"), t, t + s("1s")],
+        "exchange": ["binance"] * 7,
+        "symbol": ["BTC/USDT"] * 5 + ["ETH/USDT"] * 2,
+        "side": ["long", "long", "long", "long", "short", "long", "long"],
+    })
+    assert classify_cascades(frame).tolist() == [
+        "cascade", "cascade", "cascade", "single", "single", "single", "single"]
+
+
+def test_funding_rows_rounded_and_checked():
+    raw = pd.DataFrame({"timestamp": pd.to_datetime(
+        ["2021-11-18 00:00:00.017", "2021-11-18 07:59:59.990", "2021-11-18 16:00:00.011"],
+        utc=True), "funding_rate": [0.0001, float("nan"), -0.0002]})
+    batch = prepare_frame("funding", raw, "x.parquet", exchange="Binance", symbol="XRPUSDT")
+    assert batch.frame.timestamp.dt.strftime("%H:%M:%S.%f").tolist() == [
+        "00:00:00.000000", "16:00:00.000000"]
+    assert batch.frame.exchange.unique().tolist() == ["binance"]
+    assert [(r.row, r.rule) for r in batch.rejections] == [(1, "nan_rate")]
+
+
+def test_liquidation_rows_need_a_known_side_and_positive_size():
+    raw = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01"] * 4, utc=True),
+                        "symbol": ["BTCUSDT"] * 4, "side": ["sell", "Buy", "long", "x"],
+                        "price": [10.0, 10.0, 0.0, 10.0], "quantity": [1.0, 2.0, 1.0, 1.0]})
+    batch = prepare_frame("liquidations", raw, "x.csv", exchange="binance")
+    assert batch.frame.side.tolist() == ["long", "short"]
+    assert batch.frame.size_usd.tolist() == [10.0, 20.0]
+    assert [r.rule for r in batch.rejections] == ["non_positive_price", "unknown_side"]
+
+
+def test_symbol_option_must_agree_with_the_file():
+    raw = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01"], utc=True),
+                        "symbol": ["ETHUSDT"], "funding_rate": [0.0001]})
+    with pytest.raises(DataValidationError, match="symbol_mismatch"):
+        prepare_frame("funding", raw, "x.csv", exchange="binance", symbol="BTC/USDT")
+    with pytest.raises(DataValidationError, match=r"pass --exchange"):
+        prepare_frame("funding", raw, "x.csv")

@@ -6,18 +6,25 @@ A thin dispatcher: each area owns its sub-app (logic lives in its package) and i
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import typer
 
 from huracan.db.cli import db_app, ingest_app
+from huracan.registry.cli import registry_app
 
 app = typer.Typer(
     name="huracan",
-    help="Huracan operations: brain-store schema and ingest (more sub-commands to come).",
+    help="Huracan operations: brain-store schema and ingest, model registry.",
     no_args_is_help=True,
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(registry_app, name="registry")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

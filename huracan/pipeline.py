@@ -27,6 +27,7 @@ from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_back
 from huracan.evaluation.explain import explain
 from huracan.features.build import NEXT_RETURN, FeatureConfig, FeatureSet, build_features
 from huracan.models.base import Forecaster
+from huracan.registry.promotion import build_manifest, register_version, registered_model_name
 from huracan.splits import ForwardSplit, fit_scaler, forward_split
 from huracan.tracking import run as tracking
 
@@ -48,6 +49,8 @@ class TrainResult:
     metrics: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
+    registered_model: str | None = None
+    version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -249,9 +252,18 @@ def run(cfg: DictConfig) -> TrainResult:
                 model_uri = tracking.log_model(model, prep.scaler, example)
         timings = {f"time_{k}_s": v for k, v in timer.seconds.items()}
         mlflow.log_metrics(timings)
+        registered, version = None, None
+        if model_uri is not None and cfg.registry.enabled:
+            with timer("registry"):
+                registered = registered_model_name(symbol, timeframe)
+                client = mlflow.MlflowClient()
+                manifest = build_manifest(client, run_id, str(cfg.registry.metric))
+                version = register_version(client, registered, model_uri, manifest).version
+            log.info("registered %s v%s (gate at the end of the run/sweep)", registered, version)
     log.info("%s: val Sharpe %.2f composite %.3f | test Sharpe %.2f composite %.3f (%d trades)",
              run_name, metrics["val_sharpe"], metrics["val_composite_score"],
              metrics["test_sharpe"], metrics["test_composite_score"], metrics["test_n_trades"])
     return TrainResult(run_id=run_id, model_type=model.model_type, symbol=symbol,
                        timeframe=timeframe, metrics=metrics, timings=timer.seconds,
-                       model_uri=model_uri)
+                       model_uri=model_uri, registered_model=registered,
+                       version=None if version is None else str(version))

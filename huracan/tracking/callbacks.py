@@ -33,6 +33,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def read_result(config: DictConfig, job_return: JobReturn) -> dict[str, Any] | None:
+    """The ``result.json`` a completed job wrote in its output dir (``None`` for a failed job)."""
+    if job_return.status != JobStatus.COMPLETED:
+        return None
+    path = Path(config.hydra.runtime.output_dir) / RESULT_FILE
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
 class SummaryTable(Callback):
     """Collects each job's ``result.json`` and prints the table when the run/sweep ends."""
 
@@ -42,9 +51,8 @@ class SummaryTable(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         job = int(config.hydra.job.get("num", 0) or 0)
         model = str(config.model._target_).rsplit(".", 1)[-1].removesuffix("Forecaster").lower()
-        if job_return.status == JobStatus.COMPLETED:
-            path = Path(config.hydra.runtime.output_dir) / RESULT_FILE
-            result = json.loads(path.read_text())
+        result = read_result(config, job_return)
+        if result is not None:
             self.rows.append({"job": job, "model": result["model_type"], "status": "ok",
                               **result})
         else:

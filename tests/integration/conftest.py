@@ -22,6 +22,7 @@ def run_train(args: list[str], tmp: Path, timeout: int = 600) -> subprocess.Comp
     overrides = [a for a in args if a != "-m"] + [
         f"tracking.store_dir={tmp / 'mlruns'}",
         f"data.quality_log={tmp / 'dq.jsonl'}",
+        f"db.url=sqlite:///{tmp / 'brain.db'}",
         f"hydra.run.dir={tmp / 'outputs'}",
         f"hydra.sweep.dir={tmp / 'multirun'}",
     ]
@@ -45,6 +46,7 @@ def compose_cfg(tmp_path):
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             return compose("train", overrides=[
                 f"tracking.store_dir={tmp_path / 'mlruns'}", "tracking.tracking_uri=null",
-                f"data.quality_log={tmp_path / 'dq.jsonl'}", *overrides])
+                f"data.quality_log={tmp_path / 'dq.jsonl'}",
+                f"db.url=sqlite:///{tmp_path / 'brain.db'}", *overrides])
 
     return _compose

@@ -1,0 +1,161 @@
+"""``huracan registry ...``: inspect versions and decisions, roll back, monitor production.
+
+MLflow store: ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` (default the local store
+``sqlite:///mlruns/mlflow.db``). Brain store: ``--db-url`` or ``HURACAN_DB_URL`` (default
+``sqlite:///huracan.db``). Exit codes: 0 done, 1 refused (nothing to roll back, no production
+version) or store error, 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from huracan.alerts import notifier_from_env
+from huracan.db.cli import DbUrl, _engine, _fail
+from huracan.registry import events
+
+registry_app = typer.Typer(help="Model registry: versions, decisions, rollback, monitoring.",
+                           no_args_is_help=True)
+
+TrackingUri = Annotated[str | None, typer.Option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_default=False,
+    help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")]
+Name = Annotated[str, typer.Argument(help="Registered model, e.g. huracan-BTCUSDT-1h.",
+                                     show_default=False)]
+
+
+def _client(tracking_uri: str | None) -> Any:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from huracan.tracking.run import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri(Path("mlruns"))
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+@registry_app.command()
+def history(name: Name, as_json: Annotated[bool, typer.Option("--json")] = False,
+            db_url: DbUrl = None) -> None:
+    """Every promotion, rejection and rollback of NAME, oldest first."""
+    with _engine(db_url) as engine:
+        rows = events.history(engine, name)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo(f"{name}: no registry events")
+        return
+    typer.echo(f"{'time':<33}{'event':<13}{'candidate':>10}{'champion':>10}{'cand_score':>12}"
+               f"{'champ_score':>12}{'tol':>6}  reason")
+    for r in rows:
+        typer.echo(f"{r.time:<33}{r.event:<13}{r.candidate_version or '-':>10}"
+                   f"{r.champion_version or '-':>10}{_fmt(r.candidate_score):>12}"
+                   f"{_fmt(r.champion_score):>12}{_fmt(r.tolerance)[:5]:>6}  {r.reason}")
+
+
+@registry_app.command()
+def show(name: Name, tracking_uri: TrackingUri = None) -> None:
+    """The production and staging versions of NAME with their manifests (JSON)."""
+    from huracan.registry.promotion import describe
+
+    typer.echo(json.dumps(describe(_client(tracking_uri), name), indent=2))
+
+
+@registry_app.command()
+def rollback(name: Name, reason: Annotated[str, typer.Option(help="Recorded with the event.")]
+             = "manual rollback", tracking_uri: TrackingUri = None, db_url: DbUrl = None) -> None:
+    """Move production of NAME back to the version that held it before."""
+    from huracan.registry.promotion import RegistryError
+    from huracan.registry.promotion import rollback as do_rollback
+
+    client = _client(tracking_uri)
+    with _engine(db_url) as engine:
+        try:
+            old, new = do_rollback(client, engine, name, reason=reason,
+                                   notifier=notifier_from_env())
+        except RegistryError as exc:
+            raise _fail(str(exc), 1) from None
+    typer.echo(f"{name}: production v{old} -> v{new} ({reason})")
+
+
+def _window_bars(window: str, timeframe: str) -> int:
+    """``720`` (bars) or a duration such as ``30d``/``72h`` converted to bars of ``timeframe``."""
+    import pandas as pd
+
+    from huracan.data.ohlcv import timeframe_to_timedelta
+
+    if window.isdigit():
+        return int(window)
+    try:
+        span = pd.Timedelta(window)
+    except ValueError as exc:
+        raise _fail(f"--window {window!r}: expected bars (720) or a duration (30d, 72h)",
+                    2) from exc
+    return int(span / timeframe_to_timedelta(timeframe))
+
+
+@registry_app.command()
+def monitor(
+    name: Name,
+    window: Annotated[str, typer.Option(help="Newest bars to score: a count (720) or a "
+                                       "duration (30d).")] = "30d",
+    data: Annotated[Path | None, typer.Option(help="OHLCV file with the newest data (default: "
+                                              "the file the production run trained on).")] = None,
+    metric: Annotated[str, typer.Option()] = "composite_score",
+    tolerance: Annotated[float, typer.Option(help="Allowed relative degradation.")] = 0.05,
+    tracking_uri: TrackingUri = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Re-score production on the newest WINDOW of data; roll back if it degraded by more than
+    TOLERANCE relative to its score at promotion."""
+    import mlflow
+    import yaml
+
+    from huracan.data.ohlcv import DataValidationError, bars_per_year, load_ohlcv
+    from huracan.evaluation.backtest import BacktestConfig
+    from huracan.features.build import FeatureConfig, build_features
+    from huracan.pipeline import EVAL_CONTEXT_ROWS
+    from huracan.registry.evaluate import window_from_features
+    from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version
+    from huracan.registry.promotion import monitor as do_monitor
+
+    client = _client(tracking_uri)
+    prod = alias_version(client, name, PRODUCTION)
+    if prod is None:
+        raise _fail(f"{name} has no production version to monitor", 1)
+    run = client.get_run(prod.run_id)
+    resolved = yaml.safe_load(
+        mlflow.artifacts.load_text(f"runs:/{prod.run_id}/config/resolved.yaml"))
+    timeframe = run.data.tags.get("timeframe", "1h")
+    path = data or Path(run.data.tags["data_path"])
+    try:
+        candles, _ = load_ohlcv(path, timeframe, symbol=run.data.tags.get("symbol"))
+    except DataValidationError as exc:
+        raise _fail(str(exc), 2) from None
+    fs = build_features(candles, timeframe, FeatureConfig(**resolved["features"]))
+    win = window_from_features(fs.frame, _window_bars(window, timeframe), EVAL_CONTEXT_ROWS,
+                               BacktestConfig(**resolved["backtest"]), bars_per_year(timeframe))
+    with _engine(db_url) as engine:
+        try:
+            res = do_monitor(client, engine, name, win, metric=metric, tolerance=tolerance,
+                             notifier=notifier_from_env())
+        except RegistryError as exc:
+            raise _fail(str(exc), 1) from None
+    first, last = win.frame.loc[win.frame.split == "test", "timestamp"].agg(["min", "max"])
+    typer.echo(f"{name} v{res.version} on {first} .. {last}: {metric} {res.current_score:.4f}, "
+               f"at promotion {res.score_at_promotion:.4f}, tolerance {tolerance:g}")
+    if res.degraded:
+        typer.echo(f"degraded by more than {100 * tolerance:g} %: rolled back to "
+                   f"v{res.rolled_back_to}")
+    else:
+        typer.echo("within tolerance: production unchanged")

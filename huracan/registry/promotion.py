@@ -1,0 +1,272 @@
+"""Versions, aliases and decisions in the MLflow Model Registry, with a history in the brain store.
+
+One registered model per symbol and timeframe (:func:`registered_model_name`). Every trained run
+registers a version whose tags are its manifest. Aliases play the old stages' roles: ``staging``
+marks the latest candidate, ``production`` the champion. Aliases keep no history, so every
+decision is also a ``registry_events`` row (and a tag on the version).
+
+Crash safety: a version is created with its manifest tags in one registry call, after its model
+artifact is logged, and waited on until READY; ``production`` moves in one alias call, after the
+decision, inside the per-model lock. A process killed at any point therefore leaves
+``production`` either where it was or on a complete version. The version to fall back to is
+written on the new version (tag ``huracan.previous_production``) before the alias moves, so a
+rollback still finds it if the process dies between the alias move and the event row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sqlalchemy import Engine
+
+from huracan.alerts import Alert, Notifier
+from huracan.registry import events
+from huracan.registry.evaluate import EvalWindow, load_window, score_model
+from huracan.registry.gate import GateDecision, decide, degraded
+from huracan.registry.lock import registry_lock
+
+log = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+STAGING = "staging"
+TAG_PREFIX = "huracan."
+#: run tags copied into the version manifest
+MANIFEST_RUN_TAGS = (
+    "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
+    "feature_list_sha256", "n_features", "code_version", "train_start", "train_end",
+    "val_start", "val_end", "test_start", "test_end",
+)
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot proceed (no version to roll back to, unknown model...)."""
+
+
+def registered_model_name(symbol: str, timeframe: str) -> str:
+    """``huracan-<SYMBOL without slash>-<timeframe>``, e.g. ``huracan-BTCUSDT-1h``."""
+    return f"huracan-{symbol.replace('/', '').replace(':', '')}-{timeframe}"
+
+
+def build_manifest(client: MlflowClient, run_id: str, metric: str) -> dict[str, str]:
+    """The version manifest from a finished run: model type, hyperparameters, fingerprints of the
+    training frame and the feature list, split time ranges, code version, val/test metrics and the
+    gate metric (all as strings, MLflow tag values)."""
+    run = client.get_run(run_id)
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    manifest = {k: tags[k] for k in MANIFEST_RUN_TAGS if k in tags}
+    manifest["run_id"] = run_id
+    manifest["hyperparameters"] = json.dumps(
+        {k.removeprefix("model."): v for k, v in sorted(params.items()) if k.startswith("model.")})
+    manifest["metrics"] = json.dumps(
+        {k: v for k, v in sorted(metrics.items()) if k.startswith(("val_", "test_"))})
+    manifest["gate_metric"] = metric
+    manifest["val_score"] = repr(metrics.get(f"val_{metric}", math.nan))
+    manifest["test_score"] = repr(metrics.get(f"test_{metric}", math.nan))
+    return {f"{TAG_PREFIX}{k}": v for k, v in manifest.items()}
+
+
+def register_version(client: MlflowClient, name: str, model_uri: str, manifest: dict[str, str],
+                     timeout_s: int = 300) -> ModelVersion:
+    """Register ``model_uri`` (a logged model, ``models:/m-...``) as a new version of ``name``
+    (creating the registered model if new) with the manifest as tags, and wait until READY.
+
+    Raises:
+        RegistryError: the version did not become READY within ``timeout_s``.
+    """
+    try:
+        client.create_registered_model(name, description="Huracan forecasts of one symbol and "
+                                       "timeframe; aliases: production (champion), staging.")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    mv = mlflow.register_model(model_uri, name, await_registration_for=timeout_s, tags=manifest)
+    mv = client.get_model_version(name, mv.version)
+    if mv.status != "READY":
+        raise RegistryError(f"{name} v{mv.version} is {mv.status}, not READY")
+    return mv
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding ``alias``, or ``None``."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def version_uri(name: str, version: str | int) -> str:
+    return f"models:/{name}/{version}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A gate decision and the versions involved."""
+
+    decision: GateDecision
+    candidate_version: str
+    champion_version: str | None
+
+
+def gate_candidate(
+    client: MlflowClient,
+    engine: Engine,
+    name: str,
+    candidate_version: str,
+    *,
+    metric: str = "composite_score",
+    tolerance: float = 0.05,
+    notifier: Notifier | None = None,
+) -> Outcome:
+    """Put ``candidate_version`` through the gate against the current ``production`` version.
+
+    Under the per-model lock: ``staging`` moves to the candidate; the candidate and the champion
+    are both scored on the candidate run's evaluation window (the most recent test bars); the pure
+    :func:`~huracan.registry.gate.decide` rule picks; ``production`` moves on promotion; the
+    decision is tagged on the version and written to ``registry_events``; a rejection alerts.
+
+    Raises:
+        RegistryError: the candidate version has no source run.
+    """
+    with registry_lock(engine, name):
+        cand = client.get_model_version(name, candidate_version)
+        if not cand.run_id:
+            raise RegistryError(f"{name} v{candidate_version} has no source run to evaluate")
+        client.set_registered_model_alias(name, STAGING, cand.version)
+        window = load_window(client, cand.run_id)
+        cand_score = _score(version_uri(name, cand.version), window, metric)
+        champ = alias_version(client, name, PRODUCTION)
+        champ_score = None
+        if champ is not None and champ.version != cand.version:
+            champ_score = _score(version_uri(name, champ.version), window, metric)
+        if not math.isfinite(cand_score):
+            decision = GateDecision(False, cand_score, champ_score, tolerance, None,
+                                    f"candidate {metric} is not finite: rejected")
+        else:
+            decision = decide(cand_score, champ_score, tolerance, metric)
+        champ_version = champ.version if champ is not None else None
+        client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate",
+                                     "promoted" if decision.promote else "rejected")
+        client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate_reason",
+                                     decision.reason)
+        if decision.promote:
+            if champ_version is not None:
+                client.set_model_version_tag(name, cand.version,
+                                             f"{TAG_PREFIX}previous_production", champ_version)
+            client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}score_at_promotion",
+                                         repr(cand_score))
+            client.set_registered_model_alias(name, PRODUCTION, cand.version)
+        events.record(engine, event="promoted" if decision.promote else "rejected",
+                      model_name=name, candidate_version=cand.version,
+                      champion_version=champ_version, candidate_score=cand_score,
+                      champion_score=champ_score, tolerance=tolerance, metric=metric,
+                      reason=decision.reason, run_id=cand.run_id)
+    log.info("%s v%s: %s", name, cand.version, decision.reason)
+    if not decision.promote and notifier is not None:
+        notifier.notify(Alert(f"{name}: candidate v{cand.version} rejected", "warning",
+                              {"reason": decision.reason}))
+    return Outcome(decision, cand.version, champ_version)
+
+
+def _score(model_uri: str, window: EvalWindow, metric: str) -> float:
+    result = score_model(model_uri, window)
+    return float(result.metrics.as_dict()[metric])
+
+
+def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "manual rollback",
+             notifier: Notifier | None = None, metric: str | None = None,
+             current_score: float | None = None,
+             tolerance: float | None = None) -> tuple[str, str]:
+    """Move ``production`` back to the version that held it before the current one.
+
+    The previous version comes from the promotion event of the current production version in
+    ``registry_events`` (falling back to its ``huracan.previous_production`` tag).
+
+    Returns:
+        ``(from_version, to_version)``.
+
+    Raises:
+        RegistryError: no production version, or no earlier version to return to.
+    """
+    with registry_lock(engine, name):
+        current = alias_version(client, name, PRODUCTION)
+        if current is None:
+            raise RegistryError(f"{name} has no production version: nothing to roll back")
+        previous = events.previous_production(engine, name, current.version)
+        if previous is None:
+            previous = current.tags.get(f"{TAG_PREFIX}previous_production")
+        if previous is None:
+            raise RegistryError(f"{name}: production v{current.version} has no earlier "
+                                "production version to roll back to")
+        client.get_model_version(name, previous)  # raises if it was deleted
+        client.set_registered_model_alias(name, PRODUCTION, previous)
+        client.set_model_version_tag(name, current.version, f"{TAG_PREFIX}rolled_back", reason)
+        events.record(engine, event="rolled_back", model_name=name,
+                      candidate_version=previous, champion_version=current.version,
+                      candidate_score=None, champion_score=current_score,
+                      tolerance=tolerance, metric=metric, reason=reason, run_id=current.run_id)
+    if notifier is not None:
+        notifier.notify(Alert(f"{name}: production rolled back v{current.version} -> "
+                              f"v{previous}", "critical", {"reason": reason}))
+    return str(current.version), str(previous)
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """What ``registry monitor`` found: the production version, its score now and at promotion,
+    and whether it rolled back."""
+
+    version: str
+    current_score: float
+    score_at_promotion: float
+    degraded: bool
+    rolled_back_to: str | None
+
+
+def monitor(client: MlflowClient, engine: Engine, name: str, window: EvalWindow, *,
+            metric: str = "composite_score", tolerance: float = 0.05,
+            notifier: Notifier | None = None) -> MonitorResult:
+    """Re-score ``production`` on ``window`` and roll back when it degraded by more than
+    ``tolerance`` relative to its score at promotion.
+
+    Raises:
+        RegistryError: no production version, or no recorded score at promotion.
+    """
+    current = alias_version(client, name, PRODUCTION)
+    if current is None:
+        raise RegistryError(f"{name} has no production version to monitor")
+    at_promo = current.tags.get(f"{TAG_PREFIX}score_at_promotion")
+    if at_promo is None:
+        raise RegistryError(f"{name} v{current.version} has no recorded score at promotion")
+    baseline = float(at_promo)
+    now = _score(version_uri(name, current.version), window, metric)
+    bad = degraded(now, baseline, tolerance)
+    to = None
+    if bad:
+        reason = (f"{metric} {now:.4f} fell below {baseline:.4f} - {tolerance:g} x "
+                  f"|{baseline:.4f}| (score at promotion): degraded by more than "
+                  f"{100 * tolerance:g} %")
+        _, to = rollback(client, engine, name, reason=reason, notifier=notifier, metric=metric,
+                         current_score=now, tolerance=tolerance)
+    return MonitorResult(str(current.version), now, baseline, bad, to)
+
+
+def describe(client: MlflowClient, name: str) -> dict[str, Any]:
+    """``production`` and ``staging`` versions with their manifests (for ``registry show``)."""
+    out: dict[str, Any] = {"model_name": name}
+    for alias in (PRODUCTION, STAGING):
+        mv = alias_version(client, name, alias)
+        out[alias] = None if mv is None else {
+            "version": mv.version, "run_id": mv.run_id, "source": mv.source,
+            "status": mv.status,
+            "manifest": {k.removeprefix(TAG_PREFIX): v for k, v in sorted(mv.tags.items())
+                         if k.startswith(TAG_PREFIX)},
+        }
+    return out

@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/zoo_breakdown.py
+	$(PY) benchmarks/validation.py
 
 bench-store: $(STAMP)
 	$(PY) benchmarks/bulk_ingest.py

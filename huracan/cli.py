@@ -13,18 +13,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 
+from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.db.cli import db_app, ingest_app
 from huracan.registry.cli import registry_app
 
 app = typer.Typer(
     name="huracan",
-    help="Huracan operations: brain-store schema and ingest, model registry.",
+    help="Huracan operations: brain-store schema and ingest, model registry, downloads, "
+         "validation and data-quality reports.",
     no_args_is_help=True,
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(registry_app, name="registry")
+app.add_typer(download_app, name="download")
+app.add_typer(validate_app, name="validate")
+app.add_typer(quality_app, name="quality")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from huracan.data.ohlcv import bars_per_year, load_ohlcv
 from huracan.data.quality import JsonlQualitySink
+from huracan.data.validate import validate_for_training
 from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
 from huracan.evaluation.explain import explain
@@ -130,6 +131,11 @@ def prepare(cfg: DictConfig, timer: Timer) -> tuple[Prepared, pd.DataFrame]:
         sink = JsonlQualitySink(cfg.data.quality_log) if cfg.data.quality_log else None
         candles, _ = load_ohlcv(cfg.data.path, cfg.data.timeframe, symbol=cfg.data.symbol,
                                 sink=sink)
+        # Great Expectations suite: refuses data whose critical expectations fail (e.g. coverage)
+        # unless data.allow_degraded=true; load_ohlcv already logged the gaps
+        validate_for_training(candles, cfg.data.timeframe, str(cfg.data.path), cfg.data.symbol,
+                              sink, allow_degraded=bool(cfg.data.allow_degraded),
+                              record_gaps=False)
     with timer("features"):
         fcfg = FeatureConfig(**OmegaConf.to_container(cfg.features, resolve=True))  # type: ignore[arg-type]
         fs = build_features(candles, cfg.data.timeframe, fcfg)

@@ -142,3 +142,22 @@ def test_scaler_is_fit_on_train_rows_only(compose_cfg):
     np.testing.assert_allclose(prep.scaler.mean_, train.mean(axis=0), rtol=1e-6, atol=1e-9)
     scaled_train = prep.X[prep.rows("train")]
     np.testing.assert_allclose(scaled_train.mean(axis=0), 0.0, atol=1e-4)
+
+
+def test_training_refuses_degraded_data_unless_allowed(compose_cfg, sample_path, tmp_path):
+    from huracan.data.validate import DegradedDataError
+
+    df = pd.read_parquet(sample_path)
+    hour = df.timestamp.dt.floor("1h")
+    hours = pd.Series(hour.unique())
+    # three outages of 400 hours each: 20 % of the hours missing, long gap-free runs left
+    dropped = pd.concat([hours.iloc[s : s + 400] for s in (1000, 2500, 4000)])
+    holed = tmp_path / "holed.parquet"
+    df[~hour.isin(set(dropped))].to_parquet(holed)
+    with pytest.raises(DegradedDataError, match="coverage"):
+        pipeline.prepare(compose_cfg(f"data.path={holed}"), pipeline.Timer())
+    prep, _ = pipeline.prepare(compose_cfg(f"data.path={holed}", "data.allow_degraded=true"),
+                               pipeline.Timer())
+    assert len(prep.split.test) > 0
+    logged = (tmp_path / "dq.jsonl").read_text()
+    assert "coverage" in logged

@@ -15,12 +15,13 @@ import typer
 
 from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.db.cli import db_app, ingest_app
+from huracan.features.cli import features_app
 from huracan.registry.cli import registry_app
 
 app = typer.Typer(
     name="huracan",
     help="Huracan operations: brain-store schema and ingest, model registry, downloads, "
-         "validation and data-quality reports.",
+         "validation and data-quality reports, feature importance.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -30,6 +31,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(download_app, name="download")
 app.add_typer(validate_app, name="validate")
 app.add_typer(quality_app, name="quality")
+app.add_typer(features_app, name="features")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

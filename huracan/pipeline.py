@@ -26,6 +26,7 @@ from huracan.data.validate import validate_for_training
 from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
 from huracan.evaluation.explain import explain
+from huracan.features.analyzer import analyze_job
 from huracan.features.build import NEXT_RETURN, FeatureConfig, FeatureSet, build_features
 from huracan.models.base import Forecaster
 from huracan.registry.promotion import build_manifest, register_version, registered_model_name
@@ -115,6 +116,8 @@ class Prepared:
     split: ForwardSplit
     X: np.ndarray  # scaled, (n, f)
     scaler: Any
+    #: how the columns were chosen when ``features.top_n`` is set (else empty)
+    selection_note: str = ""
 
     def rows(self, name: str) -> slice:
         r = getattr(self.split, name)
@@ -137,8 +140,25 @@ def prepare(cfg: DictConfig, timer: Timer) -> tuple[Prepared, pd.DataFrame]:
                               sink, allow_degraded=bool(cfg.data.allow_degraded),
                               record_gaps=False)
     with timer("features"):
-        fcfg = FeatureConfig(**OmegaConf.to_container(cfg.features, resolve=True))  # type: ignore[arg-type]
+        fdict: dict[str, Any] = OmegaConf.to_container(cfg.features, resolve=True)  # type: ignore[assignment]
+        top_n = fdict.pop("top_n", None)
+        fcfg = FeatureConfig(**fdict)
         fs = build_features(candles, cfg.data.timeframe, fcfg)
+        note = ""
+        if top_n:
+            from huracan.db import migrate
+            from huracan.db.session import make_engine
+            from huracan.features.importance_store import select_top_features
+
+            engine = make_engine(str(cfg.db.url))
+            try:
+                migrate.upgrade(engine)
+                columns, note = select_top_features(engine, str(cfg.data.symbol),
+                                                    str(cfg.data.timeframe), int(top_n),
+                                                    fs.feature_names)
+            finally:
+                engine.dispose()
+            fs = FeatureSet(fs.frame, columns, fs.horizon)
         split = forward_split(len(fs.frame), cfg.split.train, cfg.split.val, cfg.split.test,
                               embargo=cfg.split.embargo, horizon=fcfg.horizon)
         raw = fs.X
@@ -147,7 +167,7 @@ def prepare(cfg: DictConfig, timer: Timer) -> tuple[Prepared, pd.DataFrame]:
     log.info("data: %d candles -> %d feature rows x %d features; train/val/test = %d/%d/%d rows "
              "(embargo %d bars)", len(candles), len(fs.frame), len(fs.feature_names),
              len(split.train), len(split.val), len(split.test), split.embargo)
-    return Prepared(fs, split, X, scaler), candles
+    return Prepared(fs, split, X, scaler, note), candles
 
 
 def evaluate_split(prep: Prepared, model: Forecaster, name: str, bt_cfg: BacktestConfig,
@@ -182,6 +202,34 @@ def split_ranges(prep: Prepared) -> dict[str, str]:
     return tags
 
 
+def run_importance(cfg: DictConfig, model: Forecaster, prep: Prepared, shap_values: np.ndarray,
+                   run_id: str) -> None:
+    """Feature-importance loop step: rank, store, log and check for a shift (never fails the
+    job: an error is logged and alerted)."""
+    from huracan.alerts import Alert
+    from huracan.db import migrate
+    from huracan.db.session import make_engine
+
+    notifier = instantiate(cfg.alerts)
+    te, tr = prep.rows("test"), prep.rows("train")
+    engine = make_engine(str(cfg.db.url))
+    try:
+        migrate.upgrade(engine)
+        analyze_job(engine, model=model, X_test=prep.X[te], y_test=prep.features.y[te],
+                    context=prep.context("test", model.lookback), X_train=prep.X[tr],
+                    y_train=prep.features.y[tr], symbol=str(cfg.data.symbol),
+                    timeframe=str(cfg.data.timeframe), run_id=run_id, shap_values=shap_values,
+                    n_repeats=int(cfg.importance.n_repeats), seed=int(cfg.importance.seed),
+                    shift_threshold=float(cfg.importance.shift_threshold),
+                    top_n_compare=int(cfg.importance.top_n_compare), notifier=notifier)
+    except Exception as exc:  # the model is trained and logged: report, do not fail the job
+        log.exception("feature importance of run %s failed", run_id)
+        notifier.notify(Alert(f"feature importance of run {run_id} failed", "warning",
+                              {"error": f"{type(exc).__name__}: {exc}"[:500]}))
+    finally:
+        engine.dispose()
+
+
 def run(cfg: DictConfig) -> TrainResult:
     """Run one training job as configured; returns its :class:`TrainResult`.
 
@@ -214,6 +262,7 @@ def run(cfg: DictConfig) -> TrainResult:
             "feature_list_sha256": hashlib.sha256(",".join(fs.feature_names).encode()).hexdigest(),
             "n_features": str(len(fs.feature_names)),
             "code_version": code_version(),
+            **({"feature_selection": prep.selection_note[:5000]} if prep.selection_note else {}),
         })
         mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
         tr, va = prep.rows("train"), prep.rows("val")
@@ -236,6 +285,9 @@ def run(cfg: DictConfig) -> TrainResult:
             te = prep.rows("test")
             shap_result = explain(model, prep.X[te], prep.context("test", model.lookback),
                                   prep.X[tr], int(cfg.explain.max_rows))
+        if cfg.get("importance") is not None and cfg.importance.enabled:
+            with timer("importance"):
+                run_importance(cfg, model, prep, shap_result.values, run_id)
         with timer("logging"):
             tracking.log_frame(results["test"].returns, "backtest/returns.parquet")
             tracking.log_frame(results["test"].trades, "backtest/trades.parquet")

@@ -99,6 +99,7 @@ def store_feature_importance(
     model_type: str,
     method: str,
     analyzed_at: datetime | None = None,
+    ascending: bool | None = None,
 ) -> int:
     """Store one analysis: the importance of every feature of a model (replacing an earlier
     analysis of the same run and method).
@@ -107,8 +108,12 @@ def store_feature_importance(
         importance: feature name -> importance (e.g. mean |SHAP value|, permutation loss
             increase, correlation with the target). Ranked by absolute value, 1 = most important.
         symbol, timeframe, run_id, model_type: what was analysed (``run_id``: the MLflow run).
-        method: ``shap``, ``permutation`` or ``correlation``.
+        method: ``shap``, ``permutation``, ``correlation`` or ``aggregate`` (the mean rank across
+            the other methods).
         analyzed_at: analysis time (UTC-aware); default now.
+        ascending: rank by importance ascending (1 = smallest value: a mean rank, lower is
+            better) instead of by |importance| descending; default: ascending for ``aggregate``
+            only. Ties keep the order of ``importance`` either way.
 
     Returns:
         The number of features stored.
@@ -121,7 +126,10 @@ def store_feature_importance(
     s = pd.Series(importance, dtype="float64")
     if s.isna().any():
         raise ValueError(f"NaN importance for feature(s) {list(s.index[s.isna()])}")
-    order = np.argsort(-s.abs().to_numpy(), kind="stable")
+    if ascending is None:
+        ascending = method == "aggregate"
+    key = s.to_numpy() if ascending else -s.abs().to_numpy()
+    order = np.argsort(key, kind="stable")
     when = _now_or(analyzed_at)
     rows: list[dict[str, Any]] = [
         {"analyzed_at": when, "symbol": symbol, "timeframe": timeframe, "run_id": run_id,

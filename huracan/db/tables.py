@@ -57,7 +57,8 @@ NAMING_CONVENTION = {
 
 SIDES = ("long", "short")
 LIQUIDATION_TYPES = ("single", "cascade")
-IMPORTANCE_METHODS = ("shap", "permutation", "correlation")
+#: per-model methods, plus ``aggregate``: the mean rank across the methods (lower is better)
+IMPORTANCE_METHODS = ("shap", "permutation", "correlation", "aggregate")
 SEVERITIES = ("critical", "warning", "info")
 REGISTRY_EVENT_TYPES = ("promotion", "rejection", "rollback")
 
@@ -210,7 +211,8 @@ class FeatureImportance(Base):
     """Importance of one feature in one analysis of a trained model (an MLflow run).
 
     ``rank`` 1 is the most important (by absolute importance, so that negative correlations
-    count). One row per ``(run_id, method, feature)``.
+    count; for ``method="aggregate"`` the importance is the mean rank across the other methods and
+    ranks go by it ascending). One row per ``(run_id, method, feature)``.
     """
 
     __tablename__ = "feature_importance"

@@ -137,6 +137,23 @@ class Forecaster(ABC):
             raise RuntimeError(f"{type(self).__name__} returned {out.shape}, expected ({len(X)},)")
         return out
 
+    def training_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """The loss the model is trained on, averaged over rows (lower is better).
+
+        The default is the mean squared error in target units (fraction²); models trained on
+        another loss (Huber, pseudo-Huber) override it, so that permutation importance scores a
+        model by what it optimises (:func:`huracan.evaluation.importance.permutation_importance`).
+
+        Args:
+            y_true: targets (forward return, fraction), shape ``(n,)``.
+            y_pred: predictions of :meth:`predict`, shape ``(n,)``.
+
+        Returns:
+            The mean loss (a float; its unit depends on the loss).
+        """
+        r = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
+        return float(np.mean(r * r))
+
     def shap_values(
         self,
         X: np.ndarray,

@@ -12,6 +12,8 @@ import numpy as np
 from huracan.models.base import Forecaster, NotFittedError, tree_shap
 
 MODEL_FILE = "model.txt"
+#: LightGBM's names of the L1 (absolute error) objective
+_L1_OBJECTIVES = ("regression_l1", "l1", "mae", "mean_absolute_error")
 
 
 class LightGBMForecaster(Forecaster):
@@ -94,6 +96,19 @@ class LightGBMForecaster(Forecaster):
 
     def _predict(self, X, context) -> np.ndarray:
         return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_))
+
+    def training_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """Mean of LightGBM's training loss: Huber with threshold ``alpha`` (fractions) when
+        ``objective="huber"``, ``0.5 r²`` for ``|r| <= alpha`` else ``alpha (|r| - alpha / 2)``
+        (LightGBM's ``huber`` metric); the mean absolute error for the L1 objectives; the mean
+        squared error otherwise."""
+        r = np.abs(np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64))
+        if self.objective == "huber":
+            a = float(self.alpha)
+            return float(np.mean(np.where(r <= a, 0.5 * r * r, a * (r - 0.5 * a))))
+        if self.objective in _L1_OBJECTIVES:
+            return float(np.mean(r))
+        return super().training_loss(y_true, y_pred)
 
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
         """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""

@@ -88,6 +88,19 @@ class XGBoostForecaster(Forecaster):
     def _predict(self, X, context) -> np.ndarray:
         return self.booster_.predict(self._dmatrix(X), iteration_range=(0, self.best_iteration_))
 
+    def training_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """Mean of XGBoost's training loss: pseudo-Huber with slope ``δ = huber_slope`` (fractions)
+        when ``objective="reg:pseudohubererror"``, ``δ² (sqrt(1 + (r/δ)²) - 1)`` (XGBoost's
+        ``mphe`` metric); the mean absolute error for ``reg:absoluteerror``; the mean squared
+        error otherwise."""
+        r = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
+        if self.objective == "reg:pseudohubererror":
+            d = float(self.huber_slope)
+            return float(np.mean(d * d * (np.sqrt(1.0 + (r / d) ** 2) - 1.0)))
+        if self.objective == "reg:absoluteerror":
+            return float(np.mean(np.abs(r)))
+        return super().training_loss(y_true, y_pred)
+
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
         """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""
         if not self.is_fitted:

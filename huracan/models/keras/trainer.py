@@ -262,6 +262,22 @@ class KerasForecaster(Forecaster):
     def _standardise(self, y: np.ndarray) -> np.ndarray:
         return ((np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_std_).astype(np.float32)
 
+    def training_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """Mean of the training loss, computed as in training: on the standardised target
+        ``(y - y_mean_) / y_std_``, Huber with delta 1.0 (``0.5 r²`` for ``|r| <= 1`` else
+        ``|r| - 0.5``, as ``keras.losses.Huber``) or the squared error (``loss="mse"``); unitless.
+
+        Raises:
+            NotFittedError: before ``fit`` (the target scaler is learned there).
+        """
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+        diff = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
+        r = np.abs(diff / self.y_std_)
+        if self.loss == "mse":
+            return float(np.mean(r * r))
+        return float(np.mean(np.where(r <= 1.0, 0.5 * r * r, r - 0.5)))
+
     # ----------------------------------------------------------------- persistence
     def _save_state(self, path: Path) -> None:
         self.model_.save(path / MODEL_FILE)

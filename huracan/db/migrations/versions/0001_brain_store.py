@@ -129,7 +129,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feature_importance")),
         sa.UniqueConstraint("run_id", "method", "feature",
                             name=op.f("uq_feature_importance_run_id_method_feature")),
-        sa.CheckConstraint("method IN ('shap', 'permutation', 'correlation')",
+        sa.CheckConstraint("method IN ('shap', 'permutation', 'correlation', 'aggregate')",
                            name=op.f("ck_feature_importance_method")),
         sa.CheckConstraint('"rank" >= 1', name=op.f("ck_feature_importance_rank_positive")),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.models import infer_signature
@@ -112,9 +113,8 @@ def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame) -> str:
     example; returns the model URI (``models:/m-...``)."""
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = save_bundle(estimator, scaler, Path(tmp))
-        wrapper = ForecasterPyfunc()
-        wrapper.load_context(type("Ctx", (), {"artifacts": artifacts})())
-        prediction = wrapper.predict(None, example)
+        X = scaler.transform(example[estimator.feature_names_].to_numpy(np.float64))
+        prediction = estimator.predict(X.astype(np.float32))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=ForecasterPyfunc(),

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ZOO    ?= lightgbm,xgboost,lstm,cnn,transformer
 
-.PHONY: setup train test lint benchmark bench-store mlflow-ui clean
+.PHONY: setup train test lint benchmark bench-store bench-walkforward mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ benchmark: $(STAMP)
 
 bench-store: $(STAMP)
 	$(PY) benchmarks/bulk_ingest.py
+
+# walk-forward: FreqAI parity (70 fits) and the walk-forward zoo on the shipped sample
+bench-walkforward: $(STAMP)
+	$(PY) benchmarks/walkforward_parity.py
+	$(PY) benchmarks/zoo_breakdown.py --extra experiment=walkforward_btc_1h --out benchmarks/results/zoo_walkforward.json
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000

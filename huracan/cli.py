@@ -13,9 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 
+from huracan.analysis.cli import features_app
 from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.db.cli import db_app, ingest_app
-from huracan.features.cli import features_app
 from huracan.registry.cli import registry_app
 
 app = typer.Typer(

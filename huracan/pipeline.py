@@ -1,327 +1,395 @@
-"""The training job: the only module that reads the Hydra ``DictConfig`` and wires the stages.
+"""Jobs composed of the stages (:mod:`huracan.stages`): training, and the rebuilds of a past run.
 
-data (load + validate + resample) -> features (causal) -> forward split with embargo -> train-only
-scaler -> model fit (early stopping on val) -> predict val/test -> backtest + metrics -> SHAP ->
-MLflow run (params, metrics, artifacts, pyfunc model).
+- :func:`run_job`: one training job, forward (``split=forward``: fit once, score val and test) or
+  walk-forward (``split=walk_forward``: refit per fold, stitch the OOS predictions), then SHAP and
+  feature importance on the last fold, one MLflow run (nested under the sweep's parent run in a
+  multirun) and a registered model version (the last fold's model: the most recent window).
+- :func:`analyze_run`: ``huracan features analyze``: rebuild a past run's rows, rank its features.
+- :func:`rebuild_features`: ``registry monitor``: a past run's features on newer data.
+
+Every function takes typed settings (:class:`huracan.settings.JobSettings`), never a Hydra config.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from sqlalchemy import Engine
 
-from huracan.data.ohlcv import bars_per_year, load_ohlcv
-from huracan.data.quality import JsonlQualitySink
-from huracan.data.validate import validate_for_training
-from huracan.evaluation import plots
-from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
-from huracan.evaluation.explain import explain
-from huracan.features.analyzer import analyze_job
-from huracan.features.build import NEXT_RETURN, FeatureConfig, FeatureSet, build_features
+from huracan import stages
+from huracan.analysis.analyzer import AnalysisOutcome, analyze_job
+from huracan.features.build import FeatureSet
 from huracan.models.base import Forecaster
+from huracan.registry.evaluate import WINDOW_ARTIFACT
 from huracan.registry.promotion import build_manifest, register_version, registered_model_name
-from huracan.splits import ForwardSplit, fit_scaler, forward_split
+from huracan.secrets import mask_url
+from huracan.settings import JobSettings
+from huracan.stages import Evaluation, FittedFold, FoldOutcome, Timer
 from huracan.tracking import run as tracking
 
 log = logging.getLogger(__name__)
 
-#: rows before the test split saved with the evaluation window, so that any sequence model (lookback
-#: up to this many bars) can be re-scored on exactly the same test bars later
-EVAL_CONTEXT_ROWS = 256
+#: parts of each fold that are predicted and the evaluator, per split scheme
+_SCHEMES = {
+    "forward": (("val", "test"), lambda fs, outs, bt, tf, title:
+                stages.evaluate_forward(fs, outs[-1], bt, tf, title)),
+    "walk_forward": (("test",), stages.evaluate_walk_forward),
+}
 
 
 @dataclass
 class TrainResult:
-    """What one job returns: the MLflow run, its metrics and stage timings (seconds)."""
+    """What one job returns (and writes to ``result.json`` in its Hydra output dir).
+
+    Attributes:
+        objective / objective_value: the selection metric (``val_composite_score`` forward,
+            ``oos_composite_score`` walk-forward) and its value: what sweeps and the gate select on.
+        timings: wall seconds per stage (``data``, ``features``, ``folds``, ``fit``, ``predict``,
+            ``shap``, ``importance``, ``logging``, ``registry``).
+    """
 
     run_id: str
     model_type: str
     symbol: str
     timeframe: str
+    scheme: str
     metrics: dict[str, float]
+    objective: str
+    objective_value: float
     timings: dict[str, float] = field(default_factory=dict)
+    n_folds: int = 1
     model_uri: str | None = None
     registered_model: str | None = None
     version: str | None = None
+    parent_run_id: str | None = None
+    status: str = "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's and NumPy's global generators (models seed their own libraries)."""
-    random.seed(seed)
-    np.random.seed(seed)
+def objective_of(settings: JobSettings) -> str:
+    """The selection metric: ``settings.objective`` or ``<val|oos>_composite_score``."""
+    if settings.objective and settings.objective not in ("null", "None"):
+        return settings.objective
+    return f"{settings.split.selection_prefix}_composite_score"
 
 
-def code_version() -> str:
-    """The git commit of the checkout Huracan runs from (``+dirty`` if modified), or ``unknown``."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}+dirty" if dirty.strip() else sha
-
-
-def frame_fingerprint(frame: pd.DataFrame) -> str:
-    """sha256 of a frame's values and index (pandas' stable row hashing)."""
-    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()
-
-
-class Timer:
-    """Accumulates wall time per named stage."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, name: str) -> _Stage:
-        return _Stage(self, name)
-
-
-class _Stage:
-    def __init__(self, timer: Timer, name: str) -> None:
-        self.timer, self.name = timer, name
-
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.seconds[self.name] = (
-            self.timer.seconds.get(self.name, 0.0) + time.perf_counter() - self.t0
-        )
-
-
-@dataclass
-class Prepared:
-    """Features, split and scaled matrices shared by fit, predict and explain."""
-
-    features: FeatureSet
-    split: ForwardSplit
-    X: np.ndarray  # scaled, (n, f)
-    scaler: Any
-    #: how the columns were chosen when ``features.top_n`` is set (else empty)
-    selection_note: str = ""
-
-    def rows(self, name: str) -> slice:
-        r = getattr(self.split, name)
-        return slice(r.start, r.stop)
-
-    def context(self, name: str, lookback: int) -> np.ndarray:
-        r = self.split.context(name, lookback)
-        return self.X[r.start : r.stop]
-
-
-def prepare(cfg: DictConfig, timer: Timer) -> tuple[Prepared, pd.DataFrame]:
-    """Load, validate and featurise the data, split it, fit the scaler on train only."""
-    with timer("data"):
-        sink = JsonlQualitySink(cfg.data.quality_log) if cfg.data.quality_log else None
-        candles, _ = load_ohlcv(cfg.data.path, cfg.data.timeframe, symbol=cfg.data.symbol,
-                                sink=sink)
-        # Great Expectations suite: refuses data whose critical expectations fail (e.g. coverage)
-        # unless data.allow_degraded=true; load_ohlcv already logged the gaps
-        validate_for_training(candles, cfg.data.timeframe, str(cfg.data.path), cfg.data.symbol,
-                              sink, allow_degraded=bool(cfg.data.allow_degraded),
-                              record_gaps=False)
-    with timer("features"):
-        fdict: dict[str, Any] = OmegaConf.to_container(cfg.features, resolve=True)  # type: ignore[assignment]
-        top_n = fdict.pop("top_n", None)
-        fcfg = FeatureConfig(**fdict)
-        fs = build_features(candles, cfg.data.timeframe, fcfg)
-        note = ""
-        if top_n:
-            from huracan.db import migrate
-            from huracan.db.session import make_engine
-            from huracan.features.importance_store import select_top_features
-
-            engine = make_engine(str(cfg.db.url))
-            try:
-                migrate.upgrade(engine)
-                columns, note = select_top_features(engine, str(cfg.data.symbol),
-                                                    str(cfg.data.timeframe), int(top_n),
-                                                    fs.feature_names)
-            finally:
-                engine.dispose()
-            fs = FeatureSet(fs.frame, columns, fs.horizon)
-        split = forward_split(len(fs.frame), cfg.split.train, cfg.split.val, cfg.split.test,
-                              embargo=cfg.split.embargo, horizon=fcfg.horizon)
-        raw = fs.X
-        scaler = fit_scaler(raw[split.train.start : split.train.stop])
-        X = scaler.transform(raw).astype(np.float32)
-    log.info("data: %d candles -> %d feature rows x %d features; train/val/test = %d/%d/%d rows "
-             "(embargo %d bars)", len(candles), len(fs.frame), len(fs.feature_names),
-             len(split.train), len(split.val), len(split.test), split.embargo)
-    return Prepared(fs, split, X, scaler, note), candles
-
-
-def evaluate_split(prep: Prepared, model: Forecaster, name: str, bt_cfg: BacktestConfig,
-                   ppy: float) -> tuple[np.ndarray, BacktestResult]:
-    """Predict split ``name`` (with its preceding context) and backtest it."""
-    rows = prep.rows(name)
-    pred = model.predict(prep.X[rows], context=prep.context(name, model.lookback))
-    frame = prep.features.frame.iloc[rows]
-    result = run_backtest(pd.DatetimeIndex(frame.index), pred, frame[NEXT_RETURN].to_numpy(),
-                          prep.features.y[rows], bt_cfg, ppy)
-    return pred, result
-
-
-def eval_window(prep: Prepared) -> pd.DataFrame:
-    """The test bars plus up to :data:`EVAL_CONTEXT_ROWS` earlier rows, unscaled: ``timestamp``,
-    every feature, ``label``, ``next_return`` and ``split`` (``context`` or ``test``)."""
-    te = prep.split.test
-    start = max(0, te.start - EVAL_CONTEXT_ROWS)
-    frame = prep.features.frame.iloc[start : te.stop].reset_index()
-    frame["split"] = np.where(np.arange(start, te.stop) < te.start, "context", "test")
-    return frame
-
-
-def split_ranges(prep: Prepared) -> dict[str, str]:
-    """Time range of each split as tags (``train_start``/``train_end``...), ISO UTC."""
-    idx = prep.features.frame.index
-    tags = {}
-    for name in ("train", "val", "test"):
-        r = getattr(prep.split, name)
-        tags[f"{name}_start"] = idx[r.start].isoformat()
-        tags[f"{name}_end"] = idx[r.stop - 1].isoformat()
-    return tags
-
-
-def run_importance(cfg: DictConfig, model: Forecaster, prep: Prepared, shap_values: np.ndarray,
-                   run_id: str) -> None:
-    """Feature-importance loop step: rank, store, log and check for a shift (never fails the
-    job: an error is logged and alerted)."""
-    from huracan.alerts import Alert
+def select_columns(settings: JobSettings, fs: FeatureSet) -> tuple[list[str] | None, str]:
+    """``features.top_n``: the stored top-N feature columns (and a note), or ``(None, "")``."""
+    if not settings.top_n:
+        return None, ""
+    from huracan.analysis.importance_store import select_top_features
     from huracan.db import migrate
     from huracan.db.session import make_engine
 
-    notifier = instantiate(cfg.alerts)
-    te, tr = prep.rows("test"), prep.rows("train")
-    engine = make_engine(str(cfg.db.url))
+    engine = make_engine(settings.db_url)
     try:
         migrate.upgrade(engine)
-        analyze_job(engine, model=model, X_test=prep.X[te], y_test=prep.features.y[te],
-                    context=prep.context("test", model.lookback), X_train=prep.X[tr],
-                    y_train=prep.features.y[tr], symbol=str(cfg.data.symbol),
-                    timeframe=str(cfg.data.timeframe), run_id=run_id, shap_values=shap_values,
-                    n_repeats=int(cfg.importance.n_repeats), seed=int(cfg.importance.seed),
-                    shift_threshold=float(cfg.importance.shift_threshold),
-                    top_n_compare=int(cfg.importance.top_n_compare), notifier=notifier)
-    except Exception as exc:  # the model is trained and logged: report, do not fail the job
-        log.exception("feature importance of run %s failed", run_id)
-        notifier.notify(Alert(f"feature importance of run {run_id} failed", "warning",
-                              {"error": f"{type(exc).__name__}: {exc}"[:500]}))
+        return select_top_features(engine, settings.data.symbol, settings.data.timeframe,
+                                   int(settings.top_n), list(fs.feature_names))
     finally:
         engine.dispose()
 
 
-def run(cfg: DictConfig) -> TrainResult:
-    """Run one training job as configured; returns its :class:`TrainResult`.
+def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
+            parent_run_id: str | None = None) -> TrainResult:
+    """Run one training job; returns its :class:`TrainResult`.
+
+    Args:
+        settings: the job's typed settings.
+        resolved: the resolved config, logged (secrets masked) as params and
+            ``config/resolved.yaml``.
+        parent_run_id: the sweep's MLflow parent run (the job's run is nested under it).
 
     Raises:
         DataValidationError: the input file breaks a rule (the run ends FAILED).
-        ValueError: inconsistent configuration (e.g. embargo shorter than the horizon).
+        DegradedDataError: critical expectations fail and degraded data is not allowed.
+        ValueError: inconsistent configuration (embargo shorter than the horizon, no fold fits).
     """
     timer = Timer()
-    seed_everything(int(cfg.seed))
-    model: Forecaster = instantiate(cfg.model)
-    symbol, timeframe = str(cfg.data.symbol), str(cfg.data.timeframe)
-    experiment_id = tracking.configure(cfg.tracking.tracking_uri, Path(cfg.tracking.store_dir),
-                                       cfg.tracking.experiment_name)
-    tags = {"symbol": symbol, "timeframe": timeframe, "model_type": model.model_type,
-            "data_path": str(cfg.data.path)}
-    run_name = f"{model.model_type}-{symbol.replace('/', '')}-{timeframe}"
-    with tracking.job_run(experiment_id, run_name, tags) as run_id:
+    stages.seed_everything(settings.seed)
+    prototype = settings.make_model()
+    data, split = settings.data, settings.split
+    symbol, timeframe = data.symbol, data.timeframe
+    parts, evaluate = _SCHEMES[split.scheme]
+    objective = objective_of(settings)
+    experiment_id = tracking.configure(settings.tracking.tracking_uri,
+                                       Path(settings.tracking.store_dir),
+                                       settings.tracking.experiment_name)
+    run_name = f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}"
+    tags = {"symbol": symbol, "timeframe": timeframe, "model_type": prototype.model_type,
+            "data_path": mask_url(str(data.path)), **split.describe()}
+    with tracking.job_run(experiment_id, run_name, tags, parent_run_id) as run_id:
         import mlflow
 
-        resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        mlflow.log_params(tracking.flatten(resolved))
-        mlflow.log_dict(resolved, "config/resolved.yaml")
-        prep, candles = prepare(cfg, timer)
-        fs = prep.features
-        train_frame = fs.frame.iloc[prep.rows("train")]
+        if resolved is not None:
+            tracking.log_config(resolved)
+        with timer("data"):
+            candles = stages.load_validated(data)
+        with timer("features"):
+            fs = stages.build_features(candles, timeframe, settings.features)
+            columns, note = select_columns(settings, fs)
+            if columns is not None:
+                fs = stages.build_features(candles, timeframe, settings.features, columns)
+            folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
+        last = folds[-1]
+        log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
+                 "train/val/%s = %d/%d/%d rows (embargo %d bars)", len(candles), len(fs.frame),
+                 len(fs.feature_names), split.scheme, len(folds), "test" if len(folds) == 1
+                 else "OOS", len(last.train), len(last.val), len(last.test), last.embargo)
+        train_frame = fs.frame.iloc[last.train.start : last.train.stop]
         mlflow.set_tags({
-            **split_ranges(prep),
-            "dataset_sha256": frame_fingerprint(candles),
-            "train_frame_sha256": frame_fingerprint(train_frame),
-            "feature_list_sha256": hashlib.sha256(",".join(fs.feature_names).encode()).hexdigest(),
+            **stages.describe_folds(fs, folds),
+            "dataset_sha256": stages.frame_fingerprint(candles),
+            "train_frame_sha256": stages.frame_fingerprint(train_frame),
+            "feature_list_sha256": stages.feature_list_fingerprint(fs.feature_names),
             "n_features": str(len(fs.feature_names)),
-            "code_version": code_version(),
-            **({"feature_selection": prep.selection_note[:5000]} if prep.selection_note else {}),
+            "code_version": stages.code_version(),
+            "objective": objective,
+            **({"feature_selection": note[:5000]} if note else {}),
         })
-        mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
-        tr, va = prep.rows("train"), prep.rows("val")
-        log.info("fitting %r", model)
-        with timer("fit"):
-            model.fit(prep.X[tr], prep.features.y[tr], prep.X[va], prep.features.y[va],
-                      X_val_context=prep.context("val", model.lookback),
-                      feature_names=prep.features.feature_names)
-        bt_cfg = BacktestConfig(**OmegaConf.to_container(cfg.backtest, resolve=True))  # type: ignore[arg-type]
-        ppy = bars_per_year(timeframe)
-        metrics: dict[str, float] = {}
-        results: dict[str, BacktestResult] = {}
-        with timer("predict"):
-            for name in ("val", "test"):
-                _, results[name] = evaluate_split(prep, model, name, bt_cfg, ppy)
-                metrics.update(results[name].metrics.as_dict(f"{name}_"))
-        mlflow.log_metrics(metrics)
-
+        log.info("fitting %r on %d fold(s)", prototype, len(folds))
+        with timer("folds"):
+            outcomes = stages.fit_predict_folds(prototype, fs, folds, parts,
+                                                n_jobs=int(split.n_jobs))
+        timer.add("fit", sum(o.fit_seconds for o in outcomes))
+        timer.add("predict", sum(o.predict_seconds for o in outcomes))
+        with timer("backtest"):
+            evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
+                                              run_name)
+        mlflow.log_metrics(evaluation.metrics)
+        fitted = stages.fitted_fold(fs, outcomes[-1])
         with timer("shap"):
-            te = prep.rows("test")
-            shap_result = explain(model, prep.X[te], prep.context("test", model.lookback),
-                                  prep.X[tr], int(cfg.explain.max_rows))
-        if cfg.get("importance") is not None and cfg.importance.enabled:
+            shap_result = stages.explain(fitted, int(settings.explain.max_rows))
+        if settings.importance.enabled:
             with timer("importance"):
-                run_importance(cfg, model, prep, shap_result.values, run_id)
+                run_importance(settings, fitted, shap_result.values, run_id)
         with timer("logging"):
-            tracking.log_frame(results["test"].returns, "backtest/returns.parquet")
-            tracking.log_frame(results["test"].trades, "backtest/trades.parquet")
-            tracking.log_frame(results["val"].returns, "backtest/val_returns.parquet")
-            tracking.log_frame(eval_window(prep), "data/eval_window.parquet")
-            for name in ("val", "test"):
-                tracking.log_figure(
-                    plots.equity_drawdown_figure(results[name].returns,
-                                                 f"{run_name} {name} (net of fees)"),
-                    f"plots/equity_drawdown_{name}.png")
-            mlflow.log_text(shap_result.importance.to_csv(index=False), "shap/mean_abs_shap.csv")
-            tracking.log_figure(
-                plots.shap_summary_figure(shap_result.values, shap_result.X,
-                                          prep.features.feature_names, f"SHAP {run_name} (test)",
-                                          int(cfg.seed)),
-                "shap/summary.png")
-            model_uri = None
-            if cfg.tracking.log_model:
-                example = prep.features.frame.iloc[te][prep.features.feature_names].head(5)
-                model_uri = tracking.log_model(model, prep.scaler, example)
-        timings = {f"time_{k}_s": v for k, v in timer.seconds.items()}
-        mlflow.log_metrics(timings)
+            model_uri = log_evaluation(settings, fs, folds, outcomes, evaluation, fitted,
+                                       shap_result, run_name)
         registered, version = None, None
-        if model_uri is not None and cfg.registry.enabled:
+        if model_uri is not None and settings.registry.enabled:
             with timer("registry"):
                 registered = registered_model_name(symbol, timeframe)
                 client = mlflow.MlflowClient()
-                manifest = build_manifest(client, run_id, str(cfg.registry.metric))
+                manifest = build_manifest(client, run_id, settings.registry.metric)
                 version = register_version(client, registered, model_uri, manifest).version
             log.info("registered %s v%s (gate at the end of the run/sweep)", registered, version)
-    log.info("%s: val Sharpe %.2f composite %.3f | test Sharpe %.2f composite %.3f (%d trades)",
-             run_name, metrics["val_sharpe"], metrics["val_composite_score"],
-             metrics["test_sharpe"], metrics["test_composite_score"], metrics["test_n_trades"])
-    return TrainResult(run_id=run_id, model_type=model.model_type, symbol=symbol,
-                       timeframe=timeframe, metrics=metrics, timings=timer.seconds,
-                       model_uri=model_uri, registered_model=registered,
-                       version=None if version is None else str(version))
+        mlflow.log_metrics({f"time_{k}_s": v for k, v in timer.seconds.items()})
+    metrics = evaluation.metrics
+    _log_summary(run_name, evaluation)
+    return TrainResult(run_id=run_id, model_type=prototype.model_type, symbol=symbol,
+                       timeframe=timeframe, scheme=split.scheme, metrics=metrics,
+                       objective=objective, objective_value=float(metrics[objective]),
+                       timings=dict(timer.seconds), n_folds=len(folds), model_uri=model_uri,
+                       registered_model=registered,
+                       version=None if version is None else str(version),
+                       parent_run_id=parent_run_id)
+
+
+def _log_summary(run_name: str, ev: Evaluation) -> None:
+    m = ev.metrics
+    if ev.scored == "oos":
+        log.info("%s: walk-forward OOS over %d folds, %d bars: Sharpe %.2f composite %.3f "
+                 "(%d trades)", run_name, int(m["oos_n_folds"]), int(m["oos_bars"]),
+                 m["oos_sharpe"], m["oos_composite_score"], m["oos_n_trades"])
+    else:
+        log.info("%s: val Sharpe %.2f composite %.3f | test Sharpe %.2f composite %.3f "
+                 "(%d trades)", run_name, m["val_sharpe"], m["val_composite_score"],
+                 m["test_sharpe"], m["test_composite_score"], m["test_n_trades"])
+
+
+def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
+                   outcomes: list[FoldOutcome], ev: Evaluation, fitted: FittedFold,
+                   shap_result: Any, run_name: str) -> str | None:
+    """The log stage: datasets, backtest frames, plots, SHAP, the evaluation window and the
+    pyfunc model (last fold) into the active run; returns the model URI (or ``None``)."""
+    import mlflow
+
+    from huracan.evaluation import plots
+
+    last = folds[-1]
+    source = mask_url(str(settings.data.path))
+    name = f"{settings.data.symbol} {settings.data.timeframe}"
+    scored = stages.rows_frame(fs, last.test) if ev.scored == "test" else stages.rows_frame(
+        fs, np.concatenate([np.arange(f.test.start, f.test.stop) for f in folds]))
+    tracking.log_datasets(source, [
+        (stages.rows_frame(fs, last.train), f"{name} train", "training"),
+        (stages.rows_frame(fs, last.val), f"{name} validation", "validation"),
+        (scored, f"{name} {'test' if ev.scored == 'test' else 'walk-forward OOS'}",
+         "evaluation"),
+    ])
+    mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
+    for path, frame in ev.frames.items():
+        tracking.log_frame(frame, path)
+    if ev.eval_window is not None:
+        tracking.log_frame(ev.eval_window, WINDOW_ARTIFACT)
+    for path, build in ev.figures.items():
+        tracking.log_figure(build(), path)
+    mlflow.log_text(shap_result.importance.to_csv(index=False), "shap/mean_abs_shap.csv")
+    where = "test" if ev.scored == "test" else "last OOS step"
+    tracking.log_figure(
+        plots.shap_summary_figure(shap_result.values, shap_result.X, list(fs.feature_names),
+                                  f"SHAP {run_name} ({where})", settings.seed),
+        "shap/summary.png")
+    if not settings.tracking.log_model:
+        return None
+    te = last.test
+    example = fs.frame.iloc[te.start : te.stop][list(fs.feature_names)].head(5)
+    return tracking.log_model(fitted.model, fitted.scaler, example)
+
+
+def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.ndarray,
+                   run_id: str) -> AnalysisOutcome | None:
+    """Feature-importance loop step on the last fold's scored rows: rank, store, log, check for a
+    shift. Never fails the job: an error is logged and alerted."""
+    from huracan.alerts import Alert
+    from huracan.db import migrate
+    from huracan.db.session import make_engine
+
+    imp = settings.importance
+    notifier = settings.make_notifier()
+    engine = make_engine(settings.db_url)
+    try:
+        migrate.upgrade(engine)
+        X_rows, y_rows, context = fitted.tail("test", int(imp.max_rows))
+        return analyze_job(engine, model=fitted.model, X_test=X_rows, y_test=y_rows,
+                           context=context, X_train=fitted.rows("train"),
+                           y_train=fitted.labels("train"),
+                           symbol=settings.data.symbol, timeframe=settings.data.timeframe,
+                           run_id=run_id, shap_values=shap_values, n_repeats=int(imp.n_repeats),
+                           seed=int(imp.seed), shift_threshold=float(imp.shift_threshold),
+                           top_n_compare=int(imp.top_n_compare), notifier=notifier)
+    except Exception as exc:  # the model is trained and logged: report, do not fail the job
+        log.exception("feature importance of run %s failed", run_id)
+        notifier.notify(Alert(f"feature importance of run {run_id} failed", "warning",
+                              {"error": f"{type(exc).__name__}: {exc}"[:500]}))
+        return None
+    finally:
+        engine.dispose()
+
+
+# ----------------------------------------------------------------------------- past runs
+def run_settings(client: Any, run_id: str) -> JobSettings:
+    """The typed settings of a past run, from its ``config/resolved.yaml`` artifact.
+
+    Raises:
+        mlflow.exceptions.MlflowException: unknown run or no such artifact.
+        ValueError: the artifact is not a mapping.
+    """
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, "config/resolved.yaml", tmp)
+        resolved = yaml.safe_load(Path(path).read_text())
+    if not isinstance(resolved, dict):
+        raise ValueError(f"run {run_id}: config/resolved.yaml is not a mapping")
+    return JobSettings.from_dict(resolved)
+
+
+def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,
+                     columns: list[str] | None = None) -> tuple[FeatureSet, pd.DataFrame]:
+    """A run's features rebuilt through the same stages (no data-quality log), on its own data
+    file or ``data_path``; returns the feature set and the candles."""
+    from dataclasses import replace
+
+    data = settings.data if data_path is None else replace(settings.data, path=str(data_path))
+    candles = stages.load_validated(data, log_quality=False)
+    return stages.build_features(candles, data.timeframe, settings.features, columns), candles
+
+
+def load_run_model(client: Any, run_id: str, dst: Path) -> tuple[Forecaster, Any]:
+    """The fitted estimator and scaler of ``run_id``'s logged pyfunc model (downloaded under
+    ``dst``).
+
+    Raises:
+        LookupError: the run logged no model (``tracking.log_model=false``).
+    """
+    import mlflow
+
+    run = client.get_run(run_id)
+    found = client.search_logged_models([run.info.experiment_id],
+                                        filter_string=f"source_run_id='{run_id}'")
+    if not found:
+        raise LookupError(f"run {run_id} has no logged model (trained with "
+                          "tracking.log_model=false?): nothing to analyse")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=found[0].artifact_location,
+                                                dst_path=str(dst),
+                                                tracking_uri=client.tracking_uri)
+    wrapper = mlflow.pyfunc.load_model(local).unwrap_python_model()
+    return wrapper.estimator, wrapper.scaler
+
+
+def analyze_run(
+    client: Any,
+    engine: Engine,
+    run_id: str,
+    *,
+    n_repeats: int = 5,
+    seed: int = 42,
+    shift_threshold: float = 0.5,
+    top_n: int = 10,
+    notifier: Any | None = None,
+    shap_max_rows: int | None = None,
+    analyzed_at: datetime | None = None,
+) -> AnalysisOutcome:
+    """Analyse any past run that logged a model: rebuild its rows, load its model, rank.
+
+    The run's features and folds are rebuilt through the stages from its
+    ``config/resolved.yaml`` (deterministic from ``data.path``; checked against the run's
+    ``dataset_sha256`` tag and its logged scaler); the model's own columns are selected by name
+    (a model trained on a top-N subset). The rows analysed are its last fold's scored rows, as in
+    the job.
+
+    Raises:
+        LookupError: the run has no logged model.
+        ValueError: the rebuilt data differ from the run's (``dataset_sha256`` or the scaler
+            disagree), or the model's features are not built by the configuration.
+        mlflow.exceptions.MlflowException: unknown run or missing ``config/resolved.yaml``.
+    """
+    started = time.perf_counter()
+    run = client.get_run(run_id)
+    settings = run_settings(client, run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, scaler = load_run_model(client, run_id, Path(tmp) / "model")
+    wanted = list(model.feature_names_)
+    fs_all, candles = rebuild_features(settings)
+    missing = [c for c in wanted if c not in fs_all.feature_names]
+    if missing:
+        raise ValueError(f"the model's feature(s) {missing} are not built from the run's "
+                         "configuration")
+    expected = run.data.tags.get("dataset_sha256")
+    if expected and stages.frame_fingerprint(candles) != expected:
+        raise ValueError(f"the data at {settings.data.path} changed since run {run_id} trained "
+                         "on it (dataset_sha256 differs): its importance cannot be reproduced")
+    fs = FeatureSet(fs_all.frame, wanted, fs_all.horizon)
+    fold = settings.split.folds(pd.DatetimeIndex(fs.frame.index), settings.data.timeframe,
+                                fs.horizon)[-1]
+    X_train = fs.X[fold.train.start : fold.train.stop].astype(np.float64)
+    if not np.allclose(np.asarray(scaler.mean_), X_train.mean(axis=0), rtol=1e-5, atol=1e-9):
+        raise ValueError(f"the rebuilt train rows differ from run {run_id}'s (scaler means "
+                         "disagree): its importance cannot be reproduced")
+    X = np.asarray(scaler.transform(fs.X), dtype=np.float32)
+    fitted = FittedFold(model, scaler, fold, X, fs.y)
+    max_rows = int(shap_max_rows or settings.explain.max_rows)
+    tags = run.data.tags
+    outcome = analyze_job(
+        engine, model=model, X_test=fitted.rows("test"), y_test=fitted.labels("test"),
+        context=fitted.context("test"), X_train=fitted.rows("train"),
+        y_train=fitted.labels("train"), symbol=str(tags.get("symbol", settings.data.symbol)),
+        timeframe=str(tags.get("timeframe", settings.data.timeframe)), run_id=run_id,
+        shap_values=None, n_repeats=n_repeats, seed=seed, shift_threshold=shift_threshold,
+        top_n_compare=top_n, notifier=notifier, client=client, analyzed_at=analyzed_at,
+        shap_max_rows=max_rows, source="huracan features analyze")
+    outcome.seconds = time.perf_counter() - started
+    return outcome

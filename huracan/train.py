@@ -3,30 +3,36 @@
 Examples:
     python -m huracan.train                                   # LightGBM on the shipped BTC sample
     python -m huracan.train model=lightgbm,xgboost,lstm,cnn,transformer -m   # the whole zoo
+    python -m huracan.train split=walk_forward                # refit every 14 days, OOS metrics
     python -m huracan.train data.path=sol.parquet data.symbol=SOL/USDT data.timeframe=1h
     python -m huracan.train experiment=zoo_btc_1h -m
 
-Returns (to Hydra and sweepers) the validation composite score: selection never looks at test.
+Returns (to Hydra and sweepers) the selection score: ``val_composite_score`` for the forward
+split, ``oos_composite_score`` for walk-forward; selection never looks at test.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+from pathlib import Path
+from typing import Any
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from huracan import pipeline
 from huracan.config import register_resolvers
 from huracan.data.ohlcv import DataValidationError
-from huracan.tracking.callbacks import RESULT_FILE
+from huracan.secrets import mask_text
+from huracan.settings import JobSettings
+from huracan.tracking.callbacks import find_parent_run, sweep_parent, write_result
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("huracan.train")
@@ -34,17 +40,49 @@ log = logging.getLogger("huracan.train")
 register_resolvers()
 
 
+def run_config(cfg: DictConfig, parent_run_id: str | None = None) -> pipeline.TrainResult:
+    """Run one job from a composed ``train`` config (the entry point's only use of the config:
+    resolve it, build typed settings, call :func:`huracan.pipeline.run_job`)."""
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    resolved.pop("hydra", None)
+    return pipeline.run_job(JobSettings.from_dict(resolved), resolved=resolved,
+                            parent_run_id=parent_run_id)
+
+
+def _sweep_context(hc: Any) -> tuple[str | None, str | None]:
+    """``(parent run id, sweep id)`` of the multirun this job belongs to; the parent is read
+    from ``<sweep dir>/sweep.json``, else looked up by tag on the tracking store."""
+    record = sweep_parent(hc.sweep.dir)
+    if record is not None:
+        return str(record["run_id"]), str(record["sweep_id"])
+    return find_parent_run(hc.sweep.dir), None
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Hydra task: run one job, write ``result.json`` in the job's output dir."""
+    """Hydra task: run one job, write ``result.json`` (also on failure) in the job's output dir."""
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    job = int(hc.job.num or 0) if hc.mode == RunMode.MULTIRUN else 0
+    model_name = str(cfg.model._target_).rsplit(".", 1)[-1].removesuffix("Forecaster").lower()
+    parent_run_id, sweep_id = None, None
     try:
-        result = pipeline.run(cfg)
-    except DataValidationError as err:
-        log.error("%s", err)  # one line: file, column/row, rule
+        if hc.mode == RunMode.MULTIRUN:
+            from huracan.tracking.run import configure
+
+            configure(cfg.tracking.tracking_uri, Path(cfg.tracking.store_dir),
+                      cfg.tracking.experiment_name)
+            parent_run_id, sweep_id = _sweep_context(hc)
+        result = run_config(cfg, parent_run_id)
+    except Exception as exc:
+        write_result(out, {"status": "failed", "job": job, "model_type": model_name,
+                           "sweep_id": sweep_id,
+                           "error": mask_text(f"{type(exc).__name__}: {exc}")[:500]})
+        if isinstance(exc, DataValidationError):
+            log.error("%s", exc)  # one line: file, column/row, rule
         raise
-    out = Path(HydraConfig.get().runtime.output_dir)
-    (out / RESULT_FILE).write_text(json.dumps(result.as_dict(), indent=2, default=float))
-    return float(result.metrics[str(cfg.objective)])
+    write_result(out, {**result.as_dict(), "job": job, "sweep_id": sweep_id})
+    return float(result.objective_value)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class BacktestConfig:
 @dataclass
 class BacktestResult:
     """Per-bar ``returns`` (timestamp, prediction, position, asset_return, turnover,
-    strategy_return) and one row per trade in ``trades`` (entry_time, exit_time, side, bars,
+    strategy_return, label) and one row per trade in ``trades`` (entry_time, exit_time, side, bars,
     return), plus the metrics computed from them."""
 
     returns: pd.DataFrame
@@ -119,6 +119,7 @@ def run_backtest(
         "asset_return": r,
         "turnover": turnover,
         "strategy_return": net,
+        "label": np.asarray(actual_label, dtype=np.float64),
     })
     trades = extract_trades(pd.DatetimeIndex(timestamps), pos, gross, cfg.fee)
     metrics = compute_metrics(net, trades["return"].to_numpy(), predictions, actual_label,

@@ -13,7 +13,7 @@
   the lowest mean rank). Ranks are by |importance| descending; ties keep the feature order.
 
 Everything here is NumPy in, NumPy/pandas out; storage, MLflow and alerts live in
-:mod:`huracan.features.analyzer`.
+:mod:`huracan.analysis.analyzer`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -13,12 +15,15 @@ from matplotlib.figure import Figure
 from huracan.evaluation.metrics import drawdown, equity_curve
 
 
-def equity_drawdown_figure(returns: pd.DataFrame, title: str) -> Figure:
+def equity_drawdown_figure(returns: pd.DataFrame, title: str,
+                           boundaries: Sequence[pd.Timestamp] = ()) -> Figure:
     """Two panels: compounded equity of the strategy vs buy-and-hold, and the drawdown.
 
     Args:
         returns: the backtest's per-bar frame (``timestamp``, ``strategy_return``,
             ``asset_return``).
+        title: figure title.
+        boundaries: times to mark with a dotted vertical line (walk-forward fold starts).
     """
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
                                    gridspec_kw={"height_ratios": [3, 1]})
@@ -32,6 +37,9 @@ def equity_drawdown_figure(returns: pd.DataFrame, title: str) -> Figure:
     ax1.set_title(title)
     ax2.fill_between(ts, -100 * drawdown(r), 0.0, color="tab:red", alpha=0.5)
     ax2.set_ylabel("drawdown (%)")
+    for t in boundaries:
+        for ax in (ax1, ax2):
+            ax.axvline(pd.Timestamp(t), color="grey", linestyle=":", linewidth=0.8)
     fig.tight_layout()
     return fig
 

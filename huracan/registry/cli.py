@@ -118,33 +118,27 @@ def monitor(
 ) -> None:
     """Re-score production on the newest WINDOW of data; roll back if it degraded by more than
     TOLERANCE relative to its score at promotion."""
-    import mlflow
-    import yaml
-
-    from huracan.data.ohlcv import DataValidationError, bars_per_year, load_ohlcv
-    from huracan.evaluation.backtest import BacktestConfig
-    from huracan.features.build import FeatureConfig, build_features
-    from huracan.pipeline import EVAL_CONTEXT_ROWS
+    from huracan.data.ohlcv import DataValidationError, bars_per_year
+    from huracan.pipeline import rebuild_features, run_settings
     from huracan.registry.evaluate import window_from_features
     from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version
     from huracan.registry.promotion import monitor as do_monitor
+    from huracan.stages import EVAL_CONTEXT_ROWS
 
     client = _client(tracking_uri)
     prod = alias_version(client, name, PRODUCTION)
     if prod is None:
         raise _fail(f"{name} has no production version to monitor", 1)
-    run = client.get_run(prod.run_id)
-    resolved = yaml.safe_load(
-        mlflow.artifacts.load_text(f"runs:/{prod.run_id}/config/resolved.yaml"))
-    timeframe = run.data.tags.get("timeframe", "1h")
-    path = data or Path(run.data.tags["data_path"])
+    if not prod.run_id:
+        raise _fail(f"{name} v{prod.version} has no source run to rebuild its features", 1)
+    settings = run_settings(client, prod.run_id)
+    timeframe = settings.data.timeframe
     try:
-        candles, _ = load_ohlcv(path, timeframe, symbol=run.data.tags.get("symbol"))
+        fs, _ = rebuild_features(settings, data)
     except DataValidationError as exc:
         raise _fail(str(exc), 2) from None
-    fs = build_features(candles, timeframe, FeatureConfig(**resolved["features"]))
     win = window_from_features(fs.frame, _window_bars(window, timeframe), EVAL_CONTEXT_ROWS,
-                               BacktestConfig(**resolved["backtest"]), bars_per_year(timeframe))
+                               settings.backtest, bars_per_year(timeframe))
     with _engine(db_url) as engine:
         try:
             res = do_monitor(client, engine, name, win, metric=metric, tolerance=tolerance,

@@ -42,7 +42,9 @@ TAG_PREFIX = "huracan."
 MANIFEST_RUN_TAGS = (
     "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
     "feature_list_sha256", "n_features", "code_version", "train_start", "train_end",
-    "val_start", "val_end", "test_start", "test_end",
+    "val_start", "val_end", "test_start", "test_end", "n_folds", "oos_start", "oos_end",
+    "split_scheme", "split_fractions", "split_train_bars", "split_val_bars", "split_step_bars",
+    "split_embargo", "split_expanding", "split_oos_start", "split_oos_end", "objective",
 )
 
 
@@ -66,7 +68,7 @@ def build_manifest(client: MlflowClient, run_id: str, metric: str) -> dict[str, 
     manifest["hyperparameters"] = json.dumps(
         {k.removeprefix("model."): v for k, v in sorted(params.items()) if k.startswith("model.")})
     manifest["metrics"] = json.dumps(
-        {k: v for k, v in sorted(metrics.items()) if k.startswith(("val_", "test_"))})
+        {k: v for k, v in sorted(metrics.items()) if k.startswith(("val_", "test_", "oos_"))})
     manifest["gate_metric"] = metric
     manifest["val_score"] = repr(metrics.get(f"val_{metric}", math.nan))
     manifest["test_score"] = repr(metrics.get(f"test_{metric}", math.nan))

@@ -1,71 +1,287 @@
-"""Hydra callback printing the comparison table of a run or multirun sweep."""
+"""Hydra callbacks of ``python -m huracan.train``: the sweep's MLflow parent run, its summary table,
+and secret masking in Hydra's own output files.
+
+Launcher-agnostic by construction: under Hydra's joblib and ray launchers the jobs run in other
+processes (``on_job_start``/``on_job_end`` run there, with a fresh callback object per job), so
+nothing here collects job results in memory. Each job writes ``result.json`` into its own output
+dir (:func:`write_result`); the parent's ``on_multirun_end`` reads ``<sweep dir>/*/result.json``
+(:func:`read_results`). The parent run's id travels the other way through ``<sweep
+dir>/sweep.json`` (:func:`sweep_parent`), with an MLflow tag lookup as a fallback for a worker that
+does not share the sweep dir.
+
+- :class:`SweepRun`: one MLflow parent run per multirun (``huracan.role=sweep``); every job's run
+  is nested under it (the MLflow UI's comparison view of a sweep). At the end the summary table is
+  printed and logged to it (``sweep/summary.csv``, ``sweep/summary.txt``); a sweep that fails (a
+  job raised, so Hydra skips ``on_multirun_end``) still gets its table and ends FAILED (at exit).
+- :class:`MaskSecrets`: rewrites ``.hydra/{config,hydra,overrides}.yaml`` and ``multirun.yaml``
+  with URL passwords and secret-named values masked (:func:`huracan.secrets.mask_text`).
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import math
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
+import pandas as pd
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.secrets import mask_text, mask_url
 
 RESULT_FILE = "result.json"
+SWEEP_FILE = "sweep.json"
+SWEEP_ROLE_TAG = "huracan.role"
+SWEEP_DIR_TAG = "huracan.sweep_dir"
 log = logging.getLogger(__name__)
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Fixed-width table: model, val/test Sharpe, val/test composite, test trades, fit seconds."""
-    header = (f"{'job':>3}  {'model':<12}{'status':<9}{'val_sharpe':>11}{'test_sharpe':>12}"
-              f"{'val_composite':>14}{'test_composite':>15}{'test_trades':>12}{'fit_s':>8}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        m, t = r.get("metrics", {}), r.get("timings", {})
-        if r["status"] != "ok":
-            lines.append(f"{r['job']:>3}  {r['model']:<12}{'FAILED':<9}{r.get('error', '')}")
-            continue
-        lines.append(
-            f"{r['job']:>3}  {r['model']:<12}{'ok':<9}{m['val_sharpe']:>11.2f}"
-            f"{m['test_sharpe']:>12.2f}{m['val_composite_score']:>14.3f}"
-            f"{m['test_composite_score']:>15.3f}{int(m['test_n_trades']):>12d}"
-            f"{t.get('fit', float('nan')):>8.1f}")
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------- files
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    os.replace(tmp, path)
 
 
-def read_result(config: DictConfig, job_return: JobReturn) -> dict[str, Any] | None:
-    """The ``result.json`` a completed job wrote in its output dir (``None`` for a failed job)."""
-    if job_return.status != JobStatus.COMPLETED:
+def write_result(output_dir: str | Path, payload: dict[str, Any]) -> None:
+    """Write a job's ``result.json`` into its output dir."""
+    _write_json(Path(output_dir) / RESULT_FILE, payload)
+
+
+def read_result(output_dir: str | Path) -> dict[str, Any] | None:
+    """The ``result.json`` of one job's output dir (``None`` when absent)."""
+    path = Path(output_dir) / RESULT_FILE
+    if not path.exists():
         return None
-    path = Path(config.hydra.runtime.output_dir) / RESULT_FILE
     result: dict[str, Any] = json.loads(path.read_text())
     return result
 
 
-class SummaryTable(Callback):
-    """Collects each job's ``result.json`` and prints the table when the run/sweep ends."""
+def read_results(sweep_dir: str | Path, sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """Every job result under ``sweep_dir`` (``*/result.json``), in job order; with ``sweep_id``
+    only those written by that sweep (a reused sweep dir keeps older results)."""
+    out = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}")):
+        r = json.loads(path.read_text())
+        if sweep_id is None or r.get("sweep_id") == sweep_id:
+            out.append(r)
+    return sorted(out, key=lambda r: int(r.get("job", 0)))
 
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
 
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        job = int(config.hydra.job.get("num", 0) or 0)
-        model = str(config.model._target_).rsplit(".", 1)[-1].removesuffix("Forecaster").lower()
-        result = read_result(config, job_return)
-        if result is not None:
-            self.rows.append({"job": job, "model": result["model_type"], "status": "ok",
-                              **result})
-        else:
-            err = job_return._return_value
-            self.rows.append({"job": job, "model": model, "status": "failed",
-                              "error": f"{type(err).__name__}: {err}"[:120]})
+def sweep_parent(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The sweep's parent-run record (``run_id``, ``sweep_id``, ``tracking_uri``) from
+    ``<sweep_dir>/sweep.json``, or ``None``."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    if not path.exists():
+        return None
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
 
-    def _print(self) -> None:
-        if self.rows:
-            print("\n" + format_table(sorted(self.rows, key=lambda r: r["job"])), flush=True)
 
-    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._print()
+def find_parent_run(sweep_dir: str | Path) -> str | None:
+    """The RUNNING sweep run tagged with ``sweep_dir`` on the current tracking store (for a
+    worker that cannot read the sweep dir), or ``None``."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", max_results=1,
+        filter_string=(f"tags.`{SWEEP_DIR_TAG}` = '{Path(sweep_dir).resolve()}' and "
+                       f"tags.`{SWEEP_ROLE_TAG}` = 'sweep' and attributes.status = 'RUNNING'"))
+    return runs[0].info.run_id if runs else None
+
+
+# ----------------------------------------------------------------------------- summary table
+def summary_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per job: model, status, the selection metric, and the scored window's Sharpe,
+    composite and trades (val/test for a forward split, OOS for walk-forward), fit seconds."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"job": r.get("job", 0), "model": r.get("model_type", "?"),
+                               "status": r.get("status", "ok")}
+        if row["status"] != "ok":
+            row["error"] = str(r.get("error", ""))[:120]
+            rows.append(row)
+            continue
+        m = r.get("metrics", {})
+        row["scheme"] = r.get("scheme", "forward")
+        row["objective"] = r.get("objective", "")
+        row["objective_value"] = r.get("objective_value", math.nan)
+        prefixes = ("oos",) if row["scheme"] == "walk_forward" else ("val", "test")
+        for p in prefixes:
+            row[f"{p}_sharpe"] = m.get(f"{p}_sharpe", math.nan)
+            row[f"{p}_composite"] = m.get(f"{p}_composite_score", math.nan)
+            row[f"{p}_trades"] = int(m.get(f"{p}_n_trades", 0))
+        if row["scheme"] == "walk_forward":
+            row["folds"] = r.get("n_folds", 1)
+        row["fit_s"] = r.get("timings", {}).get("fit", math.nan)
+        row["run_id"] = r.get("run_id", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """The summary as fixed-width text (run ids left out)."""
+    frame = summary_frame(results)
+    if frame.empty:
+        return "(no job results)"
+    shown = frame.drop(columns=[c for c in ("run_id", "scheme") if c in frame.columns])
+    return str(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}",
+                               na_rep="-"))
+
+
+# ----------------------------------------------------------------------------- callbacks
+def install_log_masking() -> None:
+    """Mask secrets (:func:`mask_text`) in every log record this process creates, whatever its
+    logger or handler: a wrapper around the log-record factory, so it survives the
+    ``logging.config.dictConfig`` calls with which Hydra re-creates its handlers for every job
+    (handler filters would not). Idempotent."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "huracan_masking", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return record
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    factory.huracan_masking = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+class MaskSecrets(Callback):
+    """Mask URL passwords and secret-named values in what Hydra writes: the job's
+    ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` (written before
+    ``on_job_start``), the sweep's ``multirun.yaml``, and log lines (Hydra logs each job's
+    overrides when it launches them)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        install_log_masking()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        install_log_masking()
+
+    @staticmethod
+    def _mask(path: Path) -> None:
+        if path.exists():
+            text = path.read_text()
+            masked = mask_text(text)
+            if masked != text:
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(masked)
+                os.replace(tmp, path)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        install_log_masking()  # job logging is configured (again) just before this call
+        hydra_dir = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir or "")
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            self._mask(hydra_dir / name)
+        if config.hydra.mode is not None and str(config.hydra.mode) == "RunMode.MULTIRUN":
+            self._mask(Path(config.hydra.sweep.dir) / "multirun.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._print()
+        self._mask(Path(config.hydra.sweep.dir) / "multirun.yaml")
+
+
+class SweepRun(Callback):
+    """The sweep's MLflow parent run and summary table (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.sweep_id: str | None = None
+        self.sweep_dir: Path | None = None
+        self.closed = False
+
+    # ----------------------------------------------------------------- multirun (parent)
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
+        from huracan.tracking.run import configure
+
+        tr = config.tracking
+        experiment_id = configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
+        self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        self.sweep_id = uuid.uuid4().hex
+        overrides = " ".join(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+                             or [])  # type: ignore[arg-type]
+        symbol, timeframe = str(config.data.symbol), str(config.data.timeframe)
+        run = MlflowClient().create_run(
+            experiment_id, run_name=f"sweep-{symbol.replace('/', '')}-{timeframe}",
+            tags={SWEEP_ROLE_TAG: "sweep", SWEEP_DIR_TAG: str(self.sweep_dir),
+                  "huracan.sweep_id": self.sweep_id, "symbol": symbol, "timeframe": timeframe,
+                  "sweep_overrides": mask_text(overrides)[:5000]})
+        self.run_id = run.info.run_id
+        import mlflow
+
+        _write_json(self.sweep_dir / SWEEP_FILE, {
+            "run_id": self.run_id, "sweep_id": self.sweep_id,
+            "tracking_uri": mask_url(mlflow.get_tracking_uri()),
+            "experiment_id": experiment_id})
+        atexit.register(self._close_at_exit)
+        print(f"sweep: MLflow parent run {self.run_id} ({self.sweep_dir})", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._finish("FINISHED")
+
+    def _close_at_exit(self) -> None:
+        """A job raised: Hydra skipped ``on_multirun_end``; close the parent run as FAILED."""
+        if not self.closed:
+            try:
+                self._finish("FAILED")
+            except Exception:  # at interpreter exit: report, never raise
+                log.exception("closing sweep run %s failed", self.run_id)
+
+    def _finish(self, status: str) -> None:
+        if self.closed or self.run_id is None or self.sweep_dir is None:
+            return
+        self.closed = True
+        from mlflow import MlflowClient
+
+        results = read_results(self.sweep_dir, self.sweep_id)
+        print("\n" + format_table(results), flush=True)
+        client = MlflowClient()
+        frame = summary_frame(results)
+        client.log_text(self.run_id, frame.to_csv(index=False), "sweep/summary.csv")
+        client.log_text(self.run_id, format_table(results) + "\n", "sweep/summary.txt")
+        ok = [r for r in results if r.get("status") == "ok"]
+        failed = len(results) - len(ok)
+        client.log_metric(self.run_id, "sweep_jobs", float(len(results)))
+        client.log_metric(self.run_id, "sweep_failed_jobs", float(failed))
+        finite = [r for r in ok if math.isfinite(float(r.get("objective_value", math.nan)))]
+        if finite:
+            best = max(finite, key=lambda r: float(r["objective_value"]))
+            client.log_metric(self.run_id, f"best_{best['objective']}",
+                              float(best["objective_value"]))
+            client.set_tag(self.run_id, "best_run_id", best["run_id"])
+            client.set_tag(self.run_id, "best_model", best["model_type"])
+        if failed and status == "FINISHED":
+            status = "FAILED"
+        client.set_terminated(self.run_id, status=status)
+
+    # ----------------------------------------------------------------- single run
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        result = read_result(config.hydra.runtime.output_dir)
+        if result is not None:
+            print("\n" + format_table([result]), flush=True)
+
+
+def job_failure(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
+    """A failed job's result record (for callers that only have Hydra's ``JobReturn``)."""
+    err = job_return._return_value
+    return {"status": "failed", "job": int(config.hydra.job.get("num", 0) or 0),
+            "model_type": str(config.model._target_).rsplit(".", 1)[-1]
+            .removesuffix("Forecaster").lower(),
+            "error": mask_text(f"{type(err).__name__}: {err}")[:500]}

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from mlflow.models import infer_signature
 
 from huracan.models.base import Forecaster
-from huracan.secrets import mask_url
+from huracan.secrets import mask_secrets, mask_url
 from huracan.tracking.pyfunc import ForecasterPyfunc, save_bundle
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
@@ -68,16 +68,47 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @contextmanager
-def job_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+def job_run(experiment_id: str, run_name: str, tags: dict[str, str],
+            parent_run_id: str | None = None) -> Iterator[str]:
     """One MLflow run for one job; yields the run id. The run ends FINISHED, or FAILED when the
-    body raises (the exception propagates)."""
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    body raises (the exception propagates). With ``parent_run_id`` (a RUNNING sweep run) the run
+    is nested under it, as the MLflow UI shows a sweep's jobs."""
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                           tags={k: mask_url(str(v)) for k, v in tags.items()},
+                           parent_run_id=parent_run_id)
     status = "FAILED"
     try:
         yield run.info.run_id
         status = "FINISHED"
     finally:
         mlflow.end_run(status=status)
+
+
+def log_config(resolved: Mapping[str, Any]) -> None:
+    """Log a resolved config into the active run, secrets masked (:func:`mask_secrets`): every
+    leaf as a param (``model.learning_rate``) and the whole tree as ``config/resolved.yaml``."""
+    masked = mask_secrets(resolved)
+    mlflow.log_params(flatten(masked))
+    mlflow.log_dict(masked, "config/resolved.yaml")
+
+
+def log_datasets(source: str, frames: list[tuple[pd.DataFrame, str, str]]) -> None:
+    """Record what the run saw with ``mlflow.log_input`` (the UI's Datasets column): each
+    ``(frame, name, context)`` becomes an ``mlflow.data`` pandas dataset whose source is the
+    candle file and whose digest is MLflow's hash of the rows; context ``training``,
+    ``validation`` or ``evaluation``. Frames need a ``label`` column (the targets)."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import from_pandas
+
+    with warnings.catch_warnings():  # a local path matches two equivalent artifact sources
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        src = resolve_dataset_source(source)
+    datasets: list[Any] = [from_pandas(frame, source=src, targets="label", name=name)
+                           for frame, name, _ in frames]
+    mlflow.log_inputs(datasets, contexts=[ctx for _, _, ctx in frames],
+                      tags_list=[None] * len(frames))
 
 
 def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
@@ -109,9 +140,16 @@ def pinned_requirements(distributions: tuple[str, ...]) -> list[str]:
 
 
 def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame) -> str:
-    """Log the scaler + estimator as a pyfunc model named ``model``, with a signature and an input
-    example; returns the model URI (``models:/m-...``)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """Log the scaler + estimator as a pyfunc model named ``model`` with a signature (inferred
+    from ``example`` and its prediction, made here); returns the model URI (``models:/m-...``).
+
+    No ``input_example`` is stored: MLflow would reload the model to validate it as a serving
+    input (0.5-0.7 s per Keras run), which the prediction above already checks; the signature
+    still names and types every input column."""
+    import warnings
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
         artifacts = save_bundle(estimator, scaler, Path(tmp))
         X = scaler.transform(example[estimator.feature_names_].to_numpy(np.float64))
         prediction = estimator.predict(X.astype(np.float32))
@@ -120,7 +158,6 @@ def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame) -> str:
             python_model=ForecasterPyfunc(),
             artifacts=artifacts,
             signature=infer_signature(example, prediction),
-            input_example=example,
             pip_requirements=pinned_requirements(estimator.requirements),
         )
     return str(info.model_uri)

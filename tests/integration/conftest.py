@@ -19,13 +19,16 @@ def run_train(args: list[str], tmp: Path, timeout: int = 600) -> subprocess.Comp
     """``python -m huracan.train ARGS`` with its MLflow store, Hydra dirs and logs under ``tmp``."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    overrides = [a for a in args if a != "-m"] + [
+    given = [a for a in args if a != "-m"]
+    defaults = [
         f"tracking.store_dir={tmp / 'mlruns'}",
         f"data.quality_log={tmp / 'dq.jsonl'}",
         f"db.url=sqlite:///{tmp / 'brain.db'}",
         f"hydra.run.dir={tmp / 'outputs'}",
         f"hydra.sweep.dir={tmp / 'multirun'}",
     ]
+    overrides = given + [d for d in defaults
+                         if not any(a.startswith(d.split("=", 1)[0] + "=") for a in given)]
     multirun = ["-m"] if "-m" in args else []  # Hydra rejects overrides placed after -m
     cmd = [sys.executable, "-m", "huracan.train", *overrides, *multirun]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

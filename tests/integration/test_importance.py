@@ -14,15 +14,16 @@ from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 from typer.testing import CliRunner
 
-from huracan import pipeline
+from huracan.analysis.analyzer import analyze_job
+from huracan.analysis.cli import features_app
+from huracan.analysis.importance_store import latest_top_features, ranking_history, run_ranking
 from huracan.db import migrate
 from huracan.db.session import make_engine
 from huracan.evaluation.importance import AGGREGATE
-from huracan.features.analyzer import analyze_job, analyze_run
-from huracan.features.cli import features_app
-from huracan.features.importance_store import latest_top_features, ranking_history, run_ranking
 from huracan.models.lightgbm import LightGBMForecaster
+from huracan.pipeline import analyze_run
 from huracan.tracking.run import default_tracking_uri
+from huracan.train import run_config
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def _train(compose_cfg, *overrides: str):
     cfg = compose_cfg("registry.enabled=false", "explain.max_rows=20", *overrides)
     if "importance" in cfg:  # analysed explicitly here
         cfg.importance.enabled = False
-    return cfg, pipeline.run(cfg)
+    return cfg, run_config(cfg)
 
 
 @pytest.fixture()
@@ -141,15 +142,13 @@ def test_training_runs_the_analyzer_and_top_n_trains_on_the_stored_ranking(compo
     """Needs the pipeline wiring (``importance.enabled``, ``features.top_n``)."""
     engine, client, _ = store
     cfg = compose_cfg("registry.enabled=false", "explain.max_rows=20", "model=lightgbm")
-    if "importance" not in cfg or "top_n" not in cfg.features:
-        pytest.skip("pipeline not wired yet: conf has no importance group / features.top_n")
     cfg.importance.n_repeats = 2
-    first = pipeline.run(cfg)
+    first = run_config(cfg)
     top = latest_top_features(engine, "BTC/USDT", "1h", 6)
     assert top is not None and run_ranking(engine, first.run_id, AGGREGATE)["rank"].min() == 1
     with open_dict(cfg):
         cfg.features.top_n = 6
-    restricted = pipeline.run(cfg)
+    restricted = run_config(cfg)
     run = client.get_run(restricted.run_id)
     listed = mlflow.artifacts.load_text(
         f"runs:/{restricted.run_id}/features/feature_list.txt").split()

@@ -20,7 +20,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from huracan import pipeline
 from huracan.cli import app
 from huracan.db import migrate
 from huracan.db.session import make_engine
@@ -40,6 +39,7 @@ from huracan.registry.promotion import (
     rollback,
 )
 from huracan.tracking.run import default_tracking_uri
+from huracan.train import run_config
 
 pytestmark = pytest.mark.slow
 WORKER = str(Path(__file__).with_name("registry_worker.py"))
@@ -72,7 +72,7 @@ def trained(tmp_path_factory):
                 f"model={name}", *extra, f"tracking.store_dir={tmp / 'mlruns'}",
                 "tracking.tracking_uri=null", "registry.enabled=false", "explain.max_rows=20",
                 f"data.quality_log={tmp / 'dq.jsonl'}"])
-        res = pipeline.run(cfg)
+        res = run_config(cfg)
         out.append((res.run_id, res.model_uri))
     uri = default_tracking_uri(tmp / "mlruns")
     mlflow.set_tracking_uri(uri)
@@ -227,14 +227,16 @@ def test_monitor_rolls_back_only_beyond_tolerance(reg):
     assert ev.champion_score == pytest.approx(now)
 
 
-def test_best_candidate_of_a_sweep_is_by_validation():
-    results = [
-        {"registered_model": "m", "version": "1", "metrics": {"val_x": 0.5, "test_x": 9.0}},
-        {"registered_model": "m", "version": "2", "metrics": {"val_x": 0.7, "test_x": -1.0}},
-        {"registered_model": "m", "version": "3", "metrics": {"val_x": math.nan}},
-        {"registered_model": "n", "version": "1", "metrics": {"val_x": -0.2}},
-    ]
-    best = {r["registered_model"]: r["version"] for r in best_candidates(results, "x")}
+def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():
+    def res(model, version, selection, test):
+        return {"registered_model": model, "version": version, "status": "ok",
+                "objective": "val_x", "objective_value": selection,
+                "metrics": {"val_x": selection, "test_x": test}}
+
+    results = [res("m", "1", 0.5, 9.0), res("m", "2", 0.7, -1.0), res("m", "3", math.nan, 99.0),
+               res("n", "1", -0.2, 0.0),
+               {"registered_model": "n", "version": "2", "status": "failed"}]
+    best = {r["registered_model"]: r["version"] for r in best_candidates(results)}
     assert best == {"m": "2", "n": "1"}
 
 
@@ -249,7 +251,9 @@ def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli):
     uri = default_tracking_uri(tmp_path / "mlruns")
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("huracan")
-    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = [r for r in client.search_runs([exp.experiment_id],
+                                          order_by=["attributes.start_time ASC"])
+            if r.data.tags.get("huracan.role") != "sweep"]
     assert len(runs) == 4
     for ev, sweep in zip(evs, (runs[:2], runs[2:]), strict=True):
         # the gated version is the sweep's best on validation

@@ -6,11 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from huracan import pipeline
+from huracan import stages
 from huracan.data.ohlcv import bars_per_year
 from huracan.evaluation.metrics import compute_metrics
+from huracan.settings import JobSettings
 from huracan.tracking.run import default_tracking_uri
+from huracan.train import run_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +29,10 @@ def gbdt_sweep(tmp_path_factory, train_cli):
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp / "mlruns"))
     exp = client.get_experiment_by_name("huracan")
     runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("huracan.role") == "sweep"]
+    runs = [r for r in runs if r not in parents]
+    assert len(parents) == 1 and all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+                                     for r in runs)
     return proc, client, runs, tmp
 
 
@@ -123,25 +130,38 @@ def test_failed_job_ends_failed_and_sweep_goes_on(tmp_path, sample_path, train_c
     assert proc.returncode != 0  # the sweep reports the failure at its end
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
     runs = client.search_runs([client.get_experiment_by_name("huracan").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("huracan.role") == "sweep"]
+    assert parent.info.status == "FAILED"  # the sweep had a failed job
+    runs = [r for r in runs if r is not parent]
     by_path = {r.data.tags["data_path"]: r.info.status for r in runs}
     assert by_path == {str(bad): "FAILED", str(sample_path): "FINISHED"}
 
 
 def test_same_seed_reproduces_metrics(compose_cfg):
     cfg = compose_cfg("model=xgboost", "tracking.log_model=false", "explain.max_rows=50")
-    a = pipeline.run(cfg)
-    b = pipeline.run(cfg)
+    a = run_config(cfg)
+    b = run_config(cfg)
     assert a.run_id != b.run_id
     assert a.metrics == b.metrics
 
 
+def _settings(cfg):
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return JobSettings.from_dict(resolved)
+
+
 def test_scaler_is_fit_on_train_rows_only(compose_cfg):
-    cfg = compose_cfg()
-    prep, _ = pipeline.prepare(cfg, pipeline.Timer())
-    train = prep.features.X[prep.rows("train")]
-    np.testing.assert_allclose(prep.scaler.mean_, train.mean(axis=0), rtol=1e-6, atol=1e-9)
-    scaled_train = prep.X[prep.rows("train")]
-    np.testing.assert_allclose(scaled_train.mean(axis=0), 0.0, atol=1e-4)
+    s = _settings(compose_cfg("model.n_estimators=5"))
+    fs = stages.build_features(stages.load_validated(s.data), s.data.timeframe, s.features)
+    fold = s.split.folds(fs.frame.index, s.data.timeframe, fs.horizon)[0]
+    X = fs.X.copy()
+    X[fold.train.stop :] *= 1000.0  # rows after train must not move the scaler
+    moved = stages.fit_fold(s.make_model(), X, fs.y, fold, fs.feature_names, keep=True)
+    kept = stages.fit_fold(s.make_model(), fs.X, fs.y, fold, fs.feature_names, keep=True)
+    train = fs.X[fold.train.start : fold.train.stop]
+    np.testing.assert_allclose(kept.scaler.mean_, train.mean(axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(moved.scaler.mean_, kept.scaler.mean_, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(moved.scaler.scale_, kept.scaler.scale_, rtol=1e-12)
 
 
 def test_training_refuses_degraded_data_unless_allowed(compose_cfg, sample_path, tmp_path):
@@ -155,9 +175,9 @@ def test_training_refuses_degraded_data_unless_allowed(compose_cfg, sample_path,
     holed = tmp_path / "holed.parquet"
     df[~hour.isin(set(dropped))].to_parquet(holed)
     with pytest.raises(DegradedDataError, match="coverage"):
-        pipeline.prepare(compose_cfg(f"data.path={holed}"), pipeline.Timer())
-    prep, _ = pipeline.prepare(compose_cfg(f"data.path={holed}", "data.allow_degraded=true"),
-                               pipeline.Timer())
-    assert len(prep.split.test) > 0
+        stages.load_validated(_settings(compose_cfg(f"data.path={holed}")).data)
+    candles = stages.load_validated(
+        _settings(compose_cfg(f"data.path={holed}", "data.allow_degraded=true")).data)
+    assert len(candles) > 0
     logged = (tmp_path / "dq.jsonl").read_text()
     assert "coverage" in logged

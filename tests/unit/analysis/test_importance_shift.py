@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from huracan.alerts import Alert
+from huracan.analysis.importance_store import store_rankings
+from huracan.analysis.shift import ISSUE_TYPE, compare_rankings, detect_shift
 from huracan.db.tables import DataQualityLog
 from huracan.evaluation.importance import rank_table
-from huracan.features.importance_store import store_rankings
-from huracan.features.shift import ISSUE_TYPE, compare_rankings, detect_shift
 
 FEATURES = [f"f{i:02d}" for i in range(20)]
 T0 = datetime(2024, 9, 1, tzinfo=UTC)

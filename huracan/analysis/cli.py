@@ -48,7 +48,7 @@ def analyze(
     rankings, log them to the run and check for a shift."""
     from mlflow.exceptions import MlflowException
 
-    from huracan.features.analyzer import analyze_run
+    from huracan.pipeline import analyze_run
 
     client = _client(tracking_uri)
     with _engine(db_url) as engine:
@@ -129,7 +129,7 @@ def trend_table(history: pd.DataFrame, n: int) -> pd.DataFrame:
     Cells are ranks (NaN where the feature was not ranked).
 
     Args:
-        history: :func:`huracan.features.importance_store.ranking_history` output.
+        history: :func:`huracan.analysis.importance_store.ranking_history` output.
         n: top size.
     """
     if history.empty:
@@ -161,7 +161,7 @@ def trend(
 ) -> None:
     """How the top features' ranks moved over the stored analyses of SYMBOL (oldest left;
     'move' = first shown rank - latest rank, positive = rose)."""
-    from huracan.features.importance_store import ranking_history
+    from huracan.analysis.importance_store import ranking_history
 
     with _engine(db_url) as engine:
         history = ranking_history(engine, symbol, timeframe, method, model_type=model_type,

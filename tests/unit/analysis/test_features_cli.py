@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from typer.testing import CliRunner
 
+from huracan.analysis.cli import features_app
+from huracan.analysis.importance_store import store_rankings
 from huracan.evaluation.importance import rank_table
-from huracan.features.cli import features_app
-from huracan.features.importance_store import store_rankings
 
 FEATURES = ["ret_1", "ret_3", "rsi_14", "rv_12", "vol_z_24", "macd"]
 T0 = datetime(2024, 9, 1, 12, tzinfo=UTC)

@@ -19,9 +19,9 @@ from scipy.stats import spearmanr
 from sqlalchemy import Engine
 
 from huracan.alerts import Alert, LogNotifier, Notifier
+from huracan.analysis.importance_store import previous_run, run_ranking
 from huracan.data.quality import QualityIssue, QualitySink, record
 from huracan.evaluation.importance import AGGREGATE
-from huracan.features.importance_store import previous_run, run_ranking
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.db.queries import top_features
-from huracan.db.records import store_feature_importance
-from huracan.evaluation.importance import AGGREGATE, rank_table
-from huracan.features.importance_store import (
+from huracan.analysis.importance_store import (
     latest_top_features,
     previous_run,
     ranking_history,
@@ -19,6 +16,9 @@ from huracan.features.importance_store import (
     select_top_features,
     store_rankings,
 )
+from huracan.db.queries import top_features
+from huracan.db.records import store_feature_importance
+from huracan.evaluation.importance import AGGREGATE, rank_table
 
 FEATURES = ["ret_1", "ret_3", "rsi_14", "rv_12", "vol_z_24"]
 T0 = datetime(2024, 9, 1, tzinfo=UTC)

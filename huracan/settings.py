@@ -1,0 +1,169 @@
+"""Typed settings of a job, built once at the edge from the resolved Hydra config.
+
+Entry points (``python -m huracan.train``, the CLI) turn their ``DictConfig`` into a plain resolved
+mapping (``OmegaConf.to_container(cfg, resolve=True)``) and call :meth:`JobSettings.from_dict`;
+every stage below takes these dataclasses, never a ``DictConfig``. The same constructor reads the
+``config/resolved.yaml`` a past run logged, so ``registry monitor`` and ``features analyze``
+rebuild a run's data exactly as the run did (older runs without a ``split._target_`` are read as
+the forward split they used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from huracan.evaluation.backtest import BacktestConfig
+from huracan.features.build import FeatureConfig
+from huracan.models.base import Forecaster
+from huracan.splits import ForwardSplitter, Splitter, WalkForwardSplitter
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The candle file of a job.
+
+    Attributes:
+        path: OHLCV Parquet/CSV file (any timeframe at or below ``timeframe``).
+        symbol: market, ``BTC/USDT``.
+        timeframe: bar size the job trains on (``1h``); finer candles are resampled.
+        quality_log: JSON-lines data-quality log (``None``: no log).
+        allow_degraded: train even when critical expectations fail (logged).
+    """
+
+    path: str
+    symbol: str
+    timeframe: str
+    quality_log: str | None = None
+    allow_degraded: bool = False
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """SHAP: ``max_rows`` rows explained (the last rows of the scored split of the last fold)."""
+
+    max_rows: int = 100
+
+
+@dataclass(frozen=True)
+class ImportanceSettings:
+    """Feature-importance loop after each job (see :mod:`huracan.analysis.analyzer`):
+    permutation importance on the last ``max_rows`` scored rows (bounds its cost, which grows
+    with rows x features x repeats), ``n_repeats`` shuffles each."""
+
+    enabled: bool = True
+    n_repeats: int = 5
+    max_rows: int = 300
+    seed: int = 42
+    shift_threshold: float = 0.5
+    top_n_compare: int = 10
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """MLflow store: ``tracking_uri`` (``None``: SQLite under ``store_dir``), experiment name,
+    and whether the fitted model is logged (needed by the registry)."""
+
+    tracking_uri: str | None = None
+    store_dir: str = "mlruns"
+    experiment_name: str = "huracan"
+    log_model: bool = True
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Model registry: register every run; gate on ``metric`` with a relative ``tolerance``."""
+
+    enabled: bool = True
+    metric: str = "composite_score"
+    tolerance: float = 0.05
+
+
+def _build(cls: type, node: Mapping[str, Any] | None) -> Any:
+    """``cls(**node)`` keeping only the dataclass's fields (older configs may carry extra keys)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in (node or {}).items() if k in names})
+
+
+def make_splitter(node: Mapping[str, Any] | None) -> Splitter:
+    """The splitter named by ``node["_target_"]`` (forward when absent: runs logged before the
+    walk-forward scheme existed)."""
+    node = dict(node or {})
+    target = str(node.pop("_target_", "huracan.splits.ForwardSplitter"))
+    cls = {"ForwardSplitter": ForwardSplitter,
+           "WalkForwardSplitter": WalkForwardSplitter}.get(target.rsplit(".", 1)[-1])
+    if cls is None:
+        raise ValueError(f"split._target_ {target!r} is not a known splitter "
+                         "(huracan.splits.ForwardSplitter, huracan.splits.WalkForwardSplitter)")
+    splitter: Splitter = _build(cls, node)
+    return splitter
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything one training job needs, typed.
+
+    ``model`` and ``alerts`` stay Hydra nodes (``_target_`` + keyword arguments) and are built by
+    :meth:`make_model` / :meth:`make_notifier`: the model's hyperparameters are exactly its
+    ``get_params()`` and the params logged to MLflow.
+    """
+
+    data: DataSettings
+    features: FeatureConfig
+    split: Splitter
+    model: Mapping[str, Any]
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    seed: int = 42
+    objective: str = "val_composite_score"
+    top_n: int | None = None
+    explain: ExplainSettings = field(default_factory=ExplainSettings)
+    importance: ImportanceSettings = field(default_factory=ImportanceSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    db_url: str = "sqlite:///huracan.db"
+    alerts: Mapping[str, Any] = field(
+        default_factory=lambda: {"_target_": "huracan.alerts.LogNotifier"})
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> JobSettings:
+        """Settings from a resolved config mapping (the composed ``train`` config, or a run's
+        ``config/resolved.yaml``).
+
+        Raises:
+            KeyError: ``data`` or ``model`` missing.
+            ValueError: an invalid value (e.g. ``features.horizon < 1``, unknown splitter).
+        """
+        features = dict(cfg.get("features") or {})
+        top_n = features.pop("top_n", None)
+        return cls(
+            data=_build(DataSettings, cfg["data"]),
+            features=_build(FeatureConfig, features),
+            split=make_splitter(cfg.get("split")),
+            model=dict(cfg["model"]),
+            backtest=_build(BacktestConfig, cfg.get("backtest")),
+            seed=int(cfg.get("seed", 42)),
+            objective=str(cfg.get("objective", "val_composite_score")),
+            top_n=None if top_n is None else int(top_n),
+            explain=_build(ExplainSettings, cfg.get("explain")),
+            importance=_build(ImportanceSettings, cfg.get("importance")),
+            tracking=_build(TrackingSettings, cfg.get("tracking")),
+            registry=_build(RegistrySettings, cfg.get("registry")),
+            db_url=str((cfg.get("db") or {}).get("url", "sqlite:///huracan.db")),
+            alerts=dict(cfg.get("alerts") or {"_target_": "huracan.alerts.LogNotifier"}),
+        )
+
+    def make_model(self) -> Forecaster:
+        """A fresh, unfitted forecaster from the ``model`` node."""
+        from hydra.utils import instantiate
+
+        model = instantiate(dict(self.model))
+        if not isinstance(model, Forecaster):
+            raise ValueError(f"model._target_ {self.model.get('_target_')!r} is not a Forecaster")
+        return model
+
+    def make_notifier(self) -> Any:
+        """The configured alert notifier (``alerts`` node)."""
+        from hydra.utils import instantiate
+
+        return instantiate(dict(self.alerts))

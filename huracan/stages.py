@@ -1,0 +1,461 @@
+"""The typed stages every job is composed of.
+
+    load_validated -> build_features -> (splitter.folds) -> fit_predict_folds -> evaluate_forward /
+    evaluate_walk_forward -> explain -> (analysis, tracking, registry)
+
+Each stage takes and returns plain values (settings dataclasses, arrays, frames): the forward job
+and the walk-forward job (:mod:`huracan.pipeline`), ``registry monitor``, ``features analyze`` and
+later tuning and the nightly pipeline all call the same functions. Nothing here reads a Hydra
+config or talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.preprocessing import StandardScaler
+
+from huracan.data.ohlcv import bars_per_year, load_ohlcv
+from huracan.data.quality import JsonlQualitySink
+from huracan.data.validate import validate_for_training
+from huracan.evaluation import plots
+from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
+from huracan.evaluation.explain import ShapResult
+from huracan.evaluation.explain import explain as shap_explain
+from huracan.evaluation.metrics import compute_metrics
+from huracan.features.build import NEXT_RETURN, FeatureConfig, FeatureSet
+from huracan.features.build import build_features as build_feature_set
+from huracan.models.base import Forecaster
+from huracan.settings import DataSettings
+from huracan.splits import Fold, fit_scaler
+
+log = logging.getLogger(__name__)
+
+#: rows before the scored split saved with the evaluation window, so that any sequence model
+#: (lookback up to this many bars) can be re-scored on exactly the same bars later
+EVAL_CONTEXT_ROWS = 256
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+class Timer:
+    """Accumulates wall time per named stage (seconds)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> _Stage:
+        return _Stage(self, name)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + float(seconds)
+
+
+class _Stage:
+    def __init__(self, timer: Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.add(self.name, time.perf_counter() - self.t0)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and NumPy's global generators (models seed their own libraries)."""
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def code_version() -> str:
+    """The git commit of the checkout Huracan runs from (``+dirty`` if modified), or ``unknown``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty.strip() else sha
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's values and index (pandas' stable row hashing)."""
+    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def feature_list_fingerprint(names: Sequence[str]) -> str:
+    """sha256 of the comma-joined feature names (order matters)."""
+    return hashlib.sha256(",".join(names).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- data, features
+def load_validated(data: DataSettings, *, log_quality: bool = True) -> pd.DataFrame:
+    """Load and validate the candles of ``data`` (rule checks, resampling, gaps logged, then the
+    Great Expectations suite as a training gate).
+
+    Returns:
+        complete candles ``timestamp, open, high, low, close, volume`` at ``data.timeframe``.
+
+    Raises:
+        DataValidationError: the file breaks a rule (file, column, row and rule in the message).
+        DegradedDataError: critical expectations fail and ``data.allow_degraded`` is false.
+    """
+    sink = JsonlQualitySink(data.quality_log) if (log_quality and data.quality_log) else None
+    candles, _ = load_ohlcv(data.path, data.timeframe, symbol=data.symbol, sink=sink)
+    validate_for_training(candles, data.timeframe, str(data.path), data.symbol, sink,
+                          allow_degraded=bool(data.allow_degraded), record_gaps=False)
+    return candles
+
+
+def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfig,
+                   columns: Sequence[str] | None = None) -> FeatureSet:
+    """Causal features and the label (:func:`huracan.features.build.build_features`), optionally
+    restricted to ``columns`` (a stored top-N selection), before any scaler is fitted.
+
+    Raises:
+        ValueError: no usable rows, or a requested column that the configuration does not build.
+    """
+    fs = build_feature_set(candles, timeframe, features)
+    if columns is not None:
+        missing = [c for c in columns if c not in fs.feature_names]
+        if missing:
+            raise ValueError(f"selected feature(s) {missing} are not built by the configuration")
+        fs = FeatureSet(fs.frame, list(columns), fs.horizon)
+    return fs
+
+
+# ----------------------------------------------------------------------------- fit + predict
+@dataclass
+class FoldOutcome:
+    """What one fold's fit produced.
+
+    Attributes:
+        fold: the fold's row ranges.
+        predictions: forecasts (forward return, fraction) per scored part (``val``, ``test``),
+            one per row of that part.
+        fit_seconds, predict_seconds: wall time of ``fit`` and of the ``predict`` calls.
+        seconds: wall time of the whole fold inside the loop (slicing, scaler, fit, predict).
+        model, scaler: the fitted estimator and its train-only scaler (kept for the last fold
+            only, so parallel workers never ship models back).
+    """
+
+    fold: Fold
+    predictions: dict[str, np.ndarray]
+    fit_seconds: float
+    predict_seconds: float
+    seconds: float
+    model: Forecaster | None = None
+    scaler: StandardScaler | None = None
+
+
+def clone(model: Forecaster) -> Forecaster:
+    """A fresh unfitted copy with the same hyperparameters (scikit-learn's ``clone``)."""
+    return type(model)(**model.get_params())
+
+
+def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
+             feature_names: Sequence[str], parts: Sequence[str] = ("test",),
+             keep: bool = False) -> FoldOutcome:
+    """Fit a fresh copy of ``prototype`` and a fresh scaler on ``fold.train``, early-stop on
+    ``fold.val``, predict each part in ``parts``.
+
+    Sequence models get, as context, only rows preceding each part (features known before the
+    part starts). The scaler sees the fold's train rows and nothing else.
+
+    Args:
+        prototype: an unfitted forecaster (its hyperparameters are copied).
+        X: unscaled features of all rows, shape ``(n, f)``; y: labels, shape ``(n,)``.
+        fold: the fold's row ranges.
+        feature_names: names of the ``f`` columns.
+        parts: the fold parts to predict (``"val"``, ``"test"``).
+        keep: return the fitted model and scaler.
+    """
+    t0 = time.perf_counter()
+    model = clone(prototype)
+    tr, va = fold.train, fold.val
+    scaler = fit_scaler(X[tr.start : tr.stop])
+
+    def scaled(r: range) -> np.ndarray:
+        if len(r) == 0:
+            return np.empty((0, X.shape[1]), dtype=np.float32)
+        return np.asarray(scaler.transform(X[r.start : r.stop]), dtype=np.float32)
+
+    lookback = int(model.lookback)
+    t_fit = time.perf_counter()
+    model.fit(scaled(tr), y[tr.start : tr.stop], scaled(va), y[va.start : va.stop],
+              X_val_context=scaled(fold.context("val", lookback)),
+              feature_names=list(feature_names))
+    fit_s = time.perf_counter() - t_fit
+    preds: dict[str, np.ndarray] = {}
+    predict_s = 0.0
+    for part in parts:
+        rows = getattr(fold, part)
+        x_part, ctx = scaled(rows), scaled(fold.context(part, lookback))
+        t_pred = time.perf_counter()
+        preds[part] = model.predict(x_part, context=ctx)
+        predict_s += time.perf_counter() - t_pred
+    return FoldOutcome(fold=fold, predictions=preds, fit_seconds=fit_s, predict_seconds=predict_s,
+                       seconds=time.perf_counter() - t0, model=model if keep else None,
+                       scaler=scaler if keep else None)
+
+
+def fit_predict_folds(prototype: Forecaster, fs: FeatureSet, folds: Sequence[Fold],
+                      parts: Sequence[str] = ("test",), n_jobs: int = 1) -> list[FoldOutcome]:
+    """Fit and predict every fold; the last fold's model and scaler are kept.
+
+    With ``n_jobs > 1`` all folds but the last run in parallel worker processes (joblib's loky
+    backend; the feature matrix is memory-mapped, models stay in the workers) while the last fold
+    runs here, so its fitted model is available without pickling. Every fold is seeded by the
+    model's own ``seed``, so parallel and sequential runs give identical predictions.
+
+    Returns:
+        one :class:`FoldOutcome` per fold, in fold order.
+    """
+    X, y, names = fs.X, fs.y, list(fs.feature_names)
+    head, last = list(folds[:-1]), folds[-1]
+    if n_jobs > 1 and len(head) > 0:
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=n_jobs, backend="loky")(
+            delayed(fit_fold)(prototype, X, y, f, names, parts, False) for f in head)
+        outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True)]
+    else:
+        outcomes = [fit_fold(prototype, X, y, f, names, parts, f is last) for f in folds]
+    for o in outcomes:
+        log.debug("fold %d: %d train / %d val / %d test rows, fit %.2fs, predict %.2fs",
+                  o.fold.index, len(o.fold.train), len(o.fold.val), len(o.fold.test),
+                  o.fit_seconds, o.predict_seconds)
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass
+class Evaluation:
+    """What the predict+backtest stage produced for one run.
+
+    Attributes:
+        metrics: flat MLflow metrics (``val_sharpe``, ``test_sharpe`` or ``oos_sharpe``...).
+        results: backtest per scored window (``val``, ``test`` or ``oos``).
+        frames: Parquet artifacts by path (``backtest/returns.parquet``...).
+        figures: figure builders by artifact path (built only when logged).
+        eval_window: the scored bars of the last fold plus context rows (registry gate).
+        scored: name of the window the run is judged on (``test`` or ``oos``).
+    """
+
+    metrics: dict[str, float]
+    results: dict[str, BacktestResult]
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Callable[[], Figure]] = field(default_factory=dict)
+    eval_window: pd.DataFrame | None = None
+    scored: str = "test"
+
+
+def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
+                  cfg: BacktestConfig, periods_per_year: float) -> BacktestResult:
+    """Backtest ``predictions`` of feature rows ``rows`` (positions into ``fs.frame``)."""
+    frame = fs.frame.iloc[rows] if isinstance(rows, np.ndarray) else \
+        fs.frame.iloc[rows.start : rows.stop]
+    return run_backtest(pd.DatetimeIndex(frame.index), predictions,
+                        frame[NEXT_RETURN].to_numpy(), frame["label"].to_numpy(), cfg,
+                        periods_per_year)
+
+
+def eval_window(fs: FeatureSet, fold: Fold) -> pd.DataFrame:
+    """The fold's scored bars plus up to :data:`EVAL_CONTEXT_ROWS` earlier rows, unscaled:
+    ``timestamp``, every feature, ``label``, ``next_return`` and ``split`` (``context``/``test``).
+    """
+    te = fold.test
+    start = max(0, te.start - EVAL_CONTEXT_ROWS)
+    frame = fs.frame.iloc[start : te.stop].reset_index()
+    frame["split"] = np.where(np.arange(start, te.stop) < te.start, "context", "test")
+    return frame
+
+
+def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
+                     timeframe: str, title: str) -> Evaluation:
+    """Backtest the validation and test predictions of a forward split; metrics ``val_*`` and
+    ``test_*``; artifacts ``backtest/returns.parquet`` (test), ``backtest/trades.parquet``,
+    ``backtest/val_returns.parquet`` and the equity/drawdown plots."""
+    ppy = bars_per_year(timeframe)
+    fold = outcome.fold
+    results = {name: backtest_rows(fs, getattr(fold, name), outcome.predictions[name], cfg, ppy)
+               for name in ("val", "test")}
+    metrics: dict[str, float] = {}
+    for name, res in results.items():
+        metrics.update(res.metrics.as_dict(f"{name}_"))
+    figures = {f"plots/equity_drawdown_{name}.png":
+               _equity_plot(results[name].returns, f"{title} {name} (net of fees)")
+               for name in ("val", "test")}
+    return Evaluation(
+        metrics=metrics, results=results,
+        frames={"backtest/returns.parquet": results["test"].returns,
+                "backtest/trades.parquet": results["test"].trades,
+                "backtest/val_returns.parquet": results["val"].returns},
+        figures=figures, eval_window=eval_window(fs, fold), scored="test")
+
+
+def _equity_plot(returns: pd.DataFrame, title: str,
+                 boundaries: Sequence[pd.Timestamp] = ()) -> Callable[[], Figure]:
+    return lambda: plots.equity_drawdown_figure(returns, title, boundaries=boundaries)
+
+
+def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: BacktestConfig,
+                          timeframe: str, title: str) -> Evaluation:
+    """Stitch the OOS predictions of every fold into one series and backtest it once.
+
+    Metrics ``oos_*`` (same definitions as ``val_*``/``test_*``) come from the stitched series;
+    the per-fold table slices it (a fold's Sharpe from its bars' net returns, its trades = those
+    entered in its OOS step). Artifacts: ``backtest/oos_returns.parquet`` (timestamp, fold,
+    prediction, position, asset_return, turnover, strategy_return),
+    ``backtest/oos_trades.parquet``, ``walkforward/folds.parquet`` and the OOS equity/drawdown
+    plot with fold boundaries marked.
+    """
+    ppy = bars_per_year(timeframe)
+    rows = np.concatenate([np.arange(o.fold.test.start, o.fold.test.stop) for o in outcomes])
+    preds = np.concatenate([o.predictions["test"] for o in outcomes])
+    fold_ids = np.concatenate([np.full(len(o.fold.test), o.fold.index) for o in outcomes])
+    result = backtest_rows(fs, rows, preds, cfg, ppy)
+    result.returns.insert(1, "fold", fold_ids)
+    folds = fold_table(fs, outcomes, result, ppy)
+    starts = [pd.Timestamp(fs.frame.index[o.fold.test.start]) for o in outcomes[1:]]
+    return Evaluation(
+        metrics=result.metrics.as_dict("oos_") | {"oos_n_folds": float(len(outcomes)),
+                                                   "oos_bars": float(len(rows))},
+        results={"oos": result},
+        frames={"backtest/oos_returns.parquet": result.returns,
+                "backtest/oos_trades.parquet": result.trades,
+                "walkforward/folds.parquet": folds},
+        figures={"plots/equity_drawdown_oos.png":
+                 _equity_plot(result.returns, f"{title} walk-forward OOS (net of fees)", starts)},
+        eval_window=eval_window(fs, outcomes[-1].fold), scored="oos")
+
+
+def fold_table(fs: FeatureSet, outcomes: Sequence[FoldOutcome], stitched: BacktestResult,
+               periods_per_year: float) -> pd.DataFrame:
+    """One row per fold: its train/val/OOS time ranges and row counts, fit/predict/fold seconds,
+    and the fold's slice of the stitched OOS backtest (Sharpe, composite, trades, total return)."""
+    idx = fs.frame.index
+    ret = stitched.returns
+    trades = stitched.trades
+    rows = []
+    for o in outcomes:
+        f = o.fold
+        mask = (ret["fold"] == f.index).to_numpy()
+        part = ret[mask]
+        first, last = part["timestamp"].iloc[0], part["timestamp"].iloc[-1]
+        t = trades[(trades["entry_time"] >= first) & (trades["entry_time"] <= last)]
+        m = compute_metrics(part["strategy_return"].to_numpy(), t["return"].to_numpy(),
+                            part["prediction"].to_numpy(), fs.y[f.test.start : f.test.stop],
+                            periods_per_year)
+        rows.append({
+            "fold": f.index,
+            "train_start": idx[f.train.start], "train_end": idx[f.train.stop - 1],
+            "val_start": idx[f.val.start], "val_end": idx[f.val.stop - 1],
+            "oos_start": idx[f.test.start], "oos_end": idx[f.test.stop - 1],
+            "train_rows": len(f.train), "val_rows": len(f.val), "oos_rows": len(f.test),
+            "fit_seconds": o.fit_seconds, "predict_seconds": o.predict_seconds,
+            "fold_seconds": o.seconds,
+            "sharpe": m.sharpe, "composite_score": m.composite_score,
+            "n_trades": m.n_trades, "total_return": m.total_return,
+        })
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- explain
+@dataclass
+class FittedFold:
+    """The last fold's fitted model with its scaled rows, for SHAP and importance."""
+
+    model: Forecaster
+    scaler: StandardScaler
+    fold: Fold
+    X: np.ndarray  # all rows scaled with the fold's scaler, (n, f) float32
+    y: np.ndarray
+
+    def rows(self, part: str) -> np.ndarray:
+        r = getattr(self.fold, part)
+        return self.X[r.start : r.stop]
+
+    def labels(self, part: str) -> np.ndarray:
+        r = getattr(self.fold, part)
+        return self.y[r.start : r.stop]
+
+    def context(self, part: str) -> np.ndarray:
+        r = self.fold.context(part, int(self.model.lookback))
+        return self.X[r.start : r.stop]
+
+    def tail(self, part: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The last ``n`` rows of ``part``, their labels, and the rows preceding them (context:
+        the part's own earlier rows, then the rows before the part), ``(X, y, context)``."""
+        X, y = self.rows(part), self.labels(part)
+        k = max(len(X) - int(n), 0)
+        pad = max(int(self.model.lookback) - 1, 0)
+        before = np.concatenate([self.context(part), X[:k]])
+        return X[k:], y[k:], before[len(before) - pad :]
+
+
+def fitted_fold(fs: FeatureSet, outcome: FoldOutcome) -> FittedFold:
+    """Wrap a kept fold (``keep=True``) with its scaled matrix.
+
+    Raises:
+        ValueError: the outcome did not keep its model.
+    """
+    if outcome.model is None or outcome.scaler is None:
+        raise ValueError(f"fold {outcome.fold.index} did not keep its model")
+    X = np.asarray(outcome.scaler.transform(fs.X), dtype=np.float32)
+    return FittedFold(outcome.model, outcome.scaler, outcome.fold, X, fs.y)
+
+
+def explain(fitted: FittedFold, max_rows: int) -> ShapResult:
+    """SHAP of the fitted model on the last ``max_rows`` scored rows of its fold (train rows as the
+    background); see :func:`huracan.evaluation.explain.explain`."""
+    return shap_explain(fitted.model, fitted.rows("test"), fitted.context("test"),
+                        fitted.rows("train"), max_rows)
+
+
+def describe_folds(fs: FeatureSet, folds: Sequence[Fold]) -> dict[str, str]:
+    """Run tags: time range of the last fold's train/val/test (the registered model's) and, for
+    several folds, of the whole OOS period."""
+    idx = fs.frame.index
+    last = folds[-1]
+    tags = {}
+    for name in ("train", "val", "test"):
+        r = getattr(last, name)
+        tags[f"{name}_start"] = idx[r.start].isoformat()
+        tags[f"{name}_end"] = idx[r.stop - 1].isoformat()
+    tags["n_folds"] = str(len(folds))
+    if len(folds) > 1:
+        tags["oos_start"] = idx[folds[0].test.start].isoformat()
+        tags["oos_end"] = idx[folds[-1].test.stop - 1].isoformat()
+    return tags
+
+
+def rows_frame(fs: FeatureSet, rows: range | np.ndarray) -> pd.DataFrame:
+    """Feature rows (features + label) as a frame with a ``timestamp`` column."""
+    frame = fs.frame.iloc[rows] if isinstance(rows, np.ndarray) else \
+        fs.frame.iloc[rows.start : rows.stop]
+    return frame[[*fs.feature_names, "label"]].reset_index()
+
+
+def summarize(outcomes: Sequence[FoldOutcome]) -> dict[str, Any]:
+    """Fold-loop totals (seconds): fit, predict, in-loop overhead."""
+    fit = sum(o.fit_seconds for o in outcomes)
+    pred = sum(o.predict_seconds for o in outcomes)
+    total = sum(o.seconds for o in outcomes)
+    return {"folds": len(outcomes), "fit_s": fit, "predict_s": pred, "fold_s": total,
+            "fold_overhead_share": (total - fit - pred) / total if total > 0 else 0.0}

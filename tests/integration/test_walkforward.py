@@ -1,0 +1,225 @@
+"""Walk-forward on real candles: per-fold scalers, no OOS bar reached by its model's labels,
+parallel folds equal sequential folds, stitched OOS metrics reproduced from the logged returns, a
+two-model sweep under Hydra's joblib launcher (parent run, nested children, summary, one gate
+decision), and no secret in anything a run leaves behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from huracan import stages
+from huracan.data.ohlcv import bars_per_year, timeframe_to_timedelta
+from huracan.db.session import make_engine
+from huracan.evaluation.backtest import extract_trades
+from huracan.evaluation.metrics import compute_metrics
+from huracan.models.base import Forecaster
+from huracan.registry import events
+from huracan.tracking.run import default_tracking_uri
+from huracan.train import run_config
+
+pytestmark = pytest.mark.slow
+
+SMALL_WF = ["split=walk_forward", "split.train_bars=60d", "split.val_bars=10d",
+            "split.step_bars=30d", "model.n_estimators=60", "explain.max_rows=20",
+            "importance.n_repeats=1"]
+
+
+class ProbeOLS(Forecaster):
+    """Ordinary least squares that records what it was given (a real estimator, for probing what
+    each fold's model sees)."""
+
+    model_type = "probe"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def _fit(self, X, y, X_val, y_val, X_val_context) -> None:
+        self.fit_X_ = np.array(X)
+        self.val_X_ = np.array(X_val)
+        A = np.c_[X, np.ones(len(X))]
+        self.coef_ = np.linalg.lstsq(A, y, rcond=None)[0]
+
+    def _predict(self, X, context) -> np.ndarray:
+        return np.c_[X, np.ones(len(X))] @ self.coef_
+
+    def _save_state(self, path: Path) -> None:
+        np.save(path / "coef.npy", self.coef_)
+
+    def _load_state(self, path: Path) -> None:
+        self.coef_ = np.load(path / "coef.npy")
+
+
+@pytest.fixture(scope="module")
+def features(sample_1h):
+    from huracan.features.build import FeatureConfig, build_features
+
+    return build_features(sample_1h, "1h", FeatureConfig(horizon=3))
+
+
+def test_every_fold_scales_and_fits_on_its_own_train_rows_only(features):
+    from huracan.splits import WalkForwardSplitter
+
+    fs = features
+    folds = WalkForwardSplitter(train_bars="60d", val_bars="10d", step_bars="30d",
+                                embargo=3).folds(fs.frame.index, "1h", fs.horizon)
+    assert len(folds) >= 5
+    for fold in folds:
+        out = stages.fit_fold(ProbeOLS(), fs.X, fs.y, fold, fs.feature_names, keep=True)
+        raw_train = fs.X[fold.train.start : fold.train.stop].astype(np.float64)
+        np.testing.assert_allclose(out.scaler.mean_, raw_train.mean(axis=0), rtol=1e-6,
+                                   atol=1e-12)
+        np.testing.assert_allclose(out.model.fit_X_, out.scaler.transform(raw_train), rtol=1e-5,
+                                   atol=1e-5)
+        # the OOS forecasts are this fold's OLS on this fold's scaling of the OOS rows
+        oos = out.scaler.transform(fs.X[fold.test.start : fold.test.stop])
+        np.testing.assert_allclose(out.predictions["test"],
+                                   np.c_[oos, np.ones(len(oos))] @ out.model.coef_, rtol=1e-4,
+                                   atol=1e-9)
+
+
+def test_parallel_folds_equal_sequential_folds(features):
+    from huracan.models.lightgbm import LightGBMForecaster
+    from huracan.splits import WalkForwardSplitter
+
+    fs = features
+    folds = WalkForwardSplitter(train_bars="60d", val_bars="10d", step_bars="30d",
+                                embargo=3).folds(fs.frame.index, "1h", fs.horizon)
+    model = LightGBMForecaster(n_estimators=60, log_period=0, seed=7)
+    seq = stages.fit_predict_folds(model, fs, folds, n_jobs=1)
+    par = stages.fit_predict_folds(model, fs, folds, n_jobs=2)
+    assert [o.fold for o in seq] == [o.fold for o in par]
+    for a, b in zip(seq, par, strict=True):
+        np.testing.assert_array_equal(a.predictions["test"], b.predictions["test"])
+    assert par[-1].model is not None and all(o.model is None for o in par[:-1])
+
+
+@pytest.fixture(scope="module")
+def wf_run(tmp_path_factory):
+    """One walk-forward LightGBM job on the shipped sample into a temporary store."""
+    from hydra import compose, initialize_config_dir
+
+    from huracan.config import register_resolvers
+
+    tmp = tmp_path_factory.mktemp("wf")
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"),
+                               version_base="1.3"):
+        cfg = compose("train", overrides=[
+            *SMALL_WF, "features.horizon=2", f"tracking.store_dir={tmp / 'mlruns'}",
+            "tracking.tracking_uri=null", f"data.quality_log={tmp / 'dq.jsonl'}",
+            f"db.url=sqlite:///{tmp / 'brain.db'}"])
+    result = run_config(cfg)
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp / "mlruns"))
+    return result, client, tmp
+
+
+def test_stitched_oos_metrics_equal_metrics_from_the_logged_returns(wf_run):
+    result, client, tmp = wf_run
+    run = client.get_run(result.run_id)
+    ret = pd.read_parquet(client.download_artifacts(result.run_id,
+                                                    "backtest/oos_returns.parquet", str(tmp)))
+    assert list(ret.columns[:2]) == ["timestamp", "fold"]
+    assert {"prediction", "position", "asset_return", "strategy_return"} <= set(ret.columns)
+    assert ret.timestamp.is_monotonic_increasing and ret.timestamp.is_unique
+    fee = float(run.data.params["backtest.fee"])
+    gross = ret.position.to_numpy() * ret.asset_return.to_numpy()
+    trades = extract_trades(pd.DatetimeIndex(ret.timestamp), ret.position.to_numpy(), gross, fee)
+    m = compute_metrics(ret.strategy_return.to_numpy(), trades["return"].to_numpy(),
+                        ret.prediction.to_numpy(), ret.label.to_numpy(),
+                        bars_per_year("1h")).as_dict("oos_")
+    for name, value in m.items():
+        assert run.data.metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert run.data.metrics["oos_bars"] == len(ret)
+    assert result.objective == "oos_composite_score"
+    assert result.objective_value == pytest.approx(run.data.metrics["oos_composite_score"])
+
+
+def test_folds_table_and_the_registered_model_is_the_last_fold(wf_run):
+    result, client, tmp = wf_run
+    run = client.get_run(result.run_id)
+    folds = pd.read_parquet(client.download_artifacts(result.run_id,
+                                                      "walkforward/folds.parquet", str(tmp)))
+    assert len(folds) == result.n_folds >= 3
+    assert {"fold", "train_start", "train_end", "val_start", "val_end", "oos_start", "oos_end",
+            "train_rows", "val_rows", "oos_rows", "fit_seconds", "sharpe", "composite_score",
+            "n_trades"} <= set(folds.columns)
+    reach = 2 * timeframe_to_timedelta("1h")  # label horizon 2
+    assert (folds.train_end + reach < folds.val_start).all()
+    assert (folds.val_end + reach < folds.oos_start).all()  # no OOS bar reached by its model
+    assert (folds.oos_start.iloc[1:].to_numpy() > folds.oos_end.iloc[:-1].to_numpy()).all()
+    assert folds.n_trades.sum() >= 0 and (folds.fit_seconds > 0).all()
+    last = folds.iloc[-1]
+    tags = run.data.tags
+    assert pd.Timestamp(tags["train_start"]) == last.train_start
+    assert pd.Timestamp(tags["test_start"]) == last.oos_start
+    assert tags["split_scheme"] == "walk_forward" and tags["split_step_bars"] == "30d"
+    mv = client.get_model_version(result.registered_model, result.version)
+    assert mv.tags["huracan.split_scheme"] == "walk_forward"
+    assert mv.tags["huracan.train_start"] == tags["train_start"]
+    arts = {a.path for d in ("plots", "backtest", "walkforward", "shap")
+            for a in client.list_artifacts(result.run_id, d)}
+    assert {"plots/equity_drawdown_oos.png", "backtest/oos_trades.parquet",
+            "shap/summary.png"} <= arts
+    contexts = sorted(t.value for d in run.inputs.dataset_inputs for t in d.tags
+                      if t.key == "mlflow.data.context")
+    assert contexts == ["evaluation", "training", "validation"]
+
+
+def test_two_model_sweep_under_the_joblib_launcher(tmp_path, train_cli):
+    proc = train_cli(["model=lightgbm,xgboost", "hydra/launcher=joblib",
+                      "hydra.launcher.n_jobs=2", *SMALL_WF, "-m"], tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    runs = client.search_runs([client.get_experiment_by_name("huracan").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("huracan.role") == "sweep"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["model_type"] for r in children) == ["lightgbm", "xgboost"]
+    assert parent.info.status == "FINISHED" and all(r.info.status == "FINISHED"
+                                                    for r in children)
+    summary = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/summary.csv",
+                                                    str(tmp_path)))
+    assert sorted(summary.model) == ["lightgbm", "xgboost"]
+    assert set(summary.run_id) == {r.info.run_id for r in children}
+    # one gate decision, on the child with the best OOS score, recorded on the parent
+    best = max(children, key=lambda r: r.data.metrics["oos_composite_score"])
+    assert parent.data.tags["huracan.gate.candidate_run_id"] == best.info.run_id
+    assert parent.data.tags["huracan.gate.selected_on"] == "oos_composite_score"
+    evs = events.history(make_engine(f"sqlite:///{tmp_path / 'brain.db'}"),
+                         "huracan-BTCUSDT-1h")
+    assert len(evs) == 1 and evs[0].run_id == best.info.run_id
+    gate = json.loads((tmp_path / "multirun" / "gate.json").read_text())
+    assert [d["decision"] for d in gate["decisions"]] == [evs[0].event]
+    assert "lightgbm" in proc.stdout and "oos_sharpe" in proc.stdout
+
+
+def test_no_secret_in_params_artifacts_tags_logs_or_hydra_files(tmp_path, train_cli):
+    secret = "hunter2-s3cr3t"
+    url = f"postgresql+psycopg2://huracan:{secret}@127.0.0.1:5432/nowhere"
+    proc = train_cli(["model=lightgbm", "model.n_estimators=20", "explain.max_rows=10",
+                      "importance.enabled=false", "registry.enabled=false",
+                      f"db.url={url}", f"+data.api_key={secret}", "-m"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert secret not in proc.stdout and secret not in proc.stderr
+    leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and secret.encode()
+             in p.read_bytes()]
+    assert leaks == []  # MLflow's database (params, tags), artifacts, .hydra/*, job logs
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    run = next(r for r in client.search_runs(
+        [client.get_experiment_by_name("huracan").experiment_id])
+        if r.data.tags.get("huracan.role") != "sweep")
+    assert run.data.params["data.api_key"] == "***"
+    assert run.data.params["db.url"] == "postgresql+psycopg2://huracan:***@127.0.0.1:5432/nowhere"
+    parent = next(r for r in client.search_runs(
+        [client.get_experiment_by_name("huracan").experiment_id])
+        if r.data.tags.get("huracan.role") == "sweep")
+    assert "huracan:***@127.0.0.1" in parent.data.tags["sweep_overrides"]
+    overrides = (next(tmp_path.rglob("overrides.yaml"))).read_text()
+    assert "***@127.0.0.1" in overrides and "data.api_key=***" in overrides

@@ -70,11 +70,26 @@ def main() -> int:
           f"{rest:.1f} s")
     print(f"total wall time: {total:.1f} s; fit+predict: {fitpred:.1f} s; "
           f"framework overhead: {overhead:.1f} s = {100 * overhead / total:.0f} % of the total")
+    print("\nscored window (validation/test for a forward split, stitched OOS for walk-forward):")
+    perf = []
+    for r in results:
+        m = r["metrics"]
+        for p in ("oos",) if r.get("scheme") == "walk_forward" else ("val", "test"):
+            perf.append({"model": r["model_type"], "window": p,
+                         "bars": int(m.get(f"{p}_bars", 0)) or None,
+                         "sharpe": m[f"{p}_sharpe"], "total_return_pct":
+                         100 * m[f"{p}_total_return"], "max_drawdown_pct":
+                         100 * m[f"{p}_max_drawdown"], "trades": int(m[f"{p}_n_trades"]),
+                         "profit_factor": m[f"{p}_profit_factor"],
+                         "composite": m[f"{p}_composite_score"]})
+    import pandas as pd
+
+    print(pd.DataFrame(perf).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"total_s": total, "fit_predict_s": fitpred, "rest_s": rest,
                                "overhead_share": overhead / total, "totals_s": sums,
-                               "extra": args.extra,
+                               "extra": args.extra, "performance": perf,
                                "jobs": [dict(zip(cols, row, strict=True)) for row in rows]},
                               indent=2))
     return 0

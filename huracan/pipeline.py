@@ -55,6 +55,8 @@ class TrainResult:
             ``oos_composite_score`` walk-forward) and its value: what sweeps and the gate select on.
         timings: wall seconds per stage (``data``, ``features``, ``folds``, ``fit``, ``predict``,
             ``shap``, ``importance``, ``logging``, ``registry``).
+        evidence: per scored window, bars, trades, per-bar Sharpe, moments and PSR (the sweep
+            deflates them against its other candidates).
     """
 
     run_id: str
@@ -66,6 +68,7 @@ class TrainResult:
     objective: str
     objective_value: float
     timings: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     n_folds: int = 1
     model_uri: str | None = None
     registered_model: str | None = None
@@ -84,8 +87,11 @@ def objective_of(settings: JobSettings) -> str:
     return f"{settings.split.selection_prefix}_composite_score"
 
 
-def select_columns(settings: JobSettings, fs: FeatureSet) -> tuple[list[str] | None, str]:
-    """``features.top_n``: the stored top-N feature columns (and a note), or ``(None, "")``."""
+def select_columns(settings: JobSettings, fs: FeatureSet,
+                   model_type: str) -> tuple[list[str] | None, str]:
+    """``features.top_n``: the top-N feature columns of the latest stored ranking of this model
+    type (ranked on validation or walk-forward OOS rows, never test; see
+    :func:`run_importance`) and a note, or ``(None, "")``."""
     if not settings.top_n:
         return None, ""
     from huracan.analysis.importance_store import select_top_features
@@ -96,7 +102,8 @@ def select_columns(settings: JobSettings, fs: FeatureSet) -> tuple[list[str] | N
     try:
         migrate.upgrade(engine)
         return select_top_features(engine, settings.data.symbol, settings.data.timeframe,
-                                   int(settings.top_n), list(fs.feature_names))
+                                   int(settings.top_n), list(fs.feature_names),
+                                   model_type=model_type)
     finally:
         engine.dispose()
 
@@ -138,7 +145,7 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
             candles = stages.load_validated(data)
         with timer("features"):
             fs = stages.build_features(candles, timeframe, settings.features)
-            columns, note = select_columns(settings, fs)
+            columns, note = select_columns(settings, fs, prototype.model_type)
             if columns is not None:
                 fs = stages.build_features(candles, timeframe, settings.features, columns)
             folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
@@ -161,19 +168,20 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         log.info("fitting %r on %d fold(s)", prototype, len(folds))
         with timer("folds"):
             outcomes = stages.fit_predict_folds(prototype, fs, folds, parts,
-                                                n_jobs=int(split.n_jobs))
+                                                n_jobs=int(split.n_jobs), timeframe=timeframe)
         timer.add("fit", sum(o.fit_seconds for o in outcomes))
         timer.add("predict", sum(o.predict_seconds for o in outcomes))
         with timer("backtest"):
             evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
                                               run_name)
         mlflow.log_metrics(evaluation.metrics)
-        fitted = stages.fitted_fold(fs, outcomes[-1])
+        fitted = stages.fitted_fold(fs, outcomes[-1], timeframe)
+        part = split.selection_part
         with timer("shap"):
-            shap_result = stages.explain(fitted, int(settings.explain.max_rows))
+            shap_result = stages.explain(fitted, int(settings.explain.max_rows), part)
         if settings.importance.enabled:
             with timer("importance"):
-                run_importance(settings, fitted, shap_result.values, run_id)
+                run_importance(settings, fitted, shap_result.values, run_id, part)
         with timer("logging"):
             model_uri = log_evaluation(settings, fs, folds, outcomes, evaluation, fitted,
                                        shap_result, run_name)
@@ -191,7 +199,8 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
     return TrainResult(run_id=run_id, model_type=prototype.model_type, symbol=symbol,
                        timeframe=timeframe, scheme=split.scheme, metrics=metrics,
                        objective=objective, objective_value=float(metrics[objective]),
-                       timings=dict(timer.seconds), n_folds=len(folds), model_uri=model_uri,
+                       timings=dict(timer.seconds), evidence=evaluation.evidence,
+                       n_folds=len(folds), model_uri=model_uri,
                        registered_model=registered,
                        version=None if version is None else str(version),
                        parent_run_id=parent_run_id)
@@ -237,7 +246,7 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     for path, build in ev.figures.items():
         tracking.log_figure(build(), path)
     mlflow.log_text(shap_result.importance.to_csv(index=False), "shap/mean_abs_shap.csv")
-    where = "test" if ev.scored == "test" else "last OOS step"
+    where = "validation" if settings.split.selection_part == "val" else "last OOS step"
     tracking.log_figure(
         plots.shap_summary_figure(shap_result.values, shap_result.X, list(fs.feature_names),
                                   f"SHAP {run_name} ({where})", settings.seed),
@@ -250,9 +259,10 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
 
 
 def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.ndarray,
-                   run_id: str) -> AnalysisOutcome | None:
-    """Feature-importance loop step on the last fold's scored rows: rank, store, log, check for a
-    shift. Never fails the job: an error is logged and alerted."""
+                   run_id: str, part: str = "val") -> AnalysisOutcome | None:
+    """Feature-importance loop step on the last fold's selection rows (``part``: validation for a
+    forward split, the last OOS step for walk-forward; never test rows): rank, store, log, check
+    for a shift. Never fails the job: an error is logged and alerted."""
     from huracan.alerts import Alert
     from huracan.db import migrate
     from huracan.db.session import make_engine
@@ -262,7 +272,7 @@ def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.nd
     engine = make_engine(settings.db_url)
     try:
         migrate.upgrade(engine)
-        X_rows, y_rows, context = fitted.tail("test", int(imp.max_rows))
+        X_rows, y_rows, context = fitted.tail(part, int(imp.max_rows))
         return analyze_job(engine, model=fitted.model, X_test=X_rows, y_test=y_rows,
                            context=context, X_train=fitted.rows("train"),
                            y_train=fitted.labels("train"),
@@ -380,12 +390,16 @@ def analyze_run(
         raise ValueError(f"the rebuilt train rows differ from run {run_id}'s (scaler means "
                          "disagree): its importance cannot be reproduced")
     X = np.asarray(scaler.transform(fs.X), dtype=np.float32)
-    fitted = FittedFold(model, scaler, fold, X, fs.y)
+    fitted = FittedFold(model, scaler, fold, X, fs.y,
+                        stages.gap_starts(pd.DatetimeIndex(fs.frame.index),
+                                          settings.data.timeframe))
     max_rows = int(shap_max_rows or settings.explain.max_rows)
     tags = run.data.tags
+    part = settings.split.selection_part
+    X_rows, y_rows, context = fitted.tail(part, int(settings.importance.max_rows))
     outcome = analyze_job(
-        engine, model=model, X_test=fitted.rows("test"), y_test=fitted.labels("test"),
-        context=fitted.context("test"), X_train=fitted.rows("train"),
+        engine, model=model, X_test=X_rows, y_test=y_rows, context=context,
+        X_train=fitted.rows("train"),
         y_train=fitted.labels("train"), symbol=str(tags.get("symbol", settings.data.symbol)),
         timeframe=str(tags.get("timeframe", settings.data.timeframe)), run_id=run_id,
         shap_values=None, n_repeats=n_repeats, seed=seed, shift_threshold=shift_threshold,

@@ -73,11 +73,17 @@ class TrackingSettings:
 
 @dataclass(frozen=True)
 class RegistrySettings:
-    """Model registry: register every run; gate on ``metric`` with a relative ``tolerance``."""
+    """Model registry: register every run; gate on ``metric`` with a relative ``tolerance`` on a
+    window of at least ``min_eval_bars`` bars unseen by both models (else the decision is
+    skipped); ``min_dsr`` (off by default) also demands a deflated Sharpe ratio; the score
+    difference gets a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
 
     enabled: bool = True
     metric: str = "composite_score"
     tolerance: float = 0.05
+    min_eval_bars: int = 168
+    min_dsr: float | None = None
+    bootstrap_resamples: int = 500
 
 
 def _build(cls: type, node: Mapping[str, Any] | None) -> Any:

@@ -242,6 +242,8 @@ class ForwardSplitter:
     scheme: ClassVar[str] = "forward"
     #: metrics selection reads (``val_*``): validation, never test
     selection_prefix: ClassVar[str] = "val"
+    #: the fold part selection, feature choice and explanations read
+    selection_part: ClassVar[str] = "val"
     train: float = 0.70
     val: float = 0.15
     test: float = 0.15
@@ -271,6 +273,8 @@ class WalkForwardSplitter:
     scheme: ClassVar[str] = "walk_forward"
     #: metrics selection reads (``oos_*``): the stitched out-of-sample predictions
     selection_prefix: ClassVar[str] = "oos"
+    #: the fold part selection, feature choice and explanations read (the last OOS step)
+    selection_part: ClassVar[str] = "test"
     train_bars: int | str = "90d"
     val_bars: int | str = "15d"
     step_bars: int | str = "14d"

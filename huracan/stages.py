@@ -25,11 +25,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.preprocessing import StandardScaler
 
-from huracan.data.ohlcv import bars_per_year, load_ohlcv
+from huracan.data.ohlcv import bars_per_year, load_ohlcv, timeframe_to_timedelta
 from huracan.data.quality import JsonlQualitySink
 from huracan.data.validate import validate_for_training
 from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
+from huracan.evaluation.evidence import window_evidence
 from huracan.evaluation.explain import ShapResult
 from huracan.evaluation.explain import explain as shap_explain
 from huracan.evaluation.metrics import compute_metrics
@@ -163,6 +164,27 @@ class FoldOutcome:
     scaler: StandardScaler | None = None
 
 
+def gap_starts(index: pd.DatetimeIndex, timeframe: str) -> np.ndarray:
+    """Bool per feature row: True where the row does not follow the previous row by exactly one
+    bar (a data gap, or warm-up rows dropped after one); the first row is True."""
+    ts = pd.DatetimeIndex(index)
+    out = np.ones(len(ts), dtype=bool)
+    if len(ts) > 1:
+        out[1:] = np.diff(ts.asi8) != timeframe_to_timedelta(timeframe).value
+    return out
+
+
+def run_context(fold: Fold, part: str, lookback: int, starts: np.ndarray | None) -> range:
+    """The context rows of ``part`` (see :meth:`Fold.context`) cut to the gap-free run of the
+    part's first row: no context row lies before a gap that precedes the part."""
+    ctx = fold.context(part, lookback)
+    if starts is None or len(ctx) == 0:
+        return ctx
+    first = getattr(fold, part).start
+    breaks = np.flatnonzero(starts[ctx.start + 1 : first + 1]) + ctx.start + 1
+    return range(int(breaks[-1]) if len(breaks) else ctx.start, first)
+
+
 def clone(model: Forecaster) -> Forecaster:
     """A fresh unfitted copy with the same hyperparameters (scikit-learn's ``clone``)."""
     return type(model)(**model.get_params())
@@ -170,12 +192,13 @@ def clone(model: Forecaster) -> Forecaster:
 
 def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
              feature_names: Sequence[str], parts: Sequence[str] = ("test",),
-             keep: bool = False) -> FoldOutcome:
+             keep: bool = False, starts: np.ndarray | None = None) -> FoldOutcome:
     """Fit a fresh copy of ``prototype`` and a fresh scaler on ``fold.train``, early-stop on
     ``fold.val``, predict each part in ``parts``.
 
     Sequence models get, as context, only rows preceding each part (features known before the
-    part starts). The scaler sees the fold's train rows and nothing else.
+    part starts) in the same gap-free run, and their windows never cross a gap (``starts``, from
+    :func:`gap_starts`). The scaler sees the fold's train rows and nothing else.
 
     Args:
         prototype: an unfitted forecaster (its hyperparameters are copied).
@@ -196,18 +219,22 @@ def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
         return np.asarray(scaler.transform(X[r.start : r.stop]), dtype=np.float32)
 
     lookback = int(model.lookback)
+
+    def flags(r: range) -> np.ndarray | None:
+        return None if starts is None else starts[r.start : r.stop]
+
     t_fit = time.perf_counter()
     model.fit(scaled(tr), y[tr.start : tr.stop], scaled(va), y[va.start : va.stop],
-              X_val_context=scaled(fold.context("val", lookback)),
-              feature_names=list(feature_names))
+              X_val_context=scaled(run_context(fold, "val", lookback, starts)),
+              feature_names=list(feature_names), starts=flags(tr), starts_val=flags(va))
     fit_s = time.perf_counter() - t_fit
     preds: dict[str, np.ndarray] = {}
     predict_s = 0.0
     for part in parts:
         rows = getattr(fold, part)
-        x_part, ctx = scaled(rows), scaled(fold.context(part, lookback))
+        x_part, ctx = scaled(rows), scaled(run_context(fold, part, lookback, starts))
         t_pred = time.perf_counter()
-        preds[part] = model.predict(x_part, context=ctx)
+        preds[part] = model.predict(x_part, context=ctx, starts=flags(rows))
         predict_s += time.perf_counter() - t_pred
     return FoldOutcome(fold=fold, predictions=preds, fit_seconds=fit_s, predict_seconds=predict_s,
                        seconds=time.perf_counter() - t0, model=model if keep else None,
@@ -215,7 +242,8 @@ def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
 
 
 def fit_predict_folds(prototype: Forecaster, fs: FeatureSet, folds: Sequence[Fold],
-                      parts: Sequence[str] = ("test",), n_jobs: int = 1) -> list[FoldOutcome]:
+                      parts: Sequence[str] = ("test",), n_jobs: int = 1,
+                      timeframe: str | None = None) -> list[FoldOutcome]:
     """Fit and predict every fold; the last fold's model and scaler are kept.
 
     With ``n_jobs > 1`` all folds but the last run in parallel worker processes (joblib's loky
@@ -223,19 +251,25 @@ def fit_predict_folds(prototype: Forecaster, fs: FeatureSet, folds: Sequence[Fol
     runs here, so its fitted model is available without pickling. Every fold is seeded by the
     model's own ``seed``, so parallel and sequential runs give identical predictions.
 
+    With ``timeframe``, data gaps are located from the feature rows' timestamps
+    (:func:`gap_starts`) and no sequence window crosses one.
+
     Returns:
         one :class:`FoldOutcome` per fold, in fold order.
     """
     X, y, names = fs.X, fs.y, list(fs.feature_names)
+    starts = None if timeframe is None else gap_starts(pd.DatetimeIndex(fs.frame.index),
+                                                       timeframe)
     head, last = list(folds[:-1]), folds[-1]
     if n_jobs > 1 and len(head) > 0:
         from joblib import Parallel, delayed
 
         done = Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(fit_fold)(prototype, X, y, f, names, parts, False) for f in head)
-        outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True)]
+            delayed(fit_fold)(prototype, X, y, f, names, parts, False, starts) for f in head)
+        outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True, starts)]
     else:
-        outcomes = [fit_fold(prototype, X, y, f, names, parts, f is last) for f in folds]
+        outcomes = [fit_fold(prototype, X, y, f, names, parts, f is last, starts)
+                    for f in folds]
     for o in outcomes:
         log.debug("fold %d: %d train / %d val / %d test rows, fit %.2fs, predict %.2fs",
                   o.fold.index, len(o.fold.train), len(o.fold.val), len(o.fold.test),
@@ -255,14 +289,25 @@ class Evaluation:
         figures: figure builders by artifact path (built only when logged).
         eval_window: the scored bars of the last fold plus context rows (registry gate).
         scored: name of the window the run is judged on (``test`` or ``oos``).
+        evidence: per window, :class:`huracan.evaluation.evidence.WindowEvidence` as a dict
+            (bars, trades, per-bar Sharpe, moments, PSR); the metrics carry ``<window>_psr``.
     """
 
     metrics: dict[str, float]
     results: dict[str, BacktestResult]
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Callable[[], Figure]] = field(default_factory=dict)
     eval_window: pd.DataFrame | None = None
     scored: str = "test"
+
+
+def _with_evidence(name: str, result: BacktestResult, metrics: dict[str, float],
+                   evidence: dict[str, dict[str, Any]]) -> None:
+    ev = window_evidence(result.returns["strategy_return"].to_numpy(), result.metrics.n_trades)
+    metrics[f"{name}_psr"] = ev.psr
+    metrics[f"{name}_bars"] = float(ev.bars)
+    evidence[name] = ev.as_dict()
 
 
 def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
@@ -296,13 +341,15 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
     results = {name: backtest_rows(fs, getattr(fold, name), outcome.predictions[name], cfg, ppy)
                for name in ("val", "test")}
     metrics: dict[str, float] = {}
+    evidence: dict[str, dict[str, Any]] = {}
     for name, res in results.items():
         metrics.update(res.metrics.as_dict(f"{name}_"))
+        _with_evidence(name, res, metrics, evidence)
     figures = {f"plots/equity_drawdown_{name}.png":
                _equity_plot(results[name].returns, f"{title} {name} (net of fees)")
                for name in ("val", "test")}
     return Evaluation(
-        metrics=metrics, results=results,
+        metrics=metrics, results=results, evidence=evidence,
         frames={"backtest/returns.parquet": results["test"].returns,
                 "backtest/trades.parquet": results["test"].trades,
                 "backtest/val_returns.parquet": results["val"].returns},
@@ -333,10 +380,11 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     result.returns.insert(1, "fold", fold_ids)
     folds = fold_table(fs, outcomes, result, ppy)
     starts = [pd.Timestamp(fs.frame.index[o.fold.test.start]) for o in outcomes[1:]]
+    metrics = result.metrics.as_dict("oos_") | {"oos_n_folds": float(len(outcomes))}
+    evidence: dict[str, dict[str, Any]] = {}
+    _with_evidence("oos", result, metrics, evidence)
     return Evaluation(
-        metrics=result.metrics.as_dict("oos_") | {"oos_n_folds": float(len(outcomes)),
-                                                   "oos_bars": float(len(rows))},
-        results={"oos": result},
+        metrics=metrics, results={"oos": result}, evidence=evidence,
         frames={"backtest/oos_returns.parquet": result.returns,
                 "backtest/oos_trades.parquet": result.trades,
                 "walkforward/folds.parquet": folds},
@@ -386,6 +434,7 @@ class FittedFold:
     fold: Fold
     X: np.ndarray  # all rows scaled with the fold's scaler, (n, f) float32
     y: np.ndarray
+    starts: np.ndarray | None = None  # gap_starts of all rows
 
     def rows(self, part: str) -> np.ndarray:
         r = getattr(self.fold, part)
@@ -396,7 +445,7 @@ class FittedFold:
         return self.y[r.start : r.stop]
 
     def context(self, part: str) -> np.ndarray:
-        r = self.fold.context(part, int(self.model.lookback))
+        r = run_context(self.fold, part, int(self.model.lookback), self.starts)
         return self.X[r.start : r.stop]
 
     def tail(self, part: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -409,8 +458,10 @@ class FittedFold:
         return X[k:], y[k:], before[len(before) - pad :]
 
 
-def fitted_fold(fs: FeatureSet, outcome: FoldOutcome) -> FittedFold:
-    """Wrap a kept fold (``keep=True``) with its scaled matrix.
+def fitted_fold(fs: FeatureSet, outcome: FoldOutcome,
+                timeframe: str | None = None) -> FittedFold:
+    """Wrap a kept fold (``keep=True``) with its scaled matrix (and, with ``timeframe``, the
+    gap flags that cut sequence contexts).
 
     Raises:
         ValueError: the outcome did not keep its model.
@@ -418,13 +469,17 @@ def fitted_fold(fs: FeatureSet, outcome: FoldOutcome) -> FittedFold:
     if outcome.model is None or outcome.scaler is None:
         raise ValueError(f"fold {outcome.fold.index} did not keep its model")
     X = np.asarray(outcome.scaler.transform(fs.X), dtype=np.float32)
-    return FittedFold(outcome.model, outcome.scaler, outcome.fold, X, fs.y)
+    starts = None if timeframe is None else gap_starts(pd.DatetimeIndex(fs.frame.index),
+                                                       timeframe)
+    return FittedFold(outcome.model, outcome.scaler, outcome.fold, X, fs.y, starts)
 
 
-def explain(fitted: FittedFold, max_rows: int) -> ShapResult:
-    """SHAP of the fitted model on the last ``max_rows`` scored rows of its fold (train rows as the
-    background); see :func:`huracan.evaluation.explain.explain`."""
-    return shap_explain(fitted.model, fitted.rows("test"), fitted.context("test"),
+def explain(fitted: FittedFold, max_rows: int, part: str = "val") -> ShapResult:
+    """SHAP of the fitted model on the last ``max_rows`` rows of ``part`` of its fold (the
+    selection window: ``val`` for a forward split, the OOS step for walk-forward; never the test
+    split of a forward split), train rows as the background; see
+    :func:`huracan.evaluation.explain.explain`."""
+    return shap_explain(fitted.model, fitted.rows(part), fitted.context(part),
                         fitted.rows("train"), max_rows)
 
 

@@ -198,6 +198,8 @@ class RegistryEventRecord:
     tolerance: float | None
     reason: str
     run_id: str | None
+    eval_bars: int | None = None
+    evidence: dict[str, Any] | None = None
 
 
 _EVENT_FIELDS = list(RegistryEventRecord.__dataclass_fields__)

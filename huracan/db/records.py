@@ -56,8 +56,10 @@ def record_registry_event(
     tolerance: float | None = None,
     run_id: str | None = None,
     timestamp: datetime | None = None,
+    eval_bars: int | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> None:
-    """Append one promotion/rejection/rollback to ``registry_events``.
+    """Append one promotion/rejection/rollback/skipped decision to ``registry_events``.
 
     Args:
         model_name: registered model name in MLflow.
@@ -69,6 +71,8 @@ def record_registry_event(
         metric, champion_score, challenger_score, tolerance: what the gate compared.
         run_id: the challenger's MLflow run.
         timestamp: event time (UTC-aware); default now.
+        eval_bars: bars of the window both models were scored on.
+        evidence: JSON-ready document of what the decision rested on.
 
     Raises:
         ValueError: unknown ``event_type`` or a naive ``timestamp``.
@@ -85,6 +89,7 @@ def record_registry_event(
         "challenger_score": None if challenger_score is None else float(challenger_score),
         "tolerance": None if tolerance is None else float(tolerance),
         "reason": reason, "run_id": run_id,
+        "eval_bars": None if eval_bars is None else int(eval_bars), "evidence": evidence,
     }
     _write(bind, lambda c: c.execute(insert(RegistryEvent), [row]))
 
@@ -106,13 +111,15 @@ def store_feature_importance(
 
     Args:
         importance: feature name -> importance (e.g. mean |SHAP value|, permutation loss
-            increase, correlation with the target). Ranked by absolute value, 1 = most important.
+            increase, correlation with the target). Ranked by signed value, 1 = most important (a
+            negative permutation importance, a feature whose shuffling lowered the loss, ranks
+            last; see :func:`huracan.evaluation.importance.rank_by`).
         symbol, timeframe, run_id, model_type: what was analysed (``run_id``: the MLflow run).
         method: ``shap``, ``permutation``, ``correlation`` or ``aggregate`` (the mean rank across
             the other methods).
         analyzed_at: analysis time (UTC-aware); default now.
         ascending: rank by importance ascending (1 = smallest value: a mean rank, lower is
-            better) instead of by |importance| descending; default: ascending for ``aggregate``
+            better) instead of by importance descending; default: ascending for ``aggregate``
             only. Ties keep the order of ``importance`` either way.
 
     Returns:
@@ -128,7 +135,7 @@ def store_feature_importance(
         raise ValueError(f"NaN importance for feature(s) {list(s.index[s.isna()])}")
     if ascending is None:
         ascending = method == "aggregate"
-    key = s.to_numpy() if ascending else -s.abs().to_numpy()
+    key = s.to_numpy() if ascending else -s.to_numpy()
     order = np.argsort(key, kind="stable")
     when = _now_or(analyzed_at)
     rows: list[dict[str, Any]] = [

@@ -60,7 +60,7 @@ LIQUIDATION_TYPES = ("single", "cascade")
 #: per-model methods, plus ``aggregate``: the mean rank across the methods (lower is better)
 IMPORTANCE_METHODS = ("shap", "permutation", "correlation", "aggregate")
 SEVERITIES = ("critical", "warning", "info")
-REGISTRY_EVENT_TYPES = ("promotion", "rejection", "rollback")
+REGISTRY_EVENT_TYPES = ("promotion", "rejection", "rollback", "skipped")
 
 #: Surrogate ids: BIGINT on Postgres; INTEGER on SQLite, where only ``INTEGER PRIMARY KEY``
 #: auto-increments.
@@ -260,7 +260,8 @@ class DataQualityLog(Base):
 
 
 class RegistryEvent(Base):
-    """One decision of the model registry: a promotion, a rejection or a rollback.
+    """One decision of the model registry: a promotion, a rejection, a rollback, or a decision
+    skipped for lack of evidence (production unchanged).
 
     MLflow aliases keep no history, so every alias move is recorded here: which versions
     (``from_version`` was serving, ``to_version`` is serving or was refused), the scores compared
@@ -286,6 +287,11 @@ class RegistryEvent(Base):
     tolerance: Mapped[float | None] = mapped_column(Double)
     reason: Mapped[str] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(64))
+    #: bars of the window both models were scored on (unseen by both; revision 0002)
+    eval_bars: Mapped[int | None] = mapped_column(Integer)
+    #: the evidence of the decision: window, each model's trades, PSR and DSR, the bootstrap
+    #: interval of the score difference, eligibility (revision 0002)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
 
 
 #: The tables that ingest files, with the columns of their natural key.

@@ -190,10 +190,14 @@ def spearman_abs(X_train: np.ndarray, y_train: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- ranking
 def rank_by(values: np.ndarray, *, ascending: bool = False) -> np.ndarray:
-    """Ranks 1..f: by |value| descending (default) or by value ascending; ties keep the input
-    order (stable sort). Returns int64 array of shape ``(f,)``."""
+    """Ranks 1..f: by SIGNED value descending (default) or ascending; ties keep the input order
+    (stable sort). Returns int64 array of shape ``(f,)``.
+
+    Signed, not absolute: a permutation importance below zero means shuffling the feature LOWERED
+    the loss (the feature hurt, or it is noise), so it must rank last, not first. The other
+    methods are non-negative by construction (mean |SHAP|, |Spearman|)."""
     v = np.asarray(values, dtype=np.float64)
-    key = v if ascending else -np.abs(v)
+    key = v if ascending else -v
     ranks = np.empty(len(v), dtype=np.int64)
     ranks[np.argsort(key, kind="stable")] = np.arange(1, len(v) + 1)
     return ranks
@@ -211,8 +215,9 @@ def rank_table(importances: Mapping[str, np.ndarray], feature_names: Sequence[st
     Returns:
         Columns ``method, feature, importance, rank``: one block of ``f`` rows per method, in the
         order given, then ``aggregate``, each block sorted by rank. ``rank`` 1 = most important:
-        by |importance| descending for the methods; for ``aggregate`` the importance is the mean
-        rank across the methods (lower = more important) and rank 1 is the lowest mean rank.
+        by signed importance descending for the methods (:func:`rank_by`); for ``aggregate``
+        the importance is the mean rank across the methods (lower = more important) and rank 1
+        is the lowest mean rank.
         Ties keep the feature order.
 
     Raises:

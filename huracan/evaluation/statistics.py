@@ -685,6 +685,13 @@ def _auto_block_length(a: np.ndarray, b: np.ndarray) -> int:
     return int(min(max(math.ceil(float(lengths.max())), 1), len(a)))
 
 
+def auto_block_length(returns_a: npt.ArrayLike, returns_b: npt.ArrayLike) -> int:
+    """The automatic expected block length of :func:`paired_bootstrap_interval` (Politis & White
+    2004 with the 2009 correction, the larger over the two series), in bars."""
+    return _auto_block_length(_as_returns(returns_a, "returns_a"),
+                              _as_returns(returns_b, "returns_b"))
+
+
 def paired_bootstrap_interval(
     returns_a: npt.ArrayLike,
     returns_b: npt.ArrayLike,

@@ -10,7 +10,9 @@
 Inputs are already scaled float32 matrices of shape ``(n_rows, n_features)``, one row per bar in
 time order; targets are forward returns as fractions (0.01 = +1 %), shape ``(n_rows,)``. Sequence
 models build windows of ``lookback`` bars themselves; ``context`` carries the rows that precede
-``X`` in time (never later rows) so the first rows of a split still get full windows.
+``X`` in time (never later rows) so the first rows of a split still get full windows. Rows are
+consecutive bars unless ``starts`` says otherwise: ``starts[i]`` is True where row ``i`` follows a
+data gap (a missing bar), and no window ever joins bars from both sides of a gap.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Forecaster(ABC):
         *,
         X_val_context: np.ndarray | None = None,
         feature_names: list[str] | None = None,
+        starts: np.ndarray | None = None,
+        starts_val: np.ndarray | None = None,
     ) -> Forecaster:
         """Fit on train, early-stopping on validation when given.
 
@@ -89,8 +93,11 @@ class Forecaster(ABC):
             X: train features, shape ``(n, f)``.
             y: train targets (forward return, fraction), shape ``(n,)``.
             X_val, y_val: validation rows used for early stopping only.
-            X_val_context: rows immediately preceding ``X_val`` (for sequence models).
+            X_val_context: rows immediately preceding ``X_val`` in the same gap-free run (for
+                sequence models).
             feature_names: column names, kept for explanations.
+            starts, starts_val: bool, shape ``(n,)`` / ``(n_val,)``: True where a row follows a
+                data gap (``None``: no gap). Sequence models never window across a gap.
 
         Returns:
             ``self``.
@@ -106,17 +113,24 @@ class Forecaster(ABC):
         self.feature_names_ = list(feature_names) if feature_names else [
             f"f{i}" for i in range(X.shape[1])
         ]
-        self._fit(X, y, X_val, y_val, X_val_context)
+        starts = _as_starts(starts, len(X), "starts")
+        if X_val is not None:
+            starts_val = _as_starts(starts_val, len(X_val), "starts_val")
+        self._fit(X, y, X_val, y_val, X_val_context, starts=starts, starts_val=starts_val)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, X: np.ndarray, context: np.ndarray | None = None,
+                starts: np.ndarray | None = None) -> np.ndarray:
         """Predict the forward return for each row of ``X``.
 
         Args:
             X: features, shape ``(n, f)``.
-            context: up to ``lookback - 1`` rows preceding ``X`` in time, shape ``(k, f)``; rows
-                without a full window are padded by repeating the first available row.
+            context: up to ``lookback - 1`` rows preceding ``X`` in time, in the same gap-free
+                run as ``X[0]``, shape ``(k, f)``; rows without a full window are padded by
+                repeating the first available row of their run.
+            starts: bool, shape ``(n,)``: True where a row follows a data gap. A sequence model
+                predicts each gap-free run separately (the context only reaches the first one).
 
         Returns:
             float64 array of shape ``(n,)``.
@@ -132,7 +146,19 @@ class Forecaster(ABC):
             context = _as_matrix(context, "context", n_features=self.n_features_in_)
         else:
             context = None
-        out = np.asarray(self._predict(X, context), dtype=np.float64).reshape(-1)
+        flags = _as_starts(starts, len(X), "starts")
+        if flags is None or int(self.lookback) <= 1 or not flags[1:].any():
+            first_ctx = None if flags is not None and flags[0] else context
+            out = np.asarray(self._predict(X, first_ctx), dtype=np.float64).reshape(-1)
+        else:
+            bounds = [*np.flatnonzero(flags[1:]) + 1, len(X)]
+            pieces, a = [], 0
+            for b in bounds:
+                ctx = context if a == 0 and not flags[0] else None
+                pieces.append(np.asarray(self._predict(X[a:b], ctx), dtype=np.float64)
+                              .reshape(-1))
+                a = b
+            out = np.concatenate(pieces)
         if out.shape != (len(X),):
             raise RuntimeError(f"{type(self).__name__} returned {out.shape}, expected ({len(X)},)")
         return out
@@ -211,10 +237,14 @@ class Forecaster(ABC):
         X_val: np.ndarray | None,
         y_val: np.ndarray | None,
         X_val_context: np.ndarray | None,
+        *,
+        starts: np.ndarray | None = None,
+        starts_val: np.ndarray | None = None,
     ) -> None: ...
 
     @abstractmethod
-    def _predict(self, X: np.ndarray, context: np.ndarray | None) -> np.ndarray: ...
+    def _predict(self, X: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+        """Predict one gap-free run of rows (``context`` precedes it in the same run)."""
 
     @abstractmethod
     def _save_state(self, path: Path) -> None: ...
@@ -249,14 +279,39 @@ def _as_vector(y: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def sequence_windows(X: np.ndarray, lookback: int, context: np.ndarray | None = None) -> np.ndarray:
+def _as_starts(starts: Any, n: int, name: str) -> np.ndarray | None:
+    if starts is None:
+        return None
+    arr = np.asarray(starts, dtype=bool).reshape(-1)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} has {arr.shape[0]} rows, expected {n}")
+    return arr
+
+
+def _segment_first(n_prefix: int, n: int, starts: np.ndarray | None) -> np.ndarray:
+    """For each row of ``prefix + X`` (``n_prefix + n`` rows), the index of the first row of its
+    gap-free run (the prefix belongs to ``X[0]``'s run unless ``starts[0]``)."""
+    flags = np.zeros(n_prefix + n, dtype=bool)
+    flags[0] = True
+    if starts is not None:
+        flags[n_prefix:] |= starts
+    idx = np.arange(n_prefix + n)
+    return np.maximum.accumulate(np.where(flags, idx, 0))
+
+
+def sequence_windows(X: np.ndarray, lookback: int, context: np.ndarray | None = None,
+                     starts: np.ndarray | None = None) -> np.ndarray:
     """Build causal sliding windows: window ``i`` ends at row ``i`` of ``X``.
 
     Args:
         X: shape ``(n, f)``.
         lookback: window length in bars.
-        context: rows preceding ``X`` (oldest first); only the last ``lookback - 1`` are used.
-            When fewer are available, the oldest row is repeated (edge padding), never a later row.
+        context: rows preceding ``X`` (oldest first) in the same gap-free run; only the last
+            ``lookback - 1`` are used.
+        starts: bool, shape ``(n,)``: True where a row follows a data gap. A window never
+            reaches back past the first row of its run (nor into ``context`` after a gap at
+            ``X[0]``): the missing bars are the run's first row repeated (edge padding), never a
+            bar from the other side of the gap and never a later row.
 
     Returns:
         float32 array of shape ``(n, lookback, f)``; ``out[i, -1] == X[i]``.
@@ -269,11 +324,19 @@ def sequence_windows(X: np.ndarray, lookback: int, context: np.ndarray | None = 
         else np.empty((0, X.shape[1]), np.float32)
     )
     full = np.concatenate([prefix, X], axis=0)
-    missing = pad - len(prefix)
-    if missing > 0:
-        full = np.concatenate([np.repeat(full[:1], missing, axis=0), full], axis=0)
-    view = np.lib.stride_tricks.sliding_window_view(full, lookback, axis=0)  # (n, f, lookback)
-    return np.ascontiguousarray(view.transpose(0, 2, 1))
+    m = len(prefix)
+    first = _segment_first(m, len(X), starts)
+    rows = np.arange(m, m + len(X))
+    idx = np.maximum(rows[:, None] - pad + np.arange(lookback)[None, :], first[rows][:, None])
+    return full[idx]
+
+
+def full_windows(starts: np.ndarray | None, n: int, lookback: int) -> np.ndarray:
+    """Bool mask of the rows of ``X`` (``n`` rows, no context) whose window of ``lookback`` bars
+    lies entirely inside their gap-free run (no edge padding): the rows a sequence model trains
+    on."""
+    first = _segment_first(0, n, starts)
+    return np.arange(n) - first >= lookback - 1
 
 
 def tree_shap(booster: Any, X: np.ndarray, feature_names: list[str]) -> np.ndarray:

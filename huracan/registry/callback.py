@@ -23,21 +23,32 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.alerts import Alert
-from huracan.tracking.callbacks import _write_json, read_result, read_results, sweep_parent
+from huracan.evaluation.evidence import eligibility
+from huracan.registry.promotion import record_no_candidate
+from huracan.tracking.callbacks import (
+    _write_json,
+    deflate_results,
+    read_result,
+    read_results,
+    sweep_parent,
+)
 
 log = logging.getLogger(__name__)
 GATE_FILE = "gate.json"
 
 
-def best_candidates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per registered model, the successful result with the highest ``objective_value`` (NaN
-    never wins)."""
+def best_candidates(results: list[dict[str, Any]],
+                    eligible: set[str] | None = None) -> list[dict[str, Any]]:
+    """Per registered model, the successful result with the highest ``objective_value`` among
+    ``eligible`` run ids (all when ``None``); NaN never wins."""
     best: dict[str, dict[str, Any]] = {}
     for r in results:
         name = r.get("registered_model")
         score = float(r.get("objective_value", math.nan))
         if r.get("status", "ok") != "ok" or not name or r.get("version") is None \
                 or not math.isfinite(score):
+            continue
+        if eligible is not None and str(r.get("run_id")) not in eligible:
             continue
         if name not in best or score > float(best[name]["objective_value"]):
             best[name] = r
@@ -70,26 +81,62 @@ class RegistryGate(Callback):
         from huracan.tracking import run as tracking
 
         node = OmegaConf.to_container(
-            OmegaConf.masked_copy(config, ["registry", "tracking", "db", "alerts"]), resolve=True)
+            OmegaConf.masked_copy(config, ["registry", "tracking", "db", "alerts", "selection"]),
+            resolve=True)
         assert isinstance(node, dict)
         reg = RegistrySettings(**{k: v for k, v in node["registry"].items()
                                   if k in RegistrySettings.__dataclass_fields__})
+        sel = node.get("selection") or {}
+        min_trades = int(sel.get("min_trades", 30))
+        elig = eligibility(results, min_trades)
+        dsr = deflate_results([dict(r, metrics=dict(r.get("metrics", {}))) for r in results])
         tr = TrackingSettings(**{k: v for k, v in node["tracking"].items()
                                  if k in TrackingSettings.__dataclass_fields__})
         from hydra.utils import instantiate
 
         notifier = instantiate(node.get("alerts") or {"_target_": "huracan.alerts.LogNotifier"})
         decisions = []
-        for cand in best_candidates(results):
-            name, version = cand["registered_model"], cand["version"]
+        chosen = {c["registered_model"]: c for c in best_candidates(results, set(elig.eligible))}
+        names = sorted({str(r["registered_model"]) for r in results
+                        if r.get("status", "ok") == "ok" and r.get("registered_model")})
+        for name in names:
+            cand = chosen.get(name)
             try:
                 tracking.configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
                 engine = make_engine(str(node["db"]["url"]))
                 try:
                     migrate.upgrade(engine)
+                    if cand is None:
+                        reason = elig.summary(min_trades) + ": nothing promoted"
+                        record_no_candidate(engine, name, reason, reg.metric,
+                                            {"eligibility": elig.reasons,
+                                             "min_trades": min_trades,
+                                             "n_candidates": len(results)}, notifier)
+                        print(f"\nregistry: {name} SKIPPED: {reason}", flush=True)
+                        decisions.append({"model": name, "version": "", "decision": "skipped",
+                                          "reason": reason, "candidate_run_id": "",
+                                          "selected_on": "", "selection_score": math.nan,
+                                          "champion_version": None,
+                                          "n_candidates": len(results)})
+                        continue
+                    version = cand["version"]
+                    window = str(cand["objective"]).split("_", 1)[0]
+                    m = cand.get("metrics", {})
+                    selection = {
+                        "selected_on": cand["objective"],
+                        "selection_score": float(cand["objective_value"]),
+                        "n_candidates": len(results), "n_eligible": len(elig.eligible),
+                        "min_trades": min_trades,
+                        "trades": int(m.get(f"{window}_n_trades", 0)),
+                        "bars": int(m.get(f"{window}_bars", 0)),
+                        "psr": m.get(f"{window}_psr"),
+                        "dsr": dsr.get(str(cand["run_id"]), {}).get(f"{window}_dsr"),
+                    }
                     out = gate_candidate(MlflowClient(), engine, name, version,
                                          metric=reg.metric, tolerance=reg.tolerance,
-                                         notifier=notifier)
+                                         notifier=notifier, min_eval_bars=reg.min_eval_bars,
+                                         min_dsr=reg.min_dsr, selection=selection,
+                                         bootstrap_resamples=reg.bootstrap_resamples)
                 finally:
                     engine.dispose()
             except Exception as exc:
@@ -97,12 +144,13 @@ class RegistryGate(Callback):
                 notifier.notify(Alert(f"{name}: registry gate of v{version} failed", "critical",
                                       {"error": f"{type(exc).__name__}: {exc}"}))
                 raise SystemExit(1) from exc
-            verdict = "PROMOTED to production" if out.decision.promote else "REJECTED"
+            verdict = {"promoted": "PROMOTED to production", "rejected": "REJECTED",
+                       "skipped": "SKIPPED"}[out.event]
             print(f"\nregistry: {name} v{version} ({cand['model_type']}, best "
                   f"{cand['objective']} {float(cand['objective_value']):.3f} of {len(results)} "
                   f"candidate(s)) {verdict}: {out.decision.reason}", flush=True)
             decisions.append({"model": name, "version": str(version),
-                              "decision": "promoted" if out.decision.promote else "rejected",
+                              "decision": out.event,
                               "reason": out.decision.reason,
                               "candidate_run_id": cand["run_id"],
                               "selected_on": cand["objective"],

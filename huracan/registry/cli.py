@@ -3,7 +3,8 @@
 MLflow store: ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` (default the local store
 ``sqlite:///mlruns/mlflow.db``). Brain store: ``--db-url`` or ``HURACAN_DB_URL`` (default
 ``sqlite:///huracan.db``). Exit codes: 0 done, 1 refused (nothing to roll back, no production
-version) or store error, 2 unusable input.
+version) or store error, 2 unusable input, 3 (``monitor``) no bars newer than production's training
+and validation data yet.
 """
 
 from __future__ import annotations
@@ -113,15 +114,17 @@ def monitor(
                                               "the file the production run trained on).")] = None,
     metric: Annotated[str, typer.Option()] = "composite_score",
     tolerance: Annotated[float, typer.Option(help="Allowed relative degradation.")] = 0.05,
+    min_bars: Annotated[int, typer.Option(help="Fewest unseen bars worth scoring.")] = 24,
     tracking_uri: TrackingUri = None,
     db_url: DbUrl = None,
 ) -> None:
-    """Re-score production on the newest WINDOW of data; roll back if it degraded by more than
-    TOLERANCE relative to its score at promotion."""
+    """Re-score production on the newest WINDOW of data, counting only bars after the last bar
+    its model saw in training or validation; roll back if it degraded by more than TOLERANCE
+    relative to its score at promotion. Exit code 3 when fewer than MIN_BARS such bars exist."""
     from huracan.data.ohlcv import DataValidationError, bars_per_year
     from huracan.pipeline import rebuild_features, run_settings
-    from huracan.registry.evaluate import window_from_features
-    from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version
+    from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
+    from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version, seen_until
     from huracan.registry.promotion import monitor as do_monitor
     from huracan.stages import EVAL_CONTEXT_ROWS
 
@@ -139,6 +142,12 @@ def monitor(
         raise _fail(str(exc), 2) from None
     win = window_from_features(fs.frame, _window_bars(window, timeframe), EVAL_CONTEXT_ROWS,
                                settings.backtest, bars_per_year(timeframe))
+    seen = seen_until(prod)
+    win = restrict_window(win, seen)
+    if scored_bars(win) < max(int(min_bars), 2):
+        typer.echo(f"{name} v{prod.version}: no unseen data yet: {scored_bars(win)} bar(s) of the "
+                   f"window after its last training/validation bar {seen} (need {min_bars})")
+        raise typer.Exit(3)
     with _engine(db_url) as engine:
         try:
             res = do_monitor(client, engine, name, win, metric=metric, tolerance=tolerance,

@@ -69,6 +69,23 @@ def window_from_features(frame: pd.DataFrame, n_bars: int, context_rows: int,
     return EvalWindow(out, backtest, periods_per_year, run_id="")
 
 
+def restrict_window(window: EvalWindow, after: str | pd.Timestamp | None) -> EvalWindow:
+    """The window with its scored bars at or before ``after`` turned into context rows (they stay
+    available as sequence context, they are no longer scored); ``None`` keeps it as it is."""
+    if after is None:
+        return window
+    frame = window.frame.copy()
+    early = (frame["split"] == "test") & (pd.to_datetime(frame["timestamp"], utc=True)
+                                          <= pd.Timestamp(after))
+    frame.loc[early, "split"] = "context"
+    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
+
+
+def scored_bars(window: EvalWindow) -> int:
+    """Bars of the window that are scored (``split == "test"``)."""
+    return int((window.frame["split"] == "test").sum())
+
+
 def score_model(model_uri: str, window: EvalWindow) -> BacktestResult:
     """Load ``model_uri`` (pyfunc) and backtest its forecasts on the window's test bars.
 

@@ -8,9 +8,12 @@ a *champion* (the version holding production when the decision was taken):
 | ``promoted``  | ``promotion``        | champion         | candidate      |
 | ``rejected``  | ``rejection``        | champion         | candidate      |
 | ``rolled_back`` | ``rollback``       | champion (the version taken out) | candidate (restored) |
+| ``skipped``   | ``skipped``          | champion         | candidate (or none)  |
 
 For ``rolled_back`` the champion score is its score on the monitoring window when the rollback
-was automatic.
+was automatic. ``skipped`` is a decision not taken for lack of evidence (no eligible candidate,
+no window unseen by both models): production stays. Every event can carry ``eval_bars`` and an
+``evidence`` document (the window, each model's trades, PSR and DSR, the bootstrap interval).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any
 from huracan.db import queries, records
 from huracan.db.records import Bind
 
-TO_TABLE = {"promoted": "promotion", "rejected": "rejection", "rolled_back": "rollback"}
+TO_TABLE = {"promoted": "promotion", "rejected": "rejection", "rolled_back": "rollback",
+            "skipped": "skipped"}
 FROM_TABLE = {v: k for k, v in TO_TABLE.items()}
 
 
@@ -40,6 +44,8 @@ class RegistryEventView:
     time: str
     metric: str | None = None
     run_id: str | None = None
+    eval_bars: int | None = None
+    evidence: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,19 +54,20 @@ class RegistryEventView:
 def record(bind: Bind, *, event: str, model_name: str, candidate_version: str | int | None,
            champion_version: str | int | None, candidate_score: float | None,
            champion_score: float | None, tolerance: float | None, metric: str | None,
-           reason: str, run_id: str | None = None) -> None:
+           reason: str, run_id: str | None = None, eval_bars: int | None = None,
+           evidence: dict[str, Any] | None = None, alias: str = "production") -> None:
     """Append one decision to ``registry_events``.
 
     Raises:
-        ValueError: unknown ``event`` (one of ``promoted``, ``rejected``, ``rolled_back``).
+        ValueError: unknown ``event`` (``promoted``, ``rejected``, ``rolled_back``, ``skipped``).
     """
     if event not in TO_TABLE:
         raise ValueError(f"unknown registry event {event!r}; expected one of {list(TO_TABLE)}")
     records.record_registry_event(
         bind, model_name=model_name, event_type=TO_TABLE[event], reason=reason,
-        from_version=champion_version, to_version=candidate_version, alias="production",
+        from_version=champion_version, to_version=candidate_version, alias=alias,
         metric=metric, champion_score=champion_score, challenger_score=candidate_score,
-        tolerance=tolerance, run_id=run_id)
+        tolerance=tolerance, run_id=run_id, eval_bars=eval_bars, evidence=evidence)
 
 
 def history(bind: Bind, model_name: str) -> list[RegistryEventView]:
@@ -73,7 +80,7 @@ def history(bind: Bind, model_name: str) -> list[RegistryEventView]:
             champion_version=None if r.from_version is None else str(r.from_version),
             candidate_score=r.challenger_score, champion_score=r.champion_score,
             tolerance=r.tolerance, reason=r.reason, time=r.timestamp.isoformat(),
-            metric=r.metric, run_id=r.run_id)
+            metric=r.metric, run_id=r.run_id, eval_bars=r.eval_bars, evidence=r.evidence)
         for r in rows
     ]
     return out[::-1]

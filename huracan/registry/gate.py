@@ -62,6 +62,17 @@ def decide(candidate: float, champion: float | None, tolerance: float = 0.05,
         f"{tolerance:g} x |{champion:.4f}|: {verb}")
 
 
+def unseen_start(seen_until: list[str | None]) -> str | None:
+    """The latest of the models' last seen bars (ISO timestamps of their last train or validation
+    bar; ``None`` entries ignored): the evaluation window must start strictly after it."""
+    times = [s for s in seen_until if s]
+    if not times:
+        return None
+    import pandas as pd
+
+    return max(pd.Timestamp(t) for t in times).isoformat()
+
+
 def degraded(current: float, at_promotion: float, tolerance: float = 0.05) -> bool:
     """True when ``current`` fell below ``at_promotion - tolerance * |at_promotion|`` (a degradation
     of more than ``tolerance``); NaN ``current`` counts as degraded."""

@@ -28,9 +28,17 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine
 
 from huracan.alerts import Alert, Notifier
+from huracan.evaluation.backtest import BacktestResult
+from huracan.evaluation.evidence import score_difference_interval, window_evidence
 from huracan.registry import events
-from huracan.registry.evaluate import EvalWindow, load_window, score_model
-from huracan.registry.gate import GateDecision, decide, degraded
+from huracan.registry.evaluate import (
+    EvalWindow,
+    load_window,
+    restrict_window,
+    score_model,
+    scored_bars,
+)
+from huracan.registry.gate import GateDecision, decide, degraded, unseen_start
 from huracan.registry.lock import registry_lock
 
 log = logging.getLogger(__name__)
@@ -110,11 +118,26 @@ def version_uri(name: str, version: str | int) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A gate decision and the versions involved."""
+    """A gate decision and the versions involved; ``event`` is ``promoted``, ``rejected`` or
+    ``skipped`` (no window unseen by both models, production unchanged), with its evidence."""
 
     decision: GateDecision
     candidate_version: str
     champion_version: str | None
+    event: str = ""
+    evidence: dict[str, Any] | None = None
+
+
+def seen_until(mv: ModelVersion) -> str | None:
+    """The last bar a version's model saw in fitting or early stopping (the later of its
+    manifest's ``train_end`` and ``val_end``), ISO UTC; ``None`` when the manifest lacks them."""
+    ends = [mv.tags.get(f"{TAG_PREFIX}{k}") for k in ("train_end", "val_end")]
+    return unseen_start([e for e in ends if e])
+
+
+def _window_evidence(result: BacktestResult) -> dict[str, Any]:
+    ev = window_evidence(result.returns["strategy_return"].to_numpy(), result.metrics.n_trades)
+    return {"trades": ev.trades, "psr": ev.psr, "sharpe": float(result.metrics.sharpe)}
 
 
 def gate_candidate(
@@ -126,36 +149,86 @@ def gate_candidate(
     metric: str = "composite_score",
     tolerance: float = 0.05,
     notifier: Notifier | None = None,
+    min_eval_bars: int = 200,
+    min_dsr: float | None = None,
+    selection: dict[str, Any] | None = None,
+    bootstrap_resamples: int = 500,
+    seed: int = 0,
 ) -> Outcome:
     """Put ``candidate_version`` through the gate against the current ``production`` version.
 
-    Under the per-model lock: ``staging`` moves to the candidate; the candidate and the champion
-    are both scored on the candidate run's evaluation window (the most recent test bars); the pure
-    :func:`~huracan.registry.gate.decide` rule picks; ``production`` moves on promotion; the
-    decision is tagged on the version and written to ``registry_events``; a rejection alerts.
+    Under the per-model lock: ``staging`` moves to the candidate; the evaluation window is the
+    candidate run's scored bars (``data/eval_window.parquet``) after the last bar either model saw
+    in fitting or early stopping (their manifests' ``train_end``/``val_end``), so the window is
+    unseen by both. With fewer than ``min_eval_bars`` such bars the decision is ``skipped``
+    (production stays). Otherwise both are scored on it, the pure
+    :func:`~huracan.registry.gate.decide` rule picks (promote iff candidate >= champion -
+    tolerance x |champion|), optionally refusing a candidate whose deflated Sharpe ratio on its
+    selection window is below ``min_dsr``; ``production`` moves on promotion; the decision is
+    tagged on the version and written to ``registry_events`` with its evidence (window, each
+    model's trades and PSR, the candidate's DSR, a paired stationary-bootstrap interval of the
+    score difference); a rejection or a skip alerts.
+
+    Args:
+        selection: what the selection knew of the candidate (``dsr``, ``n_candidates``,
+            ``selected_on``...), recorded with the evidence.
 
     Raises:
         RegistryError: the candidate version has no source run.
     """
+    selection = dict(selection or {})
     with registry_lock(engine, name):
         cand = client.get_model_version(name, candidate_version)
         if not cand.run_id:
             raise RegistryError(f"{name} v{candidate_version} has no source run to evaluate")
         client.set_registered_model_alias(name, STAGING, cand.version)
-        window = load_window(client, cand.run_id)
-        cand_score = _score(version_uri(name, cand.version), window, metric)
         champ = alias_version(client, name, PRODUCTION)
-        champ_score = None
-        if champ is not None and champ.version != cand.version:
-            champ_score = _score(version_uri(name, champ.version), window, metric)
-        if not math.isfinite(cand_score):
-            decision = GateDecision(False, cand_score, champ_score, tolerance, None,
-                                    f"candidate {metric} is not finite: rejected")
-        else:
-            decision = decide(cand_score, champ_score, tolerance, metric)
+        if champ is not None and champ.version == cand.version:
+            champ = None
         champ_version = champ.version if champ is not None else None
-        client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate",
-                                     "promoted" if decision.promote else "rejected")
+        after = unseen_start([seen_until(cand)] + ([seen_until(champ)] if champ else []))
+        window = restrict_window(load_window(client, cand.run_id), after)
+        bars = scored_bars(window)
+        test = window.frame[window.frame["split"] == "test"]
+        evidence: dict[str, Any] = {
+            "window_start": None if test.empty else str(test["timestamp"].iloc[0]),
+            "window_end": None if test.empty else str(test["timestamp"].iloc[-1]),
+            "eval_bars": bars, "unseen_after": after, "min_eval_bars": int(min_eval_bars),
+            "selection": selection,
+        }
+        cand_score = champ_score = None
+        if bars < int(min_eval_bars):
+            event = "skipped"
+            reason = (f"only {bars} scored bar(s) after the last bar both models saw "
+                      f"({after}); registry.min_eval_bars={min_eval_bars}: decision skipped, "
+                      "production unchanged")
+            decision = GateDecision(False, math.nan, None, tolerance, None, reason)
+        else:
+            cand_res = score_model(version_uri(name, cand.version), window)
+            cand_score = float(cand_res.metrics.as_dict()[metric])
+            evidence["candidate"] = _window_evidence(cand_res) | {metric: cand_score}
+            champ_res = None
+            if champ is not None:
+                champ_res = score_model(version_uri(name, champ.version), window)
+                champ_score = float(champ_res.metrics.as_dict()[metric])
+                evidence["champion"] = _window_evidence(champ_res) | {metric: champ_score}
+                if metric == "composite_score":
+                    evidence["score_difference"] = score_difference_interval(
+                        cand_res.returns, champ_res.returns, window.backtest.fee,
+                        window.periods_per_year, n_resamples=bootstrap_resamples, seed=seed)
+            dsr = selection.get("dsr")
+            if not math.isfinite(cand_score):
+                decision = GateDecision(False, cand_score, champ_score, tolerance, None,
+                                        f"candidate {metric} is not finite: rejected")
+            elif min_dsr is not None and (dsr is None or float(dsr) < float(min_dsr)):
+                decision = GateDecision(
+                    False, cand_score, champ_score, tolerance, None,
+                    f"candidate deflated Sharpe ratio {dsr} < registry.min_dsr={min_dsr} "
+                    f"({selection.get('n_candidates', '?')} candidates): rejected")
+            else:
+                decision = decide(cand_score, champ_score, tolerance, metric)
+            event = "promoted" if decision.promote else "rejected"
+        client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate", event)
         client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate_reason",
                                      decision.reason)
         if decision.promote:
@@ -164,17 +237,31 @@ def gate_candidate(
                                              f"{TAG_PREFIX}previous_production", champ_version)
             client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}score_at_promotion",
                                          repr(cand_score))
+            client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}promoted_window_end",
+                                         str(evidence["window_end"]))
             client.set_registered_model_alias(name, PRODUCTION, cand.version)
-        events.record(engine, event="promoted" if decision.promote else "rejected",
-                      model_name=name, candidate_version=cand.version,
+        events.record(engine, event=event, model_name=name, candidate_version=cand.version,
                       champion_version=champ_version, candidate_score=cand_score,
                       champion_score=champ_score, tolerance=tolerance, metric=metric,
-                      reason=decision.reason, run_id=cand.run_id)
+                      reason=decision.reason, run_id=cand.run_id, eval_bars=bars,
+                      evidence=evidence)
     log.info("%s v%s: %s", name, cand.version, decision.reason)
     if not decision.promote and notifier is not None:
-        notifier.notify(Alert(f"{name}: candidate v{cand.version} rejected", "warning",
+        notifier.notify(Alert(f"{name}: candidate v{cand.version} {event}", "warning",
                               {"reason": decision.reason}))
-    return Outcome(decision, cand.version, champ_version)
+    return Outcome(decision, cand.version, champ_version, event, evidence)
+
+
+def record_no_candidate(engine: Engine, name: str, reason: str, metric: str,
+                        evidence: dict[str, Any], notifier: Notifier | None = None) -> None:
+    """Record a ``skipped`` decision for ``name`` when a sweep had no eligible candidate
+    (production unchanged) and alert."""
+    events.record(engine, event="skipped", model_name=name, candidate_version=None,
+                  champion_version=None, candidate_score=None, champion_score=None,
+                  tolerance=None, metric=metric, reason=reason, evidence=evidence)
+    log.info("%s: %s", name, reason)
+    if notifier is not None:
+        notifier.notify(Alert(f"{name}: no candidate promoted", "warning", {"reason": reason}))
 
 
 def _score(model_uri: str, window: EvalWindow, metric: str) -> float:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -99,9 +98,14 @@ def find_parent_run(sweep_dir: str | Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------- summary table
-def summary_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per job: model, status, the selection metric, and the scored window's Sharpe,
-    composite and trades (val/test for a forward split, OOS for walk-forward), fit seconds."""
+def summary_frame(results: list[dict[str, Any]], min_trades: int | None = None) -> pd.DataFrame:
+    """One row per job: model, status, the selection metric, and for each scored window (val and
+    test for a forward split, OOS for walk-forward) Sharpe, composite, trades, PSR and DSR (when
+    the sweep computed it); ``eligible`` (>= ``min_trades`` trades on the selection window);
+    fit seconds."""
+    from huracan.evaluation.evidence import eligibility
+
+    ok_ids = set(eligibility(results, min_trades).eligible) if min_trades is not None else set()
     rows = []
     for r in results:
         row: dict[str, Any] = {"job": r.get("job", 0), "model": r.get("model_type", "?"),
@@ -119,6 +123,11 @@ def summary_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
             row[f"{p}_sharpe"] = m.get(f"{p}_sharpe", math.nan)
             row[f"{p}_composite"] = m.get(f"{p}_composite_score", math.nan)
             row[f"{p}_trades"] = int(m.get(f"{p}_n_trades", 0))
+            row[f"{p}_psr"] = m.get(f"{p}_psr", math.nan)
+            if f"{p}_dsr" in m:
+                row[f"{p}_dsr"] = m[f"{p}_dsr"]
+        if min_trades is not None:
+            row["eligible"] = "yes" if str(r.get("run_id")) in ok_ids else "no"
         if row["scheme"] == "walk_forward":
             row["folds"] = r.get("n_folds", 1)
         row["fit_s"] = r.get("timings", {}).get("fit", math.nan)
@@ -127,14 +136,54 @@ def summary_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
+def format_table(results: list[dict[str, Any]], min_trades: int | None = None) -> str:
     """The summary as fixed-width text (run ids left out)."""
-    frame = summary_frame(results)
+    frame = summary_frame(results, min_trades)
     if frame.empty:
         return "(no job results)"
     shown = frame.drop(columns=[c for c in ("run_id", "scheme") if c in frame.columns])
     return str(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}",
                                na_rep="-"))
+
+
+# ----------------------------------------------------------------------------- evidence
+def deflate_results(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{run_id: {"<window>_dsr": ...}}``: the deflated Sharpe ratio of every successful job on
+    every scored window, against the N jobs of the sweep that scored that window (Bailey & Lopez
+    de Prado 2014; N = 1 for a single run, where DSR = PSR). Adds them to each result's metrics."""
+    from huracan.evaluation.evidence import candidate_windows, deflate
+
+    ok = [r for r in results if r.get("status", "ok") == "ok" and r.get("run_id")]
+    out: dict[str, dict[str, float]] = {str(r["run_id"]): {} for r in ok}
+    for w in candidate_windows(ok):
+        cands = {str(r["run_id"]): r["evidence"][w] for r in ok if w in r.get("evidence", {})}
+        for rid, d in deflate(cands).items():
+            out[rid][f"{w}_dsr"] = d["dsr"]
+            out[rid][f"{w}_dsr_trials"] = d["n_trials"]
+    for r in ok:
+        r.setdefault("metrics", {}).update(out[str(r["run_id"])])
+    return out
+
+
+def selection_returns(client: Any, results: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Each successful job's per-bar net returns on its selection window (validation for a
+    forward split, the stitched OOS for walk-forward), read from its MLflow artifacts."""
+    import tempfile
+
+    frames = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in results:
+            if r.get("status", "ok") != "ok" or not r.get("run_id"):
+                continue
+            path = ("backtest/oos_returns.parquet" if r.get("scheme") == "walk_forward"
+                    else "backtest/val_returns.parquet")
+            try:
+                local = client.download_artifacts(r["run_id"], path, tmp)
+            except Exception:  # a run without the artifact is left out of the PBO
+                log.warning("run %s has no %s: left out of the PBO", r["run_id"], path)
+                continue
+            frames[str(r["run_id"])] = pd.read_parquet(local)[["timestamp", "strategy_return"]]
+    return frames
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -204,6 +253,8 @@ class SweepRun(Callback):
         self.sweep_id: str | None = None
         self.sweep_dir: Path | None = None
         self.closed = False
+        self.min_trades: int | None = None
+        self.pbo_splits = 16
 
     # ----------------------------------------------------------------- multirun (parent)
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -212,6 +263,7 @@ class SweepRun(Callback):
         from huracan.tracking.run import configure
 
         tr = config.tracking
+        self.min_trades, self.pbo_splits = _selection_settings(config)
         experiment_id = configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
         self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
         self.sweep_id = uuid.uuid4().hex
@@ -251,11 +303,30 @@ class SweepRun(Callback):
         from mlflow import MlflowClient
 
         results = read_results(self.sweep_dir, self.sweep_id)
-        print("\n" + format_table(results), flush=True)
         client = MlflowClient()
-        frame = summary_frame(results)
+        dsr = deflate_results(results)
+        for run_id, values in dsr.items():
+            for key, value in values.items():
+                client.log_metric(run_id, key, float(value))
+        pbo = None
+        try:
+            from huracan.evaluation.evidence import pbo as compute_pbo
+
+            pbo = compute_pbo(selection_returns(client, results), self.pbo_splits)
+        except Exception:  # the PBO is evidence, not a reason to fail the sweep
+            log.exception("probability of backtest overfitting of sweep %s failed", self.run_id)
+        table = format_table(results, self.min_trades)
+        print("\n" + table, flush=True)
+        if pbo is not None:
+            print(f"probability of backtest overfitting (CSCV, {int(pbo['pbo_candidates'])} "
+                  f"candidates, {int(pbo['pbo_bars'])} common bars, {int(pbo['pbo_splits'])} "
+                  f"blocks): {pbo['pbo']:.2f}", flush=True)
+            for key, value in pbo.items():
+                client.log_metric(self.run_id, key, value)
+        _write_json(self.sweep_dir / "evidence.json", {"dsr": dsr, "pbo": pbo})
+        frame = summary_frame(results, self.min_trades)
         client.log_text(self.run_id, frame.to_csv(index=False), "sweep/summary.csv")
-        client.log_text(self.run_id, format_table(results) + "\n", "sweep/summary.txt")
+        client.log_text(self.run_id, table + "\n", "sweep/summary.txt")
         ok = [r for r in results if r.get("status") == "ok"]
         failed = len(results) - len(ok)
         client.log_metric(self.run_id, "sweep_jobs", float(len(results)))
@@ -274,14 +345,23 @@ class SweepRun(Callback):
     # ----------------------------------------------------------------- single run
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         result = read_result(config.hydra.runtime.output_dir)
-        if result is not None:
-            print("\n" + format_table([result]), flush=True)
+        if result is None:
+            return
+        min_trades, _ = _selection_settings(config)
+        if result.get("status", "ok") == "ok":
+            from mlflow import MlflowClient
+
+            from huracan.tracking.run import configure
+
+            tr = config.tracking
+            configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
+            client = MlflowClient()
+            for key, value in deflate_results([result]).get(str(result["run_id"]), {}).items():
+                client.log_metric(str(result["run_id"]), key, float(value))
+        print("\n" + format_table([result], min_trades), flush=True)
 
 
-def job_failure(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
-    """A failed job's result record (for callers that only have Hydra's ``JobReturn``)."""
-    err = job_return._return_value
-    return {"status": "failed", "job": int(config.hydra.job.get("num", 0) or 0),
-            "model_type": str(config.model._target_).rsplit(".", 1)[-1]
-            .removesuffix("Forecaster").lower(),
-            "error": mask_text(f"{type(err).__name__}: {err}")[:500]}
+def _selection_settings(config: DictConfig) -> tuple[int, int]:
+    """``(selection.min_trades, selection.pbo_splits)`` of a composed config."""
+    sel = config.get("selection") or {}
+    return int(sel.get("min_trades", 30)), int(sel.get("pbo_splits", 16))

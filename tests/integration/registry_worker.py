@@ -41,10 +41,13 @@ def main(argv: list[str]) -> None:
         engine = make_engine(db)
         client = MlflowClient()
         manifest = build_manifest(client, run_id, "composite_score")
-        while True:
+        i = 0
+        while True:  # each iteration says when it starts and ends, so a kill can be placed
+            i += 1
+            print(f"start {i}", flush=True)
             mv = register_version(client, name, model_uri, manifest)
             gate_candidate(client, engine, name, mv.version, tolerance=1.0)
-            print(mv.version, flush=True)
+            print(f"done {i} v{mv.version}", flush=True)
     elif cmd == "hold":
         db, name, start_at, hold_s, out = argv[1:]
         engine = make_engine(db)

@@ -39,7 +39,7 @@ class ProbeOLS(Forecaster):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def _fit(self, X, y, X_val, y_val, X_val_context) -> None:
+    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None) -> None:
         self.fit_X_ = np.array(X)
         self.val_X_ = np.array(X_val)
         A = np.c_[X, np.ones(len(X))]
@@ -188,13 +188,19 @@ def test_two_model_sweep_under_the_joblib_launcher(tmp_path, train_cli):
                                                     str(tmp_path)))
     assert sorted(summary.model) == ["lightgbm", "xgboost"]
     assert set(summary.run_id) == {r.info.run_id for r in children}
-    # one gate decision, on the child with the best OOS score, recorded on the parent
-    best = max(children, key=lambda r: r.data.metrics["oos_composite_score"])
-    assert parent.data.tags["huracan.gate.candidate_run_id"] == best.info.run_id
-    assert parent.data.tags["huracan.gate.selected_on"] == "oos_composite_score"
+    # one gate decision, on the eligible child (>= 30 OOS trades) with the best OOS score,
+    # recorded on the parent; with no eligible child the decision is a skip
+    eligible = [r for r in children if r.data.metrics["oos_n_trades"] >= 30]
     evs = events.history(make_engine(f"sqlite:///{tmp_path / 'brain.db'}"),
                          "huracan-BTCUSDT-1h")
-    assert len(evs) == 1 and evs[0].run_id == best.info.run_id
+    assert len(evs) == 1
+    if eligible:
+        best = max(eligible, key=lambda r: r.data.metrics["oos_composite_score"])
+        assert parent.data.tags["huracan.gate.candidate_run_id"] == best.info.run_id
+        assert parent.data.tags["huracan.gate.selected_on"] == "oos_composite_score"
+        assert evs[0].run_id == best.info.run_id
+    else:
+        assert evs[0].event == "skipped" == parent.data.tags["huracan.gate.decision"]
     gate = json.loads((tmp_path / "multirun" / "gate.json").read_text())
     assert [d["decision"] for d in gate["decisions"]] == [evs[0].event]
     assert "lightgbm" in proc.stdout and "oos_sharpe" in proc.stdout

@@ -78,9 +78,10 @@ def test_top_features_of_the_latest_analysis(engine):
     top = top_features(engine, "BTC/USDT", n=3)
     assert top.feature.tolist() == ["vol_24", "ret_1", "oi_chg"]
     assert top["rank"].tolist() == [1, 2, 3] and set(top.run_id) == {"run-new"}
-    # ranked by absolute importance: a strong negative correlation comes first
+    # ranked by signed importance: a negative one (shuffling the feature lowered the loss, or a
+    # method that stores signed values) ranks last, never first
     corr = top_features(engine, "BTC/USDT", n=10, method="correlation")
-    assert corr.feature.tolist() == ["funding_z", "rsi_14", "ret_1"]
+    assert corr.feature.tolist() == ["rsi_14", "ret_1", "funding_z"]
     assert top_features(engine, "ETH/USDT").empty
     # re-storing an analysis of the same run and method replaces it
     store_feature_importance(engine, {"ret_1": 1.0}, symbol="BTC/USDT", timeframe="1h",

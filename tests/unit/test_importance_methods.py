@@ -102,7 +102,7 @@ class WindowSum(Forecaster):
     def __init__(self, lookback: int = 4) -> None:
         self.lookback = lookback
 
-    def _fit(self, X, y, X_val, y_val, X_val_context) -> None:
+    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None) -> None:
         self.w_ = np.linspace(1.0, 2.0, X.shape[1])
 
     def _predict(self, X, context):
@@ -166,19 +166,20 @@ def test_spearman_abs_matches_scipy_and_handles_constant_columns():
         spearman_abs(X, y[:-1])
 
 
-def test_rank_table_ranks_by_absolute_value_and_aggregates_mean_ranks():
+def test_rank_table_ranks_by_signed_value_and_aggregates_mean_ranks():
     table = rank_table({"a": np.array([0.1, -0.5, 0.3, 0.0]),
                         "b": np.array([3.0, 1.0, 2.0, 1.0])},
                        ["f0", "f1", "f2", "f3"])
     assert table["method"].unique().tolist() == ["a", "b", AGGREGATE]
     a = table[table["method"] == "a"].set_index("feature")["rank"].to_dict()
-    assert a == {"f1": 1, "f2": 2, "f0": 3, "f3": 4}  # |-0.5| is the largest
+    # signed: a feature whose shuffling LOWERS the loss (-0.5) ranks last, not first
+    assert a == {"f2": 1, "f0": 2, "f3": 3, "f1": 4}
     b = table[table["method"] == "b"].set_index("feature")["rank"].to_dict()
     assert b == {"f0": 1, "f2": 2, "f1": 3, "f3": 4}  # tie f1/f3 broken by feature order
     agg = table[table["method"] == AGGREGATE].reset_index(drop=True)
-    # mean ranks: f0 2.0, f1 2.0, f2 2.0, f3 4.0 -> ties stable: f0, f1, f2, f3
-    assert agg["feature"].tolist() == ["f0", "f1", "f2", "f3"]
-    assert agg["importance"].tolist() == [2.0, 2.0, 2.0, 4.0]
+    # mean ranks: f0 1.5, f1 3.5, f2 1.5, f3 3.5 -> ties stable: f0, f2, f1, f3
+    assert agg["feature"].tolist() == ["f0", "f2", "f1", "f3"]
+    assert agg["importance"].tolist() == [1.5, 1.5, 3.5, 3.5]
     assert agg["rank"].tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="NaN"):
         rank_table({"a": np.array([np.nan, 1.0])}, ["f0", "f1"])

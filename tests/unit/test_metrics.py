@@ -82,3 +82,45 @@ def test_composite_score_weights():
 def test_metrics_reject_nan():
     with pytest.raises(ValueError, match="NaN"):
         m.sharpe_ratio(np.array([0.1, np.nan]), PPY)
+
+
+def test_constant_nonzero_returns_score_zero_sharpe_not_rounding_noise():
+    assert m.sharpe_ratio(np.full(100, 0.001), 1) == 0.0
+
+
+# ----------------------------------------------------------------------------- empyrical
+@pytest.fixture(scope="module")
+def real_strategy_returns(candles_1h):
+    """Net returns of a simple real strategy on BTC/USDT 1h 2023: long when the last bar rose,
+    short when it fell, 0.04 % fee per unit of turnover; and the buy-and-hold returns."""
+    close = candles_1h.set_index("timestamp")["close"].loc["2023-01-01":"2023-12-31"]
+    r = close.pct_change().dropna().to_numpy()
+    pos = np.sign(np.concatenate([[0.0], r[:-1]]))
+    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+    return pos * r - 0.0004 * turnover, r
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_metrics_agree_with_empyrical_reloaded(real_strategy_returns, which):
+    empyrical = pytest.importorskip("empyrical")
+    r = real_strategy_returns[which]
+    ppy = 8760
+    assert m.sharpe_ratio(r, ppy) == pytest.approx(empyrical.sharpe_ratio(r, annualization=ppy),
+                                                  rel=1e-9)
+    assert m.sortino_ratio(r, ppy) == pytest.approx(
+        empyrical.sortino_ratio(r, annualization=ppy), rel=1e-9)
+    assert m.downside_risk(r, ppy) == pytest.approx(
+        empyrical.downside_risk(r, annualization=ppy), rel=1e-9)
+    assert m.max_drawdown(r) == pytest.approx(-empyrical.max_drawdown(r), rel=1e-9)
+    assert m.annual_return(r, ppy) == pytest.approx(
+        empyrical.annual_return(r, annualization=ppy), rel=1e-9)
+    assert m.calmar_ratio(r, ppy) == pytest.approx(
+        empyrical.calmar_ratio(r, annualization=ppy), rel=1e-9)
+    assert m.total_return(r) == pytest.approx(empyrical.cum_returns_final(r), rel=1e-9)
+
+
+def test_drawdown_counts_the_starting_capital_as_a_peak_like_empyrical():
+    empyrical = pytest.importorskip("empyrical")
+    r = np.array([-0.05, 0.01, 0.02])
+    assert m.max_drawdown(r) == pytest.approx(0.05)
+    assert empyrical.max_drawdown(r) == pytest.approx(-0.05)

@@ -53,16 +53,29 @@ def test_context_rows_precede_the_split():
     assert max(ctx) < s.test.start
 
 
-def test_scaler_sees_train_rows_only():
+def test_the_fit_stage_scales_with_train_rows_only():
+    """The scaler the fit stage fits (and saves with the model) is moved by train rows and by
+    nothing else: scaling every later row by 1,000 leaves it unchanged, and the model is fed
+    exactly the train rows scaled by it."""
+    from huracan.models.lightgbm import LightGBMForecaster
+    from huracan.stages import fit_fold
+
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(100, 3))
-    s = forward_split(100, embargo=1, horizon=1)
-    scaler = fit_scaler(X[s.train.start : s.train.stop])
+    X = rng.normal(size=(400, 3)).astype(np.float32)
+    y = 0.01 * X[:, 0] + rng.normal(0, 0.01, 400)
+    fold = forward_split(400, embargo=1, horizon=1)
+    model = LightGBMForecaster(n_estimators=5, log_period=0)
+    a = fit_fold(model, X, y, fold, ["a", "b", "c"], keep=True)
     X2 = X.copy()
-    X2[s.val.start :] *= 1000.0  # anything after train must not move the scaler
-    scaler2 = fit_scaler(X2[s.train.start : s.train.stop])
-    np.testing.assert_array_equal(scaler.mean_, scaler2.mean_)
-    np.testing.assert_allclose(scaler.mean_, X[: s.train.stop].mean(axis=0))
+    X2[fold.train.stop :] *= 1000.0
+    b = fit_fold(model, X2, y, fold, ["a", "b", "c"], keep=True)
+    np.testing.assert_allclose(a.scaler.mean_, X[: fold.train.stop].astype(np.float64).mean(0))
+    np.testing.assert_array_equal(a.scaler.mean_, b.scaler.mean_)
+    np.testing.assert_array_equal(a.scaler.scale_, b.scaler.scale_)
+    # a scaler that had seen val/test rows would not centre the train rows
+    X_train = a.scaler.transform(X[: fold.train.stop])
+    np.testing.assert_allclose(X_train.mean(axis=0), 0.0, atol=1e-6)
+    assert fit_scaler(X).mean_.tolist() != a.scaler.mean_.tolist()
 
 
 # ----------------------------------------------------------------------------- walk-forward

@@ -34,7 +34,13 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from huracan.models.base import Forecaster, NotFittedError, _as_matrix, sequence_windows
+from huracan.models.base import (
+    Forecaster,
+    NotFittedError,
+    _as_matrix,
+    full_windows,
+    sequence_windows,
+)
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "keras_state.json"
@@ -188,13 +194,17 @@ class KerasForecaster(Forecaster):
         X_val: np.ndarray | None,
         y_val: np.ndarray | None,
         X_val_context: np.ndarray | None,
+        *,
+        starts: np.ndarray | None = None,
+        starts_val: np.ndarray | None = None,
     ) -> None:
         """Train on full train windows, early-stopping on validation windows when given.
 
-        Train windows use train rows only; the first ``lookback - 1`` rows (which have no full
-        window inside the train split) are not used as training samples. Validation windows take
-        their first bars from ``X_val_context`` (the rows preceding ``X_val``), exactly as
-        :meth:`predict` does with ``context``.
+        Train windows use train rows only and never cross a data gap (``starts``); rows without
+        a full window inside their gap-free run (the first ``lookback - 1`` rows of the split and
+        of every run after a gap) are not used as training samples. Validation windows take their
+        first bars from ``X_val_context`` (the rows preceding ``X_val``), exactly as
+        :meth:`predict` does with ``context``, and restart after every gap in ``starts_val``.
 
         Raises:
             ValueError: on an invalid hyperparameter, when ``X`` has fewer than ``lookback`` rows or
@@ -211,15 +221,21 @@ class KerasForecaster(Forecaster):
             y_std = 1.0
         self.y_mean_, self.y_std_ = y_mean, y_std
 
-        windows = sequence_windows(X, lookback)[lookback - 1 :]
-        targets = self._standardise(y[lookback - 1 :])
+        full = full_windows(starts, len(X), lookback)
+        if not full.any():
+            raise ValueError(f"no gap-free run of X has lookback={lookback} rows")
+        windows = sequence_windows(X, lookback, starts=starts)[full]
+        targets = self._standardise(y[full])
         validation = None
         callbacks: list[keras.callbacks.Callback] = []
         if X_val is not None and y_val is not None and len(X_val):
             context = None
             if X_val_context is not None and len(X_val_context):
                 context = _as_matrix(X_val_context, "X_val_context", n_features=X.shape[1])
-            validation = (sequence_windows(X_val, lookback, context), self._standardise(y_val))
+            if starts_val is not None and starts_val[0]:
+                context = None  # a gap right before the validation rows: no context across it
+            validation = (sequence_windows(X_val, lookback, context, starts_val),
+                          self._standardise(y_val))
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor="val_loss",

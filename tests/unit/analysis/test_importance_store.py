@@ -34,7 +34,7 @@ def table(order: list[str]) -> pd.DataFrame:
 def test_rankings_round_trip_with_the_aggregate_ranked_ascending(engine):
     t = rank_table({"shap": np.array([0.5, 0.1, 0.3, 0.2, 0.0]),
                     "permutation": np.array([0.2, 0.0, 0.5, 0.1, 0.05]),
-                    "correlation": np.array([0.3, 0.2, 0.1, -0.4, 0.0])}, FEATURES)
+                    "correlation": np.array([0.3, 0.2, 0.1, 0.4, 0.0])}, FEATURES)
     n = store_rankings(engine, t, "BTC/USDT", "1h", "run-a", "lightgbm", T0)
     assert n == 4 * len(FEATURES)
     for method in ("shap", "permutation", "correlation", AGGREGATE):

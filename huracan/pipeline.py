@@ -38,11 +38,11 @@ from huracan.tracking import run as tracking
 
 log = logging.getLogger(__name__)
 
-#: parts of each fold that are predicted and the evaluator, per split scheme
+#: the evaluator per split scheme
 _SCHEMES = {
-    "forward": (("val", "test"), lambda fs, outs, bt, tf, title:
-                stages.evaluate_forward(fs, outs[-1], bt, tf, title)),
-    "walk_forward": (("test",), stages.evaluate_walk_forward),
+    "forward": lambda fs, outs, bt, tf, title, rule:
+        stages.evaluate_forward(fs, outs[-1], bt, tf, title, rule),
+    "walk_forward": stages.evaluate_walk_forward,
 }
 
 
@@ -128,14 +128,19 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
     prototype = settings.make_model()
     data, split = settings.data, settings.split
     symbol, timeframe = data.symbol, data.timeframe
-    parts, evaluate = _SCHEMES[split.scheme]
+    evaluate = _SCHEMES[split.scheme]
+    rule = settings.make_rule()
+    # validation predictions: always on a forward split; per fold when the rule is fitted there
+    parts = ("val", "test") if split.scheme == "forward" or rule.needs_validation \
+        else ("test",)
     objective = objective_of(settings)
     experiment_id = tracking.configure(settings.tracking.tracking_uri,
                                        Path(settings.tracking.store_dir),
                                        settings.tracking.experiment_name)
     run_name = f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}"
     tags = {"symbol": symbol, "timeframe": timeframe, "model_type": prototype.model_type,
-            "data_path": mask_url(str(data.path)), **split.describe()}
+            "data_path": mask_url(str(data.path)), **split.describe(),
+            "label_kind": settings.label.kind, "rule_kind": rule.kind}
     with tracking.job_run(experiment_id, run_name, tags, parent_run_id) as run_id:
         import mlflow
 
@@ -144,10 +149,12 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         with timer("data"):
             candles = stages.load_validated(data)
         with timer("features"):
-            fs = stages.build_features(candles, timeframe, settings.features)
+            fs = stages.build_features(candles, timeframe, settings.features,
+                                       label=settings.label)
             columns, note = select_columns(settings, fs, prototype.model_type)
             if columns is not None:
-                fs = stages.build_features(candles, timeframe, settings.features, columns)
+                fs = stages.build_features(candles, timeframe, settings.features, columns,
+                                           label=settings.label)
             folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
         last = folds[-1]
         log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
@@ -167,13 +174,15 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         })
         log.info("fitting %r on %d fold(s)", prototype, len(folds))
         with timer("folds"):
+            labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness")
             outcomes = stages.fit_predict_folds(prototype, fs, folds, parts,
-                                                n_jobs=int(split.n_jobs), timeframe=timeframe)
+                                                n_jobs=int(split.n_jobs), timeframe=timeframe,
+                                                labels=labels)
         timer.add("fit", sum(o.fit_seconds for o in outcomes))
         timer.add("predict", sum(o.predict_seconds for o in outcomes))
         with timer("backtest"):
             evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
-                                              run_name)
+                                              run_name, rule)
         mlflow.log_metrics(evaluation.metrics)
         fitted = stages.fitted_fold(fs, outcomes[-1], timeframe)
         part = split.selection_part
@@ -241,6 +250,8 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
     for path, frame in ev.frames.items():
         tracking.log_frame(frame, path)
+    for path, report in ev.reports.items():
+        mlflow.log_dict(report, path)
     if ev.eval_window is not None:
         tracking.log_frame(ev.eval_window, WINDOW_ARTIFACT)
     for path, build in ev.figures.items():
@@ -315,7 +326,8 @@ def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,
 
     data = settings.data if data_path is None else replace(settings.data, path=str(data_path))
     candles = stages.load_validated(data, log_quality=False)
-    return stages.build_features(candles, data.timeframe, settings.features, columns), candles
+    return stages.build_features(candles, data.timeframe, settings.features, columns,
+                                 label=settings.label), candles
 
 
 def load_run_model(client: Any, run_id: str, dst: Path) -> tuple[Forecaster, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from huracan.evaluation.backtest import BacktestConfig
-from huracan.features.build import FeatureConfig
+from huracan.features.build import FeatureConfig, LabelConfig
 from huracan.models.base import Forecaster
 from huracan.splits import ForwardSplitter, Splitter, WalkForwardSplitter
 
@@ -120,6 +120,8 @@ class JobSettings:
     split: Splitter
     model: Mapping[str, Any]
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    rule: Mapping[str, Any] | None = None
     seed: int = 42
     objective: str = "val_composite_score"
     top_n: int | None = None
@@ -148,6 +150,8 @@ class JobSettings:
             split=make_splitter(cfg.get("split")),
             model=dict(cfg["model"]),
             backtest=_build(BacktestConfig, cfg.get("backtest")),
+            label=_build(LabelConfig, cfg.get("label")),
+            rule=dict(cfg["rule"]) if cfg.get("rule") else None,
             seed=int(cfg.get("seed", 42)),
             objective=str(cfg.get("objective", "val_composite_score")),
             top_n=None if top_n is None else int(top_n),
@@ -167,6 +171,15 @@ class JobSettings:
         if not isinstance(model, Forecaster):
             raise ValueError(f"model._target_ {self.model.get('_target_')!r} is not a Forecaster")
         return model
+
+    def make_rule(self) -> Any:
+        """The trading rule (``rule`` node; default today's fixed threshold of ``backtest``)."""
+        from huracan.evaluation.rules import make_rule
+
+        if not self.rule:
+            return make_rule({"kind": "threshold", "threshold": self.backtest.threshold,
+                              "long_only": self.backtest.long_only})
+        return make_rule(dict(self.rule))
 
     def make_notifier(self) -> Any:
         """The configured alert notifier (``alerts`` node)."""

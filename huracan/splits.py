@@ -227,6 +227,35 @@ def walk_forward_folds(
     return folds
 
 
+def purge(fold: Fold, timestamps: np.ndarray, label_end: np.ndarray) -> Fold:
+    """Drop the rows whose label reaches into a later part of the fold (Lopez de Prado 2018,
+    AFML 7.4.1, purging): train rows whose ``label_end`` is at or after the first val row, val
+    rows whose ``label_end`` is at or after the first test row. Each part is cut at its first
+    such row (so it stays a range; later rows reach at least as far for forward returns).
+
+    Args:
+        fold: the fold.
+        timestamps: open time of every feature row, int64 ns or datetime64, shape ``(n,)``.
+        label_end: the time of the bar whose close decides each row's label, same units.
+
+    Returns:
+        the purged fold (the same object when nothing reaches across).
+    """
+    ts = np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64)
+    end = np.asarray(label_end).astype("datetime64[ns]").astype(np.int64)
+
+    def cut(part: range, boundary_row: int) -> range:
+        if len(part) == 0 or boundary_row >= len(ts):
+            return part
+        reach = np.flatnonzero(end[part.start : part.stop] >= ts[boundary_row])
+        return part if len(reach) == 0 else range(part.start, part.start + int(reach[0]))
+
+    train, val = cut(fold.train, fold.val.start), cut(fold.val, fold.test.start)
+    if train == fold.train and val == fold.val:
+        return fold
+    return Fold(train=train, val=val, test=fold.test, embargo=fold.embargo, index=fold.index)
+
+
 def _on_grid(t: pd.Timestamp, origin: pd.Timestamp, bar: pd.Timedelta) -> pd.Timestamp:
     """``t`` rounded up to the bar grid through ``origin`` (UTC if ``t`` is naive)."""
     if t.tzinfo is None and origin.tzinfo is not None:
@@ -247,13 +276,15 @@ class ForwardSplitter:
     train: float = 0.70
     val: float = 0.15
     test: float = 0.15
-    embargo: int = 1
+    embargo: int | None = None
     n_jobs: int = 1
 
     def folds(self, timestamps: pd.DatetimeIndex, timeframe: str, horizon: int) -> list[Fold]:
-        """The one fold (see :func:`forward_split`)."""
+        """The one fold (see :func:`forward_split`); ``embargo=None``: the label's reach
+        (``horizon`` bars)."""
+        embargo = horizon if self.embargo is None else int(self.embargo)
         return [forward_split(len(timestamps), self.train, self.val, self.test,
-                              embargo=int(self.embargo), horizon=horizon)]
+                              embargo=embargo, horizon=horizon)]
 
     def describe(self) -> dict[str, str]:
         """Settings for run tags and the model manifest."""
@@ -266,8 +297,9 @@ class ForwardSplitter:
 class WalkForwardSplitter:
     """``split=walk_forward``: retrain every ``step_bars`` (see :func:`walk_forward_folds`).
 
-    Sizes are bars (``720``) or durations (``8d``). ``n_jobs > 1`` fits folds in parallel
-    processes (joblib), with results identical to the sequential run.
+    Sizes are bars (``720``) or durations (``8d``); ``embargo=None`` is the label's reach.
+    ``n_jobs > 1`` fits folds in parallel processes (joblib), with results identical to the
+    sequential run.
     """
 
     scheme: ClassVar[str] = "walk_forward"
@@ -278,7 +310,7 @@ class WalkForwardSplitter:
     train_bars: int | str = "90d"
     val_bars: int | str = "15d"
     step_bars: int | str = "14d"
-    embargo: int | str = 1
+    embargo: int | str | None = None
     expanding: bool = False
     oos_start: str | None = None
     oos_end: str | None = None
@@ -286,8 +318,9 @@ class WalkForwardSplitter:
 
     def folds(self, timestamps: pd.DatetimeIndex, timeframe: str, horizon: int) -> list[Fold]:
         """The folds (see :func:`walk_forward_folds`)."""
+        embargo = horizon if self.embargo is None else self.embargo
         return walk_forward_folds(timestamps, timeframe, train=self.train_bars, val=self.val_bars,
-                                  step=self.step_bars, embargo=self.embargo, horizon=horizon,
+                                  step=self.step_bars, embargo=embargo, horizon=horizon,
                                   expanding=self.expanding, oos_start=self.oos_start,
                                   oos_end=self.oos_end)
 

@@ -34,11 +34,19 @@ from huracan.evaluation.evidence import window_evidence
 from huracan.evaluation.explain import ShapResult
 from huracan.evaluation.explain import explain as shap_explain
 from huracan.evaluation.metrics import compute_metrics
-from huracan.features.build import NEXT_RETURN, FeatureConfig, FeatureSet
+from huracan.evaluation.rules import Rule, RuleInput, ThresholdRule
+from huracan.features.build import (
+    LABEL,
+    LABEL_END,
+    NEXT_RETURN,
+    FeatureConfig,
+    FeatureSet,
+    LabelConfig,
+)
 from huracan.features.build import build_features as build_feature_set
 from huracan.models.base import Forecaster
 from huracan.settings import DataSettings
-from huracan.splits import Fold, fit_scaler
+from huracan.splits import Fold, fit_scaler, purge
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +132,15 @@ def load_validated(data: DataSettings, *, log_quality: bool = True) -> pd.DataFr
 
 
 def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfig,
-                   columns: Sequence[str] | None = None) -> FeatureSet:
+                   columns: Sequence[str] | None = None,
+                   label: LabelConfig | None = None) -> FeatureSet:
     """Causal features and the label (:func:`huracan.features.build.build_features`), optionally
     restricted to ``columns`` (a stored top-N selection), before any scaler is fitted.
 
     Raises:
         ValueError: no usable rows, or a requested column that the configuration does not build.
     """
-    fs = build_feature_set(candles, timeframe, features)
+    fs = build_feature_set(candles, timeframe, features, label)
     if columns is not None:
         missing = [c for c in columns if c not in fs.feature_names]
         if missing:
@@ -185,6 +194,43 @@ def run_context(fold: Fold, part: str, lookback: int, starts: np.ndarray | None)
     return range(int(breaks[-1]) if len(breaks) else ctx.start, first)
 
 
+@dataclass(frozen=True)
+class LabelTimes:
+    """Label reach of every feature row, for purging and sample weights (picklable for joblib).
+
+    Attributes:
+        timestamps: row open times, int64 ns, ``(n,)``.
+        label_end: the bar whose close decides each row's label, int64 ns, ``(n,)``.
+        uniqueness: weight train rows by the average uniqueness of their labels (AFML 4.2).
+    """
+
+    timestamps: np.ndarray
+    label_end: np.ndarray
+    uniqueness: bool = False
+
+    @classmethod
+    def of(cls, fs: FeatureSet, uniqueness: bool = False) -> LabelTimes:
+        idx = pd.DatetimeIndex(fs.frame.index)
+        end = pd.DatetimeIndex(fs.frame[LABEL_END]) if LABEL_END in fs.frame else idx
+        return cls(idx.asi8.copy(), end.asi8.copy(), uniqueness)
+
+    def weights(self, rows: range) -> np.ndarray | None:
+        """Average-uniqueness weights of the labels of ``rows`` among themselves (``None``
+        without ``uniqueness``)."""
+        if not self.uniqueness or len(rows) == 0:
+            return None
+        from huracan.labels import average_uniqueness_weights
+
+        start = self.timestamps[rows.start]
+        stop = int(self.label_end[rows.start : rows.stop].max())
+        bars = pd.DatetimeIndex(self.timestamps[(self.timestamps >= start)
+                                                & (self.timestamps <= stop)])
+        events = pd.DatetimeIndex(self.timestamps[rows.start : rows.stop])
+        ends = pd.DatetimeIndex(self.label_end[rows.start : rows.stop])
+        w = average_uniqueness_weights(events, ends.to_numpy(), bars)
+        return w.to_numpy(np.float64)
+
+
 def clone(model: Forecaster) -> Forecaster:
     """A fresh unfitted copy with the same hyperparameters (scikit-learn's ``clone``)."""
     return type(model)(**model.get_params())
@@ -192,13 +238,16 @@ def clone(model: Forecaster) -> Forecaster:
 
 def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
              feature_names: Sequence[str], parts: Sequence[str] = ("test",),
-             keep: bool = False, starts: np.ndarray | None = None) -> FoldOutcome:
+             keep: bool = False, starts: np.ndarray | None = None,
+             labels: LabelTimes | None = None) -> FoldOutcome:
     """Fit a fresh copy of ``prototype`` and a fresh scaler on ``fold.train``, early-stop on
     ``fold.val``, predict each part in ``parts``.
 
     Sequence models get, as context, only rows preceding each part (features known before the
     part starts) in the same gap-free run, and their windows never cross a gap (``starts``, from
-    :func:`gap_starts`). The scaler sees the fold's train rows and nothing else.
+    :func:`gap_starts`). The scaler sees the fold's train rows and nothing else. With
+    ``labels``, train and val rows whose label reaches into the next part are purged
+    (:func:`huracan.splits.purge`) and the train rows are weighted by label uniqueness when asked.
 
     Args:
         prototype: an unfitted forecaster (its hyperparameters are copied).
@@ -210,6 +259,8 @@ def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
     """
     t0 = time.perf_counter()
     model = clone(prototype)
+    if labels is not None:
+        fold = purge(fold, labels.timestamps, labels.label_end)
     tr, va = fold.train, fold.val
     scaler = fit_scaler(X[tr.start : tr.stop])
 
@@ -226,7 +277,8 @@ def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
     t_fit = time.perf_counter()
     model.fit(scaled(tr), y[tr.start : tr.stop], scaled(va), y[va.start : va.stop],
               X_val_context=scaled(run_context(fold, "val", lookback, starts)),
-              feature_names=list(feature_names), starts=flags(tr), starts_val=flags(va))
+              feature_names=list(feature_names), starts=flags(tr), starts_val=flags(va),
+              sample_weight=None if labels is None else labels.weights(tr))
     fit_s = time.perf_counter() - t_fit
     preds: dict[str, np.ndarray] = {}
     predict_s = 0.0
@@ -243,7 +295,8 @@ def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
 
 def fit_predict_folds(prototype: Forecaster, fs: FeatureSet, folds: Sequence[Fold],
                       parts: Sequence[str] = ("test",), n_jobs: int = 1,
-                      timeframe: str | None = None) -> list[FoldOutcome]:
+                      timeframe: str | None = None,
+                      labels: LabelTimes | None = None) -> list[FoldOutcome]:
     """Fit and predict every fold; the last fold's model and scaler are kept.
 
     With ``n_jobs > 1`` all folds but the last run in parallel worker processes (joblib's loky
@@ -265,10 +318,11 @@ def fit_predict_folds(prototype: Forecaster, fs: FeatureSet, folds: Sequence[Fol
         from joblib import Parallel, delayed
 
         done = Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(fit_fold)(prototype, X, y, f, names, parts, False, starts) for f in head)
-        outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True, starts)]
+            delayed(fit_fold)(prototype, X, y, f, names, parts, False, starts, labels)
+            for f in head)
+        outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True, starts, labels)]
     else:
-        outcomes = [fit_fold(prototype, X, y, f, names, parts, f is last, starts)
+        outcomes = [fit_fold(prototype, X, y, f, names, parts, f is last, starts, labels)
                     for f in folds]
     for o in outcomes:
         log.debug("fold %d: %d train / %d val / %d test rows, fit %.2fs, predict %.2fs",
@@ -296,6 +350,7 @@ class Evaluation:
     metrics: dict[str, float]
     results: dict[str, BacktestResult]
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Callable[[], Figure]] = field(default_factory=dict)
     eval_window: pd.DataFrame | None = None
@@ -310,14 +365,42 @@ def _with_evidence(name: str, result: BacktestResult, metrics: dict[str, float],
     evidence[name] = ev.as_dict()
 
 
-def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
-                  cfg: BacktestConfig, periods_per_year: float) -> BacktestResult:
-    """Backtest ``predictions`` of feature rows ``rows`` (positions into ``fs.frame``)."""
-    frame = fs.frame.iloc[rows] if isinstance(rows, np.ndarray) else \
+def _rows(fs: FeatureSet, rows: range | np.ndarray) -> pd.DataFrame:
+    return fs.frame.iloc[rows] if isinstance(rows, np.ndarray) else \
         fs.frame.iloc[rows.start : rows.stop]
+
+
+def rule_input(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
+               timeframe: str | None = None) -> RuleInput:
+    """What a trading rule sees of feature rows ``rows``: forecasts, returns, labels, the bars'
+    prices, gap flags (with ``timeframe``) and the model's (unscaled) features."""
+    frame = _rows(fs, rows)
+    idx = pd.DatetimeIndex(frame.index)
+    price = {c: frame[c].to_numpy(np.float64) if c in frame else None
+             for c in ("bar_close", "bar_high", "bar_low")}
+    return RuleInput(timestamps=idx, forecast=np.asarray(predictions, dtype=np.float64),
+                     next_return=frame[NEXT_RETURN].to_numpy(np.float64),
+                     label=frame[LABEL].to_numpy(np.float64), close=price["bar_close"],
+                     high=price["bar_high"], low=price["bar_low"],
+                     starts=None if timeframe is None else gap_starts(idx, timeframe),
+                     features=frame[list(fs.feature_names)].to_numpy(np.float64))
+
+
+def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
+                  cfg: BacktestConfig, periods_per_year: float,
+                  positions: np.ndarray | None = None,
+                  exit_reasons: np.ndarray | None = None) -> BacktestResult:
+    """Backtest ``predictions`` of feature rows ``rows`` (positions into ``fs.frame``); with
+    ``positions`` (a trading rule's) they are traded as given."""
+    frame = _rows(fs, rows)
     return run_backtest(pd.DatetimeIndex(frame.index), predictions,
-                        frame[NEXT_RETURN].to_numpy(), frame["label"].to_numpy(), cfg,
-                        periods_per_year)
+                        frame[NEXT_RETURN].to_numpy(), frame[LABEL].to_numpy(), cfg,
+                        periods_per_year, positions=positions, exit_reasons=exit_reasons)
+
+
+def default_rule(cfg: BacktestConfig) -> Rule:
+    """Today's rule: sign of the forecast beyond ``backtest.threshold``."""
+    return ThresholdRule(threshold=cfg.threshold, long_only=cfg.long_only)
 
 
 def eval_window(fs: FeatureSet, fold: Fold) -> pd.DataFrame:
@@ -332,14 +415,21 @@ def eval_window(fs: FeatureSet, fold: Fold) -> pd.DataFrame:
 
 
 def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
-                     timeframe: str, title: str) -> Evaluation:
-    """Backtest the validation and test predictions of a forward split; metrics ``val_*`` and
-    ``test_*``; artifacts ``backtest/returns.parquet`` (test), ``backtest/trades.parquet``,
-    ``backtest/val_returns.parquet`` and the equity/drawdown plots."""
+                     timeframe: str, title: str, rule: Rule | None = None) -> Evaluation:
+    """Backtest the validation and test predictions of a forward split through the trading
+    ``rule`` (fitted on the validation predictions only); metrics ``val_*`` and ``test_*``;
+    artifacts ``backtest/returns.parquet`` (test), ``backtest/trades.parquet``,
+    ``backtest/val_returns.parquet``, ``rule/fit.json`` and the equity/drawdown plots."""
     ppy = bars_per_year(timeframe)
     fold = outcome.fold
-    results = {name: backtest_rows(fs, getattr(fold, name), outcome.predictions[name], cfg, ppy)
-               for name in ("val", "test")}
+    rule = rule or default_rule(cfg)
+    fitted = rule.fit(rule_input(fs, fold.val, outcome.predictions["val"], timeframe), cfg, ppy)
+    results = {}
+    for name in ("val", "test"):
+        rows = getattr(fold, name)
+        rp = fitted.positions(rule_input(fs, rows, outcome.predictions[name], timeframe))
+        results[name] = backtest_rows(fs, rows, outcome.predictions[name], cfg, ppy,
+                                      rp.positions, rp.exit_reasons)
     metrics: dict[str, float] = {}
     evidence: dict[str, dict[str, Any]] = {}
     for name, res in results.items():
@@ -350,6 +440,7 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
                for name in ("val", "test")}
     return Evaluation(
         metrics=metrics, results=results, evidence=evidence,
+        reports={"rule/fit.json": {"rule": rule.kind, **fitted.fit_report_}},
         frames={"backtest/returns.parquet": results["test"].returns,
                 "backtest/trades.parquet": results["test"].trades,
                 "backtest/val_returns.parquet": results["val"].returns},
@@ -362,7 +453,7 @@ def _equity_plot(returns: pd.DataFrame, title: str,
 
 
 def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: BacktestConfig,
-                          timeframe: str, title: str) -> Evaluation:
+                          timeframe: str, title: str, rule: Rule | None = None) -> Evaluation:
     """Stitch the OOS predictions of every fold into one series and backtest it once.
 
     Metrics ``oos_*`` (same definitions as ``val_*``/``test_*``) come from the stitched series;
@@ -373,10 +464,21 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     plot with fold boundaries marked.
     """
     ppy = bars_per_year(timeframe)
+    rule = rule or default_rule(cfg)
     rows = np.concatenate([np.arange(o.fold.test.start, o.fold.test.stop) for o in outcomes])
     preds = np.concatenate([o.predictions["test"] for o in outcomes])
     fold_ids = np.concatenate([np.full(len(o.fold.test), o.fold.index) for o in outcomes])
-    result = backtest_rows(fs, rows, preds, cfg, ppy)
+    positions, reasons, fits = [], [], []
+    for o in outcomes:  # each fold's rule is fitted on that fold's validation predictions
+        val = o.predictions.get("val")
+        fitted = rule.fit(rule_input(fs, o.fold.val, val, timeframe), cfg, ppy) \
+            if val is not None else rule
+        rp = fitted.positions(rule_input(fs, o.fold.test, o.predictions["test"], timeframe))
+        positions.append(rp.positions)
+        reasons.append(rp.exit_reasons)
+        fits.append({"fold": o.fold.index, **fitted.fit_report_})
+    result = backtest_rows(fs, rows, preds, cfg, ppy, np.concatenate(positions),
+                           np.concatenate(reasons))
     result.returns.insert(1, "fold", fold_ids)
     folds = fold_table(fs, outcomes, result, ppy)
     starts = [pd.Timestamp(fs.frame.index[o.fold.test.start]) for o in outcomes[1:]]
@@ -385,6 +487,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     _with_evidence("oos", result, metrics, evidence)
     return Evaluation(
         metrics=metrics, results={"oos": result}, evidence=evidence,
+        reports={"rule/fit.json": {"rule": rule.kind, "folds": fits}},
         frames={"backtest/oos_returns.parquet": result.returns,
                 "backtest/oos_trades.parquet": result.trades,
                 "walkforward/folds.parquet": folds},

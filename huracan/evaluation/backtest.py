@@ -56,14 +56,17 @@ def positions_from_forecast(
 
 
 def extract_trades(
-    timestamps: pd.DatetimeIndex, position: np.ndarray, gross: np.ndarray, fee: float
+    timestamps: pd.DatetimeIndex, position: np.ndarray, gross: np.ndarray, fee: float,
+    exit_reasons: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """A trade is a maximal run of bars holding one non-zero position.
 
     Trade return = ``(1 - fee*|p|) * prod(1 + gross) * (1 - fee*|p|) - 1``: the entry fee, the
     bars' gross returns, and the exit fee when the trade closes inside the window (a trade still
     open at the end is marked to market without an exit fee). ``exit_time`` is the open time of the
-    last bar held.
+    last bar held. ``exit_reason``: ``exit_reasons[e]`` of the trade's last bar ``e`` when given
+    and non-empty (a trading rule's reason: ``upper``, ``lower``, ``time``...), else ``signal``
+    (the position changed), or ``end_of_data`` for a trade still open at the end.
     """
     pos = np.asarray(position, dtype=np.float64)
     n = len(pos)
@@ -78,14 +81,21 @@ def extract_trades(
         ret = (1 - fee * size) * np.prod(1.0 + gross[s : e + 1])
         if e + 1 < n:
             ret *= 1 - fee * size
+        if e + 1 >= n:
+            reason = "end_of_data"
+        elif exit_reasons is not None and str(exit_reasons[e]):
+            reason = str(exit_reasons[e])
+        else:
+            reason = "signal"
         rows.append({
             "entry_time": timestamps[s],
             "exit_time": timestamps[e],
             "side": "long" if pos[s] > 0 else "short",
             "bars": e - s + 1,
             "return": ret - 1.0,
+            "exit_reason": reason,
         })
-    cols = ["entry_time", "exit_time", "side", "bars", "return"]
+    cols = ["entry_time", "exit_time", "side", "bars", "return", "exit_reason"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -96,6 +106,8 @@ def run_backtest(
     actual_label: np.ndarray,
     cfg: BacktestConfig,
     periods_per_year: float,
+    positions: np.ndarray | None = None,
+    exit_reasons: np.ndarray | None = None,
 ) -> BacktestResult:
     """Backtest ``predictions`` and compute :class:`TradingMetrics`.
 
@@ -106,8 +118,16 @@ def run_backtest(
         actual_label: realised label (for directional accuracy), shape ``(n,)``.
         cfg: threshold, fee, long_only.
         periods_per_year: bars per year for annualisation.
+        positions: the position of each bar when a trading rule set it (see
+            :mod:`huracan.evaluation.rules`); default: sign(forecast) beyond ``cfg.threshold``.
+        exit_reasons: per bar, why a trade ending at that bar ended (empty string: none).
     """
-    pos = positions_from_forecast(predictions, cfg.threshold, cfg.long_only)
+    if positions is None:
+        pos = positions_from_forecast(predictions, cfg.threshold, cfg.long_only)
+    else:
+        pos = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if pos.shape != (len(timestamps),):
+            raise ValueError(f"positions has {pos.shape[0]} rows, expected {len(timestamps)}")
     r = np.asarray(next_return, dtype=np.float64)
     turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
     gross = pos * r
@@ -121,7 +141,7 @@ def run_backtest(
         "strategy_return": net,
         "label": np.asarray(actual_label, dtype=np.float64),
     })
-    trades = extract_trades(pd.DatetimeIndex(timestamps), pos, gross, cfg.fee)
+    trades = extract_trades(pd.DatetimeIndex(timestamps), pos, gross, cfg.fee, exit_reasons)
     metrics = compute_metrics(net, trades["return"].to_numpy(), predictions, actual_label,
                               periods_per_year)
     return BacktestResult(returns=returns, trades=trades, metrics=metrics)

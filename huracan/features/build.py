@@ -17,6 +17,43 @@ from huracan.features import technical as ta
 
 LABEL = "label"
 NEXT_RETURN = "next_return"
+#: the time of the bar whose close decides each row's label (how far the label reaches)
+LABEL_END = "label_end"
+#: the bar's own prices, kept beside the features for trading rules (never model inputs)
+PRICE_COLUMNS = ("bar_close", "bar_high", "bar_low")
+NON_FEATURES = (LABEL, NEXT_RETURN, LABEL_END, *PRICE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """What a model learns to predict (the ``label`` config group).
+
+    Attributes:
+        kind: ``forward_return`` (``close_{t+h}/close_t - 1`` with ``features.horizon``) or
+            ``triple_barrier`` (Lopez de Prado 2018, AFML 3.2-3.5: +1 / -1 for the profit-take /
+            stop-loss barrier touched first, at ``pt_mult`` / ``sl_mult`` times the rolling
+            volatility scaled to ``max_holding`` bars; on the vertical barrier 0, or the sign of
+            the return there with ``zero_on_vertical=false``).
+        max_holding: the vertical barrier, bars; the label's reach (the embargo follows it).
+        vol_window: bars of the rolling volatility of the barriers.
+        weights: ``uniqueness`` weights the train rows by the average uniqueness of their
+            overlapping labels (AFML 4.2); ``none``: equal weights.
+    """
+
+    kind: str = "forward_return"
+    pt_mult: float = 2.0
+    sl_mult: float = 1.0
+    max_holding: int = 24
+    vol_window: int = 24
+    zero_on_vertical: bool = True
+    weights: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("forward_return", "triple_barrier"):
+            raise ValueError(f"label.kind must be forward_return or triple_barrier, "
+                             f"got {self.kind!r}")
+        if self.weights not in ("none", "uniqueness"):
+            raise ValueError(f"label.weights must be none or uniqueness, got {self.weights!r}")
 
 
 @dataclass(frozen=True)
@@ -83,16 +120,39 @@ def compute_features(candles: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
     return pd.concat(parts, axis=1)
 
 
-def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig) -> FeatureSet:
+def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.DataFrame:
+    """The label and its end time for one gap-free segment (NaN where it is not known yet)."""
+    close = seg["close"]
+    if label.kind == "forward_return":
+        end = pd.Series(close.index, index=close.index).shift(-cfg.horizon)
+        return pd.DataFrame({LABEL: close.shift(-cfg.horizon) / close - 1.0, LABEL_END: end})
+    from huracan.labels import barrier_volatility, triple_barrier_labels
+
+    vol = barrier_volatility(close, label.vol_window, label.max_holding)
+    tb = triple_barrier_labels(close, seg["high"], seg["low"], volatility=vol,
+                               pt_mult=label.pt_mult, sl_mult=label.sl_mult,
+                               max_holding=label.max_holding,
+                               zero_on_vertical=label.zero_on_vertical)
+    return pd.DataFrame({LABEL: tb["label"].astype(np.float64), LABEL_END: tb["end_time"]},
+                        index=close.index) if not tb.empty else \
+        pd.DataFrame({LABEL: np.nan, LABEL_END: pd.NaT}, index=close.index)
+
+
+def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
+                   label: LabelConfig | None = None) -> FeatureSet:
     """Turn validated candles into a :class:`FeatureSet`.
 
     Args:
         candles: columns ``timestamp, open, high, low, close, volume`` (gaps allowed).
         timeframe: bar size of ``candles`` (``1h``).
-        cfg: feature windows and label horizon.
+        cfg: feature windows and the forward-return horizon.
+        label: the label (default: the forward return over ``cfg.horizon`` bars).
 
     Returns:
-        the usable rows (complete features and label), in time order.
+        the usable rows (complete features and label), in time order; the frame also carries
+        ``label_end`` (the bar whose close decides the label), ``next_return`` and the bar's
+        prices (``bar_close``, ``bar_high``, ``bar_low``), none of them model inputs.
+        ``horizon`` is the label's longest reach in bars (``max_holding`` for triple barriers).
 
     Raises:
         ValueError: when no row survives the warm-up (too little data).
@@ -101,15 +161,20 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig) ->
     missing = grid["close"].isna()
     segment = missing.cumsum()  # a new segment id after every missing bar
     frames = []
+    label = label or LabelConfig()
     for _, seg in grid[~missing].groupby(segment[~missing], sort=True):
         feats = compute_features(seg, cfg)
         close = seg["close"]
-        feats[LABEL] = close.shift(-cfg.horizon) / close - 1.0
+        lab = _label(seg, cfg, label)
+        feats[LABEL] = lab[LABEL]
+        feats[LABEL_END] = lab[LABEL_END]
         feats[NEXT_RETURN] = close.shift(-1) / close - 1.0
+        feats["bar_close"], feats["bar_high"], feats["bar_low"] = close, seg["high"], seg["low"]
         frames.append(feats)
     frame = pd.concat(frames).replace([np.inf, -np.inf], np.nan).dropna()
     if frame.empty:
         raise ValueError("no usable rows after feature warm-up; need a longer gap-free history")
-    names = [c for c in frame.columns if c not in (LABEL, NEXT_RETURN)]
+    names = [c for c in frame.columns if c not in NON_FEATURES]
     frame.index.name = "timestamp"
-    return FeatureSet(frame=frame, feature_names=names, horizon=cfg.horizon)
+    horizon = cfg.horizon if label.kind == "forward_return" else label.max_holding
+    return FeatureSet(frame=frame, feature_names=names, horizon=horizon)

@@ -86,6 +86,7 @@ class Forecaster(ABC):
         feature_names: list[str] | None = None,
         starts: np.ndarray | None = None,
         starts_val: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> Forecaster:
         """Fit on train, early-stopping on validation when given.
 
@@ -98,6 +99,8 @@ class Forecaster(ABC):
             feature_names: column names, kept for explanations.
             starts, starts_val: bool, shape ``(n,)`` / ``(n_val,)``: True where a row follows a
                 data gap (``None``: no gap). Sequence models never window across a gap.
+            sample_weight: non-negative weight per train row, shape ``(n,)`` (e.g. the average
+                uniqueness of overlapping labels, AFML ch. 4); ``None``: equal weights.
 
         Returns:
             ``self``.
@@ -116,7 +119,13 @@ class Forecaster(ABC):
         starts = _as_starts(starts, len(X), "starts")
         if X_val is not None:
             starts_val = _as_starts(starts_val, len(X_val), "starts_val")
-        self._fit(X, y, X_val, y_val, X_val_context, starts=starts, starts_val=starts_val)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if sample_weight.shape != (len(X),) or not np.isfinite(sample_weight).all() \
+                    or (sample_weight < 0).any() or sample_weight.sum() <= 0:
+                raise ValueError("sample_weight must be finite, >= 0, not all 0, one per row of X")
+        self._fit(X, y, X_val, y_val, X_val_context, starts=starts, starts_val=starts_val,
+                  sample_weight=sample_weight)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -240,6 +249,7 @@ class Forecaster(ABC):
         *,
         starts: np.ndarray | None = None,
         starts_val: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> None: ...
 
     @abstractmethod

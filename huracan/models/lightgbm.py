@@ -79,8 +79,10 @@ class LightGBMForecaster(Forecaster):
             "verbosity": -1,
         }
 
-    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None) -> None:
-        train = lgb.Dataset(X, y, feature_name=self.feature_names_, free_raw_data=False)
+    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None,
+             sample_weight=None) -> None:
+        train = lgb.Dataset(X, y, weight=sample_weight, feature_name=self.feature_names_,
+                            free_raw_data=False)
         valid_sets = [train]
         callbacks: list[Callable[..., Any]] = [lgb.log_evaluation(self.log_period)]
         names = ["train"]

@@ -68,8 +68,9 @@ class XGBoostForecaster(Forecaster):
             "base_score": 0.0,
         }
 
-    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None) -> None:
-        dtrain = xgb.DMatrix(X, label=y, feature_names=self.feature_names_)
+    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None,
+             sample_weight=None) -> None:
+        dtrain = xgb.DMatrix(X, label=y, weight=sample_weight, feature_names=self.feature_names_)
         evals = [(dtrain, "train")]
         if X_val is not None:
             evals.append((xgb.DMatrix(X_val, label=y_val, feature_names=self.feature_names_),

@@ -51,7 +51,9 @@ def test_multirun_logs_one_finished_run_per_job(gbdt_sweep):
                 assert f"{split}_{name}" in r.data.metrics
         # params are the flattened resolved config
         assert r.data.params["seed"] == "42"
-        assert r.data.params["split.embargo"] == "1"
+        assert r.data.params["split.embargo"] == "None"  # = the label's reach
+        assert r.data.tags["split_embargo"] == "None" and r.data.tags["label_kind"] == \
+            "forward_return"
         assert r.data.params["model._target_"].startswith("huracan.models.")
     # the comparison table closes the sweep
     assert "val_sharpe" in proc.stdout and "lightgbm" in proc.stdout and "xgboost" in proc.stdout

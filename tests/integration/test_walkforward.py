@@ -39,7 +39,8 @@ class ProbeOLS(Forecaster):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None) -> None:
+    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None,
+             sample_weight=None) -> None:
         self.fit_X_ = np.array(X)
         self.val_X_ = np.array(X_val)
         A = np.c_[X, np.ones(len(X))]

@@ -102,7 +102,8 @@ class WindowSum(Forecaster):
     def __init__(self, lookback: int = 4) -> None:
         self.lookback = lookback
 
-    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None) -> None:
+    def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None,
+             sample_weight=None) -> None:
         self.w_ = np.linspace(1.0, 2.0, X.shape[1])
 
     def _predict(self, X, context):

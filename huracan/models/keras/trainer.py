@@ -197,6 +197,7 @@ class KerasForecaster(Forecaster):
         *,
         starts: np.ndarray | None = None,
         starts_val: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         """Train on full train windows, early-stopping on validation windows when given.
 
@@ -226,6 +227,8 @@ class KerasForecaster(Forecaster):
             raise ValueError(f"no gap-free run of X has lookback={lookback} rows")
         windows = sequence_windows(X, lookback, starts=starts)[full]
         targets = self._standardise(y[full])
+        weights = None if sample_weight is None else \
+            (sample_weight[full] / sample_weight[full].mean()).astype(np.float32)
         validation = None
         callbacks: list[keras.callbacks.Callback] = []
         if X_val is not None and y_val is not None and len(X_val):
@@ -255,7 +258,7 @@ class KerasForecaster(Forecaster):
         model.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)), loss=loss)
         batch = int(self.batch_size)
         history = model.fit(
-            _dataset(windows, targets, batch, shuffle_seed=int(self.seed)),
+            _dataset(windows, targets, batch, shuffle_seed=int(self.seed), weights=weights),
             validation_data=None if validation is None else _dataset(*validation, batch),
             epochs=int(self.epochs),
             shuffle=False,  # the dataset shuffles itself, seeded
@@ -461,7 +464,8 @@ def _sample_rows(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _dataset(
-    x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None
+    x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> Any:
     """A ``tf.data`` pipeline of ``(window, target)`` batches (of windows alone when ``y`` is None).
 
@@ -471,7 +475,12 @@ def _dataset(
     """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if y is None:
+        ds = tf.data.Dataset.from_tensor_slices(x)
+    elif weights is None:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+    else:  # Keras reads (inputs, targets, sample weights) tuples
+        ds = tf.data.Dataset.from_tensor_slices((x, y, weights))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size)

@@ -26,6 +26,13 @@ buckets per symbol, and every ``flush_events`` events or ``flush_seconds`` valid
 events with the ``liquidations`` suite and writes them through :mod:`huracan.db.ingest` (row
 rules, dedupe on the natural key, cascade tagging, one transaction with the quality-log rows).
 Binance pushes at most one liquidation per symbol per second, so counts are a lower bound.
+
+Cascade tagging uses the one rule of :mod:`huracan.data.cascades` (the ingest uses it too):
+an event is ``cascade`` when its exchange and symbol saw at least ``min_events`` liquidations or
+``min_usd`` of them in the ``window`` ending at it (default 20 or $250,000 in 5 minutes;
+``cascade_rule=``, else the ``HURACAN_CASCADE_*`` variables). The label depends only on earlier
+events, so the collector labels each event as it is flushed, counting the events of the
+previous ``window`` it flushed before (kept in memory), and never has to revise a stored label.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import numpy as np
 import pandas as pd
 import tenacity
 
+from huracan.data.cascades import CascadeRule
 from huracan.data.quality import QualitySink
 from huracan.data.sources import RetryPolicy, is_transient
 from huracan.data.validate import SuiteRunner, ValidationReport, validate_frame
@@ -160,12 +168,14 @@ class LiquidationCollector:
         flush_events: flush when this many events are pending.
         flush_seconds: flush when the last flush is this old (monotonic clock).
         clock: seconds, monotonic (tests may inject one).
+        cascade_rule: the cascade rule (default :meth:`CascadeRule.from_env`).
     """
 
     def __init__(self, exchange: str = "binance", *, engine: Any = None,
                  sink: QualitySink | None = None, runner: SuiteRunner | None = None,
                  flush_events: int = 1000, flush_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 cascade_rule: CascadeRule | None = None) -> None:
         if exchange not in SIDE_CONVENTION:
             raise ValueError(f"no liquidation side convention known for {exchange!r}; "
                              f"expected one of {sorted(SIDE_CONVENTION)}")
@@ -176,6 +186,10 @@ class LiquidationCollector:
         self.flush_events = flush_events
         self.flush_seconds = flush_seconds
         self.clock = clock
+        self.cascade_rule = cascade_rule or CascadeRule.from_env()
+        #: valid events already flushed within the cascade window of the newest one: they
+        #: count in the cascade windows of the next flush
+        self._recent = _frame([])
         self._pending: list[dict[str, Any]] = []
         self._buckets: dict[tuple[str, pd.Timestamp], np.ndarray] = {}
         self._last_flush = clock()
@@ -220,14 +234,29 @@ class LiquidationCollector:
             from huracan.db.ingest import load_batch, prepare_frame
 
             prepared = prepare_frame("liquidations", frame.loc[ok].reset_index(drop=True),
-                                     self.source, exchange=self.exchange)
+                                     self.source, exchange=self.exchange,
+                                     cascade_rule=self.cascade_rule,
+                                     cascade_context=self._recent)
             loaded = load_batch(self.engine, prepared)
+            self._remember(prepared.frame)
             result = FlushResult(len(frame), report, loaded.inserted, loaded.updated,
                                  result.rejected + loaded.rejected)
         self.flushes.append(result)
         log.info("%s: flushed %d event(s) (%d rejected)", self.source, result.events,
                  result.rejected)
         return result
+
+    def _remember(self, stored: pd.DataFrame) -> None:
+        """Keep the flushed events of the last cascade window as context for the next flush."""
+        cols = ["timestamp", "exchange", "symbol", "size_usd"]
+        recent = pd.concat([self._recent[cols], stored[cols].astype(
+            {"exchange": object, "symbol": object})], ignore_index=True)
+        if recent.empty:
+            self._recent = recent
+            return
+        newest = recent["timestamp"].max()
+        self._recent = recent.loc[recent["timestamp"] > newest - self.cascade_rule.window
+                                  ].reset_index(drop=True)
 
     def buckets(self) -> pd.DataFrame:
         """The running 1-minute buckets (:data:`BUCKET_COLUMNS`), oldest first."""

@@ -17,6 +17,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from huracan.data.cascades import CascadeRule
 from huracan.data.ohlcv import DataValidationError
 from huracan.db import migrate
 from huracan.db.ingest import IngestReport, ingest_file
@@ -38,6 +39,18 @@ Symbol = Annotated[str | None, typer.Option(
     help="Symbol (e.g. BTC/USDT) for files holding one symbol without a 'symbol' column; "
          "default: from the file name.")]
 FileArg = Annotated[Path, typer.Argument(help="Parquet or CSV file.", show_default=False)]
+CascadeWindow = Annotated[str | None, typer.Option(
+    "--cascade-window", show_default=False,
+    help="Cascade rule: window length (e.g. 5min, 300s); default 5min or "
+         "$HURACAN_CASCADE_WINDOW.")]
+CascadeMinEvents = Annotated[int | None, typer.Option(
+    "--cascade-min-events", show_default=False,
+    help="Cascade rule: liquidations in the window that make a cascade; default 20 or "
+         "$HURACAN_CASCADE_MIN_EVENTS.")]
+CascadeMinUsd = Annotated[float | None, typer.Option(
+    "--cascade-min-usd", show_default=False,
+    help="Cascade rule: USD liquidated in the window that makes a cascade; default 250000 or "
+         "$HURACAN_CASCADE_MIN_USD.")]
 MAX_LISTED_REJECTIONS = 20
 
 
@@ -108,10 +121,22 @@ def current(db_url: DbUrl = None) -> None:
                f"(head {migrate.head_revision()})")
 
 
-def _run_ingest(kind: str, file: Path, db_url: str | None, **kwargs: str | None) -> None:
+def cascade_rule(window: str | None, min_events: int | None, min_usd: float | None
+                 ) -> CascadeRule:
+    """The cascade rule of a command: the environment's (or built-in) rule with the options
+    given on the command line; an invalid one exits with code 2."""
+    try:
+        return CascadeRule.from_env().replace(window=window, min_events=min_events,
+                                              min_usd=min_usd)
+    except ValueError as exc:
+        raise _fail(f"cascade rule: {exc}", 2) from None
+
+
+def _run_ingest(kind: str, file: Path, db_url: str | None, *,
+                cascade: CascadeRule | None = None, **kwargs: str | None) -> None:
     with _engine(db_url) as engine:
         migrate.require_current_schema(engine)
-        report = ingest_file(engine, kind, file, **kwargs)
+        report = ingest_file(engine, kind, file, cascade_rule=cascade, **kwargs)
     _print_report(report)
 
 
@@ -142,9 +167,14 @@ def open_interest(file: FileArg, exchange: Exchange = None, symbol: Symbol = Non
 
 @ingest_app.command()
 def liquidations(file: FileArg, exchange: Exchange = None, symbol: Symbol = None,
-                 db_url: DbUrl = None) -> None:
-    """Liquidation events: timestamp, symbol, side (BUY/SELL or long/short), price, quantity."""
-    _run_ingest("liquidations", file, db_url, exchange=exchange, symbol=symbol)
+                 db_url: DbUrl = None, cascade_window: CascadeWindow = None,
+                 cascade_min_events: CascadeMinEvents = None,
+                 cascade_min_usd: CascadeMinUsd = None) -> None:
+    """Liquidation events: timestamp, symbol, side (BUY/SELL or long/short), price, quantity.
+    Without a liquidation_type column, each event is labelled cascade/single by the cascade
+    rule (huracan.data.cascades)."""
+    rule = cascade_rule(cascade_window, cascade_min_events, cascade_min_usd)
+    _run_ingest("liquidations", file, db_url, exchange=exchange, symbol=symbol, cascade=rule)
 
 
 @ingest_app.command()

@@ -17,8 +17,11 @@ Pipeline for one file (:func:`ingest_file`):
    same file inserts nothing; a changed value for an existing key is updated; unchanged rows are
    not rewritten.
 
-   - Postgres: the batch is streamed with binary ``COPY`` into a temporary staging table, then one
-     ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE ... WHERE values differ``. For
+   - Postgres (on a psycopg 3 connection, :func:`huracan.db.upsert.loader_engine`): under a
+     lock of the target, psycopg 3's binary ``COPY`` straight into the table when none of its
+     rows falls in the batch's time range, else into a temporary staging table followed by one
+     ``UPDATE ... FROM`` staging for changed values and one ``INSERT ... SELECT`` of the new
+     keys (:func:`huracan.db.upsert.copy_upsert`). For
      ``liquidations`` the missing monthly partitions are created first, in their own short
      transaction (creating a partition locks the parent table; a failed load leaves at most an
      empty partition behind).
@@ -36,11 +39,15 @@ Normalisations (documented decisions):
   ``SELL`` (a long force-sold) becomes ``long``, ``BUY`` becomes ``short``; ``long``/``short`` are
   accepted as they are. ``size_usd`` comes from ``size_usd`` or ``usd_value``, else price ×
   quantity.
-- ``liquidation_type`` (unless the file has the column): ``cascade`` when the event belongs to a
-  run of at least :data:`CASCADE_MIN_EVENTS` liquidations of the same exchange, symbol and side,
-  each within :data:`CASCADE_WINDOW` of the previous one; otherwise ``single``. Only the events of
-  the batch are seen, so re-ingesting a longer file can turn ``single`` into ``cascade`` (an
-  update). Binance pushes at most one liquidation per symbol per second, so this undercounts.
+- Timestamps are floored to the microsecond, the resolution of both stores, before duplicate
+  keys are looked for (two events 300 ns apart are one key in the database).
+- ``liquidation_type`` (unless the file has the column): the cascade rule of
+  :mod:`huracan.data.cascades` (``cascade`` when the event's exchange and symbol saw at least 20
+  liquidations or $250,000 of them in the 5 minutes ending at it; configurable), applied to the
+  events of the batch (plus, for the collector, the stream's previous 5 minutes). A file
+  ingested alone does not see the events stored before it, so its first minutes may undercount;
+  re-ingesting a file that starts earlier can turn ``single`` into ``cascade`` (an update).
+  Binance pushes at most one liquidation per symbol per second, so counts are lower bounds.
 """
 
 from __future__ import annotations
@@ -56,12 +63,13 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from huracan.data.cascades import CascadeRule, label_cascades
 from huracan.data.ohlcv import DataValidationError
 from huracan.data.quality import QualityIssue
 from huracan.db.partitions import ensure_liquidation_partitions
 from huracan.db.quality import insert_quality_issues, json_safe
 from huracan.db.tables import LIQUIDATION_TYPES, NATURAL_KEYS
-from huracan.db.upsert import categorical_text, upsert_frame
+from huracan.db.upsert import categorical_text, loader_engine, upsert_frame
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +85,6 @@ QUOTE_ASSETS: tuple[str, ...] = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD")
 #: A funding rate beyond ±10 % per interval is refused (exchange caps are a few percent); it
 #: catches percent-vs-fraction mix-ups (1.5 meaning 1.5 %).
 MAX_ABS_FUNDING_RATE = 0.1
-#: Cascade rule (see the module docstring): at least 3 liquidations of one exchange, symbol and
-#: side, each within 10 s of the previous one. On the real Binance sample of 2025-10-22 (a
-#: volatile morning) this marks 92 of 234 events; 60 s would mark 148.
-CASCADE_WINDOW = pd.Timedelta(seconds=10)
-CASCADE_MIN_EVENTS = 3
 _ORDER_SIDE_TO_POSITION = {"sell": "long", "buy": "short", "long": "long", "short": "short"}
 _FILE_NAME = re.compile(r"^(?P<exchange>[A-Za-z0-9]+)-[^_]+_(?P<symbol>[^_]+)_")
 
@@ -276,7 +279,7 @@ class _Rows:
             ts = pd.to_datetime(parsed, utc=True)
         self.reject(ts.isna().to_numpy(), "bad_timestamp", "timestamp",
                     "missing or unparseable timestamp")
-        return ts
+        return ts.dt.floor("us")
 
     def numbers(self, column: str, nan_rule: str) -> pd.Series:
         """``column`` as float64; missing/non-numeric values are rejected with ``nan_rule``."""
@@ -407,30 +410,26 @@ def _prepare_sentiment(rows: _Rows, exchange: str | None, symbol: str | None,
                          "score": score, "n_items": n_items.fillna(0).astype("int64")})
 
 
-def classify_cascades(frame: pd.DataFrame, window: pd.Timedelta = CASCADE_WINDOW,
-                      min_events: int = CASCADE_MIN_EVENTS) -> pd.Series:
-    """``cascade``/``single`` per liquidation (rule in the module docstring).
+def classify_cascades(frame: pd.DataFrame, rule: CascadeRule | None = None, *,
+                      context: pd.DataFrame | None = None) -> pd.Series:
+    """``cascade``/``single`` per liquidation: :func:`huracan.data.cascades.label_cascades` with
+    ``rule`` (default: :meth:`CascadeRule.from_env`, i.e. the built-in rule unless the
+    ``HURACAN_CASCADE_*`` variables say otherwise).
 
     Args:
-        frame: columns ``timestamp, exchange, symbol, side``.
+        frame: columns ``timestamp, exchange, symbol, size_usd``.
+        context: earlier events counted in the windows but not labelled.
 
     Returns:
         A string Series aligned with ``frame.index``.
     """
-    if frame.empty:
-        return pd.Series([], index=frame.index, dtype="object")
-    order = frame.sort_values(["exchange", "symbol", "side", "timestamp"], kind="stable")
-    gap = order.groupby(["exchange", "symbol", "side"], sort=False, observed=True
-                        )["timestamp"].diff()
-    run = (gap.isna() | (gap > window)).cumsum()
-    size = run.map(run.value_counts())
-    kinds = np.where(size >= min_events, "cascade", "single")
-    return pd.Series(kinds, index=order.index, dtype="object").reindex(frame.index)
+    return label_cascades(frame, rule or CascadeRule.from_env(), context=context)
 
 
 def prepare_frame(kind: str, raw: pd.DataFrame, source: str, *, exchange: str | None = None,
-                  symbol: str | None = None, sentiment_source: str | None = None
-                  ) -> PreparedBatch:
+                  symbol: str | None = None, sentiment_source: str | None = None,
+                  cascade_rule: CascadeRule | None = None,
+                  cascade_context: pd.DataFrame | None = None) -> PreparedBatch:
     """Validate the rows of ``raw`` (a file's contents) for ``kind``.
 
     Args:
@@ -439,6 +438,9 @@ def prepare_frame(kind: str, raw: pd.DataFrame, source: str, *, exchange: str | 
         source: file path or origin, for messages and logs.
         exchange, symbol: values for files without ``exchange``/``symbol`` columns.
         sentiment_source: the ``source`` of sentiment rows, for files without that column.
+        cascade_rule: liquidations: the cascade rule (default :meth:`CascadeRule.from_env`).
+        cascade_context: liquidations: earlier events (``timestamp, exchange, symbol,
+            size_usd``) that count in the cascade windows but are not loaded.
 
     Raises:
         DataValidationError: a file-level problem (see the module docstring).
@@ -465,15 +467,16 @@ def prepare_frame(kind: str, raw: pd.DataFrame, source: str, *, exchange: str | 
         for i in good.index[dup.to_numpy()]]
     good = good.loc[~dup.to_numpy()]
     if kind == "liquidations" and "liquidation_type" not in good.columns:
-        good = good.assign(liquidation_type=classify_cascades(good).astype("category"))
+        good = good.assign(liquidation_type=classify_cascades(
+            good, cascade_rule, context=cascade_context).astype("category"))
     rejections = sorted(rows.rejections, key=lambda r: r.row)
     return PreparedBatch(kind, table, source, good.reset_index(drop=True), len(raw),
                          rejections, duplicates)
 
 
 def prepare_file(kind: str, path: str | Path, *, exchange: str | None = None,
-                 symbol: str | None = None, sentiment_source: str | None = None
-                 ) -> PreparedBatch:
+                 symbol: str | None = None, sentiment_source: str | None = None,
+                 cascade_rule: CascadeRule | None = None) -> PreparedBatch:
     """Read and validate one file; ``exchange``/``symbol`` default to what its name says."""
     path = Path(path)
     raw = read_file(path)
@@ -481,25 +484,39 @@ def prepare_file(kind: str, path: str | Path, *, exchange: str | None = None,
     if symbol is None and "symbol" not in raw.columns:
         symbol = name_symbol
     return prepare_frame(kind, raw, str(path), exchange=exchange or name_exchange,
-                         symbol=symbol, sentiment_source=sentiment_source)
+                         symbol=symbol, sentiment_source=sentiment_source,
+                         cascade_rule=cascade_rule)
+
+
+def _months(timestamps: pd.Series) -> pd.Series:
+    """The first instant (UTC) of each distinct month of ``timestamps``: what the partition
+    check needs, without handing it a million timestamps to convert."""
+    utc = pd.to_datetime(timestamps, utc=True).dt.tz_localize(None)
+    months = pd.unique(utc.to_numpy("datetime64[ns]").astype("datetime64[M]"))
+    months = months[~np.isnat(months)]
+    return pd.Series(pd.to_datetime(np.sort(months)).tz_localize("UTC"))
 
 
 def load_batch(engine: Engine, batch: PreparedBatch) -> IngestReport:
     """Load a validated batch and its quality-log entries in one transaction.
 
-    For ``liquidations`` on Postgres the needed monthly partitions are created first in their
-    own short transaction (see :mod:`huracan.db.partitions`).
+    On Postgres the load runs on a psycopg 3 connection to the engine's database
+    (:func:`huracan.db.upsert.loader_engine`; the engine itself stays on psycopg2), which the
+    binary COPY of the bulk path needs in the load's own transaction. For ``liquidations`` the
+    needed monthly partitions are created first in their own short transaction (see
+    :mod:`huracan.db.partitions`).
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database refused the load; nothing was written.
     """
     created: list[str] = []
-    if batch.table == "liquidations" and not batch.frame.empty:
-        with engine.begin() as conn:
-            created = ensure_liquidation_partitions(conn, batch.frame["timestamp"])
-    with engine.begin() as conn:
-        inserted, updated = upsert_frame(conn, batch.table, batch.frame)
-        insert_quality_issues(conn, batch.issues())
+    with loader_engine(engine).connect() as conn:
+        if batch.table == "liquidations" and not batch.frame.empty:
+            with conn.begin():
+                created = ensure_liquidation_partitions(conn, _months(batch.frame["timestamp"]))
+        with conn.begin():
+            inserted, updated = upsert_frame(conn, batch.table, batch.frame)
+            insert_quality_issues(conn, batch.issues())
     loaded = len(batch.frame)
     return IngestReport(batch.kind, batch.table, batch.source, batch.rows_read, inserted,
                         updated, loaded - inserted - updated, len(batch.rejections),
@@ -507,8 +524,8 @@ def load_batch(engine: Engine, batch: PreparedBatch) -> IngestReport:
 
 
 def ingest_file(engine: Engine, kind: str, path: str | Path, *, exchange: str | None = None,
-                symbol: str | None = None, sentiment_source: str | None = None
-                ) -> IngestReport:
+                symbol: str | None = None, sentiment_source: str | None = None,
+                cascade_rule: CascadeRule | None = None) -> IngestReport:
     """Validate and load one file (see the module docstring for the rules).
 
     Args:
@@ -519,6 +536,7 @@ def ingest_file(engine: Engine, kind: str, path: str | Path, *, exchange: str | 
         symbol: for files holding one symbol without a ``symbol`` column (default: from the file
             name); if the file has the column, every row must match it.
         sentiment_source: for sentiment files without a ``source`` column.
+        cascade_rule: liquidations: the cascade rule (default :meth:`CascadeRule.from_env`).
 
     Raises:
         DataValidationError: the file as a whole is unusable (also logged as ``critical`` in
@@ -527,7 +545,7 @@ def ingest_file(engine: Engine, kind: str, path: str | Path, *, exchange: str | 
     """
     try:
         batch = prepare_file(kind, path, exchange=exchange, symbol=symbol,
-                             sentiment_source=sentiment_source)
+                             sentiment_source=sentiment_source, cascade_rule=cascade_rule)
     except DataValidationError as err:
         issue = QualityIssue(str(path), err.rule, "critical",
                              {"file": str(path), "error": str(err), **json_safe(err.details)},

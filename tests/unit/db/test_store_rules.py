@@ -9,7 +9,6 @@ import pytest
 
 from huracan.data.ohlcv import DataValidationError
 from huracan.db.ingest import (
-    classify_cascades,
     infer_from_filename,
     normalize_symbol,
     prepare_frame,
@@ -30,21 +29,6 @@ def test_infer_from_filename():
                                ) == ("binance", "BTC/USDT")
     assert infer_from_filename(Path("unknown-agg_BTC_open-interest-1d_x.parquet")) == (None, None)
     assert infer_from_filename(Path("mine.csv")) == (None, None)
-
-
-def test_cascade_rule_by_hand():
-    t = pd.Timestamp("2024-01-01", tz="UTC")
-    s = pd.Timedelta
-    frame = pd.DataFrame({
-        # BTC longs: 0 s, 5 s, 14 s -> gaps 5 s and 9 s <= 10 s: a run of 3 = cascade;
-        # then 30 s (16 s later) is alone; BTC short at 6 s alone; ETH long pair: too short.
-        "timestamp": [t, t + s("5s"), t + s("14s"), t + s("30s"), t + s("6s"), t, t + s("1s")],
-        "exchange": ["binance"] * 7,
-        "symbol": ["BTC/USDT"] * 5 + ["ETH/USDT"] * 2,
-        "side": ["long", "long", "long", "long", "short", "long", "long"],
-    })
-    assert classify_cascades(frame).tolist() == [
-        "cascade", "cascade", "cascade", "single", "single", "single", "single"]
 
 
 def test_funding_rows_rounded_and_checked():

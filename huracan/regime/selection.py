@@ -1,0 +1,486 @@
+"""Per-regime model selection and the regime-switching backtest (pure: no MLflow, no database).
+
+1. :func:`per_regime_metrics` scores one model's backtest separately on the bars of each regime.
+2. :func:`select_per_regime` picks, per regime, the best model with enough trades there, or
+   falls back to the product's default mapping (:data:`DEFAULT_FALLBACK`) and says why.
+3. :func:`switching_backtest` trades, bar by bar, the model chosen for the regime detected at that
+   bar, at the regime's exposure.
+
+Attribution conventions (per-regime metrics):
+
+- Bar t belongs to the regime detected at bar t (known at the close of bar t, when the position
+  held over bar t+1 is decided); its strategy return ``position_t * next_return_t - fee *
+  turnover_t`` counts in that regime. Per-bar metrics (Sharpe, Sortino, drawdown, returns,
+  accuracy) run on the regime's bars concatenated in time order, as if the strategy traded only
+  in that regime; annualisation uses the same ``periods_per_year`` (a regime's Sharpe is
+  "per-bar quality, annualised", comparable across regimes).
+- Trades are cut on the FULL series (a trade is a contiguous run of bars) and each trade counts,
+  whole, in the regime of its ENTRY bar, even if it runs into another regime (profit factor, hit
+  ratio, number of trades).
+- Bars of unknown regime (warm-up, gaps) get their own ``unknown`` row and are in ``all``.
+
+Fractional positions: :func:`huracan.evaluation.backtest.extract_trades` scales entry and exit
+fees by ``|position|`` and compounds ``position * return``, so a run of constant size 0.25 is
+right; but it cuts a trade whenever the size changes, and a same-side resize (1.0 -> 0.25 when
+the regime switches) then pays an exit fee on 1.0 plus an entry fee on 0.25, not the 0.75 of
+turnover the bar returns pay. :func:`extract_sized_trades` keeps such a resize inside the trade
+(a trade = a run of bars on one side) and charges exactly the turnover; without resizes it
+returns ``extract_trades``'s frame unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from huracan.evaluation.backtest import (
+    BacktestConfig,
+    BacktestResult,
+    extract_trades,
+    positions_from_forecast,
+)
+from huracan.evaluation.metrics import METRIC_NAMES, compute_metrics
+from huracan.regime.detection import REGIMES, UNKNOWN, as_regimes
+
+#: row of :func:`per_regime_metrics` computed over every bar
+ALL = "all"
+#: fallback token: the best candidate over all bars by the selection metric
+BEST_OVERALL = "best_overall"
+#: fallback token: the candidate with the lowest maximum drawdown over all bars
+MOST_CONSERVATIVE = "most_conservative"
+#: product default when no candidate has enough trades in a regime
+DEFAULT_FALLBACK: Mapping[str, str] = {
+    "low": "xgboost",
+    "normal": BEST_OVERALL,
+    "high": "lstm",
+    "extreme": MOST_CONSERVATIVE,
+}
+#: metrics where lower is better (all the others: higher is better)
+LOWER_IS_BETTER = frozenset({"max_drawdown"})
+
+_FRAME_COLUMNS = ("timestamp", "position", "asset_return", "strategy_return", "prediction",
+                  "label")
+
+
+# --------------------------------------------------------------------------------------------
+# trades with fractional positions
+# --------------------------------------------------------------------------------------------
+
+
+def extract_sized_trades(
+    timestamps: pd.DatetimeIndex, position: np.ndarray, gross: np.ndarray, fee: float
+) -> pd.DataFrame:
+    """Trades of a position series whose size may change within a side.
+
+    A trade is a maximal run of bars with one non-zero SIDE (sign of the position). Its return is
+    ``(1 - fee*|p_s|) * prod_t(1 + gross_t) * prod_resizes(1 - fee*|p_t - p_{t-1}|)
+    * (1 - fee*|p_e|)`` (the exit fee only when the trade closes inside the window), so its fees
+    are exactly its turnover. When no bar changes size within a side this is
+    :func:`huracan.evaluation.backtest.extract_trades` (called as is).
+
+    Args:
+        timestamps: bar open times, shape ``(n,)``.
+        position: signed exposure per bar, fraction of capital (e.g. 0.25, -1.0), shape ``(n,)``.
+        gross: ``position * next_return`` per bar, shape ``(n,)``.
+        fee: cost per unit of turnover, fraction.
+
+    Returns:
+        columns ``entry_time, exit_time, side, bars, return`` (as ``extract_trades``).
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    pos = np.asarray(position, dtype=np.float64)
+    g = np.asarray(gross, dtype=np.float64)
+    ts = pd.DatetimeIndex(timestamps)
+    if pos.shape != g.shape or len(ts) != len(pos):
+        raise ValueError(f"timestamps ({len(ts)}), position {pos.shape} and gross {g.shape} "
+                         "differ in length")
+    side = np.sign(pos)
+    prev = np.concatenate([[0.0], pos[:-1]])
+    resized = (side != 0) & (np.sign(prev) == side) & (pos != prev)
+    if not resized.any():
+        return extract_trades(ts, pos, g, fee)
+    n = len(pos)
+    starts = np.flatnonzero((side != 0) & (np.sign(prev) != side))
+    rows = []
+    for s in starts:
+        e = s
+        while e + 1 < n and side[e + 1] == side[s]:
+            e += 1
+        ret = (1 - fee * abs(pos[s])) * np.prod(1.0 + g[s : e + 1])
+        for t in range(s + 1, e + 1):
+            ret *= 1 - fee * abs(pos[t] - pos[t - 1])
+        if e + 1 < n:
+            ret *= 1 - fee * abs(pos[e])
+        rows.append({"entry_time": ts[s], "exit_time": ts[e],
+                     "side": "long" if side[s] > 0 else "short", "bars": int(e - s + 1),
+                     "return": float(ret - 1.0)})
+    return pd.DataFrame(rows, columns=["entry_time", "exit_time", "side", "bars", "return"])
+
+
+# --------------------------------------------------------------------------------------------
+# per-regime metrics
+# --------------------------------------------------------------------------------------------
+
+
+def _infer_fee(pos: np.ndarray, asset: np.ndarray, net: np.ndarray, turnover: np.ndarray) -> float:
+    moved = turnover > 0
+    if not moved.any():
+        return 0.0
+    fees = (pos[moved] * asset[moved] - net[moved]) / turnover[moved]
+    fee = float(np.median(fees))
+    if not np.allclose(fees, fee, rtol=1e-6, atol=1e-10) or fee < 0:
+        raise ValueError("cannot infer one fee per unit of turnover from the returns frame "
+                         "(strategy_return != position * asset_return - fee * turnover); "
+                         "pass fee=")
+    return fee
+
+
+def per_regime_metrics(
+    returns_frame: pd.DataFrame,
+    regimes: Any,
+    periods_per_year: float,
+    min_bars: int = 50,
+    fee: float | None = None,
+) -> pd.DataFrame:
+    """One model's trading metrics on the bars of each regime (attribution: module docstring).
+
+    Args:
+        returns_frame: ``BacktestResult.returns`` of one model (columns ``timestamp, position,
+            asset_return, strategy_return, prediction, label``; ``turnover`` if present, else
+            ``|diff(position)|`` from a flat start), one row per bar in time order, shape ``(n,)``.
+        regimes: regime name per bar, shape ``(n,)`` (None/NaN read as ``unknown``).
+        periods_per_year: bars per year for annualisation (8,760 at 1h).
+        min_bars: a regime with fewer bars gets NaN metrics (``bars`` and ``n_trades`` are still
+            counted).
+        fee: cost per unit of turnover used for trade returns; None infers it from the frame
+            (``(position * asset_return - strategy_return) / turnover``).
+
+    Returns:
+        a frame indexed by ``low, normal, high, extreme, unknown, all`` with columns ``bars``
+        and :data:`huracan.evaluation.metrics.METRIC_NAMES` (``n_trades`` = trades entered in
+        the regime; ``all`` = every bar, as the model's overall metrics).
+
+    Raises:
+        ValueError: a missing column; length mismatch; unknown regime names; non-unique
+            timestamps; ``min_bars < 2``; a fee that cannot be inferred.
+    """
+    missing = [c for c in _FRAME_COLUMNS if c not in returns_frame.columns]
+    if missing:
+        raise ValueError(f"returns_frame lacks columns {missing}")
+    reg = as_regimes(regimes)
+    n = len(returns_frame)
+    if len(reg) != n:
+        raise ValueError(f"regimes ({len(reg)}) and returns_frame ({n}) differ in length")
+    if min_bars < 2:
+        raise ValueError(f"min_bars must be >= 2, got {min_bars}")
+    ts = pd.DatetimeIndex(returns_frame["timestamp"])
+    if ts.has_duplicates:
+        raise ValueError("returns_frame timestamps must be unique")
+    pos = returns_frame["position"].to_numpy(dtype=np.float64)
+    asset = returns_frame["asset_return"].to_numpy(dtype=np.float64)
+    net = returns_frame["strategy_return"].to_numpy(dtype=np.float64)
+    pred = returns_frame["prediction"].to_numpy(dtype=np.float64)
+    label = returns_frame["label"].to_numpy(dtype=np.float64)
+    if "turnover" in returns_frame.columns:
+        turnover = returns_frame["turnover"].to_numpy(dtype=np.float64)
+    else:
+        turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+    if fee is None:
+        fee = _infer_fee(pos, asset, net, turnover)
+    trades = extract_sized_trades(ts, pos, pos * asset, fee)
+    entry = ts.get_indexer(pd.DatetimeIndex(trades["entry_time"]))
+    trade_regime = reg[entry] if len(entry) else np.array([], dtype=object)
+    trade_ret = trades["return"].to_numpy(dtype=np.float64)
+
+    rows: dict[str, dict[str, float]] = {}
+    for name in (*REGIMES, UNKNOWN, ALL):
+        mask = np.ones(n, dtype=bool) if name == ALL else reg == name
+        tr = trade_ret if name == ALL else trade_ret[trade_regime == name]
+        bars = int(mask.sum())
+        if bars >= min_bars:
+            row = compute_metrics(net[mask], tr, pred[mask], label[mask],
+                                  periods_per_year).as_dict()
+        else:
+            row = dict.fromkeys(METRIC_NAMES, float("nan"))
+            row["n_trades"] = float(len(tr))
+        rows[name] = {"bars": float(bars), **row}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out[["bars", "n_trades"]] = out[["bars", "n_trades"]].astype("int64")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# selection
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegimeChoice:
+    """The model traded in one regime.
+
+    Attributes:
+        regime: regime name.
+        model: candidate name (a key of the candidates).
+        exposure: position scale factor in (0, 1] (1 = full size).
+        source: ``"evidence"`` (best eligible candidate) or ``"fallback"`` (default mapping).
+        reason: why, with the numbers.
+        metric: selection metric name.
+        value: the chosen model's metric in the regime (evidence) or over all bars (fallback).
+        n_trades: the chosen model's trades entered in the regime.
+    """
+
+    regime: str
+    model: str
+    exposure: float
+    source: str
+    reason: str
+    metric: str
+    value: float
+    n_trades: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RegimeChoice:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**dict(data))
+
+
+def _better(a: float, b: float, metric: str) -> bool:
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def _rank(names: list[str], values: dict[str, float], metric: str) -> list[str]:
+    """Names sorted best first (NaN last, ties by name)."""
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    return sorted(names, key=lambda m: (not np.isfinite(values[m]),
+                                        sign * values[m] if np.isfinite(values[m]) else 0.0, m))
+
+
+def _match(token: str, names: list[str]) -> list[str]:
+    """Candidates named ``token`` (case-insensitive), else those whose name contains it."""
+    t = token.lower()
+    exact = [m for m in names if m.lower() == t]
+    return exact or [m for m in names if t in m.lower()]
+
+
+def select_per_regime(
+    candidates: Mapping[str, pd.DataFrame],
+    metric: str = "composite_score",
+    min_trades: int = 30,
+    fallback: Mapping[str, str] = DEFAULT_FALLBACK,
+    extreme_exposure: float = 0.25,
+) -> dict[str, RegimeChoice]:
+    """Per regime, the best candidate with enough evidence there, else the default mapping.
+
+    Evidence: a candidate is eligible in a regime when it entered ``>= min_trades`` trades there
+    and its metric is finite (enough bars, see ``min_bars`` of :func:`per_regime_metrics`); the
+    best eligible one by ``metric`` is chosen at exposure 1.0 (ties: name order).
+
+    Fallback (no eligible candidate), ``fallback[regime]`` is a model name or a token:
+    low -> ``xgboost``, normal -> :data:`BEST_OVERALL` (best ``metric`` over all bars), high ->
+    ``lstm``, extreme -> :data:`MOST_CONSERVATIVE` (lowest max drawdown over all bars) at
+    ``extreme_exposure``; the other fallbacks trade at exposure 1.0. A model name matches a
+    candidate by equal name (case-insensitive), else by containment (``xgboost`` matches
+    ``XGBoostForecaster``; several matches: the best overall among them); when nothing
+    matches, the best overall candidate is used and the reason says so.
+
+    Args:
+        candidates: model name -> :func:`per_regime_metrics` frame.
+        metric: one of :data:`huracan.evaluation.metrics.METRIC_NAMES`; higher is better except
+            :data:`LOWER_IS_BETTER`.
+        min_trades: trades a candidate needs in a regime to be chosen on evidence.
+        fallback: regime -> model name or token, for every regime.
+        extreme_exposure: exposure of the ``extreme`` fallback, in (0, 1].
+
+    Returns:
+        regime -> :class:`RegimeChoice`, for every name of :data:`REGIMES`.
+
+    Raises:
+        ValueError: no candidates; unknown metric; a frame without the rows ``REGIMES`` and
+            ``all`` or the columns ``n_trades``, ``max_drawdown`` and ``metric``; a fallback
+            missing a regime; ``min_trades < 1``; ``extreme_exposure`` outside (0, 1].
+    """
+    if not candidates:
+        raise ValueError("no candidate models to select from")
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRIC_NAMES}")
+    if min_trades < 1:
+        raise ValueError(f"min_trades must be >= 1, got {min_trades}")
+    if not 0.0 < extreme_exposure <= 1.0:
+        raise ValueError(f"extreme_exposure must be in (0, 1], got {extreme_exposure}")
+    lacking = [r for r in REGIMES if r not in fallback]
+    if lacking:
+        raise ValueError(f"fallback has no entry for regimes {lacking}")
+    for name, frame in candidates.items():
+        rows = [r for r in (*REGIMES, ALL) if r not in frame.index]
+        cols = [c for c in {"n_trades", "max_drawdown", metric} if c not in frame.columns]
+        if rows or cols:
+            raise ValueError(f"candidate {name!r}: per-regime frame lacks rows {rows} / "
+                             f"columns {sorted(cols)} (use per_regime_metrics)")
+
+    names = sorted(candidates)
+    overall = {m: float(candidates[m].loc[ALL, metric]) for m in names}
+    overall_mdd = {m: float(candidates[m].loc[ALL, "max_drawdown"]) for m in names}
+    best_overall = _rank(names, overall, metric)[0]
+
+    out: dict[str, RegimeChoice] = {}
+    for regime in REGIMES:
+        value = {m: float(candidates[m].loc[regime, metric]) for m in names}
+        trades = {m: int(candidates[m].loc[regime, "n_trades"]) for m in names}
+        eligible = [m for m in names if trades[m] >= min_trades and np.isfinite(value[m])]
+        if eligible:
+            ranked = _rank(eligible, value, metric)
+            best = ranked[0]
+            runner = (f"; runner-up {ranked[1]} {value[ranked[1]]:.4f}" if len(ranked) > 1
+                      else "; the only eligible candidate")
+            reason = (f"evidence: {best} has the best {metric} in regime {regime} "
+                      f"({value[best]:.4f} over {int(candidates[best].loc[regime, 'bars'])} bars "
+                      f"and {trades[best]} trades >= {min_trades}){runner}; "
+                      f"{len(eligible)} of {len(names)} candidates eligible")
+            out[regime] = RegimeChoice(regime, best, 1.0, "evidence", reason, metric,
+                                       value[best], trades[best])
+            continue
+
+        counts = ", ".join(f"{m} {trades[m]}" for m in names)
+        why = (f"fallback: no candidate has >= {min_trades} trades with a finite {metric} in "
+               f"regime {regime} (trades: {counts})")
+        token = fallback[regime]
+        exposure = extreme_exposure if regime == "extreme" else 1.0
+        if token == BEST_OVERALL:
+            model = best_overall
+            how = f"default {regime} -> best overall by {metric}: {model} ({overall[model]:.4f})"
+        elif token == MOST_CONSERVATIVE:
+            model = sorted(names, key=lambda m: (
+                not np.isfinite(overall_mdd[m]),
+                overall_mdd[m] if np.isfinite(overall_mdd[m]) else 0.0,
+                _rank(names, overall, metric).index(m)))[0]
+            how = (f"default {regime} -> most conservative (lowest max drawdown over all bars): "
+                   f"{model} ({overall_mdd[model]:.4f})")
+        else:
+            matched = _match(token, names)
+            if matched:
+                model = _rank(matched, overall, metric)[0]
+                how = f"default {regime} -> {token}: {model}"
+            else:
+                model = best_overall
+                how = (f"default {regime} -> {token}, but {token!r} is not among the candidates "
+                       f"{names}; using the best overall by {metric}: {model} "
+                       f"({overall[model]:.4f})")
+        if exposure != 1.0:
+            how += f", at exposure {exposure:g}"
+        out[regime] = RegimeChoice(regime, model, exposure, "fallback", f"{why}; {how}", metric,
+                                   overall[model], trades[model])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# switching backtest
+# --------------------------------------------------------------------------------------------
+
+
+def switching_backtest(
+    predictions: Mapping[str, np.ndarray],
+    regimes: Any,
+    selection: Mapping[str, RegimeChoice],
+    next_return: np.ndarray,
+    label: np.ndarray,
+    timestamps: pd.DatetimeIndex,
+    threshold: float = 0.0,
+    fee: float = 0.0004,
+    long_only: bool = False,
+    periods_per_year: float = 8760.0,
+) -> BacktestResult:
+    """Backtest one strategy that trades, at each bar, the model chosen for that bar's regime.
+
+    At bar t (regime ``r_t`` detected at the close of bar t, causal) the position held over bar
+    t+1 is ``exposure(r_t) * positions_from_forecast(predictions[model(r_t)][t], threshold,
+    long_only)``; bars of ``unknown`` regime are flat. Turnover ``|p_t - p_{t-1}|`` (fractional
+    sizes included, from a flat start) pays ``fee`` per unit; ``strategy_return = p_t *
+    next_return_t - fee * turnover_t``, as :func:`huracan.evaluation.backtest.run_backtest`.
+    Trades come from :func:`extract_sized_trades` (a same-side resize stays in the trade).
+
+    Args:
+        predictions: model name -> forecast forward return per bar, fraction, shape ``(n,)``
+            (a NaN forecast means flat).
+        regimes: regime name per bar, shape ``(n,)`` (None/NaN read as ``unknown``).
+        selection: regime -> :class:`RegimeChoice` (from :func:`select_per_regime`).
+        next_return: simple return of the following bar, fraction, shape ``(n,)``.
+        label: realised label for directional accuracy, shape ``(n,)``.
+        timestamps: bar open times, shape ``(n,)``.
+        threshold, fee, long_only: as :class:`huracan.evaluation.backtest.BacktestConfig`.
+        periods_per_year: bars per year for annualisation.
+
+    Returns:
+        a :class:`BacktestResult` whose ``returns`` has run_backtest's columns (``prediction`` =
+        the traded model's forecast, 0 on unknown bars) plus ``regime``, ``model`` (None when
+        flat for an unknown regime) and ``exposure``.
+
+    Raises:
+        ValueError: length mismatch; unknown regime names; a regime present in ``regimes``
+            without a selection; a selected model without predictions; exposure outside
+            (0, 1]; negative threshold or fee.
+    """
+    cfg = BacktestConfig(threshold=threshold, fee=fee, long_only=long_only)
+    reg = as_regimes(regimes)
+    n = len(reg)
+    r = np.asarray(next_return, dtype=np.float64).reshape(-1)
+    lab = np.asarray(label, dtype=np.float64).reshape(-1)
+    ts = pd.DatetimeIndex(timestamps)
+    if not (len(r) == len(lab) == len(ts) == n):
+        raise ValueError(f"regimes ({n}), next_return ({len(r)}), label ({len(lab)}) and "
+                         f"timestamps ({len(ts)}) differ in length")
+    preds: dict[str, np.ndarray] = {}
+    for name, p in predictions.items():
+        arr = np.asarray(p, dtype=np.float64).reshape(-1)
+        if len(arr) != n:
+            raise ValueError(f"predictions[{name!r}] has {len(arr)} rows, expected {n}")
+        preds[name] = arr
+
+    pos = np.zeros(n)
+    pred = np.zeros(n)
+    exposure = np.zeros(n)
+    model = np.full(n, None, dtype=object)
+    for regime in sorted(set(reg) - {UNKNOWN}):
+        if regime not in selection:
+            raise ValueError(f"regime {regime!r} occurs but has no selection")
+        choice = selection[regime]
+        if choice.model not in preds:
+            raise ValueError(f"regime {regime!r} selects {choice.model!r}, which has no "
+                             f"predictions (have {sorted(preds)})")
+        if not 0.0 < choice.exposure <= 1.0:
+            raise ValueError(f"exposure of regime {regime!r} must be in (0, 1], "
+                             f"got {choice.exposure}")
+        m = reg == regime
+        p = preds[choice.model][m]
+        pos[m] = choice.exposure * positions_from_forecast(p, cfg.threshold, cfg.long_only)
+        pred[m] = p
+        exposure[m] = choice.exposure
+        model[m] = choice.model
+
+    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+    gross = pos * r
+    net = gross - cfg.fee * turnover
+    returns = pd.DataFrame({
+        "timestamp": ts,
+        "prediction": pred,
+        "position": pos,
+        "asset_return": r,
+        "turnover": turnover,
+        "strategy_return": net,
+        "label": lab,
+        "regime": reg,
+        "model": model,
+        "exposure": exposure,
+    })
+    trades = extract_sized_trades(ts, pos, gross, cfg.fee)
+    metrics = compute_metrics(net, trades["return"].to_numpy(), pred, lab, periods_per_year)
+    return BacktestResult(returns=returns, trades=trades, metrics=metrics)

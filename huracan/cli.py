@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import typer
 
 from huracan.analysis.cli import features_app
+from huracan.analysis.drift_cli import drift_app
 from huracan.data.cascades_cli import liquidations_app
 from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.db.cli import db_app, ingest_app
@@ -34,6 +35,7 @@ app.add_typer(validate_app, name="validate")
 app.add_typer(quality_app, name="quality")
 app.add_typer(features_app, name="features")
 app.add_typer(liquidations_app, name="liquidations")
+app.add_typer(drift_app, name="drift")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -301,3 +301,74 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "open_interest": ("exchange", "symbol", "timestamp"),
     "sentiment_scores": ("symbol", "source", "timestamp"),
 }
+
+
+class DriftReport(Base):
+    """One Evidently drift report of a model: its reference window (the version's training rows,
+    from its manifest) against a current window (revision 0003, :mod:`huracan.analysis.drift`).
+
+    ``drift_share`` is the share of the model's input features whose Evidently per-column test
+    flagged drift; ``drifted`` is ``drift_share >= threshold`` (Evidently 0.7 no longer returns a
+    dataset-drift boolean). ``drifted_features`` lists the flagged features; ``details`` holds
+    the per-column tests, the prediction and target drift, the scaling drift, the data summary
+    and the timings. ``report_run_id`` is the MLflow monitoring run holding the HTML/JSON report.
+    """
+
+    __tablename__ = "drift_reports"
+    __table_args__ = (
+        CheckConstraint("drift_share >= 0 AND drift_share <= 1", name="drift_share_range"),
+        CheckConstraint("n_drifted >= 0 AND n_drifted <= n_features", name="n_drifted_range"),
+        Index("ix_drift_reports_model_name_created_at", "model_name", "created_at"),
+        Index("ix_drift_reports_symbol_created_at", "symbol", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    reference_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    reference_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    current_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    current_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    reference_rows: Mapped[int] = mapped_column(Integer)
+    current_rows: Mapped[int] = mapped_column(Integer)
+    n_features: Mapped[int] = mapped_column(Integer)
+    n_drifted: Mapped[int] = mapped_column(Integer)
+    drift_share: Mapped[float] = mapped_column(Double)
+    threshold: Mapped[float] = mapped_column(Double)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    prediction_drift_score: Mapped[float | None] = mapped_column(Double)
+    prediction_drifted: Mapped[bool | None] = mapped_column(Boolean)
+    target_drift_score: Mapped[float | None] = mapped_column(Double)
+    target_drifted: Mapped[bool | None] = mapped_column(Boolean)
+    drifted_features: Mapped[list[str]] = mapped_column(JsonDoc)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    report_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class RetrainRequest(Base):
+    """A request to retrain the model of a symbol and timeframe (revision 0003), written when a
+    drift report exceeds its threshold; the nightly pipeline consumes it (sets ``consumed_at``
+    and ``consumed_by``). ``drift_report_id`` / ``report_run_id`` point at the evidence."""
+
+    __tablename__ = "retrain_requests"
+    __table_args__ = (
+        Index("ix_retrain_requests_symbol_timeframe_created_at", "symbol", "timeframe",
+              "created_at"),
+        Index("ix_retrain_requests_consumed_at", "consumed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32), server_default="drift")
+    drift_report_id: Mapped[int | None] = mapped_column(Id)
+    report_run_id: Mapped[str | None] = mapped_column(String(64))
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consumed_by: Mapped[str | None] = mapped_column(String(256))

@@ -14,14 +14,20 @@ from huracan.datasets import dataset_path
 SHARED_DATA_ENV = "HURACAN_SHARED_DATA"
 
 
+def shared_data_root() -> str:
+    """The shared data directory: ``HURACAN_SHARED_DATA``, else ``../shared/data`` beside the
+    checkout."""
+    return str(Path(os.environ.get(SHARED_DATA_ENV)
+                    or Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
 def shared_data_path(relative: str) -> str:
     """Absolute path of a file under the shared data directory.
 
     Raises:
         FileNotFoundError: naming the file and where it was looked for.
     """
-    root = Path(os.environ.get(SHARED_DATA_ENV)
-                or Path(__file__).resolve().parents[2] / "shared" / "data")
+    root = Path(shared_data_root())
     path = root / relative
     if not path.is_file():
         raise FileNotFoundError(f"shared data file {relative!r} not found under {root} "

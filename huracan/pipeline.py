@@ -12,6 +12,7 @@ Every function takes typed settings (:class:`huracan.settings.JobSettings`), nev
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -140,7 +141,8 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
     run_name = f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}"
     tags = {"symbol": symbol, "timeframe": timeframe, "model_type": prototype.model_type,
             "data_path": mask_url(str(data.path)), **split.describe(),
-            "label_kind": settings.label.kind, "rule_kind": rule.kind}
+            "label_kind": settings.label.kind, "rule_kind": rule.kind,
+            "train_rows": settings.train.rows, "train_sample_weight": settings.train.sample_weight}
     with tracking.job_run(experiment_id, run_name, tags, parent_run_id) as run_id:
         import mlflow
 
@@ -149,12 +151,13 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         with timer("data"):
             candles = stages.load_validated(data)
         with timer("features"):
+            sources = stages.family_sources(settings.features, data, candles, settings.db_url)
             fs = stages.build_features(candles, timeframe, settings.features,
-                                       label=settings.label)
+                                       label=settings.label, sources=sources)
             columns, note = select_columns(settings, fs, prototype.model_type)
             if columns is not None:
                 fs = stages.build_features(candles, timeframe, settings.features, columns,
-                                           label=settings.label)
+                                           label=settings.label, sources=sources)
             folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
         last = folds[-1]
         log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
@@ -170,11 +173,15 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
             "n_features": str(len(fs.feature_names)),
             "code_version": stages.code_version(),
             "objective": objective,
+            "feature_families": ",".join(settings.features.families) or "price",
+            **({"family_coverage": json.dumps({k: round(v, 4) for k, v in fs.coverage.items()})}
+               if fs.coverage else {}),
             **({"feature_selection": note[:5000]} if note else {}),
         })
         log.info("fitting %r on %d fold(s)", prototype, len(folds))
         with timer("folds"):
-            labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness")
+            labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness",
+                                          settings.train.row_weights(fs.frame))
             outcomes = stages.fit_predict_folds(prototype, fs, folds, parts,
                                                 n_jobs=int(split.n_jobs), timeframe=timeframe,
                                                 labels=labels)
@@ -326,8 +333,9 @@ def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,
 
     data = settings.data if data_path is None else replace(settings.data, path=str(data_path))
     candles = stages.load_validated(data, log_quality=False)
+    sources = stages.family_sources(settings.features, data, candles, settings.db_url)
     return stages.build_features(candles, data.timeframe, settings.features, columns,
-                                 label=settings.label), candles
+                                 label=settings.label, sources=sources), candles
 
 
 def load_run_model(client: Any, run_id: str, dst: Path) -> tuple[Forecaster, Any]:
@@ -394,7 +402,7 @@ def analyze_run(
     if expected and stages.frame_fingerprint(candles) != expected:
         raise ValueError(f"the data at {settings.data.path} changed since run {run_id} trained "
                          "on it (dataset_sha256 differs): its importance cannot be reproduced")
-    fs = FeatureSet(fs_all.frame, wanted, fs_all.horizon)
+    fs = FeatureSet(fs_all.frame, wanted, fs_all.horizon, fs_all.coverage)
     fold = settings.split.folds(pd.DatetimeIndex(fs.frame.index), settings.data.timeframe,
                                 fs.horizon)[-1]
     X_train = fs.X[fold.train.start : fold.train.stop].astype(np.float64)

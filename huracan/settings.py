@@ -61,6 +61,54 @@ class ImportanceSettings:
 
 
 @dataclass(frozen=True)
+class TrainSettings:
+    """Which train rows count, and how much (``train`` config node).
+
+    Attributes:
+        sample_weight: ``none``, or ``liquidation_density``: each train row weighs
+            ``1 + liquidation_density`` (more in high-liquidation periods; needs the
+            ``liquidations`` feature family), times the label uniqueness when that is on.
+        rows: ``all``, ``cascade`` (only rows whose bar holds a liquidation cascade) or
+            ``normal`` (only the others): the "cascade" and "normal" model variants, by zero
+            weights (the scaler still sees every train row).
+    """
+
+    sample_weight: str = "none"
+    rows: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.sample_weight not in ("none", "liquidation_density"):
+            raise ValueError(f"train.sample_weight must be none or liquidation_density, got "
+                             f"{self.sample_weight!r}")
+        if self.rows not in ("all", "cascade", "normal"):
+            raise ValueError(f"train.rows must be all, cascade or normal, got {self.rows!r}")
+
+    def row_weights(self, frame: Any) -> Any:
+        """Per-row weights for a feature frame (``None`` for the defaults).
+
+        Raises:
+            ValueError: a needed liquidation column is missing (no ``liquidations`` family).
+        """
+        import numpy as np
+
+        if self.sample_weight == "none" and self.rows == "all":
+            return None
+        w = np.ones(len(frame))
+        if self.sample_weight == "liquidation_density":
+            if "liquidation_density" not in frame:
+                raise ValueError("train.sample_weight=liquidation_density needs the "
+                                 "liquidations feature family (features=full)")
+            w = w + np.nan_to_num(frame["liquidation_density"].to_numpy(np.float64), nan=0.0)
+        if self.rows != "all":
+            if "cascade_indicator" not in frame:
+                raise ValueError(f"train.rows={self.rows} needs the liquidations feature "
+                                 "family (features=full)")
+            cascade = np.nan_to_num(frame["cascade_indicator"].to_numpy(np.float64)) > 0
+            w = w * (cascade if self.rows == "cascade" else ~cascade)
+        return w
+
+
+@dataclass(frozen=True)
 class TrackingSettings:
     """MLflow store: ``tracking_uri`` (``None``: SQLite under ``store_dir``), experiment name,
     and whether the fitted model is logged (needed by the registry)."""
@@ -126,6 +174,7 @@ class JobSettings:
     objective: str = "val_composite_score"
     top_n: int | None = None
     explain: ExplainSettings = field(default_factory=ExplainSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
     importance: ImportanceSettings = field(default_factory=ImportanceSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -156,6 +205,7 @@ class JobSettings:
             objective=str(cfg.get("objective", "val_composite_score")),
             top_n=None if top_n is None else int(top_n),
             explain=_build(ExplainSettings, cfg.get("explain")),
+            train=_build(TrainSettings, cfg.get("train")),
             importance=_build(ImportanceSettings, cfg.get("importance")),
             tracking=_build(TrackingSettings, cfg.get("tracking")),
             registry=_build(RegistrySettings, cfg.get("registry")),

@@ -336,5 +336,11 @@ Splitter = ForwardSplitter | WalkForwardSplitter
 
 
 def fit_scaler(X_train: np.ndarray) -> StandardScaler:
-    """Fit a per-feature standard scaler (scikit-learn) on the train rows only."""
-    return StandardScaler().fit(np.asarray(X_train, dtype=np.float64))
+    """Fit a per-feature standard scaler (scikit-learn) on the train rows only; missing values
+    (uncovered market-structure families) are ignored in the fit and kept in the transform (a
+    column with no value in train keeps NaN parameters)."""
+    import warnings
+
+    with warnings.catch_warnings():  # all-NaN columns: scikit-learn warns about 0/0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return StandardScaler().fit(np.asarray(X_train, dtype=np.float64))

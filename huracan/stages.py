@@ -131,21 +131,60 @@ def load_validated(data: DataSettings, *, log_quality: bool = True) -> pd.DataFr
     return candles
 
 
+def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.DataFrame,
+                   db_url: str | None = None) -> dict[str, Any]:
+    """The market-structure families' source data for the candles' period: from Parquet files
+    laid out as ../shared/data (``features.sources=files``) or from the brain store
+    (``store``); empty without families.
+
+    Raises:
+        ValueError: ``store`` without a database URL.
+    """
+    if not features.families:
+        return {}
+    from huracan.features import families as fam
+
+    bar = timeframe_to_timedelta(data.timeframe)
+    start, end = candles["timestamp"].min(), candles["timestamp"].max() + bar
+    if features.sources == "store":
+        if not db_url:
+            raise ValueError("features.sources=store needs db.url")
+        from huracan.db.session import make_engine
+
+        engine = make_engine(db_url)
+        try:
+            sources = fam.load_sources(engine, data.symbol, start, end)
+        finally:
+            engine.dispose()
+        funding = sources.get("funding")
+        if funding is not None and len(funding):
+            # the store keeps funding times rounded to the minute (jitter of 1-20 ms removed):
+            # a rate is treated as known one minute after its stored time, never before it
+            sources["funding"] = funding.assign(
+                known_at=pd.to_datetime(funding["timestamp"], utc=True) + pd.Timedelta("1min"))
+        return sources
+    from huracan.config import shared_data_root
+
+    root = features.sources_dir or shared_data_root()
+    return fam.load_sources_from_files(root, data.symbol, start, end)
+
+
 def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfig,
                    columns: Sequence[str] | None = None,
-                   label: LabelConfig | None = None) -> FeatureSet:
+                   label: LabelConfig | None = None,
+                   sources: dict[str, Any] | None = None) -> FeatureSet:
     """Causal features and the label (:func:`huracan.features.build.build_features`), optionally
     restricted to ``columns`` (a stored top-N selection), before any scaler is fitted.
 
     Raises:
         ValueError: no usable rows, or a requested column that the configuration does not build.
     """
-    fs = build_feature_set(candles, timeframe, features, label)
+    fs = build_feature_set(candles, timeframe, features, label, sources)
     if columns is not None:
         missing = [c for c in columns if c not in fs.feature_names]
         if missing:
             raise ValueError(f"selected feature(s) {missing} are not built by the configuration")
-        fs = FeatureSet(fs.frame, list(columns), fs.horizon)
+        fs = FeatureSet(fs.frame, list(columns), fs.horizon, fs.coverage)
     return fs
 
 
@@ -207,17 +246,37 @@ class LabelTimes:
     timestamps: np.ndarray
     label_end: np.ndarray
     uniqueness: bool = False
+    #: extra weight per feature row (liquidation density, a cascade / normal row mask), or None
+    row_weights: np.ndarray | None = None
 
     @classmethod
-    def of(cls, fs: FeatureSet, uniqueness: bool = False) -> LabelTimes:
+    def of(cls, fs: FeatureSet, uniqueness: bool = False,
+           row_weights: np.ndarray | None = None) -> LabelTimes:
         idx = pd.DatetimeIndex(fs.frame.index)
         end = pd.DatetimeIndex(fs.frame[LABEL_END]) if LABEL_END in fs.frame else idx
-        return cls(idx.asi8.copy(), end.asi8.copy(), uniqueness)
+        return cls(idx.asi8.copy(), end.asi8.copy(), uniqueness, row_weights)
 
     def weights(self, rows: range) -> np.ndarray | None:
-        """Average-uniqueness weights of the labels of ``rows`` among themselves (``None``
-        without ``uniqueness``)."""
-        if not self.uniqueness or len(rows) == 0:
+        """The train weights of ``rows``: average uniqueness of their labels among themselves
+        (with ``uniqueness``) times ``row_weights`` (when given); ``None`` when neither.
+
+        Raises:
+            ValueError: every row of ``rows`` has weight 0 (e.g. no cascade in the window).
+        """
+        if len(rows) == 0:
+            return None
+        w = self._uniqueness(rows)
+        if self.row_weights is not None:
+            extra = np.asarray(self.row_weights[rows.start : rows.stop], dtype=np.float64)
+            w = extra if w is None else w * extra
+            if not (w > 0).any():
+                raise ValueError("every training row has weight 0 (train.rows / "
+                                 "train.sample_weight leave nothing to learn from in this "
+                                 "window)")
+        return w
+
+    def _uniqueness(self, rows: range) -> np.ndarray | None:
+        if not self.uniqueness:
             return None
         from huracan.labels import average_uniqueness_weights
 

@@ -185,5 +185,15 @@ def sentiment(
         help="Source of the scores for files without a 'source' column.")] = None,
     db_url: DbUrl = None,
 ) -> None:
-    """Sentiment scores: columns timestamp, symbol, source, score (in [-1, 1]), n_items."""
+    """Sentiment scores: columns timestamp, symbol, source, score (in [-1, 1]), n_items; or a
+    daily Crypto Fear & Greed file (timestamp, value 0-100): stored as score (value - 50) / 50,
+    source alternative.me:fear-greed, under SYMBOL (default BTC/USDT)."""
     _run_ingest("sentiment", file, db_url, symbol=symbol, sentiment_source=source)
+
+
+@ingest_app.command()
+def headlines(file: FileArg, symbol: Symbol = None, db_url: DbUrl = None) -> None:
+    """Headlines (columns timestamp, text [, symbol]) scored with VADER and its crypto lexicon
+    (surge, rally, bullish, bearish, liquidated...): the mean compound score per symbol and
+    timestamp into sentiment_scores, source vader."""
+    _run_ingest("headlines", file, db_url, symbol=symbol)

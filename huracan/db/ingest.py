@@ -79,7 +79,13 @@ KIND_TABLES: dict[str, str] = {
     "open-interest": "open_interest",
     "liquidations": "liquidations",
     "sentiment": "sentiment_scores",
+    "headlines": "sentiment_scores",
 }
+#: ``sentiment_scores.source`` of the Crypto Fear & Greed Index (alternative.me), stored as
+#: ``score = (value - 50) / 50`` in [-1, 1], one item a day, stamped at the day's start
+FEAR_GREED_SOURCE = "alternative.me:fear-greed"
+#: ``source`` of headline scores (VADER compound with the crypto lexicon)
+VADER_SOURCE = "vader"
 #: Quote assets recognised at the end of exchange-style symbols (longest first).
 QUOTE_ASSETS: tuple[str, ...] = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD")
 #: A funding rate beyond ±10 % per interval is refused (exchange caps are a few percent); it
@@ -391,8 +397,46 @@ def _prepare_liquidations(rows: _Rows, exchange: str | None, symbol: str | None
     return out
 
 
+def _fear_greed(rows: _Rows, symbol: str | None) -> None:
+    """Turn a daily Fear & Greed file (``timestamp, value (0-100), value_classification``) into
+    sentiment rows in place: ``score = (value - 50) / 50``, ``n_items = 1``, source
+    :data:`FEAR_GREED_SOURCE`; the index is market-wide, stored under ``symbol`` (default
+    ``BTC/USDT``)."""
+    value = rows.numbers("value", "nan_value")
+    rows.reject(((value < 0) | (value > 100)).to_numpy(), "value_out_of_range", "value",
+                "Fear & Greed value outside [0, 100]")
+    rows.raw = rows.raw.assign(score=(value - 50.0) / 50.0, n_items=1,
+                                   source=FEAR_GREED_SOURCE,
+                                   symbol=rows.raw["symbol"] if "symbol" in rows.raw.columns
+                                   else (symbol or "BTC/USDT"))
+
+
+def _headlines(rows: _Rows, symbol: str | None) -> None:
+    """Turn headlines (``timestamp, text`` [, ``symbol``]) into sentiment rows in place: the mean
+    VADER compound score (crypto lexicon, :func:`huracan.features.sentiment.score_headlines`)
+    of the headlines of one symbol and timestamp, and their count."""
+    from huracan.features.sentiment import score_headlines
+
+    rows.require("timestamp", "text")
+    frame = rows.raw.copy()
+    if "symbol" not in frame.columns:
+        frame["symbol"] = symbol or "BTC/USDT"
+    blank = frame["text"].isna() | (frame["text"].astype(str).str.strip() == "")
+    rows.reject(blank.to_numpy(), "missing_text", "text", "headline text is empty")
+    keep = frame[~blank]
+    scored = score_headlines(keep)
+    keep = keep.assign(score=scored["compound"].to_numpy())
+    grouped = (keep.groupby(["symbol", "timestamp"], sort=True)
+               .agg(score=("score", "mean"), n_items=("score", "size")).reset_index())
+    grouped["source"] = VADER_SOURCE
+    rows.raw = grouped
+    rows.ok = np.ones(len(grouped), dtype=bool)
+
+
 def _prepare_sentiment(rows: _Rows, exchange: str | None, symbol: str | None,
                        source: str | None = None) -> pd.DataFrame:
+    if "score" not in rows.raw.columns and "value" in rows.raw.columns:
+        _fear_greed(rows, symbol)
     rows.require("timestamp", "score", "n_items")
     sym = _symbols(rows, symbol)
     src = rows.constant_or_column("source", source, "source").str.strip()
@@ -455,6 +499,9 @@ def prepare_frame(kind: str, raw: pd.DataFrame, source: str, *, exchange: str | 
         frame = _prepare_open_interest(rows, exchange, symbol)
     elif kind == "liquidations":
         frame = _prepare_liquidations(rows, exchange, symbol)
+    elif kind == "headlines":
+        _headlines(rows, symbol)
+        frame = _prepare_sentiment(rows, exchange, None, None)
     else:
         frame = _prepare_sentiment(rows, exchange, symbol, sentiment_source)
     table = KIND_TABLES[kind]

@@ -7,7 +7,9 @@ Rows with any NaN feature or label are dropped, so no value is computed across a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,10 +60,19 @@ class LabelConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Feature windows (all in bars) and the label horizon.
+    """Feature windows (all in bars), the forward-return horizon, and the market-structure
+    families joined beside the price features.
 
     Attributes:
         horizon: label = simple forward return over ``horizon`` bars, ``close_{t+h}/close_t - 1``.
+        families: market-structure families (:mod:`huracan.features.families`: ``derivatives``
+            = funding, basis, open_interest; ``liquidations``; ``sentiment``; ``headlines``),
+            empty for price features only. Uncovered bars are NaN with a ``<family>_available``
+            flag (a model input too), never a silent zero.
+        family_params: :class:`huracan.features.families.FamilyParams` fields.
+        sources: where the families' data come from: ``files`` (``sources_dir``, laid out as
+            ../shared/data) or ``store`` (the brain store of ``db.url``).
+        sources_dir: the data root for ``files`` (default: the shared data directory).
     """
 
     horizon: int = 1
@@ -74,10 +85,16 @@ class FeatureConfig:
     macd_signal: int = 9
     volume_windows: list[int] = field(default_factory=lambda: [24, 168])
     calendar: bool = True
+    families: list[str] = field(default_factory=list)
+    family_params: dict[str, Any] = field(default_factory=dict)
+    sources: str = "files"
+    sources_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ValueError(f"features.horizon must be >= 1 bar, got {self.horizon}")
+        if self.sources not in ("files", "store"):
+            raise ValueError(f"features.sources must be files or store, got {self.sources!r}")
 
 
 @dataclass
@@ -94,6 +111,8 @@ class FeatureSet:
     frame: pd.DataFrame
     feature_names: list[str]
     horizon: int
+    #: family -> share of the rows it covers (empty without families)
+    coverage: dict[str, float] = field(default_factory=dict)
 
     @property
     def X(self) -> np.ndarray:
@@ -139,7 +158,8 @@ def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.Data
 
 
 def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
-                   label: LabelConfig | None = None) -> FeatureSet:
+                   label: LabelConfig | None = None,
+                   sources: Mapping[str, Any] | None = None) -> FeatureSet:
     """Turn validated candles into a :class:`FeatureSet`.
 
     Args:
@@ -147,6 +167,8 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         timeframe: bar size of ``candles`` (``1h``).
         cfg: feature windows and the forward-return horizon.
         label: the label (default: the forward return over ``cfg.horizon`` bars).
+        sources: the families' source frames (:func:`huracan.features.families.load_sources`
+            or ``load_sources_from_files``); needed when ``cfg.families`` is not empty.
 
     Returns:
         the usable rows (complete features and label), in time order; the frame also carries
@@ -176,5 +198,18 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         raise ValueError("no usable rows after feature warm-up; need a longer gap-free history")
     names = [c for c in frame.columns if c not in NON_FEATURES]
     frame.index.name = "timestamp"
+    coverage: dict[str, float] = {}
+    if cfg.families:
+        from huracan.features.families import build_family_features
+
+        fam = build_family_features(candles[["timestamp", "close"]], timeframe, sources or {},
+                                    cfg.families, cfg.family_params)
+        extra = fam.frame.replace([np.inf, -np.inf], np.nan)
+        extra.index = pd.DatetimeIndex(extra.index)
+        frame = frame.join(extra, how="left")  # NaN where a family is not covered: kept
+        flags = list(fam.flags.values())
+        frame[flags] = frame[flags].fillna(0).astype(np.float64)
+        names += [c for c in extra.columns if c not in names]
+        coverage = {f: float(frame[flag].mean()) for f, flag in fam.flags.items()}
     horizon = cfg.horizon if label.kind == "forward_return" else label.max_holding
-    return FeatureSet(frame=frame, feature_names=names, horizon=horizon)
+    return FeatureSet(frame=frame, feature_names=names, horizon=horizon, coverage=coverage)

@@ -46,6 +46,10 @@ class Forecaster(ABC):
     lookback: int = 1
     #: distributions the saved model needs at load time (pinned to installed versions on logging)
     requirements: ClassVar[tuple[str, ...]] = ("numpy", "pandas", "scikit-learn", "mlflow")
+    #: whether the model takes missing values (NaN) natively (the gradient-boosted trees); the
+    #: others get them filled with 0, the train mean after standard scaling (a neutral value),
+    #: and read the ``<family>_available`` flags as the mask
+    accepts_missing: ClassVar[bool] = False
 
     # ----------------------------------------------------------------- parameters
     @classmethod
@@ -108,11 +112,13 @@ class Forecaster(ABC):
         Raises:
             ValueError: on shape mismatches or non-finite values.
         """
-        X = _as_matrix(X, "X")
+        X = self._inputs(X, "X")
         y = _as_vector(y, len(X), "y")
         if X_val is not None:
-            X_val = _as_matrix(X_val, "X_val", n_features=X.shape[1])
+            X_val = self._inputs(X_val, "X_val", X.shape[1])
             y_val = _as_vector(y_val, len(X_val), "y_val")
+        if X_val_context is not None and len(X_val_context):
+            X_val_context = self._inputs(X_val_context, "X_val_context", X.shape[1])
         self.feature_names_ = list(feature_names) if feature_names else [
             f"f{i}" for i in range(X.shape[1])
         ]
@@ -150,9 +156,9 @@ class Forecaster(ABC):
         """
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
-        X = _as_matrix(X, "X", n_features=self.n_features_in_)
+        X = self._inputs(X, "X", self.n_features_in_)
         if context is not None and len(context):
-            context = _as_matrix(context, "context", n_features=self.n_features_in_)
+            context = self._inputs(context, "context", self.n_features_in_)
         else:
             context = None
         flags = _as_starts(starts, len(X), "starts")
@@ -171,6 +177,12 @@ class Forecaster(ABC):
         if out.shape != (len(X),):
             raise RuntimeError(f"{type(self).__name__} returned {out.shape}, expected ({len(X)},)")
         return out
+
+    def _inputs(self, X: Any, name: str, n_features: int | None = None) -> np.ndarray:
+        """``X`` as a checked float32 matrix: NaN kept for models that take missing values,
+        filled with 0 (neutral after scaling) for the others; infinities refused."""
+        arr = _as_matrix(X, name, n_features=n_features, allow_nan=True)
+        return arr if self.accepts_missing else np.nan_to_num(arr, nan=0.0)
 
     def training_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         """The loss the model is trained on, averaged over rows (lower is better).
@@ -267,14 +279,17 @@ class Forecaster(ABC):
         return f"{type(self).__name__}({args})"
 
 
-def _as_matrix(X: Any, name: str, n_features: int | None = None) -> np.ndarray:
+def _as_matrix(X: Any, name: str, n_features: int | None = None,
+               allow_nan: bool = False) -> np.ndarray:
     arr = np.asarray(X, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows, features), got shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, the model expects {n_features}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
+    if bad.any():
+        what = "infinite" if allow_nan else "NaN or infinite"
+        raise ValueError(f"{name} contains {what} values")
     return arr
 
 

@@ -23,6 +23,7 @@ class LightGBMForecaster(Forecaster):
     threshold, in target units: fractions) resists fat-tailed returns.
     """
 
+    accepts_missing = True  # NaN goes down the learned default branch of each split
     requirements = (*Forecaster.requirements, "lightgbm")
     model_type = "lightgbm"
 

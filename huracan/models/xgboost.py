@@ -19,6 +19,7 @@ class XGBoostForecaster(Forecaster):
     fat-tailed returns; any XGBoost regression objective works.
     """
 
+    accepts_missing = True  # NaN goes down the learned default branch of each split
     requirements = (*Forecaster.requirements, "xgboost-cpu")
     model_type = "xgboost"
 

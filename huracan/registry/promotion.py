@@ -53,7 +53,7 @@ MANIFEST_RUN_TAGS = (
     "val_start", "val_end", "test_start", "test_end", "n_folds", "oos_start", "oos_end",
     "split_scheme", "split_fractions", "split_train_bars", "split_val_bars", "split_step_bars",
     "split_embargo", "split_expanding", "split_oos_start", "split_oos_end", "objective",
-    "label_kind", "rule_kind",
+    "label_kind", "rule_kind", "feature_families", "family_coverage",
 )
 
 

@@ -448,7 +448,7 @@ class KerasForecaster(Forecaster):
     def _explain_matrix(self, X: Any, name: str) -> np.ndarray:
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
-        return _as_matrix(X, name, n_features=self.n_features_in_)
+        return self._inputs(X, name, self.n_features_in_)
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:

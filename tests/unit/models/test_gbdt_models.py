@@ -78,8 +78,13 @@ def test_tree_shap_ranks_the_planted_features_first(model, data):
 def test_bad_inputs_are_refused(data):
     X, y, *_ = data
     est = LightGBMForecaster(n_estimators=5)
+    with pytest.raises(ValueError, match="infinite"):
+        est.fit(np.where(X > 2, np.inf, X), y)
     with pytest.raises(ValueError, match="NaN"):
-        est.fit(np.where(X > 2, np.nan, X), y)
+        est.fit(X, np.where(y > 0, np.nan, y))  # a missing label is never allowed
+    # missing inputs (uncovered market-structure families) are the trees' to handle
+    assert est.accepts_missing and np.isfinite(
+        est.fit(np.where(X > 2, np.nan, X), y).predict(X[:10])).all()
     with pytest.raises(ValueError, match="rows"):
         est.fit(X, y[:-1])
     with pytest.raises(ValueError, match="hyperparameter"):

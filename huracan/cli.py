@@ -18,12 +18,14 @@ from huracan.analysis.drift_cli import drift_app
 from huracan.data.cascades_cli import liquidations_app
 from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.db.cli import db_app, ingest_app
+from huracan.regime.cli import select_command
 from huracan.registry.cli import registry_app
 
 app = typer.Typer(
     name="huracan",
     help="Huracan operations: brain-store schema and ingest, model registry, downloads, "
-         "validation and data-quality reports, feature importance.",
+         "validation and data-quality reports, feature importance, drift, the model for the "
+         "current regime.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -36,6 +38,7 @@ app.add_typer(quality_app, name="quality")
 app.add_typer(features_app, name="features")
 app.add_typer(liquidations_app, name="liquidations")
 app.add_typer(drift_app, name="drift")
+app.command("select")(select_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

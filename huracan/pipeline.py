@@ -70,6 +70,8 @@ class TrainResult:
     objective_value: float
     timings: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per scored window, per regime: bars and metrics (for the per-regime selection)
+    regime_metrics: dict[str, Any] = field(default_factory=dict)
     n_folds: int = 1
     model_uri: str | None = None
     registered_model: str | None = None
@@ -190,6 +192,11 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         with timer("backtest"):
             evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
                                               run_name, rule)
+        regime_metrics: dict[str, Any] = {}
+        if settings.regime.kind != "none":
+            with timer("regime"):
+                regime_metrics = add_regime_evidence(settings, fs, folds, evaluation, timeframe,
+                                                     run_name)
         mlflow.log_metrics(evaluation.metrics)
         fitted = stages.fitted_fold(fs, outcomes[-1], timeframe)
         part = split.selection_part
@@ -216,10 +223,47 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
                        timeframe=timeframe, scheme=split.scheme, metrics=metrics,
                        objective=objective, objective_value=float(metrics[objective]),
                        timings=dict(timer.seconds), evidence=evaluation.evidence,
+                       regime_metrics=regime_metrics,
                        n_folds=len(folds), model_uri=model_uri,
                        registered_model=registered,
                        version=None if version is None else str(version),
                        parent_run_id=parent_run_id)
+
+
+def add_regime_evidence(settings: JobSettings, fs: FeatureSet, folds: list[Any],
+                        ev: Evaluation, timeframe: str, run_name: str) -> dict[str, Any]:
+    """Detect regimes (per fold, thresholds from its train rows), add a ``regime`` column to the
+    scored returns and the evaluation window, per-regime metrics to ``ev.metrics``, the detector
+    report and the regime timeline plot; returns ``{window: {regime: {metric: value}}}``."""
+    import mlflow
+
+    from huracan.data.ohlcv import bars_per_year
+    from huracan.evaluation import plots
+    from huracan.regime.jobs import detect_regimes, regime_evidence
+
+    rs = settings.regime
+    result = detect_regimes(fs.frame, folds, rs, timeframe, settings.seed)
+    index = pd.DatetimeIndex(fs.frame.index)
+    nested: dict[str, Any] = {}
+    for window, res in ev.results.items():
+        rows = index.get_indexer(pd.DatetimeIndex(res.returns["timestamp"]))
+        res.returns["regime"] = result.regimes[rows]
+        flat, table = regime_evidence(window, res.returns, result.regimes[rows],
+                                      bars_per_year(timeframe), rs.min_bars,
+                                      settings.backtest.fee)
+        ev.metrics.update(flat)
+        nested[window] = table
+    if ev.eval_window is not None:
+        rows = index.get_indexer(pd.DatetimeIndex(ev.eval_window["timestamp"]))
+        ev.eval_window["regime"] = result.regimes[rows]
+    ev.reports["regime/detector.json"] = {**result.detector, "shares": result.shares}
+    scored = ev.results[ev.scored].returns
+    ev.figures["plots/regime_timeline.png"] = lambda: plots.regime_timeline_figure(
+        scored, f"{run_name}: {rs.kind} regimes and equity ({ev.scored})")
+    mlflow.set_tags({"regime_kind": rs.kind,
+                     "regime_shares": json.dumps({k: round(v, 4)
+                                                  for k, v in result.shares.items()})})
+    return nested
 
 
 def _log_summary(run_name: str, ev: Evaluation) -> None:

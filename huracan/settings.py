@@ -109,6 +109,37 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class RegimeSettings:
+    """Volatility regimes (``regime`` config group; :mod:`huracan.regime`).
+
+    Attributes:
+        kind: ``volatility`` (24h realised volatility against train-quantile thresholds),
+            ``hmm`` (a Gaussian HMM's filtered state) or ``none``.
+        quantiles: the train quantiles of the low / normal / high / extreme thresholds.
+        n_components: HMM states.
+        extreme_quantile: HMM: volatility above this train quantile is ``extreme``.
+        min_bars: bars a regime needs for its metrics.
+        extreme_exposure: exposure of the fallback model in ``extreme``.
+        min_trades: trades a candidate needs in a regime to be chosen for it on evidence.
+        min_eval_bars: bars of a regime the alias gate needs in its unseen window.
+    """
+
+    kind: str = "volatility"
+    quantiles: tuple[float, float, float] = (0.33, 0.66, 0.95)
+    n_components: int = 3
+    extreme_quantile: float = 0.95
+    min_bars: int = 50
+    extreme_exposure: float = 0.25
+    min_trades: int = 30
+    min_eval_bars: int = 48
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("volatility", "hmm", "none"):
+            raise ValueError(f"regime.kind must be volatility, hmm or none, got {self.kind!r}")
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+
+
+@dataclass(frozen=True)
 class TrackingSettings:
     """MLflow store: ``tracking_uri`` (``None``: SQLite under ``store_dir``), experiment name,
     and whether the fitted model is logged (needed by the registry)."""
@@ -175,6 +206,7 @@ class JobSettings:
     top_n: int | None = None
     explain: ExplainSettings = field(default_factory=ExplainSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    regime: RegimeSettings = field(default_factory=RegimeSettings)
     importance: ImportanceSettings = field(default_factory=ImportanceSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -206,6 +238,7 @@ class JobSettings:
             top_n=None if top_n is None else int(top_n),
             explain=_build(ExplainSettings, cfg.get("explain")),
             train=_build(TrainSettings, cfg.get("train")),
+            regime=_build(RegimeSettings, cfg.get("regime") or {"kind": "none"}),
             importance=_build(ImportanceSettings, cfg.get("importance")),
             tracking=_build(TrackingSettings, cfg.get("tracking")),
             registry=_build(RegistrySettings, cfg.get("registry")),

@@ -55,3 +55,38 @@ def shap_summary_figure(values: np.ndarray, X: np.ndarray, feature_names: list[s
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+#: regime colours of the timeline plot
+REGIME_COLOURS = {"low": "tab:green", "normal": "tab:blue", "high": "tab:orange",
+                  "extreme": "tab:red", "unknown": "lightgrey"}
+
+
+def regime_timeline_figure(returns: pd.DataFrame, title: str) -> Figure:
+    """Two panels: the asset's compounded price path coloured by the regime detected at each
+    bar, and the strategy's equity (net of fees) below it.
+
+    Args:
+        returns: a backtest returns frame with ``timestamp``, ``asset_return``,
+            ``strategy_return`` and ``regime``.
+        title: figure title.
+    """
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
+                                   gridspec_kw={"height_ratios": [2, 1]})
+    ts = pd.to_datetime(returns["timestamp"])
+    price = equity_curve(returns["asset_return"].to_numpy())
+    regimes = returns["regime"].astype(str).to_numpy()
+    ax1.plot(ts, price, color="lightgrey", linewidth=0.6, zorder=1)
+    for name, colour in REGIME_COLOURS.items():
+        m = regimes == name
+        if m.any():
+            share = 100 * m.mean()
+            ax1.scatter(ts[m], price[m], s=2, color=colour, label=f"{name} ({share:.0f} %)",
+                        zorder=2)
+    ax1.set_ylabel("asset (start = 1)")
+    ax1.legend(loc="upper left", markerscale=4, fontsize=8)
+    ax1.set_title(title)
+    ax2.plot(ts, equity_curve(returns["strategy_return"].to_numpy()), color="black")
+    ax2.set_ylabel("strategy equity")
+    fig.tight_layout()
+    return fig

@@ -81,7 +81,8 @@ class RegistryGate(Callback):
         from huracan.tracking import run as tracking
 
         node = OmegaConf.to_container(
-            OmegaConf.masked_copy(config, ["registry", "tracking", "db", "alerts", "selection"]),
+            OmegaConf.masked_copy(config, ["registry", "tracking", "db", "alerts", "selection",
+                                           "regime"]),
             resolve=True)
         assert isinstance(node, dict)
         reg = RegistrySettings(**{k: v for k, v in node["registry"].items()
@@ -137,6 +138,7 @@ class RegistryGate(Callback):
                                          notifier=notifier, min_eval_bars=reg.min_eval_bars,
                                          min_dsr=reg.min_dsr, selection=selection,
                                          bootstrap_resamples=reg.bootstrap_resamples)
+                    self._regime_aliases(node, engine, name, results, reg, notifier)
                 finally:
                     engine.dispose()
             except Exception as exc:
@@ -159,7 +161,34 @@ class RegistryGate(Callback):
                               "n_candidates": len(results)})
         if sweep_dir is not None:
             _write_json(sweep_dir / GATE_FILE, {"decisions": decisions})
+        self._tag_parent(parent_run_id, decisions)
+
+    @staticmethod
+    def _regime_aliases(node: Any, engine: Any, name: str,
+                        results: list[dict[str, Any]], reg: Any, notifier: Any) -> None:
+        """The per-regime choice of this registered model's candidates, as gated aliases."""
+        from mlflow.tracking import MlflowClient
+
+        from huracan.regime.registry import assign_aliases, choose
+        from huracan.settings import RegimeSettings
+
+        rnode = node.get("regime") or {}
+        if not rnode or rnode.get("kind", "none") == "none":
+            return
+        rs = RegimeSettings(**{k: v for k, v in rnode.items()
+                               if k in RegimeSettings.__dataclass_fields__})
+        mine = [r for r in results if r.get("registered_model") == name]
+        chosen = choose(mine, reg.metric, rs.min_trades, rs.extreme_exposure)
+        if chosen:
+            assign_aliases(MlflowClient(), engine, name, chosen, metric=reg.metric,
+                           tolerance=reg.tolerance, min_eval_bars=rs.min_eval_bars,
+                           notifier=notifier)
+
+    @staticmethod
+    def _tag_parent(parent_run_id: str | None, decisions: list[dict[str, Any]]) -> None:
         if parent_run_id is not None and decisions:
+            from mlflow.tracking import MlflowClient
+
             client = MlflowClient()
             for d in decisions:
                 prefix = "huracan.gate" if len(decisions) == 1 else f"huracan.gate.{d['model']}"

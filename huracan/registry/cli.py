@@ -56,10 +56,10 @@ def history(name: Name, as_json: Annotated[bool, typer.Option("--json")] = False
     if not rows:
         typer.echo(f"{name}: no registry events")
         return
-    typer.echo(f"{'time':<33}{'event':<13}{'candidate':>10}{'champion':>10}{'cand_score':>12}"
+    typer.echo(f"{'time':<33}{'event':<13}{'alias':<16}{'candidate':>10}{'champion':>10}{'cand_score':>12}"
                f"{'champ_score':>12}{'tol':>6}  reason")
     for r in rows:
-        typer.echo(f"{r.time:<33}{r.event:<13}{r.candidate_version or '-':>10}"
+        typer.echo(f"{r.time:<33}{r.event:<13}{r.alias:<16}{r.candidate_version or '-':>10}"
                    f"{r.champion_version or '-':>10}{_fmt(r.candidate_score):>12}"
                    f"{_fmt(r.champion_score):>12}{_fmt(r.tolerance)[:5]:>6}  {r.reason}")
 

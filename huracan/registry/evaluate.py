@@ -81,6 +81,16 @@ def restrict_window(window: EvalWindow, after: str | pd.Timestamp | None) -> Eva
     return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
 
 
+def only_regime(window: EvalWindow, regime: str) -> EvalWindow:
+    """The window with only the bars of ``regime`` scored (its ``regime`` column; the others
+    become context); a window without the column scores nothing."""
+    frame = window.frame.copy()
+    other = frame["regime"].astype(str) != regime if "regime" in frame else \
+        pd.Series(True, index=frame.index)
+    frame.loc[(frame["split"] == "test") & other, "split"] = "context"
+    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
+
+
 def scored_bars(window: EvalWindow) -> int:
     """Bars of the window that are scored (``split == "test"``)."""
     return int((window.frame["split"] == "test").sum())

@@ -46,6 +46,8 @@ class RegistryEventView:
     run_id: str | None = None
     eval_bars: int | None = None
     evidence: dict[str, Any] | None = None
+    #: the alias decided on: ``production`` or ``regime-<name>``
+    alias: str = "production"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +82,8 @@ def history(bind: Bind, model_name: str) -> list[RegistryEventView]:
             champion_version=None if r.from_version is None else str(r.from_version),
             candidate_score=r.challenger_score, champion_score=r.champion_score,
             tolerance=r.tolerance, reason=r.reason, time=r.timestamp.isoformat(),
-            metric=r.metric, run_id=r.run_id, eval_bars=r.eval_bars, evidence=r.evidence)
+            metric=r.metric, run_id=r.run_id, eval_bars=r.eval_bars, evidence=r.evidence,
+            alias=r.alias or "production")
         for r in rows
     ]
     return out[::-1]

@@ -34,6 +34,7 @@ from huracan.registry import events
 from huracan.registry.evaluate import (
     EvalWindow,
     load_window,
+    only_regime,
     restrict_window,
     score_model,
     scored_bars,
@@ -53,7 +54,8 @@ MANIFEST_RUN_TAGS = (
     "val_start", "val_end", "test_start", "test_end", "n_folds", "oos_start", "oos_end",
     "split_scheme", "split_fractions", "split_train_bars", "split_val_bars", "split_step_bars",
     "split_embargo", "split_expanding", "split_oos_start", "split_oos_end", "objective",
-    "label_kind", "rule_kind", "feature_families", "family_coverage",
+    "label_kind", "rule_kind", "feature_families", "family_coverage", "regime_kind",
+    "regime_shares",
 )
 
 
@@ -155,6 +157,8 @@ def gate_candidate(
     selection: dict[str, Any] | None = None,
     bootstrap_resamples: int = 500,
     seed: int = 0,
+    alias: str = PRODUCTION,
+    regime: str | None = None,
 ) -> Outcome:
     """Put ``candidate_version`` through the gate against the current ``production`` version.
 
@@ -173,6 +177,10 @@ def gate_candidate(
     Args:
         selection: what the selection knew of the candidate (``dsr``, ``n_candidates``,
             ``selected_on``...), recorded with the evidence.
+        alias: the alias the candidate may take (``production``, or ``regime-<name>`` for the
+            per-regime choice); the champion is its current holder. Only ``production`` moves
+            ``staging``.
+        regime: score only the window's bars of this regime (its ``regime`` column).
 
     Raises:
         RegistryError: the candidate version has no source run.
@@ -182,20 +190,23 @@ def gate_candidate(
         cand = client.get_model_version(name, candidate_version)
         if not cand.run_id:
             raise RegistryError(f"{name} v{candidate_version} has no source run to evaluate")
-        client.set_registered_model_alias(name, STAGING, cand.version)
-        champ = alias_version(client, name, PRODUCTION)
+        if alias == PRODUCTION:
+            client.set_registered_model_alias(name, STAGING, cand.version)
+        champ = alias_version(client, name, alias)
         if champ is not None and champ.version == cand.version:
             champ = None
         champ_version = champ.version if champ is not None else None
         after = unseen_start([seen_until(cand)] + ([seen_until(champ)] if champ else []))
         window = restrict_window(load_window(client, cand.run_id), after)
+        if regime is not None:
+            window = only_regime(window, regime)
         bars = scored_bars(window)
         test = window.frame[window.frame["split"] == "test"]
         evidence: dict[str, Any] = {
             "window_start": None if test.empty else str(test["timestamp"].iloc[0]),
             "window_end": None if test.empty else str(test["timestamp"].iloc[-1]),
             "eval_bars": bars, "unseen_after": after, "min_eval_bars": int(min_eval_bars),
-            "selection": selection,
+            "selection": selection, "alias": alias, "regime": regime,
         }
         cand_score = champ_score = None
         if bars < int(min_eval_bars):
@@ -229,26 +240,29 @@ def gate_candidate(
             else:
                 decision = decide(cand_score, champ_score, tolerance, metric)
             event = "promoted" if decision.promote else "rejected"
-        client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate", event)
-        client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}gate_reason",
-                                     decision.reason)
+        # production keeps its historical tag names; other aliases are namespaced
+        ns = TAG_PREFIX if alias == PRODUCTION else f"{TAG_PREFIX}{alias}."
+        client.set_model_version_tag(name, cand.version, f"{ns}gate", event)
+        client.set_model_version_tag(name, cand.version, f"{ns}gate_reason", decision.reason)
         if decision.promote:
             if champ_version is not None:
-                client.set_model_version_tag(name, cand.version,
+                client.set_model_version_tag(name, cand.version, f"{ns}previous_{alias}"
+                                             if alias != PRODUCTION else
                                              f"{TAG_PREFIX}previous_production", champ_version)
-            client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}score_at_promotion",
+            client.set_model_version_tag(name, cand.version, f"{ns}score_at_promotion",
                                          repr(cand_score))
-            client.set_model_version_tag(name, cand.version, f"{TAG_PREFIX}promoted_window_end",
+            client.set_model_version_tag(name, cand.version, f"{ns}promoted_window_end",
                                          str(evidence["window_end"]))
-            client.set_registered_model_alias(name, PRODUCTION, cand.version)
+            client.set_registered_model_alias(name, alias, cand.version)
         events.record(engine, event=event, model_name=name, candidate_version=cand.version,
                       champion_version=champ_version, candidate_score=cand_score,
                       champion_score=champ_score, tolerance=tolerance, metric=metric,
                       reason=decision.reason, run_id=cand.run_id, eval_bars=bars,
-                      evidence=evidence)
+                      evidence=evidence, alias=alias)
     log.info("%s v%s: %s", name, cand.version, decision.reason)
     if not decision.promote and notifier is not None:
-        notifier.notify(Alert(f"{name}: candidate v{cand.version} {event}", "warning",
+        what = "" if alias == PRODUCTION else f" for {alias}"
+        notifier.notify(Alert(f"{name}: candidate v{cand.version}{what} {event}", "warning",
                               {"reason": decision.reason}))
     return Outcome(decision, cand.version, champ_version, event, evidence)
 

@@ -255,6 +255,7 @@ class SweepRun(Callback):
         self.closed = False
         self.min_trades: int | None = None
         self.pbo_splits = 16
+        self.switching: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- multirun (parent)
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -264,6 +265,7 @@ class SweepRun(Callback):
 
         tr = config.tracking
         self.min_trades, self.pbo_splits = _selection_settings(config)
+        self.switching = _switching_settings(config)
         experiment_id = configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
         self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
         self.sweep_id = uuid.uuid4().hex
@@ -323,7 +325,9 @@ class SweepRun(Callback):
                   f"blocks): {pbo['pbo']:.2f}", flush=True)
             for key, value in pbo.items():
                 client.log_metric(self.run_id, key, value)
-        _write_json(self.sweep_dir / "evidence.json", {"dsr": dsr, "pbo": pbo})
+        switching = self._regime_switching(client, results)
+        _write_json(self.sweep_dir / "evidence.json", {"dsr": dsr, "pbo": pbo,
+                                                       "switching": switching})
         frame = summary_frame(results, self.min_trades)
         client.log_text(self.run_id, frame.to_csv(index=False), "sweep/summary.csv")
         client.log_text(self.run_id, table + "\n", "sweep/summary.txt")
@@ -342,6 +346,33 @@ class SweepRun(Callback):
             status = "FAILED"
         client.set_terminated(self.run_id, status=status)
 
+    def _regime_switching(self, client: Any, results: list[dict[str, Any]]
+                          ) -> dict[str, Any] | None:
+        """The regime-switching strategy vs the single best candidate vs buy & hold on the
+        candidates' common scored bars (:func:`huracan.regime.jobs.sweep_switching`), logged on
+        the parent run (``switching_sharpe``... and ``regime/switching.json``)."""
+        cfg = self.switching
+        if cfg is None or self.run_id is None:
+            return None
+        try:
+            from huracan.data.ohlcv import bars_per_year
+            from huracan.regime.jobs import format_switching, sweep_switching
+
+            report = sweep_switching(client, results, cfg["regime"], metric=cfg["metric"],
+                                     fee=cfg["fee"],
+                                     periods_per_year=bars_per_year(cfg["timeframe"]))
+        except Exception:  # evidence, not a reason to fail the sweep
+            log.exception("regime switching of sweep %s failed", self.run_id)
+            return None
+        if report is None:
+            return None
+        print("\n" + format_switching(report), flush=True)
+        for key, value in report["metrics"].items():
+            client.log_metric(self.run_id, key, value)
+        client.log_text(self.run_id, json.dumps(report, indent=2, default=str),
+                        "regime/switching.json")
+        return report
+
     # ----------------------------------------------------------------- single run
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         result = read_result(config.hydra.runtime.output_dir)
@@ -359,6 +390,24 @@ class SweepRun(Callback):
             for key, value in deflate_results([result]).get(str(result["run_id"]), {}).items():
                 client.log_metric(str(result["run_id"]), key, float(value))
         print("\n" + format_table([result], min_trades), flush=True)
+
+
+def _switching_settings(config: DictConfig) -> dict[str, Any] | None:
+    """What the sweep's regime-switching comparison needs from a composed config, or ``None``
+    when regimes are off (``regime=none``) or absent."""
+    from huracan.settings import RegimeSettings
+
+    node = config.get("regime")
+    if not node or str(node.get("kind", "none")) == "none":
+        return None
+    raw = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(raw, dict)
+    regime = RegimeSettings(**{k: v for k, v in raw.items()
+                               if k in RegimeSettings.__dataclass_fields__})
+    reg = config.get("registry") or {}
+    bt = config.get("backtest") or {}
+    return {"regime": regime, "metric": str(reg.get("metric", "composite_score")),
+            "fee": float(bt.get("fee", 0.0004)), "timeframe": str(config.data.timeframe)}
 
 
 def _selection_settings(config: DictConfig) -> tuple[int, int]:

@@ -246,8 +246,12 @@ def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "registry: huracan-BTCUSDT-1h" in proc.stdout
     engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
-    evs = events.history(engine, "huracan-BTCUSDT-1h")
-    assert len(evs) == 2  # one decision per sweep, not per job
+    every = events.history(engine, "huracan-BTCUSDT-1h")
+    evs = [e for e in every if e.alias == "production"]
+    assert len(evs) == 2  # one production decision per sweep, not per job
+    # and one per regime alias per sweep (regime=volatility is the default)
+    assert sorted(e.alias for e in every if e.alias != "production") == sorted(
+        f"regime-{r}" for r in ("low", "normal", "high", "extreme") for _ in range(2))
     uri = default_tracking_uri(tmp_path / "mlruns")
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("huracan")

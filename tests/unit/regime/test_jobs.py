@@ -1,0 +1,208 @@
+"""Regimes inside a job and across a sweep: per-fold detection from train rows only (and causal),
+the registry's per-regime choice with its fallback, the walk-forward switching backtest by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from huracan.evaluation.metrics import compute_metrics
+from huracan.regime.detection import UNKNOWN, HMMRegime, VolatilityRegime
+from huracan.regime.jobs import detect_regimes, walk_forward_switching
+from huracan.regime.registry import choose
+from huracan.settings import RegimeSettings
+from huracan.splits import walk_forward_folds
+
+
+def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    vol = np.where((np.arange(n) // 400) % 3 == 2, 0.03, 0.005)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol)))
+    idx = pd.date_range("2022-01-01", periods=n, freq="1h", tz="UTC")
+    return pd.DataFrame({"bar_close": close, "x": rng.normal(size=n)}, index=idx)
+
+
+def _folds(frame: pd.DataFrame):
+    return walk_forward_folds(pd.DatetimeIndex(frame.index), "1h", train=1200, val=200,
+                              step=300, embargo=1, horizon=1)
+
+
+def test_thresholds_come_from_each_folds_train_rows_only():
+    frame = _frame()
+    folds = _folds(frame)
+    assert len(folds) >= 3
+    settings = RegimeSettings(kind="volatility")
+    base = detect_regimes(frame, folds, settings, "1h")
+    last = folds[-1]
+    # the last fold's detector: quantiles of the volatility on its train rows, nothing else
+    from huracan.regime.detection import realized_volatility_24h
+
+    vol = realized_volatility_24h(frame["bar_close"], "1h").to_numpy()
+    expected = VolatilityRegime().fit(vol[last.train.start : last.train.stop])
+    assert base.detector["thresholds"] == pytest.approx(list(expected.thresholds_))
+    # a violent move in the last fold's validation and test bars moves no threshold
+    moved = frame.copy()
+    tail = np.arange(len(frame)) >= last.val.start
+    swing = np.where(tail, 0.05 * (-1.0) ** np.arange(len(frame)), 0.0)  # +-5 % every bar
+    moved.loc[tail, "bar_close"] *= np.exp(np.cumsum(swing))[tail]
+    other = detect_regimes(moved, folds, settings, "1h")
+    assert other.detector["thresholds"] == base.detector["thresholds"]
+    before = np.arange(len(frame)) < last.val.start
+    np.testing.assert_array_equal(other.regimes[before], base.regimes[before])
+    # ...while those bars themselves are now classified as violent
+    assert (other.regimes[last.test.start : last.test.stop] == "extreme").mean() > 0.9
+    # unscored rows (train only, never OOS) stay unknown; the shares sum to 1
+    assert (base.regimes[: folds[0].val.start] == UNKNOWN).all()
+    assert sum(base.shares.values()) == pytest.approx(1.0)
+
+
+def test_each_fold_is_classified_with_its_own_detector_and_causally():
+    frame = _frame()
+    folds = _folds(frame)
+    settings = RegimeSettings(kind="volatility")
+    full = detect_regimes(frame, folds, settings, "1h")
+    from huracan.regime.detection import realized_volatility_24h
+
+    vol = realized_volatility_24h(frame["bar_close"], "1h").to_numpy()
+    first = folds[0]
+    det = VolatilityRegime().fit(vol[first.train.start : first.train.stop])
+    t = slice(first.test.start, first.test.stop)
+    np.testing.assert_array_equal(full.regimes[t], det.classify(vol)[t])
+    # prefix: dropping every bar after fold k's test leaves folds <= k unchanged
+    k = 1
+    cut = folds[k].test.stop
+    part = detect_regimes(frame.iloc[:cut], folds[: k + 1], settings, "1h")
+    np.testing.assert_array_equal(part.regimes, full.regimes[:cut])
+
+
+def test_hmm_regimes_are_filtered_per_fold_and_prefix_stable():
+    frame = _frame(2400)
+    folds = walk_forward_folds(pd.DatetimeIndex(frame.index), "1h", train=1200, val=200,
+                               step=400, embargo=1, horizon=1)
+    settings = RegimeSettings(kind="hmm", n_components=2)
+    full = detect_regimes(frame, folds, settings, "1h", seed=3)
+    assert full.probability is not None
+    scored = full.regimes != UNKNOWN
+    assert np.isfinite(full.probability[scored]).mean() > 0.95
+    assert ((full.probability[scored] >= 0.5) | np.isnan(full.probability[scored])).all()
+    cut = folds[0].test.stop
+    part = detect_regimes(frame.iloc[:cut], folds[:1], settings, "1h", seed=3)
+    np.testing.assert_array_equal(part.regimes, full.regimes[:cut])
+    np.testing.assert_allclose(part.probability, full.probability[:cut], equal_nan=True)
+    assert HMMRegime.from_dict(full.detector).n_components == 2
+
+
+def test_a_cascade_forces_extreme_on_scored_rows_only():
+    frame = _frame()
+    folds = _folds(frame)
+    frame["cascade_indicator"] = 0.0
+    rows = [10, folds[-1].test.start + 5]
+    frame.iloc[rows, frame.columns.get_loc("cascade_indicator")] = 1.0
+    out = detect_regimes(frame, folds, RegimeSettings(kind="volatility"), "1h")
+    assert out.regimes[rows[1]] == "extreme"
+    assert out.regimes[rows[0]] == UNKNOWN  # a train-only row is not scored
+
+
+# -- the registry's per-regime choice -------------------------------------------------------
+
+
+def _result(model: str, version: int, trades: dict[str, int], score: dict[str, float]) -> dict:
+    per = {r: {"bars": 200.0, "n_trades": float(trades.get(r, 0)),
+               "composite_score": score.get(r, 0.1), "max_drawdown": 0.1 * version,
+               "sharpe": score.get(r, 0.1)}
+           for r in ("low", "normal", "high", "extreme")}
+    return {"status": "ok", "model_type": model, "run_id": f"{model}{version}" + "0" * 24,
+            "version": str(version), "objective": "val_composite_score",
+            "metrics": {"val_composite_score": 0.5 + version, "val_max_drawdown": 0.1 * version,
+                        "val_n_trades": 100.0, "val_bars": 800.0},
+            "regime_metrics": {"val": per}}
+
+
+def test_registry_choice_uses_the_fallback_exactly_where_evidence_is_missing():
+    results = [
+        _result("lightgbm", 1, {"low": 40, "normal": 40}, {"low": 2.0, "normal": 0.3}),
+        _result("xgboost", 2, {"low": 40, "normal": 5}, {"low": 1.0, "normal": 9.0}),
+        _result("lstm", 3, {}, {}),
+    ]
+    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25)
+    got = {r: (c.source, res["model_type"], c.exposure) for r, (c, res) in chosen.items()}
+    assert got == {
+        "low": ("evidence", "lightgbm", 1.0),       # both eligible: the higher score
+        "normal": ("evidence", "lightgbm", 1.0),    # xgboost's 9.0 rests on 5 trades
+        "high": ("fallback", "lstm", 1.0),          # no evidence: high -> LSTM
+        "extreme": ("fallback", "lightgbm", 0.25),  # most conservative (lowest drawdown)
+    }
+    # with every trade count above the bar, no regime falls back
+    rich = [_result(m, v, dict.fromkeys(("low", "normal", "high", "extreme"), 99),
+                    {"high": float(v)}) for m, v in (("lightgbm", 1), ("xgboost", 2))]
+    assert {c.source for c, _ in choose(rich, "composite_score", 30, 0.25).values()} == {
+        "evidence"}
+    # runs without per-regime evidence (regime=none) or not registered give no choice
+    assert choose([{**results[0], "regime_metrics": {}}], "composite_score", 30, 0.25) == {}
+    assert choose([{**results[0], "version": None}], "composite_score", 30, 0.25) == {}
+
+
+# -- the walk-forward switching backtest ----------------------------------------------------
+
+
+def test_walk_forward_switching_equals_a_hand_computed_one():
+    ts = pd.date_range("2024-01-01", periods=8, freq="1h", tz="UTC")
+    fold = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    regime = np.array(["low", "low", "high", "high", "low", "high", "high", "low"], dtype=object)
+    r = np.array([0.01, -0.02, 0.03, -0.01, 0.02, -0.03, 0.01, 0.02])
+
+    def frame(pos):
+        pos = np.asarray(pos, dtype=float)
+        turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+        return pd.DataFrame({"timestamp": ts, "fold": fold, "position": pos,
+                             "asset_return": r, "turnover": turnover,
+                             "strategy_return": pos * r - 0.001 * turnover,
+                             "prediction": pos * 0.01, "label": r, "regime": regime})
+
+    # "A" is right in low, wrong in high; "B" the reverse (fold 0 is the evidence for fold 1)
+    a = frame([1, -1, -1, 1, 1, 1, 1, 1])
+    b = frame([-1, 1, 1, -1, -1, -1, 1, -1])
+    out = walk_forward_switching({"lightgbm:A": a, "xgboost:B": b}, fee=0.001,
+                                 periods_per_year=8760, min_trades=1, min_bars=2)
+    assert out["bars"] == 4
+    first = out["choices"][0]
+    assert first["fold"] == 1
+    assert first["regimes"]["low"]["model"] == "lightgbm:A"
+    assert first["regimes"]["high"]["model"] == "xgboost:B"
+    # fold 1 by hand: low bar 4 -> A (+1), high bar 5 -> B (-1); fold 2: evidence from folds 0-1
+    second = out["choices"][1]
+    pick = {"lightgbm:A": a, "xgboost:B": b}
+    pos = np.array([1.0, -1.0,
+                    pick[second["regimes"]["high"]["model"]].position.iloc[6],
+                    pick[second["regimes"]["low"]["model"]].position.iloc[7]])
+    rr = r[4:]
+    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
+    net = pos * rr - 0.001 * turnover
+    np.testing.assert_allclose(out["switching"].returns["strategy_return"].to_numpy(), net)
+    assert out["switching"].metrics.total_return == pytest.approx(np.prod(1 + net) - 1)
+    # buy & hold on the same bars: long from a flat start, one fee
+    bh = rr - 0.001 * np.array([1.0, 0, 0, 0])
+    np.testing.assert_allclose(out["buy_hold"].returns["strategy_return"].to_numpy(), bh)
+    # the single best is chosen on earlier folds' overall score, fold by fold
+    best = [c["single_best"] for c in out["choices"]]
+    single = np.concatenate([pick[best[0]].position.to_numpy()[4:6],
+                             pick[best[1]].position.to_numpy()[6:8]])
+    np.testing.assert_allclose(out["single_best"].returns["position"].to_numpy(), single)
+    m = compute_metrics(net, out["switching"].trades["return"].to_numpy(), np.zeros(4), rr, 8760)
+    assert out["switching"].metrics.sharpe == pytest.approx(m.sharpe)
+
+
+def test_switching_applies_the_extreme_exposure_of_the_fallback():
+    ts = pd.date_range("2024-01-01", periods=6, freq="1h", tz="UTC")
+    r = np.array([0.01, -0.02, 0.03, -0.01, 0.02, -0.03])
+    regime = np.array(["low", "low", "low", "extreme", "extreme", "low"], dtype=object)
+    pos = np.ones(6)
+    frame = pd.DataFrame({"timestamp": ts, "fold": [0, 0, 0, 1, 1, 1], "position": pos,
+                          "asset_return": r, "turnover": [1, 0, 0, 0, 0, 0],
+                          "strategy_return": r - np.array([0.001, 0, 0, 0, 0, 0]),
+                          "prediction": pos, "label": r, "regime": regime})
+    out = walk_forward_switching({"lightgbm:A": frame}, fee=0.001, periods_per_year=8760,
+                                 min_trades=1, min_bars=2, extreme_exposure=0.25)
+    np.testing.assert_allclose(out["switching"].returns["position"].to_numpy(),
+                               [0.25, 0.25, 1.0])

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Executable, Select, case, func, select
+from sqlalchemy import Connection, Engine, Executable, Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from huracan.db.tables import (
@@ -220,12 +220,14 @@ def registry_history(bind: Bind, model_name: str, *, limit: int | None = None,
 
 def previous_production(bind: Bind, model_name: str, version: int | str) -> int | None:
     """The version that served before ``version`` was promoted (the ``from_version`` of the
-    latest promotion to ``version`` as ``production``; per-regime aliases have their own
-    chains); ``None`` when there was none. The rollback target."""
+    latest promotion to ``version`` as ``production``, or with no alias as rows written before
+    aliases were recorded; per-regime aliases have their own chains); ``None`` when there was
+    none. The rollback target."""
     r = RegistryEvent
     stmt = (select(r.from_version)
             .where(r.model_name == model_name, r.event_type == "promotion",
-                   r.alias == "production", r.to_version == int(version))
+                   or_(r.alias == "production", r.alias.is_(None)),
+                   r.to_version == int(version))
             .order_by(r.timestamp.desc(), r.id.desc()).limit(1))
     rows = _execute(bind, stmt)
     return rows[0][0] if rows else None

@@ -20,12 +20,13 @@ from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.db.cli import db_app, ingest_app
 from huracan.regime.cli import select_command
 from huracan.registry.cli import registry_app
+from huracan.sizing.cli import size_command
 
 app = typer.Typer(
     name="huracan",
     help="Huracan operations: brain-store schema and ingest, model registry, downloads, "
          "validation and data-quality reports, feature importance, drift, the model for the "
-         "current regime.",
+         "current regime, position size.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -39,6 +40,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(liquidations_app, name="liquidations")
 app.add_typer(drift_app, name="drift")
 app.command("select")(select_command)
+app.command("size")(size_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

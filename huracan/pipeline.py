@@ -370,16 +370,19 @@ def run_settings(client: Any, run_id: str) -> JobSettings:
 
 
 def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,
-                     columns: list[str] | None = None) -> tuple[FeatureSet, pd.DataFrame]:
+                     columns: list[str] | None = None, keep_unlabelled: bool = False
+                     ) -> tuple[FeatureSet, pd.DataFrame]:
     """A run's features rebuilt through the same stages (no data-quality log), on its own data
-    file or ``data_path``; returns the feature set and the candles."""
+    file or ``data_path``; returns the feature set and the candles. ``keep_unlabelled`` keeps
+    the latest bars whose label is not known yet (to serve them)."""
     from dataclasses import replace
 
     data = settings.data if data_path is None else replace(settings.data, path=str(data_path))
     candles = stages.load_validated(data, log_quality=False)
     sources = stages.family_sources(settings.features, data, candles, settings.db_url)
     return stages.build_features(candles, data.timeframe, settings.features, columns,
-                                 label=settings.label, sources=sources), candles
+                                 label=settings.label, sources=sources,
+                                 keep_unlabelled=keep_unlabelled), candles
 
 
 def load_run_model(client: Any, run_id: str, dst: Path) -> tuple[Forecaster, Any]:

@@ -172,14 +172,16 @@ def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.Data
 def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfig,
                    columns: Sequence[str] | None = None,
                    label: LabelConfig | None = None,
-                   sources: dict[str, Any] | None = None) -> FeatureSet:
+                   sources: dict[str, Any] | None = None,
+                   keep_unlabelled: bool = False) -> FeatureSet:
     """Causal features and the label (:func:`huracan.features.build.build_features`), optionally
-    restricted to ``columns`` (a stored top-N selection), before any scaler is fitted.
+    restricted to ``columns`` (a stored top-N selection), before any scaler is fitted;
+    ``keep_unlabelled`` keeps the latest rows whose label is not known yet (serving).
 
     Raises:
         ValueError: no usable rows, or a requested column that the configuration does not build.
     """
-    fs = build_feature_set(candles, timeframe, features, label, sources)
+    fs = build_feature_set(candles, timeframe, features, label, sources, keep_unlabelled)
     if columns is not None:
         missing = [c for c in columns if c not in fs.feature_names]
         if missing:

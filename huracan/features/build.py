@@ -159,7 +159,8 @@ def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.Data
 
 def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
                    label: LabelConfig | None = None,
-                   sources: Mapping[str, Any] | None = None) -> FeatureSet:
+                   sources: Mapping[str, Any] | None = None,
+                   keep_unlabelled: bool = False) -> FeatureSet:
     """Turn validated candles into a :class:`FeatureSet`.
 
     Args:
@@ -169,6 +170,8 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         label: the label (default: the forward return over ``cfg.horizon`` bars).
         sources: the families' source frames (:func:`huracan.features.families.load_sources`
             or ``load_sources_from_files``); needed when ``cfg.families`` is not empty.
+        keep_unlabelled: keep the last rows whose label (and ``next_return``) is not known yet
+            (NaN): serving predicts the latest bar; training never uses this.
 
     Returns:
         the usable rows (complete features and label), in time order; the frame also carries
@@ -193,10 +196,11 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         feats[NEXT_RETURN] = close.shift(-1) / close - 1.0
         feats["bar_close"], feats["bar_high"], feats["bar_low"] = close, seg["high"], seg["low"]
         frames.append(feats)
-    frame = pd.concat(frames).replace([np.inf, -np.inf], np.nan).dropna()
+    frame = pd.concat(frames).replace([np.inf, -np.inf], np.nan)
+    names = [c for c in frame.columns if c not in NON_FEATURES]
+    frame = frame.dropna(subset=names if keep_unlabelled else None)
     if frame.empty:
         raise ValueError("no usable rows after feature warm-up; need a longer gap-free history")
-    names = [c for c in frame.columns if c not in NON_FEATURES]
     frame.index.name = "timestamp"
     coverage: dict[str, float] = {}
     if cfg.families:

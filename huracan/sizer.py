@@ -1,0 +1,53 @@
+"""``python -m huracan.sizer [overrides]``: train the PPO position sizer on a forecaster's
+walk-forward OOS predictions, compare it with simple sizing on unseen bars, log and register it.
+
+Examples:
+    python -m huracan.train split=walk_forward model=xgboost      # the forecaster first
+    python -m huracan.sizer                                       # BTC sample, its production
+    python -m huracan.sizer data=binance_1h data.base=BTC sizer.total_timesteps=200000
+    python -m huracan.sizer sizer.forecaster_run=<run id> sizer.max_leverage=3
+
+See :mod:`huracan.sizing.job` for the data, the split and the gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.config import register_resolvers
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("huracan.sizer")
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sizer")
+def main(cfg: DictConfig) -> float:
+    """Hydra task: one sizer training; returns PPO's validation composite score."""
+    from huracan.sizing.job import SizerError, run_sizer_job
+
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    resolved.pop("hydra", None)
+    try:
+        out = run_sizer_job(resolved)
+    except SizerError as exc:
+        log.error("%s", exc)  # the run's log file
+        print(f"huracan.sizer: error: {exc}", file=sys.stderr)  # one line, for the caller
+        raise SystemExit(1) from None
+    return float(out["test"]["ppo"].get("composite_score", float("nan")))
+
+
+if __name__ == "__main__":
+    main()

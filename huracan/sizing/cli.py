@@ -1,0 +1,46 @@
+"""``huracan size SYMBOL --timeframe 1h [--json] [--policy P]``: the suggested size and leverage
+for the latest bar (:func:`huracan.sizing.serve.suggest`).
+
+Exit codes: 0 answered, 1 nothing to size with (no production forecaster; PPO asked without a
+sizer), 2 unusable input (unknown policy, a data file breaking a rule).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from huracan.db.cli import _fail
+from huracan.registry.cli import TrackingUri, _client
+
+
+def size_command(
+    symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTC/USDT.", show_default=False)],
+    timeframe: Annotated[str, typer.Option(help="Bar size of the registered models.")] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    policy: Annotated[str | None, typer.Option(
+        help="ppo, fixed, sign_rule, volatility_target or kelly (default: the registry's "
+             "choice).")] = None,
+    bars: Annotated[int, typer.Option(help="Bars the policy is played over.")] = 720,
+    data: Annotated[Path | None, typer.Option(help="OHLCV file with the newest candles (default: "
+                                              "the forecaster's training file).")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Suggested position size and leverage for SYMBOL's latest bar.
+
+    The production forecaster's forecast times the production sizer's size and leverage (or the
+    best baseline on validation when no sizer is in production)."""
+    from huracan.data.ohlcv import DataValidationError
+    from huracan.sizing.serve import suggest
+
+    client = _client(tracking_uri)
+    try:
+        answer = suggest(symbol, timeframe, client=client, data=data, policy=policy, bars=bars)
+    except LookupError as exc:
+        raise _fail(str(exc).strip("'\""), 1) from None
+    except (ValueError, DataValidationError, FileNotFoundError) as exc:
+        raise _fail(str(exc), 2) from None
+    typer.echo(json.dumps(answer.as_dict(), indent=2) if as_json else answer.describe())

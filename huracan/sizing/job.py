@@ -1,0 +1,556 @@
+"""The sizer's training job (``python -m huracan.sizer``): data, PPO with early stopping, the
+baselines on the same bars, one MLflow run, the registry gate; and the live suggestion
+(``huracan size``).
+
+Data: the stitched walk-forward OOS predictions of the forecaster (its run's
+``backtest/oos_returns.parquet``: every forecast made by a model that never trained on that bar),
+with the bar's next return, the run's regime (one-hot), the next bar's low/high relative to the
+close (the liquidation check sees wicks) and, when ``../shared/data`` (or the store) has it, the
+perpetual's funding. The series is cut by time into three parts (``sizer.split``, default
+60/20/20 %): PPO trains on random 30-day episodes of the first, early-stops on the second
+(deterministic episodes over the whole part, SB3 ``EvalCallback`` +
+``StopTrainingOnNoModelImprovement``, the best evaluation's policy kept), and the last part is
+touched once, by every policy alike: PPO, fixed size 1 x 1, the forecaster's sign rule,
+volatility targeting and fractional Kelly (:mod:`huracan.sizing.baselines`).
+
+Which policy to serve is decided on the validation part (``sizer.serve``: ``auto`` = the best
+composite score there); the evaluation part is reported as it comes. The registry version
+(``huracan-sizer-<SYMBOL>-<tf>``) goes through a gate of the same shape as the forecasters':
+the candidate PPO's composite score on the unseen evaluation bars against the production
+sizer's on the same bars (5 % tolerance), and it must not lose to the best baseline there; every
+decision is a ``registry_events`` row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from huracan.regime.detection import REGIMES, UNKNOWN
+from huracan.sizing.baselines import SizingResult, comparison_table, evaluate_baselines
+from huracan.sizing.env import EnvConfig, SizingData, funding_per_bar
+
+log = logging.getLogger(__name__)
+
+#: the one-hot regime columns, always all five (the observation layout must not depend on which
+#: regimes a window happens to contain)
+REGIME_COLUMNS = tuple(f"regime_{r}" for r in (*REGIMES, UNKNOWN))
+POLICIES = ("ppo", "fixed", "sign_rule", "volatility_target", "kelly")
+SUMMARY_METRICS = ("sharpe", "sortino", "max_drawdown", "calmar", "total_return",
+                   "composite_score", "n_trades", "psr", "mean_exposure", "mean_leverage")
+POLICY_ARTIFACT = "sizer/policy.zip"
+
+
+class SizerError(RuntimeError):
+    """No forecaster to learn from, or a forecaster without walk-forward OOS predictions."""
+
+
+@dataclass
+class SizerSettings:
+    """``sizer.*`` of ``conf/sizer.yaml`` (documented there)."""
+
+    forecaster: str = "production"
+    forecaster_run: str | None = None
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    total_timesteps: int = 100_000
+    eval_every: int = 8192
+    patience: int = 3
+    max_leverage: float = 5.0
+    maintenance_margin: float = 0.005
+    drawdown_limit: float | None = None
+    drawdown_penalty: float = 1.0
+    consistency_bonus: float = 1e-4
+    reward_scale: float = 100.0
+    episode_bars: int = 720
+    long_only: bool = False
+    funding: str = "files"
+    target_vol: float = 0.5
+    kelly_fraction: float = 0.5
+    serve: str = "auto"
+    retrain_every: str = "7d"
+    register: bool = True
+    tolerance: float = 0.05
+    ppo: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.split = tuple(float(x) for x in self.split)  # type: ignore[assignment]
+        if len(self.split) != 3 or min(self.split) <= 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"sizer.split must be three positive fractions summing to 1, got "
+                             f"{list(self.split)}")
+        if self.funding not in ("files", "store", "none"):
+            raise ValueError(f"sizer.funding must be files, store or none, got {self.funding!r}")
+        if self.serve not in ("auto", *POLICIES):
+            raise ValueError(f"sizer.serve must be auto or one of {POLICIES}, got {self.serve!r}")
+
+    def env_config(self, fee: float, periods_per_year: float) -> EnvConfig:
+        """The training environment (random 30-day episodes by default)."""
+        return EnvConfig(max_leverage=float(self.max_leverage), fee=float(fee),
+                         maintenance_margin=float(self.maintenance_margin),
+                         drawdown_limit=self.drawdown_limit,
+                         drawdown_penalty=float(self.drawdown_penalty),
+                         consistency_bonus=float(self.consistency_bonus),
+                         reward_scale=float(self.reward_scale),
+                         episode_bars=int(self.episode_bars), random_start=True,
+                         periods_per_year=periods_per_year, long_only=bool(self.long_only))
+
+
+def registered_sizer_name(symbol: str, timeframe: str) -> str:
+    """``huracan-sizer-<SYMBOL>-<tf>``, e.g. ``huracan-sizer-BTCUSDT-1h``."""
+    return f"huracan-sizer-{symbol.replace('/', '').replace(':', '')}-{timeframe}"
+
+
+# ----------------------------------------------------------------------------------- data
+def regime_onehot(regimes: Any) -> pd.DataFrame:
+    """One column per :data:`REGIME_COLUMNS`, 1.0 on the bar's regime (missing -> unknown)."""
+    reg = pd.Series(regimes, dtype=object).fillna(UNKNOWN).astype(str)
+    reg = reg.where(reg.isin([*REGIMES, UNKNOWN]), UNKNOWN)
+    return pd.DataFrame({c: (reg == c.removeprefix("regime_")).to_numpy(np.float64)
+                         for c in REGIME_COLUMNS})
+
+
+def intrabar_returns(timestamps: pd.DatetimeIndex, candles: pd.DataFrame, timeframe: str,
+                     next_return: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(low_{t+1} / close_t - 1, high_{t+1} / close_t - 1)`` per row, bracketing
+    ``next_return`` (a missing next bar gives the close-to-close return itself)."""
+    from huracan.data.ohlcv import timeframe_to_timedelta
+
+    c = candles.set_index(pd.DatetimeIndex(candles["timestamp"]))
+    ts = pd.DatetimeIndex(timestamps)
+    close = c["close"].reindex(ts).to_numpy(np.float64)
+    nxt = ts + timeframe_to_timedelta(timeframe)
+    low = c["low"].reindex(nxt).to_numpy(np.float64) / close - 1.0
+    high = c["high"].reindex(nxt).to_numpy(np.float64) / close - 1.0
+    r = np.asarray(next_return, dtype=np.float64)
+    low = np.minimum(np.where(np.isfinite(low), low, r), r)
+    high = np.maximum(np.where(np.isfinite(high), high, r), r)
+    return low, high
+
+
+def sizing_frame(oos: pd.DataFrame, candles: pd.DataFrame | None, timeframe: str,
+                 funding: pd.DataFrame | None) -> pd.DataFrame:
+    """The per-bar frame :meth:`SizingData.from_frame` reads, from a walk-forward OOS frame
+    (``timestamp, prediction, asset_return, label[, regime]``)."""
+    f = oos.sort_values("timestamp").reset_index(drop=True)
+    f = f[np.isfinite(f["prediction"].to_numpy(np.float64))
+          & np.isfinite(f["asset_return"].to_numpy(np.float64))].reset_index(drop=True)
+    ts = pd.DatetimeIndex(f["timestamp"])
+    out = pd.DataFrame({"timestamp": ts, "prediction": f["prediction"].to_numpy(np.float64),
+                        "asset_return": f["asset_return"].to_numpy(np.float64)})
+    if "label" in f:
+        out["label"] = np.nan_to_num(f["label"].to_numpy(np.float64))
+    out = pd.concat([out, regime_onehot(f["regime"] if "regime" in f else [UNKNOWN] * len(f))],
+                    axis=1)
+    if candles is not None:
+        out["low_return"], out["high_return"] = intrabar_returns(
+            ts, candles, timeframe, out["asset_return"].to_numpy())
+    if funding is not None and len(funding):
+        out["funding_rate"] = funding_per_bar(ts, funding, timeframe)
+    return out
+
+
+def load_funding(mode: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp,
+                 db_url: str | None) -> pd.DataFrame | None:
+    """Funding settlements of ``symbol``'s perpetual (``timestamp, funding_rate``) from
+    ``../shared/data`` (``files``) or the brain store (``store``); ``None`` when absent."""
+    if mode == "none":
+        return None
+    if mode == "store":
+        from huracan.db.queries import funding_frame
+        from huracan.db.session import make_engine
+
+        engine = make_engine(db_url)
+        try:
+            frame = funding_frame(engine, symbol, start, end)
+        finally:
+            engine.dispose()
+    else:
+        from huracan.config import shared_data_root
+        from huracan.features.families import load_sources_from_files
+
+        try:
+            frame = load_sources_from_files(shared_data_root(), symbol, start, end).get("funding")
+        except (FileNotFoundError, ValueError):
+            return None
+    if frame is None or len(frame) == 0:
+        return None
+    frame = frame.sort_values("timestamp").drop_duplicates("timestamp")
+    return frame[["timestamp", "funding_rate"]].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------- training
+@dataclass
+class SizerOutcome:
+    """What :func:`train_and_evaluate` produced."""
+
+    sizer: Any
+    data: SizingData
+    bounds: dict[str, str]
+    rows: dict[str, int]
+    val: dict[str, SizingResult]
+    test: dict[str, SizingResult]
+    val_curve: pd.DataFrame
+    serve: str
+    seconds: dict[str, float]
+
+
+def _best_on(results: dict[str, SizingResult], metric: str = "composite_score") -> str:
+    scores = {k: float(v.metrics.as_dict()[metric]) for k, v in results.items()}
+    finite = {k: v for k, v in scores.items() if math.isfinite(v)}
+    return max(finite, key=lambda k: finite[k]) if finite else "fixed"
+
+
+def train_and_evaluate(data: SizingData, s: SizerSettings, env: EnvConfig,
+                       seed: int) -> SizerOutcome:
+    """PPO on the first part, early stopping on the second, every policy on the third.
+
+    Raises:
+        ValueError: a part with fewer than ``2 x episode_bars`` rows for training or fewer than
+            50 rows for validation/evaluation.
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnNoModelImprovement
+
+    from huracan.sizing.ppo import PPOConfig, evaluate_ppo, make_env, train_ppo
+
+    n = len(data)
+    a = round(s.split[0] * n)
+    b = round((s.split[0] + s.split[1]) * n)
+    if a < 2 * (env.episode_bars or 50):
+        raise ValueError(f"the sizer's training part has {a} bars, fewer than two episodes of "
+                         f"{env.episode_bars}: use a longer walk-forward OOS series")
+    if b - a < 50 or n - b < 50:
+        raise ValueError(f"validation ({b - a}) and evaluation ({n - b}) parts need >= 50 bars")
+    ppo_cfg = PPOConfig(**{"seed": seed, "total_timesteps": int(s.total_timesteps), **s.ppo})
+    eval_cfg = replace(env, random_start=False, episode_bars=None)
+    val_env = make_env(data.slice(a, b), eval_cfg)
+    timer: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stop = StopTrainingOnNoModelImprovement(max_no_improvement_evals=int(s.patience),
+                                                min_evals=1, verbose=0)
+        cb = EvalCallback(val_env, eval_freq=max(1, int(s.eval_every) // ppo_cfg.n_envs),
+                          n_eval_episodes=1, deterministic=True, best_model_save_path=tmp,
+                          log_path=tmp,  # SB3 keeps the evaluation history only with a path
+                          callback_after_eval=stop, verbose=0)
+        t0 = time.perf_counter()
+        sizer = train_ppo(data, a, env, ppo_cfg, callback=cb)
+        timer["train"] = time.perf_counter() - t0
+        best = Path(tmp) / "best_model.zip"
+        if best.exists():
+            sizer.policy = PPO.load(best, device="cpu")
+        steps = np.asarray(cb.evaluations_timesteps, dtype=np.int64)
+        rewards = np.asarray([float(np.mean(r)) for r in cb.evaluations_results])
+    val_curve = pd.DataFrame({"timesteps": steps, "val_reward": rewards})
+    t0 = time.perf_counter()
+    val = {"ppo": evaluate_ppo(sizer, data, a, b)}
+    val |= evaluate_baselines(data.slice(a, b), eval_cfg, target_vol=s.target_vol,
+                              kelly_fraction=s.kelly_fraction)
+    test = {"ppo": evaluate_ppo(sizer, data, b)}
+    test |= evaluate_baselines(data.slice(b), eval_cfg, target_vol=s.target_vol,
+                               kelly_fraction=s.kelly_fraction)
+    timer["evaluate"] = time.perf_counter() - t0
+    serve = _best_on(val) if s.serve == "auto" else s.serve
+    ts = data.timestamps
+    bounds = {"train_start": str(ts[0]), "train_end": str(ts[a - 1]), "val_start": str(ts[a]),
+              "val_end": str(ts[b - 1]), "test_start": str(ts[b]), "test_end": str(ts[-1])}
+    return SizerOutcome(sizer, data, bounds, {"train": a, "val": b - a, "test": n - b}, val,
+                        test, val_curve, serve, timer)
+
+
+# ----------------------------------------------------------------------------------- MLflow
+def _flat(prefix: str, results: dict[str, SizingResult]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, res in results.items():
+        summary = res.summary()
+        for m in SUMMARY_METRICS:
+            v = summary.get(m)
+            if isinstance(v, int | float) and math.isfinite(float(v)):
+                out[f"{prefix}_{name}_{m}"] = float(v)
+    return out
+
+
+def sizing_figure(outcome: SizerOutcome, close: pd.Series | None, title: str) -> Any:
+    """Price coloured by regime (top), PPO size and leverage (middle) and the equity of every
+    policy (bottom) over the evaluation bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ppo = outcome.test["ppo"].returns
+    ts = pd.DatetimeIndex(ppo["timestamp"])
+    fig, ax = plt.subplots(3, 1, figsize=(12, 8), sharex=True,
+                           gridspec_kw={"height_ratios": [2, 1, 2]})
+    if close is not None:
+        px = close.reindex(ts)
+        ax[0].plot(ts, px.to_numpy(), color="0.3", lw=0.8)
+        b = outcome.rows["train"] + outcome.rows["val"]
+        onehot = outcome.data.regime
+        if onehot is not None:
+            reg = onehot[b:].argmax(axis=1)
+            colors = {0: "tab:green", 1: "tab:blue", 2: "tab:orange", 3: "tab:red", 4: "0.7"}
+            for k, name in enumerate((*REGIMES, UNKNOWN)):
+                m = reg == k
+                if m.any():
+                    ax[0].scatter(ts[m], px.to_numpy()[m], s=2, color=colors[k], label=name)
+            ax[0].legend(loc="upper left", markerscale=4, fontsize=8)
+    ax[0].set_ylabel("price")
+    ax[1].plot(ts, ppo["size"], lw=0.7, label="size")
+    ax[1].plot(ts, ppo["leverage"], lw=0.7, label="leverage")
+    ax[1].legend(loc="upper left", fontsize=8)
+    ax[1].set_ylabel("PPO action")
+    for name, res in outcome.test.items():
+        ax[2].plot(ts, res.returns["equity"], lw=0.8, label=name)
+    ax[2].set_ylabel("equity")
+    ax[2].legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def log_outcome(outcome: SizerOutcome, s: SizerSettings, env: EnvConfig, *, symbol: str,
+                timeframe: str, forecaster: dict[str, Any], close: pd.Series | None,
+                resolved: dict[str, Any]) -> str:
+    """Everything into the active MLflow run; returns its id."""
+    import mlflow
+
+    from huracan.secrets import mask_url
+    from huracan.sizing.ppo import save_sizer
+    from huracan.tracking.run import log_figure
+
+    run = mlflow.active_run()
+    assert run is not None
+    mlflow.set_tags({"huracan.role": "sizer", "symbol": symbol, "timeframe": timeframe,
+                     "model_type": "ppo_sizer", "forecaster_run_id": forecaster["run_id"],
+                     "forecaster_version": str(forecaster.get("version")),
+                     "serve_policy": outcome.serve, **{f"sizer_{k}": v for k, v in
+                                                        outcome.bounds.items()}})
+    params = {f"env.{k}": v for k, v in env.as_dict().items()}
+    params |= {f"ppo.{k}": v for k, v in outcome.sizer.ppo_config.as_dict().items()}
+    params |= {"sizer.split": list(s.split), "sizer.eval_every": s.eval_every,
+               "sizer.patience": s.patience, "sizer.target_vol": s.target_vol,
+               "sizer.kelly_fraction": s.kelly_fraction, "sizer.funding": s.funding,
+               "sizer.retrain_every": s.retrain_every, "data.path": mask_url(
+                   str(forecaster.get("data_path", "")))}
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    mlflow.log_metrics(_flat("val", outcome.val) | _flat("test", outcome.test))
+    mlflow.log_metrics({"train_bars": outcome.rows["train"], "val_bars": outcome.rows["val"],
+                        "test_bars": outcome.rows["test"],
+                        "train_seconds": outcome.seconds["train"],
+                        "evaluate_seconds": outcome.seconds["evaluate"],
+                        "train_steps_per_second": outcome.sizer.steps_per_second})
+    curve = outcome.sizer.learning_curve
+    for row in curve.itertuples():
+        mlflow.log_metric("train_episode_reward", float(row.episode_reward),
+                          step=int(row.timesteps))
+    for row in outcome.val_curve.itertuples():
+        mlflow.log_metric("val_reward", float(row.val_reward), step=int(row.timesteps))
+    mlflow.log_text(curve.to_csv(index=False), "sizer/learning_curve.csv")
+    mlflow.log_text(outcome.val_curve.to_csv(index=False), "sizer/val_curve.csv")
+    for part, results in (("val", outcome.val), ("test", outcome.test)):
+        table = comparison_table(results)
+        mlflow.log_text(table.to_csv(), f"sizer/{part}_comparison.csv")
+        mlflow.log_text(table.to_string(float_format=lambda x: f"{x:.4f}") + "\n",
+                        f"sizer/{part}_comparison.txt")
+    mlflow.log_dict(resolved, "config/resolved.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_sizer(outcome.sizer, Path(tmp) / "policy.zip")
+        mlflow.log_artifact(str(path), "sizer")
+        test = pd.concat([r.returns.assign(policy=k) for k, r in outcome.test.items()])
+        out = Path(tmp) / "test_returns.parquet"
+        test.to_parquet(out, index=False)
+        mlflow.log_artifact(str(out), "sizer")
+    log_figure(sizing_figure(outcome, close, f"{symbol} {timeframe}: sizing on unseen bars"),
+               "plots/sizing.png")
+    return str(run.info.run_id)
+
+
+# ----------------------------------------------------------------------------------- registry
+def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
+                   s: SizerSettings, name: str, notifier: Any = None) -> dict[str, Any]:
+    """Log the pyfunc, register a version of ``name`` and put it through the sizer gate.
+
+    Gate: candidate = PPO's composite score on the unseen evaluation bars; it is rejected when
+    it is not finite, when the best baseline beats it on those bars, or when the production
+    sizer scores better by more than ``s.tolerance`` (relative) on the same bars
+    (:func:`huracan.registry.gate.decide`). Returns the decision (``event``, ``reason``,
+    ``version``).
+    """
+    import mlflow
+
+    from huracan.registry import events
+    from huracan.registry.gate import decide
+    from huracan.registry.promotion import PRODUCTION, alias_version, register_version
+    from huracan.sizing.ppo import evaluate_ppo, load_sizer
+    from huracan.sizing.pyfunc import SizerPyfunc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, POLICY_ARTIFACT, tmp)
+        info = mlflow.pyfunc.log_model(name="model", python_model=SizerPyfunc(),
+                                       artifacts={"policy": local})
+    manifest = {"run_id": run_id, "model_type": "ppo_sizer", "gate_metric": "composite_score",
+                **{f"sizer_{k}": v for k, v in outcome.bounds.items()}}
+    version = register_version(client, name, info.model_uri, manifest)
+    cand = float(outcome.test["ppo"].metrics.composite_score)
+    baselines = {k: float(v.metrics.composite_score) for k, v in outcome.test.items()
+                 if k != "ppo"}
+    best_base = max(baselines, key=lambda k: baselines[k])
+    champ = alias_version(client, name, PRODUCTION)
+    champ_score = None
+    evidence: dict[str, Any] = {"eval_start": outcome.bounds["test_start"],
+                                "eval_end": outcome.bounds["test_end"],
+                                "eval_bars": outcome.rows["test"], "baselines": baselines,
+                                "serve_policy": outcome.serve}
+    if champ is not None and champ.run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT, tmp))
+        b = outcome.rows["train"] + outcome.rows["val"]
+        try:
+            champ_score = float(evaluate_ppo(old, outcome.data, b).metrics.composite_score)
+        except ValueError as exc:  # it trained on these bars, or another observation layout
+            evidence["champion_not_scored"] = str(exc)
+    if not math.isfinite(cand):
+        promote, reason = False, f"PPO composite_score is not finite ({cand}): rejected"
+    elif baselines[best_base] > cand:
+        promote, reason = False, (
+            f"PPO composite_score {cand:.4f} < {best_base} {baselines[best_base]:.4f} on the "
+            f"same {outcome.rows['test']} unseen bars: rejected, the baselines stay")
+    else:
+        d = decide(cand, champ_score, s.tolerance, "composite_score")
+        promote, reason = d.promote, d.reason
+    event = "promoted" if promote else "rejected"
+    if promote:
+        client.set_registered_model_alias(name, PRODUCTION, version.version)
+        client.set_model_version_tag(name, version.version, "huracan.score_at_promotion",
+                                     repr(cand))
+    client.set_model_version_tag(name, version.version, "huracan.gate", event)
+    client.set_model_version_tag(name, version.version, "huracan.gate_reason", reason)
+    events.record(engine, event=event, model_name=name, candidate_version=version.version,
+                  champion_version=None if champ is None else champ.version,
+                  candidate_score=cand, champion_score=champ_score, tolerance=s.tolerance,
+                  metric="composite_score", reason=reason, run_id=run_id,
+                  eval_bars=outcome.rows["test"], evidence=evidence)
+    if not promote and notifier is not None:
+        from huracan.alerts import Alert
+
+        notifier.notify(Alert(f"{name}: candidate v{version.version} {event}", "warning",
+                              {"reason": reason}))
+    print(f"registry: {name} v{version.version} {event.upper()}: {reason}", flush=True)
+    return {"event": event, "reason": reason, "version": str(version.version)}
+
+
+# ----------------------------------------------------------------------------------- job
+def forecaster_run(client: Any, symbol: str, timeframe: str, s: SizerSettings) -> dict[str, Any]:
+    """The forecaster run the sizer learns from: ``sizer.forecaster_run`` or the holder of
+    ``sizer.forecaster`` (an alias of ``huracan-<SYMBOL>-<tf>``).
+
+    Raises:
+        SizerError: neither exists.
+    """
+    from huracan.registry.promotion import alias_version, registered_model_name
+
+    if s.forecaster_run:
+        return {"run_id": s.forecaster_run, "version": None}
+    name = registered_model_name(symbol, timeframe)
+    try:
+        mv = alias_version(client, name, s.forecaster)
+    except Exception:
+        mv = None
+    if mv is None or not mv.run_id:
+        raise SizerError(
+            f"no {s.forecaster} version of {name}: train a walk-forward forecaster first "
+            f"(python -m huracan.train split=walk_forward ...) or pass sizer.forecaster_run=RUN_ID")
+    return {"run_id": mv.run_id, "version": mv.version}
+
+
+def load_oos(client: Any, run_id: str) -> pd.DataFrame:
+    """The run's stitched walk-forward OOS frame.
+
+    Raises:
+        SizerError: the run has none (a forward split: one test window is too short to learn
+            sizing from).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "backtest/oos_returns.parquet", tmp)
+        except Exception:
+            raise SizerError(f"run {run_id} has no backtest/oos_returns.parquet: the sizer "
+                             "learns from walk-forward OOS predictions (train the forecaster "
+                             "with split=walk_forward)") from None
+        return pd.read_parquet(path)
+
+
+def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The whole job from a resolved ``conf/sizer.yaml``; returns a summary dict."""
+    import mlflow
+    from hydra.utils import instantiate
+    from mlflow.tracking import MlflowClient
+
+    from huracan import stages
+    from huracan.data.ohlcv import bars_per_year
+    from huracan.db import migrate
+    from huracan.db.session import make_engine
+    from huracan.pipeline import run_settings
+    from huracan.tracking.run import configure
+
+    s = SizerSettings(**cfg["sizer"])
+    data_cfg, tr = cfg["data"], cfg["tracking"]
+    symbol, timeframe = str(data_cfg["symbol"]), str(data_cfg["timeframe"])
+    seed = int(cfg.get("seed", 42))
+    experiment_id = configure(tr.get("tracking_uri"), Path(tr["store_dir"]),
+                              tr["experiment_name"])
+    client = MlflowClient()
+    t0 = time.perf_counter()
+    fc = forecaster_run(client, symbol, timeframe, s)
+    fsettings = run_settings(client, fc["run_id"])
+    if fsettings.data.symbol != symbol or fsettings.data.timeframe != timeframe:
+        raise SizerError(f"forecaster run {fc['run_id']} is {fsettings.data.symbol} "
+                         f"{fsettings.data.timeframe}, not {symbol} {timeframe}")
+    fc["data_path"] = fsettings.data.path
+    oos = load_oos(client, fc["run_id"])
+    candles = stages.load_validated(fsettings.data, log_quality=False)
+    ts = pd.DatetimeIndex(oos["timestamp"])
+    funding = load_funding(s.funding, symbol, ts.min(), ts.max(), cfg.get("db", {}).get("url"))
+    frame = sizing_frame(oos, candles, timeframe, funding)
+    data = SizingData.from_frame(frame)
+    env = s.env_config(fsettings.backtest.fee, bars_per_year(timeframe))
+    prep = time.perf_counter() - t0
+    log.info("sizer: %d OOS bars of %s %s from run %s (%s .. %s), funding %s", len(data),
+             symbol, timeframe, fc["run_id"], ts.min(), ts.max(),
+             "on" if funding is not None else "off")
+    outcome = train_and_evaluate(data, s, env, seed)
+    outcome.seconds["data"] = prep
+    close = candles.set_index(pd.DatetimeIndex(candles["timestamp"]))["close"]
+    name = registered_sizer_name(symbol, timeframe)
+    with mlflow.start_run(experiment_id=experiment_id,
+                          run_name=f"sizer-{symbol.replace('/', '')}-{timeframe}"):
+        run_id = log_outcome(outcome, s, env, symbol=symbol, timeframe=timeframe,
+                             forecaster=fc, close=close, resolved=cfg)
+        decision = None
+        if s.register and cfg.get("registry", {}).get("enabled", True):
+            engine = make_engine(cfg.get("db", {}).get("url"))
+            try:
+                migrate.upgrade(engine)
+                decision = register_sizer(client, engine, run_id, outcome, s, name,
+                                          instantiate(dict(cfg["alerts"]))
+                                          if cfg.get("alerts") else None)
+            finally:
+                engine.dispose()
+    table = comparison_table(outcome.test)
+    cols = ["sharpe", "sortino", "max_drawdown", "calmar", "total_return", "psr", "n_trades",
+            "mean_exposure", "mean_leverage", "liquidated"]
+    print(f"\nsizing on the unseen part: {outcome.rows['test']} bars {outcome.bounds['test_start']}"
+          f" .. {outcome.bounds['test_end']} (PPO trained on {outcome.rows['train']} bars in "
+          f"{outcome.seconds['train']:.1f} s, early-stopped on {outcome.rows['val']}); served "
+          f"policy (best on validation): {outcome.serve}")
+    print(table[cols].to_string(float_format=lambda x: f"{x:.3f}"), flush=True)
+    return {"run_id": run_id, "registered_model": name, "decision": decision,
+            "serve": outcome.serve, "rows": outcome.rows, "seconds": outcome.seconds,
+            "test": {k: v.summary() for k, v in outcome.test.items()}}

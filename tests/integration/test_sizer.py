@@ -1,0 +1,161 @@
+"""The sizer end to end on the shipped sample: a walk-forward forecaster,
+``python -m huracan.sizer`` (PPO with early stopping, the baselines on the same unseen bars, one
+MLflow run, the registry gate), the registered pyfunc, and ``huracan size``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from huracan.cli import app
+from huracan.db.session import make_engine
+from huracan.registry import events
+from huracan.sizing.env import SizingEnv
+from huracan.sizing.job import POLICIES, SizingData, sizing_frame
+from huracan.sizing.ppo import load_sizer
+from huracan.tracking.run import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+SIZER = "huracan-sizer-BTCUSDT-1h"
+
+
+def _run(module: str, args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    cmd = [sys.executable, "-m", module, *args, f"tracking.store_dir={tmp / 'mlruns'}",
+           f"db.url=sqlite:///{tmp / 'brain.db'}"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sizer")
+    fc = _run("huracan.train", ["experiment=walkforward_btc_1h", "model=xgboost",
+                                "importance.enabled=false", "explain.max_rows=20",
+                                f"data.quality_log={tmp / 'dq.jsonl'}",
+                                f"hydra.run.dir={tmp / 'fc'}"], tmp)
+    assert fc.returncode == 0, fc.stderr[-3000:]
+    run_id = json.loads((tmp / "fc" / "result.json").read_text())["run_id"]
+    proc = _run("huracan.sizer", ["sizer.total_timesteps=6144", "sizer.eval_every=2048",
+                                  "sizer.ppo.n_steps=1024", f"sizer.forecaster_run={run_id}",
+                                  f"hydra.run.dir={tmp / 'sz'}"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = default_tracking_uri(tmp / "mlruns")
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("huracan")
+    sizer_run = next(r for r in client.search_runs([exp.experiment_id])
+                     if r.data.tags.get("huracan.role") == "sizer")
+    return tmp, uri, client, run_id, sizer_run, proc.stdout
+
+
+def test_the_run_logs_every_policy_on_the_same_unseen_bars(trained):
+    tmp, _, client, fc_run, run, stdout = trained
+    m, tags = run.data.metrics, run.data.tags
+    for policy in POLICIES:
+        for metric in ("sharpe", "sortino", "max_drawdown", "calmar", "psr"):
+            assert f"test_{policy}_{metric}" in m or metric == "calmar"
+        assert f"val_{policy}_composite_score" in m
+    assert tags["forecaster_run_id"] == fc_run
+    # time order: PPO's training part, then validation, then the unseen part
+    t = {k: pd.Timestamp(tags[f"sizer_{k}"]) for k in
+         ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end")}
+    assert t["train_end"] < t["val_start"] <= t["val_end"] < t["test_start"] <= t["test_end"]
+    assert m["train_bars"] > 2 * 720 and m["test_bars"] >= 50
+    assert tags["serve_policy"] in POLICIES
+    history = client.get_metric_history(run.info.run_id, "val_reward")
+    assert len(history) >= 1
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "sizer")}
+    assert {"sizer/policy.zip", "sizer/test_comparison.csv", "sizer/learning_curve.csv"} <= arts
+    assert "plots/sizing.png" in {a.path for a in client.list_artifacts(run.info.run_id,
+                                                                          "plots")}
+    assert "sizing on the unseen part" in stdout
+    # the unseen bars every policy was scored on are the same bars
+    ret = pd.read_parquet(client.download_artifacts(run.info.run_id,
+                                                    "sizer/test_returns.parquet", str(tmp)))
+    stamps = {p: tuple(g["timestamp"]) for p, g in ret.groupby("policy")}
+    assert len(set(stamps.values())) == 1 and set(stamps) == set(POLICIES)
+    assert min(stamps["ppo"]) == t["test_start"]
+
+
+def test_the_sizer_version_went_through_the_gate(trained):
+    tmp, _, client, _, run, _ = trained
+    versions = client.search_model_versions(f"name='{SIZER}'")
+    assert len(versions) == 1 and versions[0].run_id is not None
+    v = versions[0]
+    assert v.tags["huracan.gate"] in ("promoted", "rejected")
+    evs = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), SIZER)
+    assert len(evs) == 1 and evs[0].candidate_version == str(v.version)
+    assert evs[0].candidate_score == pytest.approx(run.data.metrics["test_ppo_composite_score"])
+    best_base = max(run.data.metrics[f"test_{p}_composite_score"] for p in POLICIES
+                    if p != "ppo")
+    promoted = evs[0].event == "promoted"
+    assert promoted == (run.data.metrics["test_ppo_composite_score"] >= best_base)
+    assert set(evs[0].evidence["baselines"]) == set(POLICIES) - {"ppo"}
+
+
+def test_the_registered_pyfunc_acts_as_the_policy(trained):
+    tmp, uri, client, _, run, _ = trained
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{SIZER}/1")
+    sizer = load_sizer(client.download_artifacts(run.info.run_id, "sizer/policy.zip",
+                                                 str(tmp)))
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024", periods=n, freq="1h", tz="UTC"),
+                          "prediction": rng.normal(0, 1e-3, n),
+                          "asset_return": rng.normal(0, 5e-3, n), "regime": "normal"})
+    env = SizingEnv(SizingData.from_frame(sizing_frame(frame, None, "1h", None)),
+                    sizer.eval_config())
+    obs, _ = env.reset(options={"start": 0})
+    for _ in range(200):
+        obs, *_ = env.step(np.array([0.5, 2.0]))
+    got = model.predict(pd.DataFrame([obs], columns=list(env.observation_names)))
+    a = np.clip(sizer.act(obs), -1, 1)
+    assert got["size"].iloc[0] == pytest.approx((a[0] + 1) / 2, abs=1e-6)
+    assert got["leverage"].iloc[0] == pytest.approx(1 + (a[1] + 1) / 2 * 4, abs=1e-5)
+
+
+def test_huracan_size_suggests_for_the_latest_bar(trained, sample_path):
+    _, uri, client, fc_run, _, _ = trained
+    fv = next(v for v in client.search_model_versions("name='huracan-BTCUSDT-1h'")
+              if v.run_id == fc_run)
+    client.set_registered_model_alias("huracan-BTCUSDT-1h", "production", fv.version)
+    runner = CliRunner()
+    fixed = runner.invoke(app, ["size", "BTC/USDT", "--json", "--policy", "fixed",
+                                "--tracking-uri", uri])
+    assert fixed.exit_code == 0, fixed.output
+    f = json.loads(fixed.output)
+    from huracan.data.ohlcv import load_ohlcv
+
+    candles, _ = load_ohlcv(sample_path, "1h")
+    assert f["last_bar"] == str(candles["timestamp"].iloc[-1])  # the unlabelled latest bar
+    assert (f["size"], f["leverage"]) == (1.0, 1.0)
+    assert f["position"] == np.sign(f["forecast"])
+    ppo = json.loads(runner.invoke(app, ["size", "BTC/USDT", "--json", "--policy", "ppo",
+                                         "--tracking-uri", uri]).output)
+    assert 0.0 <= ppo["size"] <= 1.0 and 1.0 <= ppo["leverage"] <= 5.0
+    assert ppo["forecast"] == f["forecast"] and ppo["policy"] == "ppo"
+    auto = runner.invoke(app, ["size", "BTC/USDT", "--tracking-uri", uri])
+    assert auto.exit_code == 0 and "policy " in auto.output
+    bad = runner.invoke(app, ["size", "BTC/USDT", "--policy", "martingale",
+                              "--tracking-uri", uri])
+    assert bad.exit_code == 2 and "unknown policy" in bad.output
+    none = runner.invoke(app, ["size", "DOGE/USDT", "--tracking-uri", uri])
+    assert none.exit_code == 1 and "no production forecaster" in none.output
+
+
+def test_the_sizer_without_a_forecaster_fails_in_one_line(tmp_path):
+    proc = _run("huracan.sizer", [f"hydra.run.dir={tmp_path / 'sz'}"], tmp_path)
+    assert proc.returncode == 1
+    assert "no production version of huracan-BTCUSDT-1h" in proc.stderr

@@ -237,6 +237,13 @@ def simulate(data: SizingData, size: np.ndarray, leverage: np.ndarray, cfg: EnvC
     return result_from_frame(name, frame, data, cfg)
 
 
+def check_rows(frame: pd.DataFrame, timestamps: pd.DatetimeIndex) -> None:
+    """Raise ``ValueError`` unless ``frame["timestamp"]`` is exactly ``timestamps``, in order."""
+    if len(frame) != len(timestamps) or not (
+            pd.DatetimeIndex(frame["timestamp"]) == timestamps).all():
+        raise ValueError("the frame must have one row per bar of data, in order")
+
+
 def result_from_frame(name: str, frame: pd.DataFrame, data: SizingData,
                       cfg: EnvConfig) -> SizingResult:
     """Metrics of a per-bar frame (:data:`~huracan.sizing.env.EPISODE_COLUMNS`) over ``data``.
@@ -247,9 +254,7 @@ def result_from_frame(name: str, frame: pd.DataFrame, data: SizingData,
     Raises:
         ValueError: the frame's rows differ from ``data``'s bars.
     """
-    if len(frame) != len(data) or not (
-            pd.DatetimeIndex(frame["timestamp"]) == data.timestamps).all():
-        raise ValueError("the frame must have one row per bar of data, in order")
+    check_rows(frame, data.timestamps)
     g = frame["strategy_return"].to_numpy(np.float64)
     trades = trade_returns(frame["position"].to_numpy(np.float64), g,
                            frame["fee_cost"].to_numpy(np.float64), cfg.fee)

@@ -586,7 +586,11 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._has_extremes = data.low_return is not None and data.high_return is not None
         self._low = data.low_return.tolist() if data.low_return is not None else zeros
         self._high = data.high_return.tolist() if data.high_return is not None else zeros
-        self._day_end = day_ends(data.timestamps).tolist()
+        self._init_episodes(data.timestamps, dim)
+
+    def _init_episodes(self, timestamps: pd.DatetimeIndex, dim: int) -> None:
+        """Day ends, the observation buffer and a finished (not yet reset) episode."""
+        self._day_end = day_ends(timestamps).tolist()
         self._obs = np.zeros(dim, dtype=np.float32)
         self._start = self._stop = self._t = 0
         self._done = True
@@ -615,9 +619,9 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
             start = 0
         return start, min(start + length, self.n)
 
-    def _observation(self) -> np.ndarray:
+    def _fill_account(self, obs: np.ndarray) -> int:
+        """Write the bar block, ``pnl_<h>`` and ``drawdown`` into ``obs``; the next index."""
         clip = self.config.obs_clip
-        obs = self._obs
         obs[: self._k] = self._static32[min(self._t, self.n - 1)]
         i = len(self._eq_hist) - 1
         eq = self._equity
@@ -627,11 +631,51 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
             v = 100.0 * (eq / past - 1.0) if past > 0 else -100.0
             obs[j] = min(max(v, -clip), clip)
             j += 1
-        dd = 1.0 - eq / self._peak
-        obs[j] = min(100.0 * dd, clip)
-        obs[j + 1] = self._pos
-        obs[j + 2] = self._lev
+        obs[j] = min(100.0 * (1.0 - eq / self._peak), clip)
+        return j + 1
+
+    def _observation(self) -> np.ndarray:
+        obs = self._obs
+        j = self._fill_account(obs)
+        obs[j] = self._pos
+        obs[j + 1] = self._lev
         return obs.copy()
+
+    def _settle(self, t: int, g: float, gross: float, liquidated: str | None
+                ) -> tuple[float, float, float, float, int, float, str | None]:
+        """Book bar ``t``'s net return ``g`` (module docstring): equity, drawdown, the drawdown
+        stop (exit fee on the gross exposure ``gross``), the day streak and the reward. Advances
+        the row and marks the episode done when it ends.
+
+        Returns:
+            ``(g, equity, drawdown, max_drawdown, day_bonus, reward, liquidated)``.
+        """
+        cfg = self.config
+        equity = self._equity * (1.0 + g)
+        peak = max(self._peak, equity)
+        dd = 1.0 - equity / peak
+        if (liquidated is None and cfg.drawdown_limit is not None and gross != 0.0
+                and dd >= cfg.drawdown_limit):
+            liquidated = "drawdown"
+            g -= cfg.fee * gross
+            equity = self._equity * (1.0 + g)
+            dd = 1.0 - equity / peak
+        mdd = max(self._mdd, dd)
+        bonus = 0
+        if self._day_end[t] or liquidated is not None:
+            if liquidated is None and equity > self._day_start_equity:
+                self._streak += 1
+                bonus = self._streak
+            else:
+                self._streak = 0
+            self._day_start_equity = equity
+        reward = cfg.reward_scale * (g - cfg.drawdown_penalty * (mdd - self._mdd)
+                                     + cfg.consistency_bonus * bonus)
+        self._equity, self._peak, self._mdd = equity, peak, mdd
+        self._eq_hist.append(equity)
+        self._t = t + 1
+        self._done = liquidated is not None or self._t >= self._stop
+        return g, equity, dd, mdd, bonus, float(reward), liquidated
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -671,34 +715,11 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
                 hit = 1.0 + p * w - costs <= m_ap * (1.0 + w)
             if hit:
                 liquidated, g = "margin", -1.0
-        equity = self._equity * (1.0 + g)
-        peak = max(self._peak, equity)
-        dd = 1.0 - equity / peak
-        if (liquidated is None and cfg.drawdown_limit is not None and p != 0.0
-                and dd >= cfg.drawdown_limit):
-            liquidated = "drawdown"
-            g -= cfg.fee * abs(p)
-            equity = self._equity * (1.0 + g)
-            dd = 1.0 - equity / peak
-        mdd = max(self._mdd, dd)
-        bonus = 0
-        if self._day_end[t] or liquidated is not None:
-            if liquidated is None and equity > self._day_start_equity:
-                self._streak += 1
-                bonus = self._streak
-            else:
-                self._streak = 0
-            self._day_start_equity = equity
-        reward = cfg.reward_scale * (g - cfg.drawdown_penalty * (mdd - self._mdd)
-                                     + cfg.consistency_bonus * bonus)
-        self._equity, self._peak, self._mdd = equity, peak, mdd
+        g, equity, dd, mdd, bonus, reward, liquidated = self._settle(t, g, abs(p), liquidated)
         self._pos = 0.0 if liquidated is not None else p
         self._lev = lev
-        self._eq_hist.append(equity)
-        self._t = t + 1
         terminated = liquidated is not None
         truncated = not terminated and self._t >= self._stop
-        self._done = terminated or truncated
         info = {"row": t, "size": size, "leverage": lev, "position": p, "turnover": turnover,
                 "fee_cost": fee_cost, "funding_cost": funding_cost, "return": g,
                 "equity": equity, "drawdown": dd, "max_drawdown": mdd, "streak": self._streak,

@@ -37,6 +37,7 @@ import pandas as pd
 from huracan.regime.detection import REGIMES, UNKNOWN
 from huracan.sizing.baselines import SizingResult, comparison_table, evaluate_baselines
 from huracan.sizing.env import EnvConfig, SizingData, funding_per_bar
+from huracan.sizing.portfolio import PortfolioData, evaluate_portfolio_baselines
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 #: regimes a window happens to contain)
 REGIME_COLUMNS = tuple(f"regime_{r}" for r in (*REGIMES, UNKNOWN))
 POLICIES = ("ppo", "fixed", "sign_rule", "volatility_target", "kelly")
+#: the policies of a several-symbol run (``sizer.symbols``)
+PORTFOLIO_POLICIES = ("ppo", "equal_weight", "inverse_volatility")
 SUMMARY_METRICS = ("sharpe", "sortino", "max_drawdown", "calmar", "total_return",
                    "composite_score", "n_trades", "psr", "mean_exposure", "mean_leverage")
 POLICY_ARTIFACT = "sizer/policy.zip"
@@ -59,6 +62,8 @@ class SizerSettings:
 
     forecaster: str = "production"
     forecaster_run: str | None = None
+    symbols: list[str] | None = None
+    forecaster_runs: list[str] | None = None
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     total_timesteps: int = 100_000
     eval_every: int = 8192
@@ -87,7 +92,16 @@ class SizerSettings:
                              f"{list(self.split)}")
         if self.funding not in ("files", "store", "none"):
             raise ValueError(f"sizer.funding must be files, store or none, got {self.funding!r}")
-        if self.serve not in ("auto", *POLICIES):
+        if self.symbols is not None:
+            self.symbols = [str(x) for x in self.symbols]
+            if len(self.symbols) < 2 or len(set(self.symbols)) != len(self.symbols):
+                raise ValueError(f"sizer.symbols must list at least 2 distinct symbols, got "
+                                 f"{self.symbols}")
+        if self.forecaster_runs:
+            self.forecaster_runs = [str(x) for x in self.forecaster_runs]
+            if self.symbols is None or len(self.forecaster_runs) != len(self.symbols):
+                raise ValueError("sizer.forecaster_runs needs sizer.symbols, one run id each")
+        if self.serve not in ("auto", *POLICIES, *PORTFOLIO_POLICIES):
             raise ValueError(f"sizer.serve must be auto or one of {POLICIES}, got {self.serve!r}")
 
     def env_config(self, fee: float, periods_per_year: float) -> EnvConfig:
@@ -191,7 +205,7 @@ class SizerOutcome:
     """What :func:`train_and_evaluate` produced."""
 
     sizer: Any
-    data: SizingData
+    data: SizingData | PortfolioData
     bounds: dict[str, str]
     rows: dict[str, int]
     val: dict[str, SizingResult]
@@ -207,9 +221,10 @@ def _best_on(results: dict[str, SizingResult], metric: str = "composite_score") 
     return max(finite, key=lambda k: finite[k]) if finite else "fixed"
 
 
-def train_and_evaluate(data: SizingData, s: SizerSettings, env: EnvConfig,
+def train_and_evaluate(data: SizingData | PortfolioData, s: SizerSettings, env: EnvConfig,
                        seed: int) -> SizerOutcome:
-    """PPO on the first part, early stopping on the second, every policy on the third.
+    """PPO on the first part, early stopping on the second, every policy on the third
+    (the single-symbol baselines, or the portfolio ones for a :class:`PortfolioData`).
 
     Raises:
         ValueError: a part with fewer than ``2 x episode_bars`` rows for training or fewer than
@@ -249,12 +264,14 @@ def train_and_evaluate(data: SizingData, s: SizerSettings, env: EnvConfig,
         rewards = np.asarray([float(np.mean(r)) for r in cb.evaluations_results])
     val_curve = pd.DataFrame({"timesteps": steps, "val_reward": rewards})
     t0 = time.perf_counter()
-    val = {"ppo": evaluate_ppo(sizer, data, a, b)}
-    val |= evaluate_baselines(data.slice(a, b), eval_cfg, target_vol=s.target_vol,
-                              kelly_fraction=s.kelly_fraction)
-    test = {"ppo": evaluate_ppo(sizer, data, b)}
-    test |= evaluate_baselines(data.slice(b), eval_cfg, target_vol=s.target_vol,
-                               kelly_fraction=s.kelly_fraction)
+    def baselines(part: SizingData | PortfolioData) -> dict[str, SizingResult]:
+        if isinstance(part, PortfolioData):
+            return evaluate_portfolio_baselines(part, eval_cfg)
+        return evaluate_baselines(part, eval_cfg, target_vol=s.target_vol,
+                                  kelly_fraction=s.kelly_fraction)
+
+    val = {"ppo": evaluate_ppo(sizer, data, a, b)} | baselines(data.slice(a, b))
+    test = {"ppo": evaluate_ppo(sizer, data, b)} | baselines(data.slice(b))
     timer["evaluate"] = time.perf_counter() - t0
     serve = _best_on(val) if s.serve == "auto" else s.serve
     ts = data.timestamps
@@ -292,7 +309,7 @@ def sizing_figure(outcome: SizerOutcome, close: pd.Series | None, title: str) ->
         px = close.reindex(ts)
         ax[0].plot(ts, px.to_numpy(), color="0.3", lw=0.8)
         b = outcome.rows["train"] + outcome.rows["val"]
-        onehot = outcome.data.regime
+        onehot = getattr(outcome.data, "regime", None)
         if onehot is not None:
             reg = onehot[b:].argmax(axis=1)
             colors = {0: "tab:green", 1: "tab:blue", 2: "tab:orange", 3: "tab:red", 4: "0.7"}
@@ -487,28 +504,23 @@ def load_oos(client: Any, run_id: str) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
-def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The whole job from a resolved ``conf/sizer.yaml``; returns a summary dict."""
-    import mlflow
-    from hydra.utils import instantiate
-    from mlflow.tracking import MlflowClient
+def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
+                 cfg: dict[str, Any]) -> tuple[dict[str, Any], float, pd.DataFrame, SizingData]:
+    """One symbol's forecaster run, its backtest fee, its candles and its :class:`SizingData`
+    (OOS forecasts, intrabar extremes, funding). The run is ``sizer.forecaster_runs[symbol]``
+    (several symbols: the run id at the symbol's place in ``sizer.symbols``),
+    ``sizer.forecaster_run`` (one symbol) or the holder of the ``sizer.forecaster`` alias.
 
+    Raises:
+        SizerError: no forecaster, a forecaster of another symbol/timeframe, no OOS frame.
+    """
     from huracan import stages
-    from huracan.data.ohlcv import bars_per_year
-    from huracan.db import migrate
-    from huracan.db.session import make_engine
     from huracan.pipeline import run_settings
-    from huracan.tracking.run import configure
 
-    s = SizerSettings(**cfg["sizer"])
-    data_cfg, tr = cfg["data"], cfg["tracking"]
-    symbol, timeframe = str(data_cfg["symbol"]), str(data_cfg["timeframe"])
-    seed = int(cfg.get("seed", 42))
-    experiment_id = configure(tr.get("tracking_uri"), Path(tr["store_dir"]),
-                              tr["experiment_name"])
-    client = MlflowClient()
-    t0 = time.perf_counter()
-    fc = forecaster_run(client, symbol, timeframe, s)
+    pinned = s.forecaster_run
+    if s.symbols:
+        pinned = s.forecaster_runs[s.symbols.index(symbol)] if s.forecaster_runs else None
+    fc = forecaster_run(client, symbol, timeframe, replace(s, forecaster_run=pinned))
     fsettings = run_settings(client, fc["run_id"])
     if fsettings.data.symbol != symbol or fsettings.data.timeframe != timeframe:
         raise SizerError(f"forecaster run {fc['run_id']} is {fsettings.data.symbol} "
@@ -518,23 +530,60 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     candles = stages.load_validated(fsettings.data, log_quality=False)
     ts = pd.DatetimeIndex(oos["timestamp"])
     funding = load_funding(s.funding, symbol, ts.min(), ts.max(), cfg.get("db", {}).get("url"))
-    frame = sizing_frame(oos, candles, timeframe, funding)
-    data = SizingData.from_frame(frame)
-    env = s.env_config(fsettings.backtest.fee, bars_per_year(timeframe))
-    prep = time.perf_counter() - t0
-    log.info("sizer: %d OOS bars of %s %s from run %s (%s .. %s), funding %s", len(data),
-             symbol, timeframe, fc["run_id"], ts.min(), ts.max(),
+    data = SizingData.from_frame(sizing_frame(oos, candles, timeframe, funding))
+    log.info("sizer: %s: %d OOS bars from run %s, funding %s", symbol, len(data), fc["run_id"],
              "on" if funding is not None else "off")
+    return fc, float(fsettings.backtest.fee), candles, data
+
+
+def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The whole job from a resolved ``conf/sizer.yaml``; returns a summary dict."""
+    import mlflow
+    from hydra.utils import instantiate
+    from mlflow.tracking import MlflowClient
+
+    from huracan.data.ohlcv import bars_per_year
+    from huracan.db import migrate
+    from huracan.db.session import make_engine
+    from huracan.tracking.run import configure
+
+    s = SizerSettings(**cfg["sizer"])
+    data_cfg, tr = cfg["data"], cfg["tracking"]
+    timeframe = str(data_cfg["timeframe"])
+    symbols = s.symbols or [str(data_cfg["symbol"])]
+    symbol = ",".join(symbols)
+    seed = int(cfg.get("seed", 42))
+    experiment_id = configure(tr.get("tracking_uri"), Path(tr["store_dir"]),
+                              tr["experiment_name"])
+    client = MlflowClient()
+    t0 = time.perf_counter()
+    loaded = [_symbol_data(client, sym, timeframe, s, cfg) for sym in symbols]
+    fc, fee, candles = loaded[0][0], loaded[0][1], loaded[0][2]
+    data: SizingData | PortfolioData = loaded[0][3]
+    if s.symbols:
+        data = PortfolioData.align({sym: x[3] for sym, x in zip(symbols, loaded, strict=True)})
+        fc = {"run_id": ",".join(x[0]["run_id"] for x in loaded),
+              "version": ",".join(str(x[0]["version"]) for x in loaded),
+              "data_path": ",".join(str(x[0]["data_path"]) for x in loaded)}
+        fee = max(x[1] for x in loaded)
+    env = s.env_config(fee, bars_per_year(timeframe))
+    prep = time.perf_counter() - t0
+    log.info("sizer: %d OOS bars of %s %s (%s .. %s)", len(data), symbol, timeframe,
+             data.timestamps.min(), data.timestamps.max())
     outcome = train_and_evaluate(data, s, env, seed)
     outcome.seconds["data"] = prep
-    close = candles.set_index(pd.DatetimeIndex(candles["timestamp"]))["close"]
+    close = (None if s.symbols else
+             candles.set_index(pd.DatetimeIndex(candles["timestamp"]))["close"])
     name = registered_sizer_name(symbol, timeframe)
     with mlflow.start_run(experiment_id=experiment_id,
                           run_name=f"sizer-{symbol.replace('/', '')}-{timeframe}"):
         run_id = log_outcome(outcome, s, env, symbol=symbol, timeframe=timeframe,
                              forecaster=fc, close=close, resolved=cfg)
         decision = None
-        if s.register and cfg.get("registry", {}).get("enabled", True):
+        if s.symbols:
+            log.info("sizer: several symbols: the run is logged, not registered (huracan size "
+                     "serves one symbol's sizer)")
+        elif s.register and cfg.get("registry", {}).get("enabled", True):
             engine = make_engine(cfg.get("db", {}).get("url"))
             try:
                 migrate.upgrade(engine)
@@ -546,6 +595,10 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     table = comparison_table(outcome.test)
     cols = ["sharpe", "sortino", "max_drawdown", "calmar", "total_return", "psr", "n_trades",
             "mean_exposure", "mean_leverage", "liquidated"]
+    if s.symbols:
+        weights = outcome.test["ppo"].returns[[f"weight:{x}" for x in symbols]].mean()
+        print("PPO mean allocation on the unseen part: " + ", ".join(
+            f"{k.removeprefix('weight:')} {v:.2f}" for k, v in weights.items()))
     print(f"\nsizing on the unseen part: {outcome.rows['test']} bars {outcome.bounds['test_start']}"
           f" .. {outcome.bounds['test_end']} (PPO trained on {outcome.rows['train']} bars in "
           f"{outcome.seconds['train']:.1f} s, early-stopped on {outcome.rows['val']}); served "

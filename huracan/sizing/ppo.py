@@ -42,6 +42,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from huracan.sizing.baselines import SizingResult, result_from_frame
 from huracan.sizing.env import EnvConfig, SizingData, SizingEnv, run_episode
+from huracan.sizing.portfolio import (
+    PortfolioData,
+    PortfolioEnv,
+    portfolio_result,
+    run_portfolio_episode,
+)
 
 #: member of the SB3 zip holding the sizer's metadata
 META_NAME = "huracan_sizer.json"
@@ -188,19 +194,28 @@ class SizerModel:
         }
 
 
-def make_env(data: SizingData, config: EnvConfig) -> gym.Env[np.ndarray, np.ndarray]:
-    """The environment as PPO sees it: ``Monitor(UnitActions(SizingEnv(data, config)))``."""
-    return Monitor(UnitActions(SizingEnv(data, config)))
+def make_env(data: SizingData | PortfolioData,
+             config: EnvConfig) -> gym.Env[np.ndarray, np.ndarray]:
+    """The environment as PPO sees it: ``Monitor(UnitActions(SizingEnv(data, config)))``, or a
+    :class:`~huracan.sizing.portfolio.PortfolioEnv` for several symbols."""
+    return Monitor(UnitActions(_base_env(data, config)))
 
 
-def train_ppo(data: SizingData, train_stop: int | str | pd.Timestamp,
+def _base_env(data: SizingData | PortfolioData, config: EnvConfig) -> SizingEnv:
+    if isinstance(data, PortfolioData):
+        return PortfolioEnv(data, config)
+    return SizingEnv(data, config)
+
+
+def train_ppo(data: SizingData | PortfolioData, train_stop: int | str | pd.Timestamp,
               env_config: EnvConfig = TRAIN_ENV, ppo_config: PPOConfig | None = None, *,
               train_start: int | str | pd.Timestamp | None = None,
               callback: BaseCallback | None = None, verbose: int = 0) -> SizerModel:
     """Train a PPO sizer on the rows ``[train_start, train_stop)`` of ``data`` only.
 
     Args:
-        data: the stitched OOS series; only the training rows are handed to the environment.
+        data: the stitched OOS series (one symbol, or a :class:`PortfolioData` of several);
+            only the training rows are handed to the environment.
         train_stop: the train/eval boundary: the first row NOT trained on (a row position, or a
             time: the first bar at or after it).
         env_config: environment settings (``random_start`` should be on for training).
@@ -257,7 +272,7 @@ def _learning_curve(vec: DummyVecEnv) -> pd.DataFrame:
                          "episode_reward": [r[1] for r in rows], "episode_bars": lengths})
 
 
-def evaluate_ppo(sizer: SizerModel, data: SizingData,
+def evaluate_ppo(sizer: SizerModel, data: SizingData | PortfolioData,
                  start: int | str | pd.Timestamp | None = None,
                  stop: int | str | pd.Timestamp | None = None,
                  name: str = "ppo") -> SizingResult:
@@ -284,11 +299,13 @@ def evaluate_ppo(sizer: SizerModel, data: SizingData,
         raise ValueError(f"evaluation starts at {first}, not after the last training bar "
                          f"{sizer.train_end}: those bars were trained on")
     cfg = sizer.eval_config()
-    env = UnitActions(SizingEnv(seg, cfg))
+    env = UnitActions(_base_env(seg, cfg))
     names = env.unwrapped.observation_names  # type: ignore[attr-defined]
     if tuple(names) != sizer.observation_names:
         raise ValueError(f"observation layout {names} differs from training's "
                          f"{sizer.observation_names} (same optional inputs needed)")
+    if isinstance(seg, PortfolioData):
+        return portfolio_result(name, run_portfolio_episode(env, sizer.act), seg, cfg)
     frame = run_episode(env, sizer.act, start=0, pad=True)
     return result_from_frame(name, frame, seg, cfg)
 

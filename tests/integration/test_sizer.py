@@ -159,3 +159,35 @@ def test_the_sizer_without_a_forecaster_fails_in_one_line(tmp_path):
     proc = _run("huracan.sizer", [f"hydra.run.dir={tmp_path / 'sz'}"], tmp_path)
     assert proc.returncode == 1
     assert "no production version of huracan-BTCUSDT-1h" in proc.stderr
+
+
+def test_several_symbols_share_one_account_with_weights_within_capital(trained):
+    tmp, _uri, client, btc_run, _, _ = trained
+    fc = _run("huracan.train", ["experiment=walkforward_btc_1h", "data=eth_sample",
+                                "model=xgboost", "importance.enabled=false",
+                                "explain.max_rows=20", "registry.enabled=false",
+                                f"data.quality_log={tmp / 'dq.jsonl'}",
+                                f"hydra.run.dir={tmp / 'fc_eth'}"], tmp)
+    assert fc.returncode == 0, fc.stderr[-3000:]
+    eth_run = json.loads((tmp / "fc_eth" / "result.json").read_text())["run_id"]
+    proc = _run("huracan.sizer", ["sizer.symbols=[BTC/USDT,ETH/USDT]",
+                                  f"sizer.forecaster_runs=[{btc_run},{eth_run}]",
+                                  "sizer.total_timesteps=2048", "sizer.eval_every=1024",
+                                  "sizer.ppo.n_steps=512", f"hydra.run.dir={tmp / 'pf'}"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PPO mean allocation on the unseen part: BTC/USDT" in proc.stdout
+    exp = client.get_experiment_by_name("huracan")
+    run = next(r for r in client.search_runs([exp.experiment_id])
+               if r.data.tags.get("symbol") == "BTC/USDT,ETH/USDT")
+    m = run.data.metrics
+    for policy in ("ppo", "equal_weight", "inverse_volatility"):
+        assert f"test_{policy}_sharpe" in m and f"val_{policy}_composite_score" in m
+    assert run.data.tags["forecaster_run_id"] == f"{btc_run},{eth_run}"
+    frame = pd.read_parquet(client.download_artifacts(run.info.run_id,
+                                                      "sizer/test_returns.parquet", str(tmp)))
+    ppo = frame[frame.policy == "ppo"]
+    w = ppo[["weight:BTC/USDT", "weight:ETH/USDT"]].to_numpy()
+    assert len(ppo) == m["test_bars"] and (w >= 0).all() and (w.sum(axis=1) <= 1 + 1e-9).all()
+    # a portfolio run is logged, not registered: only the single-symbol sizer is in the registry
+    sizers = [r.name for r in client.search_registered_models() if "sizer" in r.name]
+    assert sizers == [SIZER]

@@ -60,7 +60,7 @@ LIQUIDATION_TYPES = ("single", "cascade")
 #: per-model methods, plus ``aggregate``: the mean rank across the methods (lower is better)
 IMPORTANCE_METHODS = ("shap", "permutation", "correlation", "aggregate")
 SEVERITIES = ("critical", "warning", "info")
-REGISTRY_EVENT_TYPES = ("promotion", "rejection", "rollback", "skipped")
+REGISTRY_EVENT_TYPES = ("promotion", "rejection", "rollback", "skipped", "drift")
 
 #: Surrogate ids: BIGINT on Postgres; INTEGER on SQLite, where only ``INTEGER PRIMARY KEY``
 #: auto-increments.

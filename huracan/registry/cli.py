@@ -105,6 +105,48 @@ def _window_bars(window: str, timeframe: str) -> int:
     return int(span / timeframe_to_timedelta(timeframe))
 
 
+def _monitor_drift(client: Any, name: str, prod: Any, data: Path | None, window: str,
+                   share: float, workspace: Path | None, db_url: str | None) -> None:
+    """The drift half of ``registry monitor``: check, print one line, and over threshold record
+    a ``drift`` event in registry history (the report's run, the retrain request)."""
+    from huracan.analysis.drift import check_drift_for_monitor
+
+    with _engine(db_url) as engine:
+        res = check_drift_for_monitor(client, engine, name, data_path=data, current=window,
+                                      drift_share=share, workspace=workspace,
+                                      notifier=notifier_from_env())
+        if res.drifted and res.error is None:
+            events.record(engine, event="drift", model_name=name,
+                          candidate_version=prod.version, champion_version=None,
+                          candidate_score=res.share, champion_score=None, tolerance=share,
+                          metric="drift_share", run_id=res.report_run_id,
+                          reason=(f"drift share {res.share:.2f} >= {share:g}: retrain requested"
+                                  f" (request {res.retrain_request_id})"),
+                          evidence={"drift_report_id": res.drift_report_id,
+                                    "retrain_request_id": res.retrain_request_id,
+                                    "drifted_features": list(res.drifted_features[:20]),
+                                    "html": res.html_path})
+    typer.echo(f"{name} v{prod.version}: {res.line()}")
+
+
+def _monitor_rescale(client: Any, name: str, data: Path | None) -> None:
+    """``--weekly-rescale``: the logged scaler refit when due; a failure is reported only."""
+    from huracan.analysis.drift import rescale_due
+    from huracan.analysis.drift import weekly_rescale as do_rescale
+
+    if not rescale_due(client, name):
+        typer.echo(f"{name}: scaler refit not due (last one within 7 days)")
+        return
+    try:
+        res = do_rescale(client, name, data_path=data)
+    except Exception as exc:  # the performance check must still run
+        typer.echo(f"{name}: scaler refit failed: {type(exc).__name__}: {exc}"[:300])
+        return
+    typer.echo(f"{name} v{res.version}: scaler refit on {res.window_start} .. {res.window_end} "
+               f"({res.rows} rows), largest mean shift {res.max_abs_mean_shift:.2f} sd; run "
+               f"{res.run_id}")
+
+
 @registry_app.command()
 def monitor(
     name: Name,
@@ -115,12 +157,27 @@ def monitor(
     metric: Annotated[str, typer.Option()] = "composite_score",
     tolerance: Annotated[float, typer.Option(help="Allowed relative degradation.")] = 0.05,
     min_bars: Annotated[int, typer.Option(help="Fewest unseen bars worth scoring.")] = 24,
+    drift: Annotated[bool, typer.Option(help="Also run the Evidently drift check of the "
+                                        "production model on the same window.")] = True,
+    drift_share: Annotated[float, typer.Option(help="Share of drifted features that counts "
+                                               "as drift (Evidently 0.7 leaves it to us).")] = 0.5,
+    workspace: Annotated[Path | None, typer.Option(help="Evidently workspace (default beside "
+                                                   "the MLflow store).")] = None,
+    weekly_rescale: Annotated[bool, typer.Option(help="Refit the scaler on the newest "
+                                                 "training-length window when the last refit is "
+                                                 "older than 7 days; logged, model unchanged "
+                                                 "(huracan drift rescale).")] = False,
     tracking_uri: TrackingUri = None,
     db_url: DbUrl = None,
 ) -> None:
     """Re-score production on the newest WINDOW of data, counting only bars after the last bar
     its model saw in training or validation; roll back if it degraded by more than TOLERANCE
-    relative to its score at promotion. Exit code 3 when fewer than MIN_BARS such bars exist."""
+    relative to its score at promotion. Exit code 3 when fewer than MIN_BARS such bars exist.
+
+    First (with --drift, the default) the drift check compares the model's inputs on WINDOW
+    with its training window (huracan drift report): over DRIFT_SHARE it records a retrain
+    request, a drift event in registry history (with the report's MLflow run) and an alert. A
+    failed drift check is reported and alerted, and the performance check still runs."""
     from huracan.data.ohlcv import DataValidationError, bars_per_year
     from huracan.pipeline import rebuild_features, run_settings
     from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
@@ -144,6 +201,10 @@ def monitor(
                                settings.backtest, bars_per_year(timeframe))
     seen = seen_until(prod)
     win = restrict_window(win, seen)
+    if drift:
+        _monitor_drift(client, name, prod, data, window, drift_share, workspace, db_url)
+    if weekly_rescale:
+        _monitor_rescale(client, name, data)
     if scored_bars(win) < max(int(min_bars), 2):
         typer.echo(f"{name} v{prod.version}: no unseen data yet: {scored_bars(win)} bar(s) of the "
                    f"window after its last training/validation bar {seen} (need {min_bars})")

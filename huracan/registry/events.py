@@ -25,7 +25,7 @@ from huracan.db import queries, records
 from huracan.db.records import Bind
 
 TO_TABLE = {"promoted": "promotion", "rejected": "rejection", "rolled_back": "rollback",
-            "skipped": "skipped"}
+            "skipped": "skipped", "drift": "drift"}
 FROM_TABLE = {v: k for k, v in TO_TABLE.items()}
 
 
@@ -61,7 +61,8 @@ def record(bind: Bind, *, event: str, model_name: str, candidate_version: str | 
     """Append one decision to ``registry_events``.
 
     Raises:
-        ValueError: unknown ``event`` (``promoted``, ``rejected``, ``rolled_back``, ``skipped``).
+        ValueError: unknown ``event`` (``promoted``, ``rejected``, ``rolled_back``, ``skipped``,
+            ``drift``: a drift check over threshold, ``run_id`` its monitoring run).
     """
     if event not in TO_TABLE:
         raise ValueError(f"unknown registry event {event!r}; expected one of {list(TO_TABLE)}")

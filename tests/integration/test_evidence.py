@@ -160,14 +160,27 @@ def test_registry_monitor_cli_scores_only_unseen_bars(two_models, sample_path):
     engine.dispose()
     runner = CliRunner()
     base = ["registry", "monitor", name, "--tracking-uri", uri, "--db-url", db]
-    none_new = runner.invoke(app, [*base, "--data", str(early)])
+    none_new = runner.invoke(app, [*base, "--data", str(early), "--no-drift"])
     assert none_new.exit_code == 3, none_new.output
-    assert "no unseen data yet" in none_new.output
-    scored = runner.invoke(app, [*base, "--data", str(sample_path), "--window", "20d"])
+    assert "no unseen data yet" in none_new.output and "drift share" not in none_new.output
+    # drift and performance in one command; a tiny threshold makes this window's drift count
+    scored = runner.invoke(app, [*base, "--data", str(sample_path), "--window", "20d",
+                                 "--drift-share", "0.01", "--weekly-rescale"])
     assert scored.exit_code == 0, scored.output
     assert f"{name} v{v} on" in scored.output and "tolerance 0.05" in scored.output
+    assert "DRIFT: retrain requested" in scored.output, scored.output
+    assert "scaler refit on" in scored.output, scored.output
+    engine = make_engine(db)
+    drift = [e for e in events.history(engine, name) if e.event == "drift"]
+    engine.dispose()
+    assert len(drift) == 1 and drift[0].metric == "drift_share"
+    assert drift[0].candidate_score >= 0.01 and drift[0].evidence["retrain_request_id"]
+    report_run = client.get_run(drift[0].run_id)  # the monitoring run holding the report
+    assert any(a.path.endswith(".html") for a in client.list_artifacts(report_run.info.run_id,
+                                                                       "drift"))
     a_val_end = pd.Timestamp(client.get_run(out["A"].run_id).data.tags["val_end"])
-    first = pd.Timestamp(scored.output.split(" on ")[1].split(" .. ")[0])
+    line = next(x for x in scored.output.splitlines() if x.startswith(f"{name} v{v} on "))
+    first = pd.Timestamp(line.split(" on ")[1].split(" .. ")[0])
     assert first > a_val_end  # only bars after production's training and validation data
 
 

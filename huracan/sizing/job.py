@@ -222,9 +222,11 @@ def _best_on(results: dict[str, SizingResult], metric: str = "composite_score") 
 
 
 def train_and_evaluate(data: SizingData | PortfolioData, s: SizerSettings, env: EnvConfig,
-                       seed: int) -> SizerOutcome:
+                       seed: int, threshold: float = 0.0) -> SizerOutcome:
     """PPO on the first part, early stopping on the second, every policy on the third
-    (the single-symbol baselines, or the portfolio ones for a :class:`PortfolioData`).
+    (the single-symbol baselines, or the portfolio ones for a :class:`PortfolioData`);
+    ``threshold`` is the forecaster's own entry threshold (a return, fraction) for
+    ``sign_rule``.
 
     Raises:
         ValueError: a part with fewer than ``2 x episode_bars`` rows for training or fewer than
@@ -268,7 +270,7 @@ def train_and_evaluate(data: SizingData | PortfolioData, s: SizerSettings, env: 
         if isinstance(part, PortfolioData):
             return evaluate_portfolio_baselines(part, eval_cfg)
         return evaluate_baselines(part, eval_cfg, target_vol=s.target_vol,
-                                  kelly_fraction=s.kelly_fraction)
+                                  kelly_fraction=s.kelly_fraction, threshold=threshold)
 
     val = {"ppo": evaluate_ppo(sizer, data, a, b)} | baselines(data.slice(a, b))
     test = {"ppo": evaluate_ppo(sizer, data, b)} | baselines(data.slice(b))
@@ -506,7 +508,8 @@ def load_oos(client: Any, run_id: str) -> pd.DataFrame:
 
 def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
                  cfg: dict[str, Any]) -> tuple[dict[str, Any], float, pd.DataFrame, SizingData]:
-    """One symbol's forecaster run, its backtest fee, its candles and its :class:`SizingData`
+    """One symbol's forecaster run (with its backtest ``threshold``), its backtest fee, its
+    candles and its :class:`SizingData`
     (OOS forecasts, intrabar extremes, funding). The run is ``sizer.forecaster_runs[symbol]``
     (several symbols: the run id at the symbol's place in ``sizer.symbols``),
     ``sizer.forecaster_run`` (one symbol) or the holder of the ``sizer.forecaster`` alias.
@@ -526,6 +529,7 @@ def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
         raise SizerError(f"forecaster run {fc['run_id']} is {fsettings.data.symbol} "
                          f"{fsettings.data.timeframe}, not {symbol} {timeframe}")
     fc["data_path"] = fsettings.data.path
+    fc["threshold"] = float(fsettings.backtest.threshold)
     oos = load_oos(client, fc["run_id"])
     candles = stages.load_validated(fsettings.data, log_quality=False)
     ts = pd.DatetimeIndex(oos["timestamp"])
@@ -570,7 +574,7 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     prep = time.perf_counter() - t0
     log.info("sizer: %d OOS bars of %s %s (%s .. %s)", len(data), symbol, timeframe,
              data.timestamps.min(), data.timestamps.max())
-    outcome = train_and_evaluate(data, s, env, seed)
+    outcome = train_and_evaluate(data, s, env, seed, threshold=float(fc.get("threshold", 0.0)))
     outcome.seconds["data"] = prep
     close = (None if s.symbols else
              candles.set_index(pd.DatetimeIndex(candles["timestamp"]))["close"])

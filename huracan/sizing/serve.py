@@ -200,7 +200,7 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
                           maintenance_margin=float(env_keys.get("maintenance_margin", 0.005)))
         cfg = replace(cfg, random_start=False, episode_bars=None)
         rule = {"fixed": lambda: bl.fixed_fraction(sd, cfg),
-                "sign_rule": lambda: bl.sign_rule(sd, cfg),
+                "sign_rule": lambda: bl.sign_rule(sd, cfg, settings.backtest.threshold),
                 "volatility_target": lambda: bl.volatility_target(sd, cfg, s.target_vol),
                 "kelly": lambda: bl.kelly(sd, cfg, s.kelly_fraction)}[choice["policy"]]
         out = rule().returns

@@ -13,6 +13,7 @@ store, for the shipped sample (120/20/14-day windows) and BTC, ETH and LTC 1h 20
   (chosen the same way) vs buy & hold, on the same bars: Sharpe, max drawdown, return, trades.
 
 Usage: python benchmarks/regime_report.py [--only sample,BTC,ETH,LTC] [--regime volatility|hmm]
+       [--models lightgbm,xgboost]
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ DATASETS = {
 REGIMES = ("low", "normal", "high", "extreme")
 
 
-def report(name: str, overrides: list[str], regime: str) -> dict:
+def report(name: str, overrides: list[str], regime: str, models: str | None = None) -> dict:
     from mlflow import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
+        extra = [f"model={models}"] if models else []
         proc, wall, results = run_sweep(["experiment=regimes_1h_wf", f"regime={regime}",
-                                         *overrides], tmp)
+                                         *overrides, *extra], tmp)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(proc.returncode)
@@ -106,12 +108,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(DATASETS))
     parser.add_argument("--regime", default="volatility", choices=("volatility", "hmm"))
+    parser.add_argument("--models", default=None,
+                        help="candidates (default the experiment's lightgbm,xgboost,lstm)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "regimes.json"))
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     t0 = time.perf_counter()
-    outs = [report(k, DATASETS[k], args.regime) for k in args.only.split(",")]
+    outs = [report(k, DATASETS[k], args.regime, args.models) for k in args.only.split(",")]
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)

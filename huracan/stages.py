@@ -30,7 +30,7 @@ from huracan.data.quality import JsonlQualitySink
 from huracan.data.validate import validate_for_training
 from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
-from huracan.evaluation.evidence import window_evidence
+from huracan.evaluation.evidence import lagged_execution, window_evidence
 from huracan.evaluation.explain import ShapResult
 from huracan.evaluation.explain import explain as shap_explain
 from huracan.evaluation.metrics import compute_metrics
@@ -419,10 +419,14 @@ class Evaluation:
 
 
 def _with_evidence(name: str, result: BacktestResult, metrics: dict[str, float],
-                   evidence: dict[str, dict[str, Any]]) -> None:
+                   evidence: dict[str, dict[str, Any]], fee: float, ppy: float) -> None:
     ev = window_evidence(result.returns["strategy_return"].to_numpy(), result.metrics.n_trades)
     metrics[f"{name}_psr"] = ev.psr
     metrics[f"{name}_bars"] = float(ev.bars)
+    lag = lagged_execution(result.returns["position"].to_numpy(),
+                           result.returns["asset_return"].to_numpy(), fee, ppy)
+    metrics[f"{name}_sharpe_lag1"] = lag["sharpe"]
+    metrics[f"{name}_total_return_lag1"] = lag["total_return"]
     evidence[name] = ev.as_dict()
 
 
@@ -495,7 +499,7 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
     evidence: dict[str, dict[str, Any]] = {}
     for name, res in results.items():
         metrics.update(res.metrics.as_dict(f"{name}_"))
-        _with_evidence(name, res, metrics, evidence)
+        _with_evidence(name, res, metrics, evidence, cfg.fee, ppy)
     figures = {f"plots/equity_drawdown_{name}.png":
                _equity_plot(results[name].returns, f"{title} {name} (net of fees)")
                for name in ("val", "test")}
@@ -545,7 +549,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     starts = [pd.Timestamp(fs.frame.index[o.fold.test.start]) for o in outcomes[1:]]
     metrics = result.metrics.as_dict("oos_") | {"oos_n_folds": float(len(outcomes))}
     evidence: dict[str, dict[str, Any]] = {}
-    _with_evidence("oos", result, metrics, evidence)
+    _with_evidence("oos", result, metrics, evidence, cfg.fee, ppy)
     return Evaluation(
         metrics=metrics, results={"oos": result}, evidence=evidence,
         reports={"rule/fit.json": {"rule": rule.kind, "folds": fits}},

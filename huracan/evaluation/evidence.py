@@ -65,6 +65,42 @@ def window_evidence(net_returns: np.ndarray, n_trades: int) -> WindowEvidence:
                           psr=float(st.psr_from_moments(sr, len(r), skew, kurt)))
 
 
+def lagged_execution(position: np.ndarray, asset_return: np.ndarray, fee: float,
+                     periods_per_year: float, lag: int = 1) -> dict[str, float]:
+    """The same positions filled ``lag`` bars later: a robustness check of the fill assumption.
+
+    The backtest fills a position at the close of the bar whose forecast chose it. An edge that
+    lives in the first bar after a signal (bid-ask bounce, a close at the bid followed by one at
+    the ask) shows there and cannot be traded by a real order; replaying ``position[t - lag]``
+    over ``asset_return[t]`` (flat for the first ``lag`` bars), with the same fee per unit of
+    turnover, removes it. Rows are taken in order, so across a data gap "one bar later" is the
+    next available bar.
+
+    Args:
+        position: per-bar position held over the next bar, shape ``(n,)``, units of equity.
+        asset_return: the next bar's simple return, fraction, ``(n,)``.
+        fee: cost per unit of turnover, fraction. periods_per_year: bars per year.
+        lag: bars of delay, ``>= 1``.
+
+    Returns:
+        ``{"sharpe": annualised Sharpe, "total_return": compounded, fraction}`` of the lagged
+        net returns (:func:`huracan.evaluation.metrics.sharpe_ratio` / ``total_return``).
+
+    Raises:
+        ValueError: ``lag < 1`` or mismatched shapes.
+    """
+    from huracan.evaluation.metrics import sharpe_ratio, total_return
+
+    p = np.asarray(position, dtype=np.float64).reshape(-1)
+    r = np.asarray(asset_return, dtype=np.float64).reshape(-1)
+    if lag < 1 or p.shape != r.shape:
+        raise ValueError("lag must be >= 1 and position/asset_return of the same shape")
+    late = np.concatenate([np.zeros(min(lag, len(p))), p[:-lag]]) if len(p) > lag else \
+        np.zeros_like(p)
+    net = late * r - fee * np.abs(np.diff(np.concatenate([[0.0], late])))
+    return {"sharpe": sharpe_ratio(net, periods_per_year), "total_return": total_return(net)}
+
+
 def deflate(candidates: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """DSR of every candidate against all of them (Bailey & Lopez de Prado 2014).
 

@@ -17,6 +17,7 @@ from huracan import stages
 from huracan.data.ohlcv import bars_per_year, timeframe_to_timedelta
 from huracan.db.session import make_engine
 from huracan.evaluation.backtest import extract_trades
+from huracan.evaluation.evidence import lagged_execution
 from huracan.evaluation.metrics import compute_metrics
 from huracan.models.base import Forecaster
 from huracan.registry import events
@@ -137,6 +138,12 @@ def test_stitched_oos_metrics_equal_metrics_from_the_logged_returns(wf_run):
     for name, value in m.items():
         assert run.data.metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     assert run.data.metrics["oos_bars"] == len(ret)
+    # the same positions filled one bar later (the fill-assumption check), from the same frame
+    late = lagged_execution(ret.position.to_numpy(), ret.asset_return.to_numpy(), fee,
+                            bars_per_year("1h"))
+    assert run.data.metrics["oos_sharpe_lag1"] == pytest.approx(late["sharpe"], rel=1e-9)
+    assert run.data.metrics["oos_total_return_lag1"] == pytest.approx(late["total_return"],
+                                                                      rel=1e-9, abs=1e-12)
     assert result.objective == "oos_composite_score"
     assert result.objective_value == pytest.approx(run.data.metrics["oos_composite_score"])
 

@@ -62,3 +62,25 @@ def test_fees_make_sign_flipping_lose():
     diff = free.returns["strategy_return"] - paid.returns["strategy_return"]
     assert diff.iloc[0] == pytest.approx(0.0004)
     assert diff.iloc[1:].to_numpy() == pytest.approx(np.full(n - 1, 0.0008))
+
+
+def test_lagged_execution_replays_the_positions_one_bar_later_by_hand():
+    from huracan.evaluation.evidence import lagged_execution
+    from huracan.evaluation.metrics import sharpe_ratio
+
+    position = np.array([1.0, 1.0, -1.0, 0.0, 1.0])
+    r = np.array([0.01, -0.02, 0.03, 0.01, -0.01])
+    out = lagged_execution(position, r, fee=0.001, periods_per_year=8760)
+    late = np.array([0.0, 1.0, 1.0, -1.0, 0.0])
+    net = late * r - 0.001 * np.array([0.0, 1.0, 0.0, 2.0, 1.0])
+    assert out["total_return"] == pytest.approx(np.prod(1 + net) - 1)
+    assert out["sharpe"] == pytest.approx(sharpe_ratio(net, 8760))
+    # a one-bar reversal traded at the signal's close: a perfect edge at lag 0, a loss at lag 1
+    rng = np.random.default_rng(0)
+    shock = rng.normal(0, 0.01, 500)
+    ret = np.r_[shock[1:] - shock[:-1], 0.0]          # each bar undoes the previous one
+    pos = -np.sign(np.r_[0.0, ret[:-1]])               # bet on the reversal
+    now = (pos * ret - 0.0004 * np.abs(np.diff(np.r_[0.0, pos]))).sum()
+    assert now > 0 and lagged_execution(pos, ret, 0.0004, 8760)["total_return"] < 0
+    with pytest.raises(ValueError, match="lag"):
+        lagged_execution(position, r, 0.001, 8760, lag=0)

@@ -66,6 +66,9 @@ def report(name: str, overrides: list[str]) -> dict:
                          "dsr": evidence["dsr"][r["run_id"]]["oos_dsr"],
                          "trades": int(m["oos_n_trades"]),
                          "return_pct": 100 * m["oos_total_return"],
+                         # the same positions filled one bar later (fill-assumption check)
+                         "sharpe_lag1": m.get("oos_sharpe_lag1", float("nan")),
+                         "return_lag1_pct": 100 * m.get("oos_total_return_lag1", float("nan")),
                          "picked": r["run_id"] == picked_id})
     out = {
         "dataset": name, "symbol": ref["symbol"], "wall_s": time.perf_counter() - t0,

@@ -24,6 +24,7 @@ from huracan.db.tables import (
     OpenInterest,
     RegistryEvent,
     SentimentScore,
+    TunedHyperparameters,
 )
 
 Bind: TypeAlias = Engine | Connection | Session
@@ -231,3 +232,21 @@ def previous_production(bind: Bind, model_name: str, version: int | str) -> int 
             .order_by(r.timestamp.desc(), r.id.desc()).limit(1))
     rows = _execute(bind, stmt)
     return rows[0][0] if rows else None
+
+
+def tuned_hyperparameters(bind: Bind, symbol: str, timeframe: str,
+                          model_type: str) -> dict[str, Any] | None:
+    """The newest stored best parameters of ``model_type`` on ``symbol``/``timeframe``
+    (``python -m huracan.tune``): ``{"params", "study_name", "metric", "value", "n_trials",
+    "run_id", "created_at"}``, or ``None``."""
+    t = TunedHyperparameters
+    stmt = (select(t.params, t.study_name, t.metric, t.value, t.n_trials, t.run_id,
+                   t.created_at)
+            .where(t.symbol == symbol, t.timeframe == timeframe, t.model_type == model_type)
+            .order_by(t.created_at.desc(), t.id.desc()).limit(1))
+    rows = _execute(bind, stmt)
+    if not rows:
+        return None
+    r = rows[0]
+    return {"params": dict(r[0]), "study_name": r[1], "metric": r[2], "value": float(r[3]),
+            "n_trials": int(r[4]), "run_id": r[5], "created_at": r[6]}

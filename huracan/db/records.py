@@ -20,6 +20,7 @@ from huracan.db.tables import (
     REGISTRY_EVENT_TYPES,
     FeatureImportance,
     RegistryEvent,
+    TunedHyperparameters,
 )
 
 Bind: TypeAlias = Engine | Connection | Session
@@ -152,3 +153,25 @@ def store_feature_importance(
         return len(rows)
 
     return _write(bind, write)
+
+
+def record_tuned_hyperparameters(bind: Bind, *, symbol: str, timeframe: str, model_type: str,
+                                 study_name: str, metric: str, value: float,
+                                 params: dict[str, Any], n_trials: int,
+                                 run_id: str | None = None,
+                                 created_at: datetime | None = None) -> None:
+    """Append a study's best parameters to ``tuned_hyperparameters``.
+
+    Raises:
+        ValueError: a metric on test rows, a non-finite value or a naive ``created_at``.
+    """
+    if metric.startswith("test_"):
+        raise ValueError(f"metric {metric!r}: tuned parameters are chosen on val/OOS, not test")
+    if not np.isfinite(value):
+        raise ValueError(f"value {value!r} is not finite")
+    row = {"created_at": _now_or(created_at), "symbol": symbol, "timeframe": timeframe,
+           "model_type": model_type, "study_name": study_name, "metric": metric,
+           "value": float(value), "n_trials": int(n_trials),
+           "params": {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()},
+           "run_id": run_id}
+    _write(bind, lambda c: c.execute(insert(TunedHyperparameters), [row]))

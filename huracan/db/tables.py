@@ -372,3 +372,28 @@ class RetrainRequest(Base):
     report_run_id: Mapped[str | None] = mapped_column(String(64))
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consumed_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class TunedHyperparameters(Base):
+    """The best parameters of one Optuna study (revision 0005, ``python -m huracan.tune``): per
+    symbol, timeframe and model type, the study, its metric (validation or walk-forward OOS) and
+    best value, the trials it took, and the best trial's MLflow run. The newest row per
+    (symbol, timeframe, model_type) is what the product calls the stored best hyperparameters."""
+
+    __tablename__ = "tuned_hyperparameters"
+    __table_args__ = (
+        Index("ix_tuned_hyperparameters_symbol_timeframe_model_type", "symbol", "timeframe",
+              "model_type", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(16))
+    model_type: Mapped[str] = mapped_column(String(64))
+    study_name: Mapped[str] = mapped_column(String(256))
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Double)
+    n_trials: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    run_id: Mapped[str | None] = mapped_column(String(64))

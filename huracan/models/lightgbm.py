@@ -9,11 +9,20 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from huracan.models import hooks
 from huracan.models.base import Forecaster, NotFittedError, tree_shap
 
 MODEL_FILE = "model.txt"
 #: LightGBM's names of the L1 (absolute error) objective
 _L1_OBJECTIVES = ("regression_l1", "l1", "mae", "mean_absolute_error")
+
+
+def _report_val(env: Any) -> None:
+    """LightGBM callback: the ``val`` metric of this round to :mod:`huracan.models.hooks`."""
+    for name, _metric, value, *_ in env.evaluation_result_list:
+        if name == "val":
+            hooks.report_progress(env.iteration, value)
+            return
 
 
 class LightGBMForecaster(Forecaster):
@@ -91,6 +100,8 @@ class LightGBMForecaster(Forecaster):
             valid_sets.append(lgb.Dataset(X_val, y_val, reference=train))
             names.append("val")
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+            if hooks.active():
+                callbacks.append(_report_val)
         self.booster_ = lgb.train(
             self._lgb_params(), train, num_boost_round=self.n_estimators,
             valid_sets=valid_sets, valid_names=names, callbacks=callbacks,

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
+from huracan.models import hooks
 from huracan.models.base import Forecaster, NotFittedError, tree_shap
 
 MODEL_FILE = "model.ubj"
+
+
+class _ReportVal(xgb.callback.TrainingCallback):
+    """XGBoost callback: the ``val`` metric of this round to :mod:`huracan.models.hooks`."""
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        metrics = evals_log.get("val", {})
+        if metrics:
+            hooks.report_progress(epoch, float(next(iter(metrics.values()))[-1]))
+        return False
 
 
 class XGBoostForecaster(Forecaster):
@@ -76,10 +88,11 @@ class XGBoostForecaster(Forecaster):
         if X_val is not None:
             evals.append((xgb.DMatrix(X_val, label=y_val, feature_names=self.feature_names_),
                           "val"))
+        callbacks = [_ReportVal()] if X_val is not None and hooks.active() else None
         self.booster_ = xgb.train(
             self._xgb_params(), dtrain, num_boost_round=self.n_estimators, evals=evals,
             early_stopping_rounds=self.early_stopping_rounds if X_val is not None else None,
-            verbose_eval=self.log_period,
+            verbose_eval=self.log_period, callbacks=callbacks,
         )
         best = getattr(self.booster_, "best_iteration", None)
         self.best_iteration_ = int(best) + 1 if best is not None else self.n_estimators

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
+from huracan.models import hooks
 from huracan.models.base import (
     Forecaster,
     NotFittedError,
@@ -247,6 +248,11 @@ class KerasForecaster(Forecaster):
                     verbose=1 if self.verbose else 0,
                 )
             )
+
+        if validation is not None and hooks.active():
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: hooks.report_progress(
+                    epoch, float((logs or {}).get("val_loss", float("nan"))))))
 
         # a refit drops the previous network (and its fitted status) before clearing Keras state
         self.model_ = None

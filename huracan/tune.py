@@ -1,0 +1,385 @@
+"""``python -m huracan.tune [overrides]``: an Optuna study over ``huracan.train``'s jobs.
+
+Examples:
+    python -m huracan.tune model=lightgbm tune.n_trials=30
+    python -m huracan.tune model=lstm tune.n_trials=10
+    python -m huracan.tune model=xgboost split=walk_forward tune.search_labels=true
+    python -m huracan.tune model=lightgbm tune.n_workers=2 \\
+        tune.storage=postgresql+psycopg2://postgres@127.0.0.1:5432/optuna
+
+Each trial is one ``huracan.train`` job (same stages, validation or walk-forward OOS metric, never
+test) logged as a child MLflow run of the study's parent run; the study lives in RDB storage, so a
+rerun of the same command resumes it up to ``tune.n_trials``, and ``tune.n_workers`` processes (or
+the same command on other machines) share it. At the end the parent run gets the best
+parameters, the trial counts, the best trial's deflated Sharpe ratio against the number of trials,
+and Optuna's plots; the best parameters become a preset (``experiment=tuned/<name>``) and a row
+of the brain store's ``tuned_hyperparameters``. See :mod:`huracan.tuning`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import math
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.config import register_resolvers
+from huracan.tuning import TuneError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("huracan.tune")
+
+register_resolvers()
+
+
+def model_name(resolved: dict[str, Any]) -> str:
+    """``lightgbm``, ``lstm``... from the model's ``_target_``."""
+    return str(resolved["model"]["_target_"]).rsplit(".", 1)[-1].removesuffix(
+        "Forecaster").lower()
+
+
+def _trial_config(resolved: dict[str, Any], values: dict[str, Any],
+                  t: dict[str, Any]) -> dict[str, Any]:
+    from huracan.tuning import apply
+
+    cfg = apply(resolved, values)
+    cfg["registry"]["enabled"] = False       # trials are candidates of the study, not production
+    cfg["importance"]["enabled"] = False
+    cfg["explain"]["max_rows"] = int(t.get("explain_rows", 20))
+    cfg["tracking"]["log_model"] = False     # the preset retrains the best one
+    return cfg
+
+
+def _parent_run(client: Any, experiment_id: str, study_name: str, tags: dict[str, str]) -> str:
+    """The study's MLflow parent run: the existing one (a resumed study) or a new one."""
+    runs = client.search_runs([experiment_id],
+                              filter_string=f"tags.`huracan.study` = '{study_name}' and "
+                                            "tags.`huracan.role` = 'study'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if runs:
+        run_id = str(runs[0].info.run_id)
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(experiment_id, run_name=f"study-{study_name}",
+                            tags={"huracan.role": "study", "huracan.study": study_name, **tags})
+    return str(run.info.run_id)
+
+
+def _objective(resolved: dict[str, Any], t: dict[str, Any], space: list[Any], metric: str,
+               maximize: bool, parent_run_id: str) -> Any:
+    import mlflow
+    import optuna
+
+    from huracan import pipeline
+    from huracan.models import hooks
+    from huracan.settings import JobSettings
+    from huracan.tuning import IntermediateReporter, suggest
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, space)
+        cfg = _trial_config(resolved, values, t)
+        settings = JobSettings.from_dict(cfg)
+        reporter = IntermediateReporter(trial, maximize,
+                                        per_fold=settings.split.scheme == "walk_forward")
+
+        def listen(step: int, value: float) -> None:
+            try:
+                reporter(step, value)
+            except optuna.TrialPruned:
+                run = mlflow.active_run()
+                if run is not None:  # the trial's child run: say why it stops here
+                    mlflow.set_tags({"huracan.trial": str(trial.number),
+                                     "huracan.trial_state": "pruned"})
+                    for s, v in reporter.reported:
+                        mlflow.log_metric("intermediate_value", v, step=s)
+                raise
+
+        with hooks.listening(listen):
+            result = pipeline.run_job(settings, resolved=cfg, parent_run_id=parent_run_id)
+        reporter.close()
+        client = mlflow.MlflowClient()
+        client.set_tag(result.run_id, "huracan.trial", str(trial.number))
+        client.set_tag(result.run_id, "huracan.trial_state", "complete")
+        for s, v in reporter.reported:
+            client.log_metric(result.run_id, "intermediate_value", v, step=s)
+        prefix = metric.split("_", 1)[0]
+        trial.set_user_attr("run_id", result.run_id)
+        if prefix in result.evidence:
+            trial.set_user_attr("evidence", result.evidence[prefix])
+        value = float(result.metrics[metric])
+        trades = result.metrics.get(f"{prefix}_n_trades", math.inf)
+        min_trades = int(resolved.get("selection", {}).get("min_trades", 30))
+        if trades < min_trades or not math.isfinite(value):
+            # the sweep's eligibility rule: a handful of trades is no evidence (a trial that
+            # never trades scores 0.2 x (1 - 0 drawdown) + accuracy on the composite)
+            trial.set_user_attr("ineligible", f"{trades:.0f} {prefix} trades < {min_trades}")
+            client.set_tag(result.run_id, "huracan.trial_state", "ineligible")
+            raise optuna.TrialPruned(f"ineligible: {trades:.0f} {prefix} trades < {min_trades}")
+        return value
+
+    return objective
+
+
+def best_trial_dsr(study: Any) -> dict[str, float] | None:
+    """DSR of the best trial (Bailey & Lopez de Prado 2014) with ``N`` = every finished trial
+    (complete or pruned) and the Sharpe variance of the complete ones; ``None`` without
+    evidence."""
+    import numpy as np
+    import optuna
+
+    from huracan.evaluation import statistics as st
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+            and "evidence" in t.user_attrs]
+    n = len([t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                    optuna.trial.TrialState.PRUNED)])
+    if not done:
+        return None
+    best = study.best_trial
+    ev = best.user_attrs.get("evidence")
+    if ev is None:
+        return None
+    srs = np.array([float(t.user_attrs["evidence"]["sr"]) for t in done])
+    var = float(np.var(srs, ddof=1)) if len(srs) > 1 else 0.0
+    bench = st.expected_max_sharpe(n, var) if n > 1 and var > 0 else 0.0
+    dsr = st.psr_from_moments(float(ev["sr"]), int(ev["bars"]), float(ev["skew"]),
+                              float(ev["kurtosis"]), benchmark_sr=bench) \
+        if int(ev["bars"]) >= 3 and not ev.get("flat") else 0.0
+    return {"dsr": float(dsr), "psr": float(ev["psr"]), "n_trials": float(n),
+            "benchmark_sr": float(bench)}
+
+
+def _log_plots(client: Any, run_id: str, study: Any) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    written = []
+    plots: dict[str, Any] = {"optimization_history": ovm.plot_optimization_history,
+             "param_importances": ovm.plot_param_importances,
+             "parallel_coordinate": ovm.plot_parallel_coordinate}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna's matplotlib backend is "experimental"
+        for name, fn in plots.items():
+            try:
+                ax = fn(study)
+            except Exception as exc:  # e.g. importances need >= 2 complete trials
+                log.info("plot %s skipped: %s", name, exc)
+                continue
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+            path = Path(tmp) / f"{name}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+            client.log_artifact(run_id, str(path), "study")
+            written.append(name)
+    return written
+
+
+def _store_best(db_url: str | None, row: dict[str, Any]) -> None:
+    from huracan.db import migrate
+    from huracan.db.records import record_tuned_hyperparameters
+    from huracan.db.session import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine)
+        record_tuned_hyperparameters(engine, **row)
+    finally:
+        engine.dispose()
+
+
+def run_study(resolved: dict[str, Any], t: dict[str, Any],
+              task_overrides: list[str] | None = None) -> dict[str, Any]:
+    """The whole tuning job (see the module docstring); returns a summary dict.
+
+    Raises:
+        TuneError: a bad search space, a test metric, an unknown sampler or pruner.
+    """
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from huracan import pipeline
+    from huracan.secrets import mask_url
+    from huracan.settings import JobSettings
+    from huracan.tracking.run import configure
+    from huracan.tuning import (
+        PRESET_DIR,
+        SPACE_DIR,
+        apply,
+        check_metric,
+        load_space,
+        make_pruner,
+        make_sampler,
+        preset_text,
+    )
+
+    settings = JobSettings.from_dict(resolved)
+    model = model_name(resolved)
+    metric = check_metric(str(t.get("metric") or pipeline.objective_of(settings)))
+    space = load_space(t.get("search_space") or SPACE_DIR / f"{model}.yaml")
+    if t.get("search_labels"):
+        space += load_space(SPACE_DIR / "labels.yaml")
+    apply(resolved, {p.key: None for p in space})  # every key exists (TuneError otherwise)
+    direction = str(t.get("direction", "maximize"))
+    if direction not in ("maximize", "minimize"):
+        raise TuneError(f"tune.direction must be maximize or minimize, got {direction!r}")
+    data = settings.data
+    sym = data.symbol.replace("/", "").replace(":", "")
+    wf = settings.split.scheme == "walk_forward"
+    study_name = str(t.get("study_name") or f"tune-{sym}-{data.timeframe}-{model}"
+                     f"{'-wf' if wf else ''}")
+    store_dir = Path(settings.tracking.store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    storage = str(t.get("storage") or f"sqlite:///{store_dir.resolve() / 'optuna.db'}")
+    n_trials = int(t.get("n_trials", 30))
+    seed = int(resolved.get("seed", 42))
+    warmup = 1 if wf else int(t.get("n_warmup_steps", 10))
+    sampler = make_sampler(str(t.get("sampler", "tpe")), seed, int(t.get("n_startup_trials", 5)))
+    pruner = make_pruner(str(t.get("pruner", "median")), int(t.get("n_startup_trials", 5)),
+                         warmup)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # created once here, before any worker starts (concurrent creation races on Postgres)
+    study = optuna.create_study(storage=storage, study_name=study_name,
+                                direction="maximize" if direction == "maximize" else "minimize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    experiment_id = configure(settings.tracking.tracking_uri, store_dir,
+                              settings.tracking.experiment_name)
+    client = MlflowClient()
+    parent = str(t.get("parent_run_id") or "") or _parent_run(
+        client, experiment_id, study_name,
+        {"symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
+         "metric": metric, "direction": direction, "storage": mask_url(storage),
+         "split_scheme": settings.split.scheme})
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    t0 = time.perf_counter()
+    n_workers = int(t.get("n_workers", 1))
+    is_worker = bool(t.get("parent_run_id"))
+    if n_workers > 1 and not is_worker:
+        procs = [subprocess.Popen([sys.executable, "-m", "huracan.tune", *(task_overrides or []),
+                                   "tune.n_workers=1", f"tune.parent_run_id={parent}",
+                                   f"tune.storage={storage}", f"tune.study_name={study_name}",
+                                   f"seed={seed + k}",  # each worker's sampler seeded apart
+                                   f"hydra.run.dir={store_dir.resolve()}/tune-workers/{k}"],
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                 for k in range(n_workers)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise TuneError(f"tune workers exited with {codes}")
+    else:
+        left = n_trials - len(study.get_trials(states=finished))
+        if left > 0:
+            study.optimize(
+                _objective(resolved, t, space, metric, direction == "maximize", parent),
+                n_trials=left, catch=(ValueError, RuntimeError, ArithmeticError),
+                callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=finished)])
+    seconds = time.perf_counter() - t0
+    if is_worker:
+        return {"study": study_name, "worker": True, "seconds": seconds}
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    # finished trials only: a worker killed mid-trial leaves one RUNNING forever (no heartbeat)
+    trials = [x for x in study.trials if x.state.is_finished()]
+    complete = [x for x in trials if x.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [x for x in trials if x.state == optuna.trial.TrialState.PRUNED]
+    ineligible = [x for x in pruned if "ineligible" in x.user_attrs]
+    if not complete:
+        client.set_terminated(parent, "FAILED")
+        raise TuneError(f"study {study_name}: no trial completed ({len(pruned)} pruned, "
+                        f"{len(trials) - len(pruned)} failed)")
+    best = study.best_trial
+    best_value = float(best.value) if best.value is not None else math.nan
+    durations = [x.duration.total_seconds() for x in trials if x.duration is not None]
+    dsr = best_trial_dsr(study)
+    summary = {
+        "study": study_name, "storage": mask_url(storage), "metric": metric,
+        "n_trials": len(trials), "complete": len(complete), "pruned": len(pruned),
+        "ineligible": len(ineligible),
+        "best_value": best_value, "best_trial": best.number,
+        "best_params": dict(best.params), "best_run_id": best.user_attrs.get("run_id"),
+        "seconds": seconds,
+        "mean_trial_seconds": sum(durations) / len(durations) if durations else math.nan,
+        "dsr": dsr,
+    }
+    logged = client.get_run(parent).data.params
+    for k, v in best.params.items():  # params are immutable: a resumed study's new best -> tag
+        name = f"best.{k}"
+        if name not in logged:
+            client.log_param(parent, name, str(v))
+        elif logged[name] != str(v):
+            client.set_tag(parent, name, str(v))
+    metrics = {"n_trials": len(trials), "n_complete": len(complete), "n_pruned": len(pruned),
+               "n_ineligible": len(ineligible),
+               f"best_{metric}": best_value, "best_trial": best.number,
+               "mean_trial_seconds": summary["mean_trial_seconds"]}
+    if dsr is not None:
+        metrics |= {f"best_{metric.split('_', 1)[0]}_dsr": dsr["dsr"],
+                    f"best_{metric.split('_', 1)[0]}_psr": dsr["psr"]}
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and math.isfinite(float(v)):
+            client.log_metric(parent, k, float(v))
+    client.set_tag(parent, "best_run_id", str(summary["best_run_id"]))
+    summary["plots"] = _log_plots(client, parent, study)
+    values = {k: v for k, v in best.params.items()}
+    preset_dir = Path(t.get("preset_dir") or PRESET_DIR)
+    preset_dir.mkdir(parents=True, exist_ok=True)
+    preset = preset_dir / f"{sym.lower()}_{data.timeframe}_{model}.yaml"
+    preset.write_text(preset_text(model, values, study=study_name, n_trials=len(trials),
+                                  metric=metric, value=best_value,
+                                  storage=mask_url(storage)))
+    client.log_artifact(parent, str(preset), "study")
+    summary["preset"] = str(preset)
+    _store_best(settings.db_url, {
+        "symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
+        "study_name": study_name, "metric": metric, "value": best_value,
+        "params": values, "n_trials": len(trials), "run_id": summary["best_run_id"]})
+    client.set_terminated(parent, "FINISHED")
+    summary["parent_run_id"] = parent
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")
+def main(cfg: DictConfig) -> float:
+    """Hydra task: one study (or one worker of it); returns the best value."""
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    resolved.pop("hydra", None)
+    t = dict(resolved.pop("tune"))
+    overrides = [o for o in HydraConfig.get().overrides.task
+                 if not o.startswith(("tune.n_workers", "hydra."))]
+    try:
+        out = run_study(resolved, t, overrides)
+    except TuneError as exc:
+        log.error("%s", exc)
+        print(f"huracan.tune: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if out.get("worker"):
+        return math.nan
+    dsr = out.get("dsr") or {}
+    print(f"\nstudy {out['study']} ({out['storage']}): {out['n_trials']} trials, "
+          f"{out['complete']} complete, {out['pruned']} pruned ({out['ineligible']} of them for "
+          f"too few trades), "
+          f"{out['mean_trial_seconds']:.1f} s per trial; best {out['metric']} "
+          f"{out['best_value']:.4f} (trial {out['best_trial']}, run {out['best_run_id']}); "
+          f"DSR against {dsr.get('n_trials', float('nan')):.0f} trials "
+          f"{dsr.get('dsr', float('nan')):.3f}\nbest parameters: {out['best_params']}\n"
+          f"preset: {out['preset']}  (python -m huracan.train experiment=tuned/"
+          f"{Path(out['preset']).stem})", flush=True)
+    return float(out["best_value"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``python -m huracan.tune`` on the shipped sample: a study killed mid-way resumes to its trial
+count under one MLflow parent run with a child run per trial, plots, a preset and a brain-store
+row; the study's values do not move when the test rows change."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from huracan.db.queries import tuned_hyperparameters
+from huracan.db.session import make_engine
+from huracan.tracking.run import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+STUDY = "tune-BTCUSDT-1h-lightgbm"
+
+
+def _cmd(tmp: Path, n_trials: int, extra: list[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "huracan.tune", "model=lightgbm", f"tune.n_trials={n_trials}",
+            "tune.pruner=none", "tune.n_startup_trials=2", f"tracking.store_dir={tmp / 'mlruns'}",
+            f"db.url=sqlite:///{tmp / 'brain.db'}", f"tune.preset_dir={tmp / 'tuned'}",
+            f"data.quality_log={tmp / 'dq.jsonl'}", f"hydra.run.dir={tmp / 'run'}",
+            "selection.min_trades=0", *extra]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def _finished(storage: str) -> int:
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+    except Exception:
+        return 0
+    return len([t for t in study.trials if t.state.is_finished()])
+
+
+def test_a_killed_study_resumes_to_its_trial_count(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    proc = subprocess.Popen(_cmd(tmp_path, 6), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _finished(storage) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    done_before = _finished(storage)
+    assert 2 <= done_before < 6, "the study should be cut short"
+    rerun = subprocess.run(_cmd(tmp_path, 6), cwd=REPO, env=_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 6 and len({t.number for t in finished}) == 6
+    assert f"study {STUDY}" in rerun.stdout and ": 6 trials," in rerun.stdout
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    exp = client.get_experiment_by_name("huracan")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("huracan.role") == "study"]
+    assert len(parents) == 1  # the rerun continued the same parent run
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    trial_tags = {r.data.tags.get("huracan.trial") for r in children if r.info.status ==
+                  "FINISHED"}
+    assert {str(t.number) for t in finished if t.state.name == "COMPLETE"} <= trial_tags
+    assert parent.info.status == "FINISHED" or client.get_run(
+        parent.info.run_id).info.status == "FINISHED"
+    p = client.get_run(parent.info.run_id).data
+    assert p.metrics["n_trials"] == 6 and "best_val_composite_score" in p.metrics
+    assert "best_val_dsr" in p.metrics and 0.0 <= p.metrics["best_val_dsr"] <= 1.0
+    assert p.metrics["best_val_dsr"] <= p.metrics["best_val_psr"] + 1e-12  # deflated
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
+    assert {"study/optimization_history.png", "study/btcusdt_1h_lightgbm.yaml"} <= arts
+    preset = (tmp_path / "tuned" / "btcusdt_1h_lightgbm.yaml").read_text()
+    assert preset.startswith("# @package _global_") and f"study {STUDY}" in preset
+    assert f"{p.metrics['best_val_composite_score']:.6g}" in preset
+    engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
+    row = tuned_hyperparameters(engine, "BTC/USDT", "1h", "lightgbm")
+    engine.dispose()
+    assert row is not None and row["study_name"] == STUDY
+    assert row["params"] == study.best_trial.params
+    assert row["value"] == pytest.approx(study.best_value)
+
+
+def test_test_rows_never_reach_the_objective(tmp_path, sample_path):
+    """Change every candle of the test window beyond recognition: the trials' values (on
+    validation) stay the same, their test metrics do not."""
+    first = tmp_path / "a"
+    a = subprocess.run(_cmd(first, 2), cwd=REPO, env=_env(), capture_output=True, text=True,
+                       timeout=600)
+    assert a.returncode == 0, a.stderr[-3000:]
+    client = MlflowClient(tracking_uri=default_tracking_uri(first / "mlruns"))
+    exp = client.get_experiment_by_name("huracan")
+    child = next(r for r in client.search_runs([exp.experiment_id])
+                 if r.data.tags.get("huracan.trial") == "0")
+    test_start = pd.Timestamp(child.data.tags["test_start"])
+    candles = pd.read_parquet(sample_path)
+    ts = pd.DatetimeIndex(candles["timestamp"])
+    late = ts >= test_start
+    rng = np.random.default_rng(0)
+    factor = np.exp(np.cumsum(rng.normal(0, 0.01, late.sum())))
+    for c in ("open", "high", "low", "close"):
+        candles.loc[late, c] = candles.loc[late, c].to_numpy() * factor
+    candles.loc[late, "volume"] = candles.loc[late, "volume"].to_numpy() * 3
+    changed = tmp_path / "changed.parquet"
+    candles.to_parquet(changed, index=False)
+    second = tmp_path / "b"
+    b = subprocess.run(_cmd(second, 2, [f"data.path={changed}"]), cwd=REPO, env=_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert b.returncode == 0, b.stderr[-3000:]
+
+    def values(tmp: Path) -> list[float]:
+        st = optuna.load_study(study_name=STUDY,
+                               storage=f"sqlite:///{tmp / 'mlruns' / 'optuna.db'}")
+        return [t.value for t in st.trials]
+
+    assert values(first) == values(second)
+    client_b = MlflowClient(tracking_uri=default_tracking_uri(second / "mlruns"))
+    exp_b = client_b.get_experiment_by_name("huracan")
+    child_b = next(r for r in client_b.search_runs([exp_b.experiment_id])
+                   if r.data.tags.get("huracan.trial") == "0")
+    assert child_b.data.metrics["val_composite_score"] == child.data.metrics[
+        "val_composite_score"]
+    assert child_b.data.metrics["test_total_return"] != child.data.metrics["test_total_return"]

@@ -118,6 +118,7 @@ def _objective(resolved: dict[str, Any], t: dict[str, Any], space: list[Any], me
             client.log_metric(result.run_id, "intermediate_value", v, step=s)
         prefix = metric.split("_", 1)[0]
         trial.set_user_attr("run_id", result.run_id)
+        trial.set_user_attr("pid", os.getpid())  # which worker ran it
         if prefix in result.evidence:
             trial.set_user_attr("evidence", result.evidence[prefix])
         value = float(result.metrics[metric])
@@ -270,24 +271,27 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
     t0 = time.perf_counter()
     n_workers = int(t.get("n_workers", 1))
     is_worker = bool(t.get("parent_run_id"))
-    if n_workers > 1 and not is_worker:
+    left = n_trials - len(study.get_trials(states=finished))
+    if n_workers > 1 and not is_worker and left > 0:
+        # the remaining trials split between the workers: exactly n_trials in total
+        quotas = [left // n_workers + (k < left % n_workers) for k in range(n_workers)]
         procs = [subprocess.Popen([sys.executable, "-m", "huracan.tune", *(task_overrides or []),
                                    "tune.n_workers=1", f"tune.parent_run_id={parent}",
+                                   f"+tune.worker_trials={quotas[k]}",
                                    f"tune.storage={storage}", f"tune.study_name={study_name}",
                                    f"seed={seed + k}",  # each worker's sampler seeded apart
                                    f"hydra.run.dir={store_dir.resolve()}/tune-workers/{k}"],
                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-                 for k in range(n_workers)]
+                 for k in range(n_workers) if quotas[k] > 0]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise TuneError(f"tune workers exited with {codes}")
-    else:
-        left = n_trials - len(study.get_trials(states=finished))
-        if left > 0:
+    elif n_workers <= 1 or is_worker:
+        quota = int(t["worker_trials"]) if is_worker and t.get("worker_trials") else left
+        if quota > 0:
             study.optimize(
                 _objective(resolved, t, space, metric, direction == "maximize", parent),
-                n_trials=left, catch=(ValueError, RuntimeError, ArithmeticError),
-                callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=finished)])
+                n_trials=quota, catch=(ValueError, RuntimeError, ArithmeticError))
     seconds = time.perf_counter() - t0
     if is_worker:
         return {"study": study_name, "worker": True, "seconds": seconds}
@@ -358,8 +362,10 @@ def main(cfg: DictConfig) -> float:
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     resolved.pop("hydra", None)
     t = dict(resolved.pop("tune"))
-    overrides = [o for o in HydraConfig.get().overrides.task
-                 if not o.startswith(("tune.n_workers", "hydra."))]
+    # what the workers inherit (the keys they are given explicitly left out)
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(
+        ("tune.n_workers", "tune.storage", "tune.study_name", "tune.parent_run_id",
+         "tune.worker_trials", "seed=", "hydra."))]
     try:
         out = run_study(resolved, t, overrides)
     except TuneError as exc:

@@ -134,3 +134,26 @@ def test_test_rows_never_reach_the_objective(tmp_path, sample_path):
     assert child_b.data.metrics["val_composite_score"] == child.data.metrics[
         "val_composite_score"]
     assert child_b.data.metrics["test_total_return"] != child.data.metrics["test_total_return"]
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgres_share_one_study(tmp_path, fresh_pg_url):
+    """The study is created once by the command, then two worker processes share it: 20 trials,
+    20 unique numbers, both workers at work, one parent run."""
+    proc = subprocess.run(_cmd(tmp_path, 20, ["tune.n_workers=2", f"tune.storage={fresh_pg_url}",
+                                              "tune.pruner=median"]),
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name=STUDY, storage=fresh_pg_url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(study.trials) == 20 and sorted(t.number for t in finished) == list(range(20))
+    assert len({t.user_attrs.get("pid") for t in study.trials
+                if "pid" in t.user_attrs}) == 2
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    exp = client.get_experiment_by_name("huracan")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("huracan.role") == "study"]
+    assert len(parents) == 1
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(kids) == 20
+    assert "postgresql" in parents[0].data.tags["storage"] and "***" not in fresh_pg_url

@@ -141,6 +141,7 @@ def test_two_workers_on_postgres_share_one_study(tmp_path, fresh_pg_url):
     """The study is created once by the command, then two worker processes share it: 20 trials,
     20 unique numbers, both workers at work, one parent run."""
     proc = subprocess.run(_cmd(tmp_path, 20, ["tune.n_workers=2", f"tune.storage={fresh_pg_url}",
+                                              "model.n_jobs=1",
                                               "tune.pruner=median"]),
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -134,3 +134,16 @@ def test_the_preset_round_trips_into_huracan_train(tmp_path):
     assert cfg.backtest.threshold == 0.0011
     assert cfg.model.subsample == 0.8  # untuned keys keep the model's defaults
     assert "7 trials" in path.read_text().splitlines()[1]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF.parent / "experiments" / "tuned")
+                                        .glob("*.yaml")))
+def test_the_shipped_tuned_presets_compose(name):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment=tuned/{name}"])
+    model = name.rsplit("_", 1)[-1]
+    assert cfg.model._target_.lower().endswith(f"{model}forecaster")
+    tuned = yaml.safe_load((CONF.parent / "experiments" / "tuned" / f"{name}.yaml").read_text())
+    for key, value in tuned["model"].items():
+        assert cfg.model[key] == value

@@ -120,7 +120,55 @@ def _hold(signal: np.ndarray, min_holding: int, starts: np.ndarray | None) -> np
 
 
 @dataclass
-class ThresholdRule:
+class _ChosenThreshold:
+    """What the threshold and barrier rules share: an entry threshold, fixed or chosen on
+    validation from ``grid`` (the best ``metric`` among candidates with at least ``min_trades``
+    validation trades; none eligible: the one with the most trades, and the report says so).
+    Subclasses define ``_apply(window, threshold)``."""
+
+    threshold: float = 0.0
+    grid: Sequence[float] = ()
+    spread_window: int | None = None
+    min_trades: int = 30
+    metric: str = "composite_score"
+    long_only: bool = False
+    chosen_: float | None = field(default=None, repr=False)
+    fit_report_: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def needs_validation(self) -> bool:
+        """Whether :meth:`fit` reads validation predictions (a grid to choose from)."""
+        return bool(self.grid)
+
+    def _apply(self, window: RuleInput, threshold: float) -> RulePositions:
+        raise NotImplementedError
+
+    def fit(self, val: RuleInput, bt: BacktestConfig, periods_per_year: float) -> Any:
+        """Choose the threshold on validation rows (a fitted copy); no grid: keep
+        ``threshold``."""
+        if not self.grid:
+            return replace(self, chosen_=float(self.threshold),
+                           fit_report_={"threshold": float(self.threshold), "chosen_on": "fixed"})
+        scored = []
+        for thr in self.grid:
+            value, trades = _score(self._apply(val, float(thr)), val, bt, periods_per_year,
+                                   self.metric)
+            scored.append((float(thr), value, trades))
+        eligible = [s for s in scored if s[2] >= self.min_trades]
+        best = max(eligible, key=lambda s: s[1]) if eligible else max(scored, key=lambda s: s[2])
+        return replace(self, chosen_=best[0], fit_report_={
+            "threshold": best[0], "chosen_on": "validation", "eligible": bool(eligible),
+            f"val_{self.metric}": best[1], "val_trades": best[2],
+            "grid": [list(s) for s in scored]})
+
+    def positions(self, window: RuleInput) -> RulePositions:
+        """Positions for ``window`` with the fitted (or fixed) threshold."""
+        thr = self.threshold if self.chosen_ is None else self.chosen_
+        return self._apply(window, float(thr))
+
+
+@dataclass
+class ThresholdRule(_ChosenThreshold):
     """Sign of the forecast beyond a threshold (see the module docstring).
 
     Attributes:
@@ -137,19 +185,7 @@ class ThresholdRule:
 
     kind: ClassVar[str] = "threshold"
     threshold: float = 0.0008
-    grid: Sequence[float] = ()
-    spread_window: int | None = None
     min_holding: int = 1
-    min_trades: int = 30
-    metric: str = "composite_score"
-    long_only: bool = False
-    chosen_: float | None = field(default=None, repr=False)
-    fit_report_: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def needs_validation(self) -> bool:
-        """Whether :meth:`fit` reads validation predictions (a grid to choose from)."""
-        return bool(self.grid)
 
     def _signal(self, window: RuleInput, threshold: float) -> np.ndarray:
         f = np.asarray(window.forecast, dtype=np.float64)
@@ -160,39 +196,13 @@ class ThresholdRule:
         sig = np.where(z > threshold, 1.0, np.where(z < -threshold, -1.0, 0.0))
         return np.maximum(sig, 0.0) if self.long_only else sig
 
-    def fit(self, val: RuleInput, bt: BacktestConfig, periods_per_year: float) -> ThresholdRule:
-        """Choose the threshold on validation rows (a fitted copy); no grid: keep ``threshold``.
-
-        With no grid candidate reaching ``min_trades``, the one with the most trades is kept
-        (and the report says so)."""
-        if not self.grid:
-            return replace(self, chosen_=float(self.threshold),
-                           fit_report_={"threshold": float(self.threshold), "chosen_on": "fixed"})
-        scored = []
-        for thr in self.grid:
-            value, trades = _score(self._apply(val, float(thr)), val, bt, periods_per_year,
-                                   self.metric)
-            scored.append((float(thr), value, trades))
-        eligible = [s for s in scored if s[2] >= self.min_trades]
-        best = max(eligible, key=lambda s: s[1]) if eligible else max(scored, key=lambda s: s[2])
-        report = {"threshold": best[0], "chosen_on": "validation",
-                  "eligible": bool(eligible), f"val_{self.metric}": best[1],
-                  "val_trades": best[2], "grid": [list(s) for s in scored]}
-        return replace(self, chosen_=best[0], fit_report_=report)
-
     def _apply(self, window: RuleInput, threshold: float) -> RulePositions:
         pos = _hold(self._signal(window, threshold), self.min_holding, window.starts)
         reasons = np.full(len(pos), "", dtype=object)
         return RulePositions(pos, reasons)
 
-    def positions(self, window: RuleInput) -> RulePositions:
-        """Positions for ``window`` with the fitted (or fixed) threshold."""
-        thr = self.threshold if self.chosen_ is None else self.chosen_
-        return self._apply(window, float(thr))
-
-
 @dataclass
-class BarrierRule:
+class BarrierRule(_ChosenThreshold):
     """Enter on the thresholded forecast, exit at profit-take / stop-loss / time barriers.
 
     Attributes:
@@ -206,22 +216,10 @@ class BarrierRule:
 
     kind: ClassVar[str] = "barrier"
     threshold: float = 0.0
-    grid: Sequence[float] = ()
-    spread_window: int | None = None
     pt_mult: float = 2.0
     sl_mult: float = 1.0
     max_holding: int = 24
     vol_window: int = 24
-    min_trades: int = 30
-    metric: str = "composite_score"
-    long_only: bool = False
-    chosen_: float | None = field(default=None, repr=False)
-    fit_report_: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def needs_validation(self) -> bool:
-        """Whether :meth:`fit` reads validation predictions (a grid to choose from)."""
-        return bool(self.grid)
 
     def _apply(self, window: RuleInput, threshold: float) -> RulePositions:
         if window.close is None:
@@ -254,29 +252,6 @@ class BarrierRule:
                 reasons[j - 1] = "time" if barrier == "vertical" else str(barrier)
                 free = j + 1
         return RulePositions(pos, reasons)
-
-    def fit(self, val: RuleInput, bt: BacktestConfig, periods_per_year: float) -> BarrierRule:
-        """Choose the entry threshold on validation rows (a fitted copy), as
-        :meth:`ThresholdRule.fit` does."""
-        if not self.grid:
-            return replace(self, chosen_=float(self.threshold),
-                           fit_report_={"threshold": float(self.threshold), "chosen_on": "fixed"})
-        scored = []
-        for thr in self.grid:
-            value, trades = _score(self._apply(val, float(thr)), val, bt, periods_per_year,
-                                   self.metric)
-            scored.append((float(thr), value, trades))
-        eligible = [s for s in scored if s[2] >= self.min_trades]
-        best = max(eligible, key=lambda s: s[1]) if eligible else max(scored, key=lambda s: s[2])
-        return replace(self, chosen_=best[0], fit_report_={
-            "threshold": best[0], "chosen_on": "validation", "eligible": bool(eligible),
-            f"val_{self.metric}": best[1], "val_trades": best[2],
-            "grid": [list(s) for s in scored]})
-
-    def positions(self, window: RuleInput) -> RulePositions:
-        """Positions for ``window`` with the fitted (or fixed) entry threshold."""
-        thr = self.threshold if self.chosen_ is None else self.chosen_
-        return self._apply(window, float(thr))
 
 
 @dataclass

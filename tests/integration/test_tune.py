@@ -136,6 +136,21 @@ def test_test_rows_never_reach_the_objective(tmp_path, sample_path):
     assert child_b.data.metrics["test_total_return"] != child.data.metrics["test_total_return"]
 
 
+def test_bad_requests_fail_in_one_line_and_store_nothing(tmp_path):
+    """A test metric and a search space naming a key the config lacks: exit 1, one line on
+    stderr naming the rule or the key, no study and no MLflow run created."""
+    space = tmp_path / "typo.yaml"
+    space.write_text("model.num_leafs: {type: int, low: 4, high: 64}\n")
+    for extra, message in ((["tune.metric=test_sharpe"], "never looks at test"),
+                           ([f"tune.search_space={space}"], "no 'num_leafs' there")):
+        proc = subprocess.run(_cmd(tmp_path, 2, extra), cwd=REPO, env=_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("huracan.tune: error:")]
+        assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "mlruns" / "optuna.db").exists()
+
+
 @pytest.mark.postgres
 def test_two_workers_on_postgres_share_one_study(tmp_path, fresh_pg_url):
     """The study is created once by the command, then two worker processes share it: 20 trials,

@@ -109,7 +109,8 @@ def test_walk_forward_reports_one_value_per_fold():
         rep(step, loss)
     rep.close()
     assert rep.reported == [(0, 3.0), (1, 8.0)]
-    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {0: 3.0, 1: 8.0}
+    study.tell(trial, 1.0)
+    assert study.trials[0].intermediate_values == {0: 3.0, 1: 8.0}
 
 
 def test_tuning_never_targets_test_rows():

@@ -17,6 +17,7 @@ from huracan.analysis.cli import features_app
 from huracan.analysis.drift_cli import drift_app
 from huracan.data.cascades_cli import liquidations_app
 from huracan.data.cli import download_app, quality_app, validate_app
+from huracan.data.lake_cli import lake_app
 from huracan.db.cli import db_app, ingest_app
 from huracan.regime.cli import select_command
 from huracan.registry.cli import registry_app
@@ -24,7 +25,8 @@ from huracan.sizing.cli import size_command
 
 app = typer.Typer(
     name="huracan",
-    help="Huracan operations: brain-store schema and ingest, model registry, downloads, "
+    help="Huracan operations: brain-store schema and ingest, model registry, downloads, the "
+         "candle lake, "
          "validation and data-quality reports, feature importance, drift, the model for the "
          "current regime, position size.",
     no_args_is_help=True,
@@ -39,6 +41,7 @@ app.add_typer(quality_app, name="quality")
 app.add_typer(features_app, name="features")
 app.add_typer(liquidations_app, name="liquidations")
 app.add_typer(drift_app, name="drift")
+app.add_typer(lake_app, name="lake")
 app.command("select")(select_command)
 app.command("size")(size_command)
 

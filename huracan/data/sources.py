@@ -29,7 +29,13 @@ Failure handling (the policy the tests check):
    ``exchange_error``, warning).
 
 Rate limits: ccxt's own throttle (``enableRateLimit=True``) spaces requests by the exchange's
-documented weight; the retry policy handles the 429/418 answers that still happen.
+documented weight; the retry policy handles the 429/418 answers that still happen. When such an
+answer (ccxt ``RateLimitExceeded``/``DDoSProtection``) carries a ``Retry-After`` header (RFC 9110
+section 10.2.3: delay seconds or an HTTP-date), the wait before that retry is exactly what it asks,
+capped at :attr:`RetryPolicy.retry_after_max_s` (60 s), instead of the exponential backoff
+(:class:`wait_retry_after`); Binance documents sending it with every 429/418. A longer ban (Binance
+418s can ask for minutes to days) is not waited out: the capped retries exhaust and the download
+falls back to the next exchange.
 
 Pagination walks forward in windows of ``limit`` bars, passing both ``since`` and ``until`` (the
 only form Bybit and OKX page forward with: given a start alone they return the NEWEST bars). A
@@ -41,9 +47,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import ccxt
@@ -136,7 +144,8 @@ class RetryPolicy:
     The wait before retry ``k`` (1-based) is ``min(max_s, initial_s × exp_base^(k-1) + U(0,
     jitter_s))`` seconds (``tenacity.wait_exponential_jitter``, the "exponential backoff and
     jitter" of the AWS Architecture Blog, 2015). Defaults: 5 tries, waits of about 1, 2, 4, 8 s
-    plus up to 1 s of jitter.
+    plus up to 1 s of jitter. A 429/418 answer with a ``Retry-After`` header is waited exactly
+    that long instead, at most ``retry_after_max_s`` seconds (:class:`wait_retry_after`).
     """
 
     attempts: int = 5
@@ -144,10 +153,98 @@ class RetryPolicy:
     max_s: float = 30.0
     exp_base: float = 2.0
     jitter_s: float = 1.0
+    #: Longest ``Retry-After`` honoured (seconds); a longer one is cut to this.
+    retry_after_max_s: float = 60.0
 
     def wait(self) -> tenacity.wait.wait_base:
+        """The exponential backoff with jitter (used when no ``Retry-After`` applies)."""
         return tenacity.wait_exponential_jitter(initial=self.initial_s, max=self.max_s,
                                                 exp_base=self.exp_base, jitter=self.jitter_s)
+
+
+RATE_LIMIT_ERRORS: tuple[type[Exception], ...] = (ccxt.RateLimitExceeded, ccxt.DDoSProtection)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header value asks to wait (RFC 9110 section 10.2.3): either
+    ``delay-seconds`` (``"2"``, ``"1.5"`` tolerated) or an HTTP-date (``"Wed, 21 Oct 2015
+    07:28:00 GMT"``, minus ``now``, Unix seconds, default the wall clock; a past date gives 0).
+    ``None`` for a missing or unparsable value."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def response_headers(exc: BaseException | None, exchange: Any = None) -> Mapping[str, str] | None:
+    """The HTTP response headers behind a ccxt error: those of the ``requests`` error it was
+    raised from (``raise_for_status``), else the exchange's ``last_response_headers``."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        response = getattr(cur, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            return headers  # requests' CaseInsensitiveDict
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    headers = getattr(exchange, "last_response_headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    lowered = name.lower()
+    for key, value in headers.items():
+        if str(key).lower() == lowered:
+            return str(value)
+    return None
+
+
+class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - tenacity's naming of waits
+    """Tenacity wait: after a rate-limit error (:data:`RATE_LIMIT_ERRORS`) whose response has a
+    ``Retry-After`` header, wait what it asks (:func:`retry_after_seconds`), at most
+    ``max_s``; otherwise (another error, no or bad header) wait ``fallback``.
+
+    Args:
+        fallback: the usual backoff (:meth:`RetryPolicy.wait`).
+        max_s: cap on the honoured delay (seconds).
+        headers_of: the response headers behind an exception (default
+            :func:`response_headers` without an exchange).
+        now: Unix time for HTTP-date values (default ``time.time``).
+    """
+
+    def __init__(self, fallback: tenacity.wait.wait_base, max_s: float,
+                 headers_of: Callable[[BaseException], Mapping[str, str] | None] | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        self.fallback = fallback
+        self.max_s = max_s
+        self.headers_of = headers_of or response_headers
+        self.now = now
+
+    def requested(self, retry_state: tenacity.RetryCallState) -> float | None:
+        """The capped ``Retry-After`` delay that applies to this retry, or ``None``."""
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        if not isinstance(exc, RATE_LIMIT_ERRORS):
+            return None
+        seconds = retry_after_seconds(_header(self.headers_of(exc), "Retry-After"), self.now())
+        return None if seconds is None else min(seconds, self.max_s)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        seconds = self.requested(retry_state)
+        return self.fallback(retry_state) if seconds is None else seconds
 
 
 @dataclass
@@ -284,9 +381,12 @@ class Downloader:
                         _first_line(exc) if exc else "error", state.attempt_number,
                         self.retry.attempts, wait)
 
+        def headers_of(exc: BaseException) -> Mapping[str, str] | None:
+            return response_headers(exc, self._clients.get(attempt.exchange))
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.attempts),
-            wait=self.retry.wait(),
+            wait=wait_retry_after(self.retry.wait(), self.retry.retry_after_max_s, headers_of),
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self.sleep,
             before_sleep=before_sleep,

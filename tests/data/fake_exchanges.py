@@ -17,8 +17,9 @@ API documentation of each endpoint:
   ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``, newest first, ``before < ts < after``),
   ``/api/v5/public/funding-rate-history``.
 
-Failures are injected per path: ``timeout`` (``requests.ReadTimeout``), ``429`` (with the
-exchange's own rate-limit body), ``503``/``502`` (gateway text), ``401`` (Binance -2015).
+Failures are injected per path: ``timeout`` (``requests.ReadTimeout``), ``429``/``418`` (with the
+exchange's own rate-limit body, and a ``Retry-After`` header only when ``retry_after`` is given),
+``503``/``502`` (gateway text), ``401`` (Binance -2015).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Failure:
     path: str
     kind: str  # timeout | 429 | 503 | 502 | 401 | 418
     times: int = 1
+    retry_after: str | None = None  # Retry-After header value of a 429/418 (seconds or date)
 
 
 @dataclass
@@ -104,8 +106,9 @@ class FakeExchangeServer:
         exchange.session.request = self.request
         return exchange
 
-    def fail(self, path: str, kind: str, times: int = 1) -> None:
-        self.failures.append(Failure(path, kind, times))
+    def fail(self, path: str, kind: str, times: int = 1, retry_after: str | None = None
+             ) -> None:
+        self.failures.append(Failure(path, kind, times, retry_after))
 
     def request(self, method: str, url: str, **_: Any) -> requests.Response:
         parsed = urlparse(url)
@@ -115,14 +118,15 @@ class FakeExchangeServer:
             if f.times > 0 and f.path in parsed.path:
                 f.times -= 1
                 self.errors_served.append(f"{f.kind} {parsed.path}")
-                return self._failure(f.kind, url)
+                return self._failure(f.kind, url, f.retry_after)
         handler = self._route(parsed.netloc, parsed.path)
         if handler is None:
             return response(404, {"code": -1, "msg": f"no route {parsed.path}"}, "Not Found",
                             url=url)
         return response(200, handler(params), url=url)
 
-    def _failure(self, kind: str, url: str) -> requests.Response:
+    def _failure(self, kind: str, url: str, retry_after: str | None = None
+                 ) -> requests.Response:
         if kind == "timeout":
             raise requests.exceptions.ReadTimeout(f"HTTPSConnectionPool: Read timed out. ({url})")
         if kind in ("429", "418"):
@@ -134,7 +138,8 @@ class FakeExchangeServer:
                           "retExtInfo": {}, "time": 1},
                 "okx": {"code": "50011", "msg": "Too Many Requests", "data": []},
             }[self.id]
-            return response(int(kind), body, "Too Many Requests", {"Retry-After": "1"}, url)
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            return response(int(kind), body, "Too Many Requests", headers, url)
         if kind in ("502", "503"):
             return response(int(kind), f"<html><body><h1>{kind} Service Unavailable</h1>"
                             "</body></html>", "Service Unavailable", url=url)

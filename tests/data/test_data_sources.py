@@ -1,5 +1,6 @@
 """ccxt downloads through the exchanges' real parsing code, HTTP stubbed with real candles:
-pagination, retry with backoff and jitter, fallback, the degraded path, lake and store writes."""
+pagination, retry with backoff and jitter (or the 429's Retry-After), fallback, the degraded
+path, lake and store writes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from huracan.data.sources import (
     download_ohlcv,
     is_transient,
     market_symbol,
+    retry_after_seconds,
 )
 
 UTC = "UTC"
@@ -257,3 +259,55 @@ def test_market_symbols():
     with pytest.raises(ValueError):
         market_symbol("BTCUSDT")
     assert NOW.tzinfo is not None
+
+
+# ---- Retry-After on 429/418 -----------------------------------------------------------------
+
+@pytest.mark.parametrize("exchange, path", [("binance", "/api/v3/klines"),
+                                            ("bybit", "/v5/market/kline"),
+                                            ("okx", "candles")])
+def test_429_with_retry_after_waits_what_it_asks(make_downloader, servers, exchange, path,
+                                                 caplog):
+    servers[exchange].fail(path, "429", retry_after="2")
+    dl, sleep = make_downloader([exchange])
+    with caplog.at_level(logging.WARNING, logger="huracan.data.sources"):
+        batch = dl.fetch_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02")
+    assert batch.exchange == exchange and batch.retries == 1 and len(batch.frame) == 24
+    assert sleep.waits == [2.0]  # exactly the header, no backoff, no jitter
+    assert "retrying in 2.00 s" in caplog.text
+
+
+def test_429_without_retry_after_uses_the_backoff(make_downloader, servers):
+    servers["binance"].fail("/api/v3/klines", "429", times=2)
+    dl, sleep = make_downloader(["binance"])
+    batch = dl.fetch_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02")
+    assert batch.retries == 2 and len(sleep.waits) == 2
+    assert 1.0 <= sleep.waits[0] <= 2.0 and 2.0 <= sleep.waits[1] <= 3.0  # 2^(k-1) + U(0, 1)
+
+
+def test_retry_after_is_capped_and_read_as_an_http_date(make_downloader, servers):
+    # 418 (Binance's IP ban) asking for an hour: waited only up to the cap, then retried
+    servers["binance"].fail("/api/v3/klines", "418", retry_after="3600")
+    # an HTTP-date 30 s after the wall clock (whole seconds, as the format has)
+    when = pd.Timestamp.now(tz=UTC).ceil("s") + pd.Timedelta(seconds=30)
+    servers["binance"].fail("/api/v3/klines", "429",
+                            retry_after=when.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    servers["binance"].fail("/api/v3/klines", "429", retry_after="soon")  # unusable: backoff
+    dl, sleep = make_downloader(["binance"])
+    assert dl.retry.retry_after_max_s == 60.0
+    batch = dl.fetch_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02")
+    assert batch.retries == 3 and len(batch.frame) == 24
+    assert sleep.waits[0] == 60.0
+    assert 29.0 <= sleep.waits[1] <= 31.0
+    assert 4.0 <= sleep.waits[2] <= 5.0  # third retry's backoff: 2^2 + U(0, 1)
+
+
+def test_retry_after_values():
+    now = pd.Timestamp("2015-10-21 07:27:00", tz=UTC).timestamp()
+    assert retry_after_seconds("2", now) == 2.0
+    assert retry_after_seconds(" 1.5 ", now) == 1.5
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now) == 60.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:00:00 GMT", now) == 0.0  # in the past
+    assert retry_after_seconds("-3", now) == 0.0
+    for bad in (None, "", "soon", "inf", "nan"):
+        assert retry_after_seconds(bad, now) is None

@@ -17,7 +17,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +44,7 @@ from huracan.features.build import (
 )
 from huracan.features.build import build_features as build_feature_set
 from huracan.models.base import Forecaster
+from huracan.resources import source_root
 from huracan.settings import DataSettings
 from huracan.splits import Fold, fit_scaler, purge
 
@@ -90,7 +90,9 @@ def code_version() -> str:
     """The git commit of the checkout Huracan runs from (``+dirty`` if modified), or ``unknown``."""
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    root = source_root()
+    if root is None:  # installed wheel: no checkout (a repository around site-packages is not ours)
+        return "unknown"
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

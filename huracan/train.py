@@ -30,11 +30,12 @@ from omegaconf import DictConfig, OmegaConf
 from huracan import pipeline
 from huracan.config import register_resolvers
 from huracan.data.ohlcv import DataValidationError
+from huracan.resources import conf_dir
 from huracan.secrets import mask_text
 from huracan.settings import JobSettings
 from huracan.tracking.callbacks import find_parent_run, sweep_parent, write_result
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(conf_dir())  # the checkout's conf/, or the installed copy (huracan.resources)
 log = logging.getLogger("huracan.train")
 
 register_resolvers()

@@ -38,9 +38,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.config import register_resolvers
+from huracan.resources import conf_dir, tuned_presets_dir
 from huracan.tuning import TuneError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(conf_dir())  # the checkout's conf/, or the installed copy (huracan.resources)
 log = logging.getLogger("huracan.tune")
 
 register_resolvers()
@@ -220,7 +221,6 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
     from huracan.settings import JobSettings
     from huracan.tracking.run import configure
     from huracan.tuning import (
-        PRESET_DIR,
         SPACE_DIR,
         apply,
         check_metric,
@@ -339,7 +339,7 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
     client.set_tag(parent, "best_run_id", str(summary["best_run_id"]))
     summary["plots"] = _log_plots(client, parent, study)
     values = {k: v for k, v in best.params.items()}
-    preset_dir = Path(t.get("preset_dir") or PRESET_DIR)
+    preset_dir = Path(t.get("preset_dir") or tuned_presets_dir())  # never site-packages
     preset_dir.mkdir(parents=True, exist_ok=True)
     preset = preset_dir / f"{sym.lower()}_{data.timeframe}_{model}.yaml"
     preset.write_text(preset_text(model, values, study=study_name, n_trials=len(trials),

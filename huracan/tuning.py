@@ -29,10 +29,13 @@ from typing import Any
 
 import yaml
 
+from huracan.resources import hparams_search_dir, tuned_presets_dir
+
 #: where the search spaces live
-SPACE_DIR = Path(__file__).resolve().parent.parent / "conf" / "hparams_search"
-#: where the best trials' presets are written (``experiment=tuned/<name>``)
-PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "tuned"
+SPACE_DIR = hparams_search_dir()
+#: where the best trials' presets are written (``experiment=tuned/<name>``), as of import: the
+#: checkout's experiments/tuned, else ./experiments/tuned (huracan.resources.tuned_presets_dir)
+PRESET_DIR = tuned_presets_dir()
 
 
 class TuneError(ValueError):

@@ -66,11 +66,13 @@ from huracan.data.ohlcv import (
     timeframe_to_timedelta,
 )
 from huracan.data.quality import QualityIssue, QualitySink, record
+from huracan.resources import expectations_dir
 
 log = logging.getLogger("huracan.data_quality")
 
-#: Where the committed suites live (the repository's ``expectations/`` folder).
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+#: Where the committed suites live (the repository's ``expectations/`` folder, or its copy in an
+#: installed wheel: :func:`huracan.resources.expectations_dir`).
+EXPECTATIONS_DIR = expectations_dir()
 
 #: Suite name of each source kind; the CLI's names (``funding``, ``open-interest``) map here.
 SUITES: dict[str, str] = {

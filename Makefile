@@ -39,8 +39,11 @@ bench-walkforward: $(STAMP)
 	$(PY) benchmarks/walkforward_parity.py
 	$(PY) benchmarks/zoo_breakdown.py --extra experiment=walkforward_btc_1h --out benchmarks/results/zoo_walkforward.json
 
+# Job execution off: Huracan uses no MLflow server jobs, which would start 7 huey consumers
+# (~240 MB each); one worker is plenty for one user. MLFLOW_UI_PORT=5001 make mlflow-ui
 mlflow-ui: $(STAMP)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
+	    --backend-store-uri sqlite:///mlruns/mlflow.db --port $${MLFLOW_UI_PORT:-5000} --workers 1
 
 clean:
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache

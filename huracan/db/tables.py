@@ -397,3 +397,36 @@ class TunedHyperparameters(Base):
     n_trials: Mapped[int] = mapped_column(Integer)
     params: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+#: ``pipeline_runs.status`` values: a step is ``running`` while a process works on it, then
+#: ``done``, ``skipped`` (not due, not needed, or blocked by degraded data) or ``failed``.
+PIPELINE_STATUSES = ("running", "done", "skipped", "failed")
+
+
+class PipelineRun(Base):
+    """One step of one symbol of one night of ``python -m huracan.nightly`` (migration 0006).
+
+    ``run_id`` names the night (``nightly.run_id``, default ``<date>-<timeframe>``); a rerun with
+    the same id skips the steps stored ``done`` or ``skipped``. ``attempts`` counts the processes
+    that started the step; ``host``/``pid`` the last one (a ``running`` row whose process is gone
+    was interrupted). ``mlflow_run_ids`` lists the MLflow runs the step produced.
+    """
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        CheckConstraint(_in("status", PIPELINE_STATUSES), name="status"),
+        Index("ix_pipeline_runs_symbol_step_started_at", "symbol", "step", "started_at"),
+    )
+
+    run_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    mlflow_run_ids: Mapped[list[str]] = mapped_column(JsonDoc)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,138 @@
+"""``python -m huracan.nightly [overrides]``: the nightly pipeline, one command.
+
+Examples:
+    python -m huracan.nightly experiment=nightly/sample            # shipped sample, offline
+    python -m huracan.nightly symbols=[BTC/USDT,ETH/USDT] timeframe=1h
+    python -m huracan.nightly symbols=[BTC/USDT,ETH/USDT] nightly.executor=joblib
+    python -m huracan.nightly nightly.executor=ray ray.address=auto   # on a Ray cluster
+    python -m huracan.nightly nightly.run_id=2026-11-30-1h           # resume that night
+
+Per symbol: download (or, offline, the lake only) -> validate -> features -> train -> importance
+-> gate and regime aliases -> drift and monitor -> the weekly sizer retrain when due; then the
+summary with the daily data-quality report, sent through the configured notifier. Each step of
+each symbol is recorded in the brain store's ``pipeline_runs`` table: a rerun of the same night
+skips finished steps and resumes an interrupted one (see :mod:`huracan.orchestration`).
+
+Exit code: 0 when every symbol finished its night; 1 when any failed (named in the summary and
+the alert); 2 for an unusable configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from huracan.config import register_resolvers
+from huracan.resources import conf_dir
+from huracan.secrets import mask_text
+
+log = logging.getLogger("huracan.nightly")
+
+register_resolvers()
+
+
+def _abs(path: str | None, cwd: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (cwd / p).resolve())
+
+
+def _abs_url(url: str, cwd: Path) -> str:
+    """A relative SQLite URL made absolute (workers may start in another directory)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((cwd / url[len(prefix):]).resolve())
+    return url
+
+
+def settings_from_config(cfg: DictConfig, cwd: Path | None = None) -> Any:
+    """Typed :class:`~huracan.orchestration.steps.NightSettings` from the composed config.
+
+    Raises:
+        ValueError: an unknown launcher/executor, no symbols, or a malformed ``imports`` entry.
+    """
+    from huracan.data.ohlcv import timeframe_to_timedelta
+    from huracan.orchestration.night import EXECUTORS, default_run_id
+    from huracan.orchestration.steps import NightSettings
+
+    cwd = cwd or Path.cwd()
+    node: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    n = node["nightly"]
+    symbols = list(node.get("symbols") or [])
+    if not symbols:
+        raise ValueError("symbols is empty: name at least one, e.g. symbols=[BTC/USDT]")
+    timeframe = str(node["timeframe"])
+    source_tf = str(n.get("source_timeframe") or timeframe)
+    for tf in (timeframe, source_tf):
+        timeframe_to_timedelta(tf)  # raises ValueError naming the bad bar size
+    if n["launcher"] not in ("basic", "joblib"):
+        raise ValueError(f"nightly.launcher must be basic or joblib, got {n['launcher']!r}")
+    if n["executor"] not in EXECUTORS:
+        raise ValueError(f"nightly.executor must be one of {EXECUTORS}, got {n['executor']!r}")
+    imports: dict[str, str] = {}
+    for i, item in enumerate(n.get("imports") or []):
+        if not isinstance(item, dict) or not {"symbol", "file"} <= set(item):
+            raise ValueError(f"nightly.imports[{i}] must be {{symbol: ..., file: ...}}")
+        imports[str(item["symbol"])] = str(_abs(str(item["file"]), cwd))
+    tr = node["tracking"]
+    settings = NightSettings(
+        run_id=str(n.get("run_id") or default_run_id(timeframe)),
+        timeframe=timeframe, offline=bool(n["offline"]), lake=str(_abs(n["lake"], cwd)),
+        exchange=str(n["exchange"]).lower(), source_timeframe=source_tf, since=str(n["since"]),
+        history_days=int(n["history_days"]) if n.get("history_days") else None,
+        imports=imports, derivatives=tuple(n.get("derivatives") or ()),
+        allow_degraded=bool(n["allow_degraded"]), models=tuple(n["models"]),
+        train_overrides=tuple(str(o) for o in n.get("train_overrides") or ()),
+        launcher=str(n["launcher"]), launcher_jobs=int(n["launcher_jobs"]),
+        threads=int(n["threads"]) if n.get("threads") else None,
+        monitor=bool(n["monitor"]["enabled"]), monitor_window=str(n["monitor"]["window"]),
+        drift_share=float(n["monitor"]["drift_share"]),
+        weekly_rescale=bool(n["monitor"]["weekly_rescale"]),
+        sizer=bool(n["sizer"]["enabled"]), sizer_every_days=float(n["sizer"]["every_days"]),
+        sizer_overrides=tuple(str(o) for o in n["sizer"].get("overrides") or ()),
+        work_dir=str(_abs(n["work_dir"], cwd)), cwd=str(cwd),
+        db_url=_abs_url(str(node["db"]["url"]), cwd), tracking_uri=tr.get("tracking_uri"),
+        store_dir=str(_abs(tr["store_dir"], cwd)), experiment_name=str(tr["experiment_name"]),
+        alerts=dict(node.get("alerts") or {}), python=sys.executable)
+    if not settings.models:
+        raise ValueError("nightly.models is empty")
+    return settings, symbols, n, dict(node.get("ray") or {})
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="nightly")
+def main(cfg: DictConfig) -> int:
+    """Hydra task: run or resume the night, print the summary, exit 1 when a symbol failed."""
+    from huracan.orchestration.night import run_night
+
+    for noisy in ("great_expectations", "py.warnings", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings, symbols, n, ray_cfg = settings_from_config(cfg)
+    except (ValueError, KeyError) as exc:
+        print(f"huracan.nightly: error: {mask_text(str(exc))}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if ray_cfg.get("temp_dir"):
+        ray_cfg["temp_dir"] = _abs(str(ray_cfg["temp_dir"]), Path.cwd())
+    night = run_night(settings, symbols, executor=str(n["executor"]), n_jobs=int(n["n_jobs"]),
+                      ray_settings=ray_cfg)
+    print(night.summary, flush=True)
+    if night.exit_code:
+        print(f"huracan.nightly: {len(night.failed)} symbol(s) failed: "
+              f"{', '.join(night.failed)}", file=sys.stderr)
+        raise SystemExit(night.exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The pipeline_runs ledger on SQLite and the real Postgres server: claim, finish, resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from huracan.db import migrate
+from huracan.db.tables import PipelineRun
+from huracan.orchestration.runs import PipelineRunStore, StepBusyError
+
+
+@pytest.fixture()
+def store(engine) -> PipelineRunStore:
+    migrate.upgrade(engine)
+    return PipelineRunStore(engine)
+
+
+def test_claim_finish_and_rerun_skips_finished(store):
+    rec = store.claim("n1", "BTC/USDT", "train")
+    assert rec is not None and rec.status == "running" and rec.attempts == 1
+    assert rec.pid == os.getpid()
+    store.finish("n1", "BTC/USDT", "train", "done", detail="2 models", mlflow_run_ids=["a", "b"])
+    assert store.claim("n1", "BTC/USDT", "train") is None  # finished: a rerun skips it
+    done = store.get("n1", "BTC/USDT", "train")
+    assert done is not None and done.status == "done" and done.mlflow_run_ids == ["a", "b"]
+    assert done.seconds is not None and done.seconds >= 0
+    # another night, or another symbol, is its own step
+    assert store.claim("n2", "BTC/USDT", "train") is not None
+    assert store.claim("n1", "ETH/USDT", "train") is not None
+
+
+def test_failed_and_skipped_steps(store):
+    store.claim("n1", "BTC/USDT", "monitor")
+    store.finish("n1", "BTC/USDT", "monitor", "skipped", detail="no unseen data")
+    assert store.claim("n1", "BTC/USDT", "monitor") is None  # skipped counts as finished
+    store.claim("n1", "BTC/USDT", "gate")
+    store.finish("n1", "BTC/USDT", "gate", "failed", detail="boom")
+    again = store.claim("n1", "BTC/USDT", "gate")  # a failed step runs again
+    assert again is not None and again.attempts == 2 and again.status == "running"
+    with pytest.raises(ValueError, match="done, skipped or failed"):
+        store.finish("n1", "BTC/USDT", "gate", "running")
+
+
+def test_interrupted_step_is_resumed_but_a_live_one_is_refused(store, engine):
+    # a step left `running` by a process that is gone (killed) is claimed again
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    store.claim("n1", "BTC/USDT", "train")
+    with engine.begin() as conn:
+        conn.execute(update(PipelineRun).values(pid=int(dead.stdout)))
+    rec = store.claim("n1", "BTC/USDT", "train")
+    assert rec is not None and rec.attempts == 2 and rec.pid == os.getpid()
+    assert "resumed" in (rec.detail or "")
+    # a step `running` in a live process of this host is refused
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(PipelineRun).values(pid=live.pid))
+        with pytest.raises(StepBusyError, match=f"pid {live.pid}"):
+            store.claim("n1", "BTC/USDT", "train")
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_last_finished_across_nights(store, engine):
+    for night, age in (("n1", 9), ("n2", 2)):
+        store.claim(night, "BTC/USDT", "sizer")
+        store.finish(night, "BTC/USDT", "sizer", "done")
+        with engine.begin() as conn:
+            conn.execute(update(PipelineRun).where(PipelineRun.run_id == night)
+                         .values(ended_at=datetime.now(UTC) - timedelta(days=age)))
+    store.claim("n3", "BTC/USDT", "sizer")
+    store.finish("n3", "BTC/USDT", "sizer", "failed")
+    last = store.last_finished("BTC/USDT", "sizer")
+    assert last is not None and last.run_id == "n2"
+    assert store.last_finished("ETH/USDT", "sizer") is None
+    assert [r.step for r in store.steps("n1")] == ["sizer"]

@@ -90,6 +90,7 @@ def settings_from_config(cfg: DictConfig, cwd: Path | None = None) -> Any:
         run_id=str(n.get("run_id") or default_run_id(timeframe)),
         timeframe=timeframe, offline=bool(n["offline"]), lake=str(_abs(n["lake"], cwd)),
         exchange=str(n["exchange"]).lower(), source_timeframe=source_tf, since=str(n["since"]),
+        until=str(n["until"]) if n.get("until") else None,
         history_days=int(n["history_days"]) if n.get("history_days") else None,
         imports=imports, derivatives=tuple(n.get("derivatives") or ()),
         allow_degraded=bool(n["allow_degraded"]), models=tuple(n["models"]),

@@ -87,6 +87,7 @@ class NightSettings:
     exchange: str
     source_timeframe: str
     since: str
+    until: str | None
     history_days: int | None
     imports: dict[str, str]
     derivatives: tuple[str, ...]
@@ -313,13 +314,13 @@ def step_download(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     engine = _engine(s)
     try:
         downloader = make_downloader(_db_sink(s, engine))
-        dl = download_ohlcv(downloader, lake, symbol, s.source_timeframe, s.since,
-                             exchanges=[s.exchange])
+        dl = download_ohlcv(downloader, lake, symbol, s.source_timeframe, s.since, s.until,
+                            exchanges=[s.exchange])
         notes.append(f"candles: {dl.summary()}")
         for kind in s.derivatives:
             try:
                 dres = download_derivatives(downloader, engine, kind,  # type: ignore[arg-type]
-                                            symbol, s.since, timeframe=s.timeframe)
+                                            symbol, s.since, s.until, timeframe=s.timeframe)
                 notes.append(f"{kind}: {dres.summary()}")
             except Exception as exc:  # derivatives are optional inputs: note, go on
                 notes.append(f"{kind}: failed: {mask_text(str(exc)).splitlines()[0][:200]}")

@@ -19,6 +19,7 @@ from huracan.data.cascades_cli import liquidations_app
 from huracan.data.cli import download_app, quality_app, validate_app
 from huracan.data.lake_cli import lake_app
 from huracan.db.cli import db_app, ingest_app
+from huracan.orchestration.cli import nightly_app
 from huracan.regime.cli import select_command
 from huracan.registry.cli import registry_app
 from huracan.sizing.cli import size_command
@@ -28,7 +29,7 @@ app = typer.Typer(
     help="Huracan operations: brain-store schema and ingest, model registry, downloads, the "
          "candle lake, "
          "validation and data-quality reports, feature importance, drift, the model for the "
-         "current regime, position size.",
+         "current regime, position size, the nightly pipeline's record.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -42,6 +43,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(liquidations_app, name="liquidations")
 app.add_typer(drift_app, name="drift")
 app.add_typer(lake_app, name="lake")
+app.add_typer(nightly_app, name="nightly")
 app.command("select")(select_command)
 app.command("size")(size_command)
 

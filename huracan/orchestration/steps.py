@@ -533,7 +533,7 @@ def step_gate(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
         OmegaConf.set_struct(cfg, False)
         cfg.registry.enabled = True
         results = read_results(sweep, rec.get("sweep_id"))
-        RegistryGate()._gate(cfg, results, rec.get("parent_run_id"), sweep)
+        RegistryGate().decide(cfg, results, rec.get("parent_run_id"), sweep)
     gate = _read_json(gate_file) or {}
     decisions = gate.get("decisions", gate if isinstance(gate, list) else [])
     parts = [f"{d.get('model')} v{d.get('version')}: {d.get('decision')}"

@@ -60,16 +60,25 @@ class RegistryGate(Callback):
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         result = read_result(config.hydra.runtime.output_dir)
-        self._gate(config, [result] if result else [], None, None)
+        self.decide(config, [result] if result else [], None, None)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         parent = sweep_parent(sweep_dir) or {}
         results = read_results(sweep_dir, parent.get("sweep_id"))
-        self._gate(config, results, parent.get("run_id"), sweep_dir)
+        self.decide(config, results, parent.get("run_id"), sweep_dir)
 
-    def _gate(self, config: DictConfig, results: list[dict[str, Any]], parent_run_id: str | None,
-              sweep_dir: Path | None) -> None:
+    def decide(self, config: DictConfig, results: list[dict[str, Any]], parent_run_id: str | None,
+               sweep_dir: Path | None) -> None:
+        """Gate the best eligible candidate of ``results`` (job results as in ``result.json``)
+        per registered model, set the regime aliases, write ``<sweep_dir>/gate.json`` and tag
+        the sweep's parent run. ``config`` needs the train config's ``registry``, ``tracking``,
+        ``db``, ``alerts``, ``selection`` and ``regime`` nodes (the nightly's gate step calls
+        this with the sweep's composed config).
+
+        Raises:
+            SystemExit: code 1 when the gate itself fails (logged and alerted first).
+        """
         if not config.registry.enabled or not results:
             return
         from mlflow.tracking import MlflowClient

@@ -82,3 +82,31 @@ def test_last_finished_across_nights(store, engine):
     assert last is not None and last.run_id == "n2"
     assert store.last_finished("ETH/USDT", "sizer") is None
     assert [r.step for r in store.steps("n1")] == ["sizer"]
+
+
+def test_status_and_list_commands(store, engine):
+    from typer.testing import CliRunner
+
+    from huracan.orchestration.cli import nightly_app
+
+    runner = CliRunner()
+    url = str(engine.url)
+    empty = runner.invoke(nightly_app, ["status", "--db-url", url])
+    assert empty.exit_code == 1 and "no nightly run recorded" in empty.output
+    for step, status in (("download", "done"), ("validate", "done"), ("train", "failed")):
+        store.claim("2026-11-30-1h", "BTC/USDT", step)
+        store.finish("2026-11-30-1h", "BTC/USDT", step, status, detail=f"{step} detail")
+    store.claim("2026-11-30-1h", "*", "summary")
+    store.finish("2026-11-30-1h", "*", "summary", "done")
+    out = runner.invoke(nightly_app, ["status", "--db-url", url])  # the latest night
+    assert out.exit_code == 1, out.output  # a step failed
+    assert "night 2026-11-30-1h" in out.output and "train detail" in out.output
+    as_json = runner.invoke(nightly_app, ["status", "2026-11-30-1h", "--json", "--db-url", url])
+    assert '"status": "failed"' in as_json.output
+    store.claim("2026-11-30-1h", "BTC/USDT", "train")
+    store.finish("2026-11-30-1h", "BTC/USDT", "train", "done")
+    assert runner.invoke(nightly_app, ["status", "--db-url", url]).exit_code == 0
+    listed = runner.invoke(nightly_app, ["list", "--db-url", url])
+    assert listed.exit_code == 0
+    line = next(ln for ln in listed.output.splitlines() if ln.startswith("2026-11-30-1h"))
+    assert line.split()[-5:] == ["1", "4", "0", "0", "0"]  # 1 symbol; 4 done, 0 skip/fail/run

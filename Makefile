@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ZOO    ?= lightgbm,xgboost,lstm,cnn,transformer
 
-.PHONY: setup train test lint benchmark bench-store bench-walkforward mlflow-ui clean
+.PHONY: setup train test lint benchmark bench-store bench-walkforward bench-nightly nightly mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,14 @@ bench-store: $(STAMP)
 bench-walkforward: $(STAMP)
 	$(PY) benchmarks/walkforward_parity.py
 	$(PY) benchmarks/zoo_breakdown.py --extra experiment=walkforward_btc_1h --out benchmarks/results/zoo_walkforward.json
+
+# the nightly pipeline on the shipped sample, offline (a rerun the same day only reports)
+nightly: $(STAMP)
+	$(PY) -m huracan.nightly experiment=nightly/sample
+
+# the offline nightly over 1, 2 and 4 symbols, sequential vs joblib (about 20 min)
+bench-nightly: $(STAMP)
+	$(PY) benchmarks/nightly_scaling.py
 
 # Job execution off: Huracan uses no MLflow server jobs, which would start 7 huey consumers
 # (~240 MB each); one worker is plenty for one user. MLFLOW_UI_PORT=5001 make mlflow-ui

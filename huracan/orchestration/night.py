@@ -182,7 +182,8 @@ def summarize(s: NightSettings, night: NightOutcome) -> None:
         store = PipelineRunStore(engine)
         try:
             report = build_report(engine, pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1),
-                                  expected_symbols=[o.symbol for o in night.symbols])
+                                  expected_symbols=(() if s.offline  # no downloads
+                                                    else [o.symbol for o in night.symbols]))
             alert_q = report.alert()
             quality_title = alert_q.title
             night.quality = {"title": alert_q.title, "severity": alert_q.severity,

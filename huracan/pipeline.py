@@ -317,7 +317,11 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
         return None
     te = last.test
     example = fs.frame.iloc[te.start : te.stop][list(fs.feature_names)].head(5)
-    return tracking.log_model(fitted.model, fitted.scaler, example)
+    from huracan.serving.bundle import serving_bundle
+
+    serving = serving_bundle(settings, fs, outcomes[-1], ev.reports, fitted.model,
+                             mlflow.active_run().info.run_id)  # type: ignore[union-attr]
+    return tracking.log_model(fitted.model, fitted.scaler, example, serving)
 
 
 def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.ndarray,

@@ -10,13 +10,18 @@
 3. The policy is played over those bars from a flat start (the environment's rules: fees,
    funding, liquidation; the agent's own recent PnL and drawdown are part of the PPO
    observation), and the action of the last bar is the suggestion.
+
+The replay itself (:class:`ReplayPolicy`, :func:`sizing_inputs`, :func:`replay`) takes
+already-computed per-bar forecasts, so the served forecaster
+(:func:`huracan.serving.raw.predict_candles`) replays the production sizer over the bars it
+answers with the same code.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +104,175 @@ def _sizer_choice(client: Any, name: str, policy: str | None) -> dict[str, Any]:
             "reason": "forced by --policy" if policy else "no sizer trained yet: fixed size 1 x 1"}
 
 
+@dataclass
+class ReplayPolicy:
+    """A sizing policy ready to be replayed over bars.
+
+    Attributes:
+        name: ``ppo`` or one of :data:`BASELINE_POLICIES`.
+        timeframe: bar size (``1h``), for the baselines' annualisation.
+        fee: the forecaster's backtest fee per unit of turnover (fraction), for the baselines
+            (PPO uses its own training environment's fee).
+        threshold: the forecaster's rule threshold (forward return, fraction), for ``sign_rule``.
+        params: the sizer run's logged params (strings: ``sizer.target_vol``,
+            ``sizer.kelly_fraction``, ``sizer.funding``, ``env.max_leverage``,
+            ``env.maintenance_margin``); empty without a sizer run (the defaults apply).
+        sizer: the loaded PPO :class:`huracan.sizing.ppo.SizerModel` (``name == "ppo"`` only).
+    """
+
+    name: str
+    timeframe: str
+    fee: float
+    threshold: float = 0.0
+    params: dict[str, str] = field(default_factory=dict)
+    sizer: Any = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("ppo", *BASELINE_POLICIES):
+            raise ValueError(f"unknown policy {self.name!r}; expected ppo or one of "
+                             f"{BASELINE_POLICIES}")
+        if self.name == "ppo" and self.sizer is None:
+            raise ValueError("policy ppo needs the loaded PPO sizer")
+
+    @property
+    def needs_regime(self) -> bool:
+        """Whether the policy observes the regime one-hot (a PPO sizer trained with it)."""
+        return self.sizer is not None and any(
+            n.startswith("regime_") for n in self.sizer.observation_names)
+
+    def env_config(self) -> EnvConfig:
+        """The environment the policy is played in, from the first row over the whole series:
+        the PPO sizer's own evaluation config, or for a baseline the forecaster's fee with the
+        sizer run's ``max_leverage`` / ``maintenance_margin`` (defaults without a run)."""
+        from huracan.data.ohlcv import bars_per_year
+
+        if self.sizer is not None:
+            return self.sizer.eval_config()
+        cfg = EnvConfig(fee=self.fee, periods_per_year=bars_per_year(self.timeframe))
+        env_keys = {k.removeprefix("env."): v for k, v in self.params.items()
+                    if k.startswith("env.")}
+        if env_keys:
+            cfg = replace(cfg, max_leverage=float(env_keys.get("max_leverage", 5.0)),
+                          maintenance_margin=float(env_keys.get("maintenance_margin", 0.005)))
+        return replace(cfg, random_start=False, episode_bars=None)
+
+
+def load_policy(client: Any, run: Any, name: str, *, fee: float, threshold: float,
+                timeframe: str) -> ReplayPolicy:
+    """The :class:`ReplayPolicy` ``name`` of the sizer run ``run`` (an MLflow ``Run`` or None):
+    downloads and loads the PPO zip (artifact ``sizer/policy.zip``) when ``name == "ppo"``.
+
+    Raises:
+        ValueError: an unknown policy, or ``ppo`` without a run.
+        mlflow.exceptions.MlflowException: the artifact cannot be downloaded.
+    """
+    from huracan.sizing.job import POLICY_ARTIFACT
+    from huracan.sizing.ppo import load_sizer
+
+    sizer = None
+    if name == "ppo":
+        if run is None:
+            raise ValueError("policy ppo needs a sizer run")
+        with tempfile.TemporaryDirectory() as tmp:
+            sizer = load_sizer(client.download_artifacts(run.info.run_id, POLICY_ARTIFACT, tmp))
+    params = dict(run.data.params) if run is not None else {}
+    return ReplayPolicy(name=name, timeframe=timeframe, fee=float(fee),
+                        threshold=float(threshold), params=params, sizer=sizer)
+
+
+def sizing_inputs(timestamps: pd.DatetimeIndex, forecast: np.ndarray, next_return: np.ndarray,
+                  candles: pd.DataFrame, timeframe: str, *, regimes: Any = None,
+                  funding: np.ndarray | None = None) -> SizingData:
+    """The :class:`SizingData` a policy is replayed over, from per-bar forecasts.
+
+    Args:
+        timestamps: the bars (open times, UTC, strictly increasing), ``(n,)``.
+        forecast: the forecaster's forward-return forecast per bar (fraction; NaN -> 0), ``(n,)``.
+        next_return: ``close_{t+1} / close_t - 1`` per bar (fraction; NaN, e.g. the latest bar
+            or the bar before a gap, -> 0), ``(n,)``.
+        candles: the candles (``timestamp, high, low, close``) for the next bar's intrabar
+            extremes (:func:`huracan.sizing.job.intrabar_returns`).
+        timeframe: bar size.
+        regimes: regime labels per bar (``low``/``normal``/``high``/``extreme``; others ->
+            ``unknown``) for a policy observing them, else None.
+        funding: funding rate charged on each bar's position (fraction of notional,
+            :func:`huracan.sizing.env.funding_per_bar`), or None (no funding).
+
+    Raises:
+        ValueError: misaligned lengths or a :class:`SizingData` check failing.
+    """
+    from huracan.sizing.job import intrabar_returns, regime_onehot
+
+    ts = pd.DatetimeIndex(timestamps)
+    nxt = np.nan_to_num(np.asarray(next_return, dtype=np.float64))
+    low, high = intrabar_returns(ts, candles, timeframe, nxt)
+    onehot = None if regimes is None else regime_onehot(np.asarray(regimes, dtype=object))
+    return SizingData(timestamps=ts, forecast=np.nan_to_num(np.asarray(forecast, np.float64)),
+                      next_return=nxt, regime=None if onehot is None else onehot.to_numpy(),
+                      funding=funding, low_return=low, high_return=high)
+
+
+def replay(policy: ReplayPolicy, data: SizingData, *,
+           restart_after_liquidation: bool = False) -> pd.DataFrame:
+    """Play ``policy`` over ``data`` from a flat start at row 0 (the environment's rules).
+
+    Row ``t``'s action uses data known at the close of bar ``t`` only (the environment's
+    observation, or a baseline's causal rule), so appending rows never changes earlier rows.
+
+    Args:
+        policy: what to play.
+        data: the bars (:func:`sizing_inputs`).
+        restart_after_liquidation: after a liquidation (margin or drawdown stop) at row ``k``,
+            start a new flat account at row ``k + 1`` (a trader refilling the account) instead of
+            staying flat to the end (``huracan size``'s replay).
+
+    Returns:
+        one row per bar, :data:`huracan.sizing.env.EPISODE_COLUMNS` (``size`` in [0, 1],
+        ``leverage`` in [1, max_leverage]; 0 and 0 on flat rows after an unrestarted
+        liquidation).
+    """
+    from huracan.sizing.env import SizingEnv, forecast_volatility, run_episode
+    from huracan.sizing.ppo import UnitActions
+
+    cfg = policy.env_config()
+    env = UnitActions(SizingEnv(data, cfg)) if policy.sizer is not None else None
+    # a restarted baseline keeps the whole window's trailing volatility (no new warm-up)
+    vol = data.volatility if data.volatility is not None else forecast_volatility(data, cfg)
+    parts: list[pd.DataFrame] = []
+    start, n = 0, len(data)
+    while True:
+        if env is not None:
+            out = run_episode(env, policy.sizer.act, start=start, pad=True)
+        else:
+            part = data if start == 0 else replace(data.slice(start), volatility=vol[start:])
+            out = _baseline(policy, part, cfg)
+        hit = np.flatnonzero(out["liquidated"].to_numpy(dtype=object) != "")
+        if not restart_after_liquidation or len(hit) == 0 or start + int(hit[0]) + 1 >= n:
+            parts.append(out)
+            break
+        parts.append(out.iloc[: int(hit[0]) + 1])
+        start += int(hit[0]) + 1
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _baseline(policy: ReplayPolicy, data: SizingData, cfg: EnvConfig) -> pd.DataFrame:
+    """The per-bar frame of the baseline ``policy.name`` over ``data`` (the sizer run's
+    ``sizer.target_vol`` / ``sizer.kelly_fraction``, defaults 0.5)."""
+    from huracan.sizing import baselines as bl
+
+    target_vol = float(policy.params.get("sizer.target_vol", 0.5))
+    kelly_fraction = float(policy.params.get("sizer.kelly_fraction", 0.5))
+    if policy.name == "fixed":
+        result = bl.fixed_fraction(data, cfg)
+    elif policy.name == "sign_rule":
+        result = bl.sign_rule(data, cfg, policy.threshold)
+    elif policy.name == "volatility_target":
+        result = bl.volatility_target(data, cfg, target_vol)
+    else:
+        result = bl.kelly(data, cfg, kelly_fraction)
+    return result.returns
+
+
 def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None = None,
             policy: str | None = None, bars: int = 720) -> SizeSuggestion:
     """The suggestion for the latest bar (see the module docstring).
@@ -116,21 +290,10 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         ValueError: an unknown policy; too few bars.
     """
     from huracan import stages
-    from huracan.data.ohlcv import bars_per_year
     from huracan.pipeline import load_run_model, rebuild_features, run_settings
     from huracan.regime.live import load_detector
     from huracan.registry.promotion import PRODUCTION, alias_version, registered_model_name
-    from huracan.sizing import baselines as bl
-    from huracan.sizing.env import SizingEnv, run_episode
-    from huracan.sizing.job import (
-        POLICY_ARTIFACT,
-        SizerSettings,
-        intrabar_returns,
-        load_funding,
-        regime_onehot,
-        registered_sizer_name,
-    )
-    from huracan.sizing.ppo import UnitActions, load_sizer
+    from huracan.sizing.job import load_funding, registered_sizer_name
 
     if policy is not None and policy not in ("ppo", *BASELINE_POLICIES):
         raise ValueError(f"unknown policy {policy!r}; expected ppo or one of {BASELINE_POLICIES}")
@@ -143,12 +306,11 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         raise LookupError(f"{fname} has no production forecaster to size")
     settings = run_settings(client, fv.run_id)
     choice = _sizer_choice(client, registered_sizer_name(symbol, timeframe), policy)
+    run = choice["run"]
     with tempfile.TemporaryDirectory() as tmp:
         estimator, scaler = load_run_model(client, fv.run_id, Path(tmp))
-        sizer = None
-        if choice["policy"] == "ppo":
-            sizer = load_sizer(client.download_artifacts(choice["run"].info.run_id,
-                                                         POLICY_ARTIFACT, tmp))
+    pol = load_policy(client, run, choice["policy"], fee=settings.backtest.fee,
+                      threshold=settings.backtest.threshold, timeframe=timeframe)
     fs, candles = rebuild_features(settings, data, keep_unlabelled=True)
     frame = fs.frame.iloc[-int(bars):]
     if len(frame) < 50:
@@ -158,10 +320,8 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
     X = scaler.transform(frame[names].to_numpy(np.float64)).astype(np.float32)
     forecast = np.asarray(estimator.predict(X, starts=starts), dtype=np.float64)
     ts = pd.DatetimeIndex(frame.index)
-    nxt = np.nan_to_num(frame["next_return"].to_numpy(np.float64))  # the last: unknown yet
-    low, high = intrabar_returns(ts, candles, timeframe, nxt)
-    onehot = None
-    if sizer is not None and any(n.startswith("regime_") for n in sizer.observation_names):
+    labels = None
+    if pol.needs_regime:
         from huracan.regime.detection import HMMRegime, realized_volatility_24h, regime_features
         from huracan.regime.detection import segment_starts as seg_starts
 
@@ -173,37 +333,19 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
             labels = det.classify(regime_features(close, timeframe, segment_start=seg))[0]
         else:
             labels = det.classify(realized_volatility_24h(close, timeframe, segment_start=seg))
-        onehot = regime_onehot(pd.Series(labels, index=close.index).reindex(ts).to_numpy())
-    fee = settings.backtest.fee
-    run = choice["run"]
-    params = run.data.params if run is not None else {}
-    s = SizerSettings(target_vol=float(params.get("sizer.target_vol", 0.5)),
-                      kelly_fraction=float(params.get("sizer.kelly_fraction", 0.5)))
-    funding = load_funding(params.get("sizer.funding", "none"), symbol, ts.min(), ts.max(), None)
+        labels = pd.Series(labels, index=close.index).reindex(ts).to_numpy()
+    funding = load_funding(pol.params.get("sizer.funding", "none"), symbol, ts.min(), ts.max(),
+                           None)
     fr = None
     if funding is not None:
         from huracan.sizing.env import funding_per_bar
 
         fr = funding_per_bar(ts, funding, timeframe)
-    sd = SizingData(timestamps=ts, forecast=np.nan_to_num(forecast), next_return=nxt,
-                    regime=None if onehot is None else onehot.to_numpy(),
-                    funding=fr, low_return=low, high_return=high)
-    if sizer is not None:
-        cfg = sizer.eval_config()
-        env = UnitActions(SizingEnv(sd, cfg))
-        out = run_episode(env, sizer.act, start=0, pad=True)
-    else:
-        env_keys = {k.removeprefix("env."): v for k, v in params.items() if k.startswith("env.")}
-        cfg = EnvConfig(fee=fee, periods_per_year=bars_per_year(timeframe))
-        if env_keys:
-            cfg = replace(cfg, max_leverage=float(env_keys.get("max_leverage", 5.0)),
-                          maintenance_margin=float(env_keys.get("maintenance_margin", 0.005)))
-        cfg = replace(cfg, random_start=False, episode_bars=None)
-        rule = {"fixed": lambda: bl.fixed_fraction(sd, cfg),
-                "sign_rule": lambda: bl.sign_rule(sd, cfg, settings.backtest.threshold),
-                "volatility_target": lambda: bl.volatility_target(sd, cfg, s.target_vol),
-                "kelly": lambda: bl.kelly(sd, cfg, s.kelly_fraction)}[choice["policy"]]
-        out = rule().returns
+    # the last bar's next return is unknown yet: 0
+    sd = sizing_inputs(ts, forecast, frame["next_return"].to_numpy(np.float64), candles,
+                       timeframe, regimes=labels, funding=fr)
+    cfg = pol.env_config()
+    out = replay(pol, sd)
     last = out.iloc[-1]
     liquidated = "".join(str(x) for x in out["liquidated"] if x)
     size, lev = float(last["size"]), float(last["leverage"])

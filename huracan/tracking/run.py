@@ -139,25 +139,37 @@ def pinned_requirements(distributions: tuple[str, ...]) -> list[str]:
     return pins
 
 
-def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame) -> str:
+def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame,
+              serving: tuple[Any, Any] | None = None) -> str:
     """Log the scaler + estimator as a pyfunc model named ``model`` with a signature (inferred
     from ``example`` and its prediction, made here); returns the model URI (``models:/m-...``).
+
+    ``serving`` = ``(spec, fitted rule)`` (:func:`huracan.serving.bundle.serving_bundle`) makes
+    the model answer raw candles too (:mod:`huracan.serving.raw`). The input schema still names
+    the feature columns (registry evaluation reads them), but it is marked as not enforced by
+    MLflow (``is_signature_from_type_hint``): the model checks its input itself, either form,
+    and MLflow's column enforcement would otherwise drop the candle columns. Consequence for
+    ``mlflow models serve``: requests wrap the table in ``{"inputs": ...}`` (see README).
 
     No ``input_example`` is stored: MLflow would reload the model to validate it as a serving
     input (0.5-0.7 s per Keras run), which the prediction above already checks; the signature
     still names and types every input column."""
     import warnings
 
+    spec, rule = serving if serving is not None else (None, None)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*An input example was not provided")
-        artifacts = save_bundle(estimator, scaler, Path(tmp))
+        artifacts = save_bundle(estimator, scaler, Path(tmp), spec, rule)
         X = scaler.transform(example[estimator.feature_names_].to_numpy(np.float64))
         prediction = estimator.predict(X.astype(np.float32))
+        signature = infer_signature(example, prediction)
+        if spec is not None:
+            signature._is_signature_from_type_hint = True  # the model validates its input
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=ForecasterPyfunc(),
             artifacts=artifacts,
-            signature=infer_signature(example, prediction),
+            signature=signature,
             pip_requirements=pinned_requirements(estimator.requirements),
         )
     return str(info.model_uri)

@@ -1,0 +1,377 @@
+"""Forecast, regime and position per bar from RAW candles: what the served model answers.
+
+The logged pyfunc (:class:`huracan.tracking.pyfunc.ForecasterPyfunc`) carries a
+:class:`ServingSpec` (artifact ``serving``: the run's feature and label config, the model's input
+columns, the warm-up, the regime detector fitted on the last fold's train rows) and the trading
+rule fitted on the last fold's validation predictions (artifact ``rule``). Given candles it
+
+1. checks them (:func:`validate_candles`; every error names the rule broken, as
+   ``... [rule: <name>]``, and is an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``, which
+   ``mlflow models serve`` returns as HTTP 400);
+2. rebuilds the price features exactly as training does
+   (:func:`huracan.features.build.build_features` with ``keep_unlabelled=True``, so the latest bar
+   is forecast although its label is unknown); market-structure family features are NOT rebuilt
+   from raw sources: the request carries them as extra per-bar columns (``ServingSpec.
+   family_columns``, as :func:`huracan.features.families.build_family_features` makes them);
+3. scales with the train-only scaler and forecasts (sequence models never window across a gap);
+4. classifies the volatility regime of each bar with the saved detector (24h realised
+   volatility against the train quantiles, or the HMM's filtered state;
+   :mod:`huracan.regime.detection`), ``extreme`` on a liquidation cascade when the features
+   include one;
+5. turns the forecasts into positions with the fitted rule (:mod:`huracan.evaluation.rules`),
+   starting flat at the first answered bar;
+6. sizes them: when a production sizer ``huracan-sizer-<SYMBOL>-<tf>`` is given (looked up by
+   the pyfunc), its chosen policy (PPO or a baseline) is replayed over the answered bars from a
+   flat account at the first one (:func:`huracan.sizing.serve.replay`, the code of
+   ``huracan size``; a liquidation in the replay opens a new flat account on the next bar) and
+   gives ``size`` and ``leverage`` per bar; funding is taken as zero (the funding source is not
+   part of the model); without a sizer ``size = |position|`` and ``leverage = 1``.
+
+Every step reads bars ``<= t`` only for bar ``t`` (tested: appending bars never changes the
+answer for earlier bars, sizer included), except the ``barrier`` rule, whose exits need later
+prices: its ``position`` is NaN here.
+
+Request: a DataFrame with columns ``timestamp`` (bar open time: ISO-8601 string, datetime, or
+epoch milliseconds; UTC), ``open, high, low, close, volume`` (+ ``family_columns``), one row per
+bar of the model's timeframe, strictly increasing (gaps allowed: features restart after one).
+Answer: one row per bar from the first bar whose features and sequence window are complete
+(``warmup_bars + lookback - 1`` bars after the start of each gap-free run), columns
+:data:`OUTPUT_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+CANDLE_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
+#: the answer's columns, in order
+OUTPUT_COLUMNS: tuple[str, ...] = ("timestamp", "forecast", "regime", "position", "size",
+                                   "leverage", "sizer", "registered_model", "model_version",
+                                   "run_id")
+#: bars of the synthetic series the feature warm-up is measured on
+_WARMUP_PROBE_BARS = 3000
+
+
+def input_error(message: str, rule: str) -> MlflowException:
+    """An ``INVALID_PARAMETER_VALUE`` error (HTTP 400 when served) naming ``rule``."""
+    return MlflowException(f"{message} [rule: {rule}]", error_code=INVALID_PARAMETER_VALUE)
+
+
+@dataclass
+class ServingSpec:
+    """What the model needs, besides the estimator, scaler and rule, to answer raw candles.
+
+    Attributes:
+        symbol, timeframe: of the run (``BTC/USDT``, ``1h``).
+        registered_model: ``huracan-<SYMBOL>-<tf>``, the registry name its versions get.
+        run_id: the training run that logged the model.
+        features: :class:`huracan.features.build.FeatureConfig` fields of the run.
+        feature_names: the estimator's input columns, in order.
+        family_columns: input columns that are market-structure family features: the request
+            carries them per bar (empty for price-only models).
+        warmup_bars: bars before the first complete feature row of a gap-free run.
+        lookback: the estimator's window (1 for tree models).
+        rule_kind: ``threshold``, ``barrier`` or ``meta``.
+        regime_detector: the saved detector state (``regime/detector.json``) or None
+            (trained with ``regime=none``).
+    """
+
+    symbol: str
+    timeframe: str
+    registered_model: str
+    run_id: str | None
+    features: dict[str, Any]
+    feature_names: list[str]
+    family_columns: list[str] = field(default_factory=list)
+    warmup_bars: int = 0
+    lookback: int = 1
+    rule_kind: str = "threshold"
+    regime_detector: dict[str, Any] | None = None
+
+    @property
+    def min_bars(self) -> int:
+        """Bars a request needs for one answered bar: warm-up plus the model's window."""
+        return int(self.warmup_bars) + int(self.lookback)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServingSpec:
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def price_config(features: dict[str, Any]) -> Any:
+    """The run's :class:`FeatureConfig` without families (the price part rebuilt here)."""
+    from huracan.features.build import FeatureConfig
+
+    names = {f.name for f in fields(FeatureConfig)}
+    cfg = FeatureConfig(**{k: v for k, v in features.items() if k in names})
+    return replace(cfg, families=[], family_params={})
+
+
+def measure_warmup(features: dict[str, Any], timeframe: str, seed: int = 0) -> int:
+    """Bars before the first complete price-feature row, measured by building the features on a
+    seeded synthetic random walk of gap-free candles (the longest window decides it, e.g. 168
+    with the default volume z-score).
+
+    Raises:
+        ValueError: the warm-up exceeds the probe (3,000 bars).
+    """
+    from huracan.data.ohlcv import timeframe_to_timedelta
+    from huracan.features.build import build_features
+
+    rng = np.random.default_rng(seed)
+    n = _WARMUP_PROBE_BARS
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    spread = np.abs(rng.normal(0.0, 0.005, n)) * close
+    ts = pd.date_range("2020-01-01", periods=n, freq=timeframe_to_timedelta(timeframe), tz="UTC")
+    candles = pd.DataFrame({"timestamp": ts, "open": open_,
+                            "high": np.maximum(open_, close) + spread,
+                            "low": np.minimum(open_, close) - spread, "close": close,
+                            "volume": rng.uniform(10.0, 100.0, n)})
+    fs = build_features(candles, timeframe, price_config(features), keep_unlabelled=True)
+    return int(ts.get_loc(pd.DatetimeIndex(fs.frame.index)[0]))
+
+
+def is_raw_candles(frame: pd.DataFrame, feature_names: list[str]) -> bool:
+    """True when ``frame`` is a raw-candle request: it lacks some feature column and carries at
+    least one candle column (``timestamp, open, high, low, close, volume``). A frame with every
+    feature column is a feature request, whatever else it carries."""
+    cols = set(map(str, frame.columns))
+    if all(c in cols for c in feature_names):
+        return False
+    return bool(cols & set(CANDLE_COLUMNS))
+
+
+def _timestamps(raw: pd.Series) -> pd.DatetimeIndex:
+    try:
+        if pd.api.types.is_numeric_dtype(raw):
+            return pd.DatetimeIndex(pd.to_datetime(raw, unit="ms", utc=True))
+        return pd.DatetimeIndex(pd.to_datetime(raw, utc=True, format="ISO8601"))
+    except (ValueError, TypeError) as exc:
+        raise input_error(f"column 'timestamp': cannot read bar open times ({exc}); send "
+                          "ISO-8601 strings or epoch milliseconds", "timestamp_format") from None
+
+
+def validate_candles(frame: pd.DataFrame, spec: ServingSpec) -> pd.DataFrame:
+    """Check a raw-candle request and return it normalised (UTC timestamps, float prices).
+
+    Rules (the error message ends with ``[rule: <name>]``): ``required_columns`` (every candle
+    column and family column present), ``timestamp_format``, ``unique_timestamps``,
+    ``sorted_timestamps`` (strictly increasing), ``bar_alignment`` (open times on the
+    timeframe's grid), ``numeric_values``, ``positive_price`` (finite prices > 0),
+    ``non_negative_volume``, ``min_bars`` (at least ``spec.min_bars`` bars).
+
+    Raises:
+        MlflowException: ``INVALID_PARAMETER_VALUE``, one line naming the column, row and rule.
+    """
+    from huracan.data.ohlcv import timeframe_to_timedelta
+
+    needed = [*CANDLE_COLUMNS, *spec.family_columns]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise input_error(f"input is missing column(s) {missing}: raw candles need "
+                          f"{list(needed)}", "required_columns")
+    ts = _timestamps(frame["timestamp"].reset_index(drop=True))
+    if ts.isna().any():
+        row = int(np.flatnonzero(ts.isna())[0])
+        raise input_error(f"column 'timestamp' row {row}: missing bar open time",
+                          "timestamp_format")
+    dup = ts.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise input_error(f"column 'timestamp' row {row}: duplicate bar {ts[row]}",
+                          "unique_timestamps")
+    if len(ts) > 1:
+        back = np.flatnonzero(np.diff(ts.asi8) <= 0)
+        if len(back):
+            row = int(back[0]) + 1
+            raise input_error(f"column 'timestamp' row {row}: {ts[row]} is not after "
+                              f"{ts[row - 1]}; bars must be strictly increasing",
+                              "sorted_timestamps")
+    step = timeframe_to_timedelta(spec.timeframe)
+    off = ts.floor(step) != ts
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise input_error(f"column 'timestamp' row {row}: {ts[row]} is not a {spec.timeframe} "
+                          "bar open time", "bar_alignment")
+    out = pd.DataFrame({"timestamp": ts})
+    for col in (*CANDLE_COLUMNS[1:], *spec.family_columns):
+        values = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
+        bad = values.isna() & frame[col].reset_index(drop=True).notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise input_error(f"column '{col}' row {row}: {frame[col].iloc[row]!r} is not a "
+                              "number", "numeric_values")
+        out[col] = values.to_numpy(np.float64)
+    for col in ("open", "high", "low", "close"):
+        bad = ~(np.isfinite(out[col].to_numpy()) & (out[col].to_numpy() > 0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise input_error(f"column '{col}' row {row}: price {out[col].iloc[row]} is not a "
+                              "finite value > 0", "positive_price")
+    bad = ~(out["volume"].to_numpy() >= 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise input_error(f"column 'volume' row {row}: {out['volume'].iloc[row]} is not >= 0",
+                          "non_negative_volume")
+    if len(out) < spec.min_bars:
+        raise input_error(_too_few(len(out), spec), "min_bars")
+    return out
+
+
+def _too_few(n: int, spec: ServingSpec) -> str:
+    return (f"{n} bar(s) given; the model needs at least {spec.min_bars} consecutive "
+            f"{spec.timeframe} bars (feature warm-up {spec.warmup_bars} + lookback "
+            f"{spec.lookback}) to answer one bar")
+
+
+def _regimes(spec: ServingSpec, candles: pd.DataFrame, rows: pd.DatetimeIndex,
+             cascade: np.ndarray | None) -> np.ndarray:
+    from huracan.regime.detection import (
+        UNKNOWN,
+        HMMRegime,
+        VolatilityRegime,
+        apply_cascades,
+        realized_volatility_24h,
+        regime_features,
+        segment_starts,
+    )
+
+    state = spec.regime_detector
+    if not state or state.get("kind") in (None, "none"):
+        return np.full(len(rows), None, dtype=object)
+    close = pd.Series(candles["close"].to_numpy(np.float64),
+                      index=pd.DatetimeIndex(candles["timestamp"]))
+    seg = segment_starts(close.index, spec.timeframe)
+    if state.get("kind") == "hmm":
+        hmm = HMMRegime.from_dict(state)
+        labels = hmm.classify(regime_features(close, spec.timeframe, segment_start=seg))[0]
+    else:
+        det = VolatilityRegime.from_dict(state)
+        labels = det.classify(realized_volatility_24h(close, spec.timeframe, segment_start=seg))
+    out = pd.Series(np.asarray(labels, dtype=object), index=close.index).reindex(rows)
+    regimes = out.fillna(UNKNOWN).to_numpy(dtype=object)
+    if cascade is not None:
+        known = regimes != UNKNOWN
+        regimes = np.where(known, apply_cascades(regimes, np.nan_to_num(cascade) > 0), regimes)
+    return regimes
+
+
+def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scaler: Any,
+                    rule: Any, version: str | None = None, sizer: Any = None,
+                    sizer_label: str | None = None) -> pd.DataFrame:
+    """Answer a raw-candle request (see the module docstring).
+
+    Args:
+        frame: the request (columns :data:`CANDLE_COLUMNS` + ``spec.family_columns``).
+        spec: the model's :class:`ServingSpec`.
+        estimator, scaler: the fitted forecaster and its train-only scaler.
+        rule: the fitted trading rule (None: positions NaN).
+        version: the registered version of this model (None when unknown).
+        sizer: the production sizer's policy (:class:`huracan.sizing.serve.ReplayPolicy`), or
+            None: ``size = |position|``, ``leverage = 1``.
+        sizer_label: what the ``sizer`` column says, e.g. ``huracan-sizer-BTCUSDT-1h/2:ppo``
+            (None without a sizer).
+
+    Returns:
+        DataFrame with :data:`OUTPUT_COLUMNS`: ``timestamp`` (bar open time, UTC), ``forecast``
+        (forward return over the label horizon, fraction, float64), ``regime`` (str, ``unknown``
+        in the 24h warm-up; None without a detector), ``position`` (the rule's, +1 long / -1
+        short / 0 flat / fraction for a sized meta rule; NaN for the barrier rule), ``size``
+        (fraction of capital in [0, 1]) and ``leverage`` (in [1, max_leverage]) of the sizer,
+        for the side of the forecast (its exposure is ``sign(forecast) x size x leverage``, units
+        of equity), or without a sizer ``|position|`` and 1.0 (NaN with a NaN position),
+        ``sizer`` (``sizer_label``), ``registered_model``, ``model_version`` (str or None),
+        ``run_id``.
+
+    Raises:
+        MlflowException: ``INVALID_PARAMETER_VALUE`` for a request breaking a rule
+            (:func:`validate_candles`), or too few complete bars after a gap.
+    """
+    from huracan.evaluation.rules import RuleInput
+    from huracan.features.build import build_features
+    from huracan.stages import gap_starts
+
+    candles = validate_candles(frame, spec)
+    try:
+        fs = build_features(candles[list(CANDLE_COLUMNS)], spec.timeframe,
+                            price_config(spec.features), keep_unlabelled=True)
+    except ValueError:
+        raise input_error(_too_few(len(candles), spec) + " (no gap-free run is long enough)",
+                          "min_bars") from None
+    rows = fs.frame
+    if spec.family_columns:
+        extra = candles.set_index("timestamp")[list(spec.family_columns)]
+        rows = rows.join(extra, how="left")
+    names = list(spec.feature_names)
+    idx = pd.DatetimeIndex(rows.index)
+    starts = gap_starts(idx, spec.timeframe)
+    X = np.asarray(scaler.transform(rows[names].to_numpy(np.float64)), dtype=np.float32)
+    forecast = np.asarray(estimator.predict(X, starts=starts), dtype=np.float64).reshape(-1)
+    # rows whose sequence window is complete: at least lookback-1 rows of the same run before
+    run_pos = np.arange(len(idx)) - np.maximum.accumulate(np.where(starts, np.arange(len(idx)), 0))
+    keep = run_pos >= int(spec.lookback) - 1
+    if not keep.any():
+        raise input_error(_too_few(len(candles), spec) + " (no gap-free run is long enough)",
+                          "min_bars")
+    rows, idx, forecast = rows[keep], idx[keep], forecast[keep]
+    kept_starts = gap_starts(idx, spec.timeframe)
+    if rule is None or spec.rule_kind == "barrier":
+        position = np.full(len(idx), np.nan)
+    else:
+        nan = np.full(len(idx), np.nan)
+        window = RuleInput(timestamps=idx, forecast=forecast, next_return=nan, label=nan,
+                           close=rows["bar_close"].to_numpy(np.float64),
+                           high=rows["bar_high"].to_numpy(np.float64),
+                           low=rows["bar_low"].to_numpy(np.float64), starts=kept_starts,
+                           features=rows[names].to_numpy(np.float64))
+        position = np.asarray(rule.positions(window).positions, dtype=np.float64)
+    cascade = rows["cascade_indicator"].to_numpy(np.float64) \
+        if "cascade_indicator" in rows else None
+    regimes = _regimes(spec, candles, idx, cascade)
+    n = len(idx)
+    if sizer is None:
+        size = np.abs(position)
+        leverage = np.where(np.isnan(position), math.nan, 1.0)
+    else:
+        size, leverage = _sized(sizer, idx, forecast, rows, candles, spec.timeframe, regimes)
+    return pd.DataFrame({
+        "timestamp": idx,
+        "forecast": forecast,
+        "regime": regimes,
+        "position": position,
+        "size": size,
+        "leverage": leverage,
+        "sizer": np.full(n, sizer_label if sizer is not None else None, dtype=object),
+        "registered_model": np.full(n, spec.registered_model, dtype=object),
+        "model_version": np.full(n, version, dtype=object),
+        "run_id": np.full(n, spec.run_id, dtype=object),
+    }, columns=list(OUTPUT_COLUMNS)).reset_index(drop=True)
+
+
+def _sized(policy: Any, idx: pd.DatetimeIndex, forecast: np.ndarray, rows: pd.DataFrame,
+           candles: pd.DataFrame, timeframe: str,
+           regimes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(size, leverage)`` per answered bar: ``policy`` replayed over them from a flat account
+    (:func:`huracan.sizing.serve.replay`, restarting after a liquidation), the latest bar's and
+    each pre-gap bar's next return unknown (0), no funding."""
+    from huracan.sizing.serve import replay, sizing_inputs
+
+    data = sizing_inputs(idx, forecast, rows["next_return"].to_numpy(np.float64), candles,
+                         timeframe, regimes=regimes if policy.needs_regime else None)
+    out = replay(policy, data, restart_after_liquidation=True)
+    return (out["size"].to_numpy(np.float64).copy(),
+            out["leverage"].to_numpy(np.float64).copy())

@@ -1,0 +1,133 @@
+"""``mlflow models serve`` of the production model answers raw candles over HTTP: per-bar
+forecast, regime, position, size, leverage and the version; bad requests get HTTP 400 naming the
+rule. Start-up and request latency are printed (``-s``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from huracan.data.ohlcv import load_ohlcv
+from huracan.tracking.run import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+NAME = "huracan-BTCUSDT-1h"
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _payload(frame) -> dict:
+    """Raw candles in the documented wire format: ``{"inputs": <dataframe_split layout>}``."""
+    f = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
+    split = json.loads(f.to_json(orient="split", index=False))
+    return {"inputs": {"columns": split["columns"], "data": split["data"]}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, train_cli, sample_path):
+    tmp = tmp_path_factory.mktemp("serving")
+    proc = train_cli(["model=lightgbm", "model.n_estimators=60", "explain.max_rows=20",
+                      "importance.enabled=false"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = default_tracking_uri(tmp / "mlruns")
+    client = MlflowClient(tracking_uri=uri)
+    (version,) = client.search_model_versions(f"name='{NAME}'")  # registered by the job
+    client.set_registered_model_alias(NAME, "production", version.version)
+    prod = client.get_model_version_by_alias(NAME, "production")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (tmp / "serve.log").open("w")
+    t0 = time.perf_counter()
+    srv = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m",
+                            f"models:/{NAME}@production", "--env-manager", "local",
+                            "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp,
+                           stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            assert srv.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+            assert time.perf_counter() - t0 < 120, "server did not answer /ping in 120 s"
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        startup = time.perf_counter() - t0
+        candles, _ = load_ohlcv(sample_path, "1h")
+        yield base, prod, candles, startup
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+        log.close()
+
+
+def test_served_model_answers_raw_candles_per_bar(server):
+    base, prod, candles, startup = server
+    spec_bars = 400  # > the model's 168-bar minimum (167 warm-up + 1)
+    bars = candles.iloc[-spec_bars:]
+    code, body = _post(f"{base}/invocations", _payload(bars))
+    assert code == 200, body
+    rows = body["predictions"]
+    assert len(rows) == spec_bars - 167
+    last = rows[-1]
+    assert set(last) == {"timestamp", "forecast", "regime", "position", "size", "leverage",
+                         "sizer", "registered_model", "model_version", "run_id"}
+    assert last["sizer"] is None  # no sizer registered: size = |position|, leverage = 1
+    assert last["timestamp"].startswith(bars["timestamp"].iloc[-1].isoformat()[:19])
+    assert isinstance(last["forecast"], float)
+    assert last["regime"] in {"low", "normal", "high", "extreme"}
+    assert last["position"] in (-1.0, 0.0, 1.0) and last["leverage"] == 1.0
+    assert last["registered_model"] == NAME and last["model_version"] == str(prod.version)
+    assert last["run_id"] == prod.run_id
+    # latency of a 200-bar answer (167 warm-up + 200 bars sent), over 5 requests
+    bars = candles.iloc[-367:]
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        code, body = _post(f"{base}/invocations", _payload(bars))
+        times.append(time.perf_counter() - t0)
+        assert code == 200 and len(body["predictions"]) == 200
+    print(f"\nserve start-up {startup:.1f} s; 200-bar request: median "
+          f"{sorted(times)[2] * 1000:.0f} ms, min {min(times) * 1000:.0f} ms")
+
+
+def test_bad_requests_are_http_400_naming_the_rule(server):
+    base, _, candles, _ = server
+    bars = candles.iloc[-400:]
+    code, body = _post(f"{base}/invocations", _payload(bars.drop(columns=["close"])))
+    assert code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "'close'" in body["message"] and "[rule: required_columns]" in body["message"]
+    code, body = _post(f"{base}/invocations", _payload(bars.iloc[:50]))
+    assert code == 400 and "[rule: min_bars]" in body["message"]
+    assert "at least 168" in body["message"]

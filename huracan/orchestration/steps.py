@@ -562,9 +562,16 @@ def step_monitor(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     if proc.returncode == MONITOR_NO_DATA:
         raise StepSkipped(_last_line(logf))
     if proc.returncode != 0:
-        if "has no production version" in _last_error(logf):
-            raise StepSkipped(_last_error(logf))
-        raise RuntimeError(f"registry monitor exited {proc.returncode}: {_last_error(logf)}")
+        err = _last_error(logf)
+        if "has no production version" in err:
+            raise StepSkipped(err)
+        if "no earlier production version to roll back to" in err:
+            # production degraded and there is nothing to fall back to: the monitor did its job
+            # (drift and score recorded); it is the model that needs attention, not the night
+            _alert(s, f"{name}: production degraded, nothing to roll back to", "critical",
+                   {"run": s.run_id, "detail": err})
+            return f"DEGRADED, kept (no earlier version to roll back to): {err}", []
+        raise RuntimeError(f"registry monitor exited {proc.returncode}: {err}")
     return _last_line(logf), []
 
 

@@ -19,8 +19,7 @@ With the product's settings the symbols' nights differ in length: a symbol whose
 all ineligible (too few validation trades) promotes nothing and skips the monitor (its Evidently
 drift report is the longest step, about 22 s), so the longest symbol bounds the joblib wall time.
 ``--balanced`` sets ``selection.min_trades=1``: every symbol promotes and runs the whole chain,
-which
-measures the fan-out itself on equal work.
+which measures the fan-out itself on equal work.
 
 Usage: python benchmarks/nightly_scaling.py [--symbols 1 2 4] [--configs ...] [--balanced]
        [--out FILE]

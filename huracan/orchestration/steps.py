@@ -36,6 +36,7 @@ What each step does (commands are the ones users run by hand, with the same sett
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -199,15 +200,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): ask Linux to SIGKILL it when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``), so a killed night never leaves a training process running on
+    behind it, writing into a step the rerun has taken over. No-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+
+
 def _run(cmd: list[str], s: NightSettings, log_file: Path) -> subprocess.CompletedProcess[str]:
     """Run a child command with the night's environment; its output goes to ``log_file``
-    (the last lines are kept for the step's detail)."""
+    (the last lines are kept for the step's detail). The child dies with this process."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
         proc = subprocess.run(cmd, cwd=s.cwd, env=s.env(), stdout=fh, stderr=subprocess.STDOUT,
-                              text=True, check=False)
+                              text=True, check=False, preexec_fn=die_with_parent)
     return proc
 
 

@@ -339,6 +339,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_candles(frame: pd.DataFrame, path: Path) -> None:
+    """Write OHLCV ``frame`` (the lake's columns and schema) to ``path`` crash-safely, as every
+    lake write: temporary file, fsync, atomic rename, fsync of the directory (created if
+    missing). For candle files outside the lake, e.g. the nightly's snapshot."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(frame, path)
+
+
 def _write_atomic(frame: pd.DataFrame, path: Path, step: str = "write") -> None:
     """Write ``frame`` to ``path``: temporary file in the same directory, flush + fsync, atomic
     ``os.replace``, fsync of the directory. ``step`` names the checkpoints (``append``,

@@ -216,9 +216,9 @@ def summarize(s: NightSettings, night: NightOutcome) -> None:
 
 
 def _write_summary(s: NightSettings, night: NightOutcome) -> None:
-    from huracan.orchestration.steps import _write_json
+    from huracan.tracking.callbacks import write_json_atomic
 
-    _write_json(Path(s.work_dir) / s.run_id / "summary.json", {
+    write_json_atomic(Path(s.work_dir) / s.run_id / "summary.json", {
         "run_id": night.run_id, "written_at": datetime.now(UTC).isoformat(),
         "seconds": night.seconds, "failed": night.failed, "quality": night.quality,
         "symbols": [o.as_dict() for o in night.symbols]})

@@ -44,7 +44,6 @@ import subprocess
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,6 +52,7 @@ from typing import Any
 
 from huracan.orchestration.runs import PipelineRunStore, StepBusyError
 from huracan.secrets import mask_text
+from huracan.tracking.callbacks import write_json_atomic
 
 log = logging.getLogger("huracan.nightly")
 
@@ -182,17 +182,6 @@ class SymbolOutcome:
 # helpers
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically write ``payload`` (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads(path.read_text()))
@@ -219,7 +208,7 @@ def _run(cmd: list[str], s: NightSettings, log_file: Path) -> subprocess.Complet
     (the last lines are kept for the step's detail). The child dies with this process."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as fh:
-        fh.write(f"\n$ {' '.join(cmd)}\n")
+        fh.write(f"\n$ {mask_text(' '.join(cmd))}\n")
         fh.flush()
         proc = subprocess.run(cmd, cwd=s.cwd, env=s.env(), stdout=fh, stderr=subprocess.STDOUT,
                               text=True, check=False, preexec_fn=die_with_parent)
@@ -375,7 +364,7 @@ def _db_sink(s: NightSettings, engine: Any | None = None) -> Any:
 def step_validate(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     import pandas as pd
 
-    from huracan.data.lake import CandleLake
+    from huracan.data.lake import CandleLake, write_candles
     from huracan.data.validate import validate_frame
 
     lake = CandleLake(s.lake)
@@ -400,18 +389,8 @@ def step_validate(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     if report.critical and not s.allow_degraded:
         raise DegradedNight(f"degraded: {', '.join(report.failed_rules)[:300]}; training "
                             "skipped (nightly.allow_degraded=false)")
-    _write_parquet(candles, snapshot)
+    write_candles(candles, snapshot)
     return detail, []
-
-
-def _write_parquet(frame: Any, path: Path) -> None:
-    """Atomically write ``frame`` as Parquet (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class DegradedNight(Exception):  # noqa: N818
@@ -457,7 +436,7 @@ def step_train(s: NightSettings, symbol: str, attempt: int) -> tuple[str, list[s
     results = read_results(sweep, parent.get("sweep_id"))
     ok = [r for r in results if r.get("status", "ok") == "ok"]
     runs = [str(r["run_id"]) for r in ok if r.get("run_id")]
-    _write_json(s.symbol_dir(symbol) / "train.json",
+    write_json_atomic(s.symbol_dir(symbol) / "train.json",
                 {"sweep_dir": str(sweep), "parent_run_id": parent.get("run_id"),
                  "sweep_id": parent.get("sweep_id"), "run_ids": runs})
     best = max(ok, key=lambda r: float(r.get("objective_value", float("-inf"))), default=None)
@@ -570,8 +549,7 @@ def step_monitor(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
            "--drift-share", str(s.drift_share)]
     if s.weekly_rescale:
         cmd.append("--weekly-rescale")
-    if s.tracking_uri:
-        cmd += ["--tracking-uri", s.tracking_uri]
+    # the tracking URI reaches the command through MLFLOW_TRACKING_URI (s.env()), never argv
     logf = s.symbol_dir(symbol) / "monitor.log"
     proc = _run(cmd, s, logf)
     if proc.returncode == MONITOR_NO_DATA:

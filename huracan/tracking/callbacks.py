@@ -43,11 +43,26 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- files
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
+    """Write JSON atomically and durably (temporary file, fsync, rename): a reader, or a rerun
+    after a crash, never sees half a file. Values JSON lacks are written as floats (NumPy
+    scalars) or, failing that, as text (timestamps)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
+
+    def default(value: Any) -> Any:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return str(value)
+
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(payload, indent=2, default=default))
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+write_json_atomic = _write_json
 
 
 def write_result(output_dir: str | Path, payload: dict[str, Any]) -> None:

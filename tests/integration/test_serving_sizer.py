@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -23,6 +19,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from runners import run_module
 
 from huracan.data.ohlcv import load_ohlcv
 from huracan.serving import OUTPUT_COLUMNS
@@ -31,17 +28,8 @@ from huracan.sizing.serve import ReplayPolicy, load_policy, replay, sizing_input
 from huracan.tracking.pyfunc import _production_sizer
 from huracan.tracking.run import default_tracking_uri
 
-REPO = Path(__file__).resolve().parents[2]
 NAME = "huracan-BTCUSDT-1h"
 SIZER = "huracan-sizer-BTCUSDT-1h"
-
-
-def _run(module: str, args: list[str], tmp: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    cmd = [sys.executable, "-m", module, *args, f"tracking.store_dir={tmp / 'mlruns'}",
-           f"db.url=sqlite:///{tmp / 'brain.db'}"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +39,13 @@ def registry(tmp_path_factory, sample_path):
     sizer's alias left to each test."""
     tmp = tmp_path_factory.mktemp("serving_sizer")
     t0 = time.perf_counter()
-    fc = _run("huracan.train", ["experiment=walkforward_btc_1h", "model=xgboost",
+    fc = run_module("huracan.train", ["experiment=walkforward_btc_1h", "model=xgboost",
                                 "importance.enabled=false", "explain.max_rows=20",
                                 f"data.quality_log={tmp / 'dq.jsonl'}",
                                 f"hydra.run.dir={tmp / 'fc'}"], tmp)
     assert fc.returncode == 0, fc.stderr[-3000:]
     run_id = json.loads((tmp / "fc" / "result.json").read_text())["run_id"]
-    sz = _run("huracan.sizer", ["sizer.total_timesteps=4096", "sizer.eval_every=2048",
+    sz = run_module("huracan.sizer", ["sizer.total_timesteps=4096", "sizer.eval_every=2048",
                                 "sizer.ppo.n_steps=1024", f"sizer.forecaster_run={run_id}",
                                 f"hydra.run.dir={tmp / 'sz'}"], tmp)
     assert sz.returncode == 0, sz.stderr[-3000:]

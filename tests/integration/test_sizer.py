@@ -5,16 +5,13 @@ MLflow run, the registry gate), the registered pyfunc, and ``huracan size``."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from runners import run_module  # tests/integration/runners.py
 from typer.testing import CliRunner
 
 from huracan.cli import app
@@ -26,28 +23,19 @@ from huracan.sizing.ppo import load_sizer
 from huracan.tracking.run import default_tracking_uri
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 SIZER = "huracan-sizer-BTCUSDT-1h"
-
-
-def _run(module: str, args: list[str], tmp: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    cmd = [sys.executable, "-m", module, *args, f"tracking.store_dir={tmp / 'mlruns'}",
-           f"db.url=sqlite:///{tmp / 'brain.db'}"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sizer")
-    fc = _run("huracan.train", ["experiment=walkforward_btc_1h", "model=xgboost",
+    fc = run_module("huracan.train", ["experiment=walkforward_btc_1h", "model=xgboost",
                                 "importance.enabled=false", "explain.max_rows=20",
                                 f"data.quality_log={tmp / 'dq.jsonl'}",
                                 f"hydra.run.dir={tmp / 'fc'}"], tmp)
     assert fc.returncode == 0, fc.stderr[-3000:]
     run_id = json.loads((tmp / "fc" / "result.json").read_text())["run_id"]
-    proc = _run("huracan.sizer", ["sizer.total_timesteps=6144", "sizer.eval_every=2048",
+    proc = run_module("huracan.sizer", ["sizer.total_timesteps=6144", "sizer.eval_every=2048",
                                   "sizer.ppo.n_steps=1024", f"sizer.forecaster_run={run_id}",
                                   f"hydra.run.dir={tmp / 'sz'}"], tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -156,21 +144,21 @@ def test_huracan_size_suggests_for_the_latest_bar(trained, sample_path):
 
 
 def test_the_sizer_without_a_forecaster_fails_in_one_line(tmp_path):
-    proc = _run("huracan.sizer", [f"hydra.run.dir={tmp_path / 'sz'}"], tmp_path)
+    proc = run_module("huracan.sizer", [f"hydra.run.dir={tmp_path / 'sz'}"], tmp_path)
     assert proc.returncode == 1
     assert "no production version of huracan-BTCUSDT-1h" in proc.stderr
 
 
 def test_several_symbols_share_one_account_with_weights_within_capital(trained):
     tmp, _uri, client, btc_run, _, _ = trained
-    fc = _run("huracan.train", ["experiment=walkforward_btc_1h", "data=eth_sample",
+    fc = run_module("huracan.train", ["experiment=walkforward_btc_1h", "data=eth_sample",
                                 "model=xgboost", "importance.enabled=false",
                                 "explain.max_rows=20", "registry.enabled=false",
                                 f"data.quality_log={tmp / 'dq.jsonl'}",
                                 f"hydra.run.dir={tmp / 'fc_eth'}"], tmp)
     assert fc.returncode == 0, fc.stderr[-3000:]
     eth_run = json.loads((tmp / "fc_eth" / "result.json").read_text())["run_id"]
-    proc = _run("huracan.sizer", ["sizer.symbols=[BTC/USDT,ETH/USDT]",
+    proc = run_module("huracan.sizer", ["sizer.symbols=[BTC/USDT,ETH/USDT]",
                                   f"sizer.forecaster_runs=[{btc_run},{eth_run}]",
                                   "sizer.total_timesteps=2048", "sizer.eval_every=1024",
                                   "sizer.ppo.n_steps=512", f"hydra.run.dir={tmp / 'pf'}"], tmp)

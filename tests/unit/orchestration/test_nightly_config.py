@@ -77,3 +77,21 @@ def test_unknown_executor_is_refused_before_any_work(tmp_path):
     s, _, _, _ = settings_from_config(_compose(), cwd=tmp_path)
     with pytest.raises(ValueError, match=r"nightly\.executor"):
         run_symbols(s, ["BTC/USDT"], executor="dask")
+
+
+def test_the_command_refuses_a_bad_setting_in_one_line_and_keeps_secrets(tmp_path):
+    import subprocess
+    import sys
+
+    secret = "s3cr3t-pw"
+    out = subprocess.run(
+        [sys.executable, "-m", "huracan.nightly", "nightly.executor=dask",
+         f"db.url=postgresql+psycopg2://huracan:{secret}@127.0.0.1:1/brain",
+         f"hydra.run.dir={tmp_path / 'hydra'}", f"nightly.work_dir={tmp_path / 'work'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("huracan.nightly: error")]
+    assert len(errors) == 1 and "nightly.executor must be one of" in errors[0]
+    assert not (tmp_path / "work").exists()  # refused before any step
+    written = "".join(p.read_text() for p in (tmp_path / "hydra").rglob("*") if p.is_file())
+    assert written and secret not in written and secret not in out.stdout + out.stderr

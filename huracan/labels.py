@@ -19,6 +19,24 @@ Conventions (shared by every function):
   (:func:`barrier_volatility`), the barrier widths and the CUSUM events at bar t use data up to and
   including bar t's close only. Purge/embargo at least ``max_holding`` bars between splits
   (:mod:`huracan.splits`).
+
+Data gaps and the end of the data (real exchange data has outages: BTC/USDT 1h 2018-2024 has 27,
+the longest 34 h). A label whose vertical barrier (``t0 + max_holding`` bars; ``t0 + h`` for the
+forward return) is not a bar of its gap-free segment, because a gap or the end of the data comes
+first, is DROPPED: its outcome is not known. It is never truncated at the last bar before the gap
+(that would be a shorter-horizon label of another kind, and a real position would have stayed
+open across the outage) and never bridged to the first bar after it (that would read returns over
+the missing bars; AFML's calendar-time vertical barrier, found with ``searchsorted``, would land
+there). This follows AFML ch. 3: snippet 3.4 gives an event whose vertical barrier lies
+beyond the data no barrier (``NaT``), snippet 3.2 scans its path only to the last close, and
+snippet 3.5 (``getBins``) drops the events left without an end time. One deliberate difference:
+AFML keeps such an event when a horizontal barrier was touched before the data stopped; here it
+is dropped too, so the dropped rows depend only on where the gap is, never on the outcome (keeping
+the touched ones would over-represent +1/-1 labels just before every gap). The feature builder
+counts the rows dropped for a gap and for the data end (:attr:`huracan.features.build.FeatureSet.
+unlabelled`; the job logs them and records the MLflow metrics ``labels_dropped_gap`` and
+``labels_dropped_end_of_data``). Sample weights (AFML ch. 4) are computed on the bars of the
+time grid: a dropped row's bars still count in the spans of the labels that read them.
 """
 
 from __future__ import annotations
@@ -406,8 +424,10 @@ def triple_barrier_labels(
         * ``tie``: both horizontal barriers touched in the exit bar (resolved as the stop).
 
         DROPPED events: those whose vertical barrier lies beyond the data (``t0 + max_holding >=
-        n``): their label is not known yet, and keeping only those that already touched a
-        horizontal barrier would bias the labels; also those with unknown volatility or no bet.
+        n``, i.e. past the segment's last bar before a gap or the end of the data): their label
+        is not known yet, and keeping only those that already touched a horizontal barrier would
+        bias the labels (AFML snippets 3.4-3.5; see the module docstring); also those with
+        unknown volatility or no bet.
 
     Raises:
         ValueError: ``pt_mult``/``sl_mult`` <= 0, ``max_holding`` < 1, NaN or non-positive close,

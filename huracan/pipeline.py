@@ -166,6 +166,12 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
                  "train/val/%s = %d/%d/%d rows (embargo %d bars)", len(candles), len(fs.frame),
                  len(fs.feature_names), split.scheme, len(folds), "test" if len(folds) == 1
                  else "OOS", len(last.train), len(last.val), len(last.test), last.embargo)
+        # rows whose label is unknown (huracan.labels: dropped, never truncated or bridged)
+        unlabelled = {f"labels_dropped_{k}": float(v) for k, v in fs.unlabelled.items()}
+        log.info("labels (%s): %d row(s) dropped as their label reaches past a data gap, %d past "
+                 "the data end, %d without a barrier width", settings.label.kind,
+                 fs.unlabelled["gap"], fs.unlabelled["end_of_data"],
+                 fs.unlabelled["no_volatility"])
         train_frame = fs.frame.iloc[last.train.start : last.train.stop]
         mlflow.set_tags({
             **stages.describe_folds(fs, folds),
@@ -180,6 +186,7 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
                if fs.coverage else {}),
             **({"feature_selection": note[:5000]} if note else {}),
         })
+        mlflow.log_metrics(unlabelled)
         log.info("fitting %r on %d fold(s)", prototype, len(folds))
         with timer("folds"):
             labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness",

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -188,7 +188,7 @@ def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfi
         missing = [c for c in columns if c not in fs.feature_names]
         if missing:
             raise ValueError(f"selected feature(s) {missing} are not built by the configuration")
-        fs = FeatureSet(fs.frame, list(columns), fs.horizon, fs.coverage)
+        fs = replace(fs, feature_names=list(columns))
     return fs
 
 
@@ -245,27 +245,33 @@ class LabelTimes:
         timestamps: row open times, int64 ns, ``(n,)``.
         label_end: the bar whose close decides each row's label, int64 ns, ``(n,)``.
         uniqueness: weight train rows by the average uniqueness of their labels (AFML 4.2).
+        row_weights: extra weight per feature row (liquidation density, a cascade / normal row
+            mask), ``(n,)``, or None.
+        bar_ns: the bar size of the rows' time grid, ns (None: every bar is a row).
     """
 
     timestamps: np.ndarray
     label_end: np.ndarray
     uniqueness: bool = False
-    #: extra weight per feature row (liquidation density, a cascade / normal row mask), or None
     row_weights: np.ndarray | None = None
+    bar_ns: int | None = None
 
     @classmethod
     def of(cls, fs: FeatureSet, uniqueness: bool = False,
            row_weights: np.ndarray | None = None) -> LabelTimes:
+        """The label times of ``fs`` (its bar size from ``fs.timeframe`` when known)."""
         idx = pd.DatetimeIndex(fs.frame.index)
         end = pd.DatetimeIndex(fs.frame[LABEL_END]) if LABEL_END in fs.frame else idx
-        return cls(idx.asi8.copy(), end.asi8.copy(), uniqueness, row_weights)
+        bar = None if fs.timeframe is None else int(timeframe_to_timedelta(fs.timeframe).value)
+        return cls(idx.asi8.copy(), end.asi8.copy(), uniqueness, row_weights, bar)
 
     def weights(self, rows: range) -> np.ndarray | None:
         """The train weights of ``rows``: average uniqueness of their labels among themselves
         (with ``uniqueness``) times ``row_weights`` (when given); ``None`` when neither.
 
         Raises:
-            ValueError: every row of ``rows`` has weight 0 (e.g. no cascade in the window).
+            ValueError: every row of ``rows`` has weight 0 (e.g. no cascade in the window); with
+                ``bar_ns`` None, a label ending on a bar that is not a row.
         """
         if len(rows) == 0:
             return None
@@ -280,14 +286,25 @@ class LabelTimes:
         return w
 
     def _uniqueness(self, rows: range) -> np.ndarray | None:
+        """Average uniqueness (AFML 4.2) of the labels of ``rows``, concurrency counted over
+        EVERY bar from the first row to the last label end: the bars of the time grid
+        (``bar_ns``), not only the feature rows. A label ends on a bar that may not be a row (the
+        last ``max_holding`` bars before a data gap have no label of their own and are dropped);
+        bars inside a data gap lie in no label's span (labels never cross a gap), so they count
+        nowhere."""
         if not self.uniqueness:
             return None
         from huracan.labels import average_uniqueness_weights
 
-        start = self.timestamps[rows.start]
+        start = int(self.timestamps[rows.start])
         stop = int(self.label_end[rows.start : rows.stop].max())
-        bars = pd.DatetimeIndex(self.timestamps[(self.timestamps >= start)
-                                                & (self.timestamps <= stop)])
+        if self.bar_ns:  # integer steps: np.arange would size the grid in float64 and drop the end
+            step = int(self.bar_ns)
+            bars = pd.DatetimeIndex(start + step * np.arange((stop - start) // step + 1,
+                                                             dtype=np.int64))
+        else:
+            bars = pd.DatetimeIndex(self.timestamps[(self.timestamps >= start)
+                                                    & (self.timestamps <= stop)])
         events = pd.DatetimeIndex(self.timestamps[rows.start : rows.stop])
         ends = pd.DatetimeIndex(self.label_end[rows.start : rows.stop])
         w = average_uniqueness_weights(events, ends.to_numpy(), bars)

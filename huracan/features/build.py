@@ -3,6 +3,12 @@
 Gaps: the candles are reindexed to the full timeframe grid and cut into gap-free segments; every
 indicator restarts in each segment (warm-up rows are NaN), and labels never reach across a gap.
 Rows with any NaN feature or label are dropped, so no value is computed across a missing bar.
+
+A label whose reach (``features.horizon`` bars for the forward return, the vertical barrier
+``max_holding`` bars for triple barriers) passes the last bar of its segment (a data gap follows,
+or the data end) is not known: its row is DROPPED, never truncated at the last bar before the gap
+and never bridged to the first bar after it (the policy and its source, AFML snippets 3.2-3.5, are
+in :mod:`huracan.labels`). :attr:`FeatureSet.unlabelled` counts these rows by cause.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ LABEL_END = "label_end"
 #: the bar's own prices, kept beside the features for trading rules (never model inputs)
 PRICE_COLUMNS = ("bar_close", "bar_high", "bar_low")
 NON_FEATURES = (LABEL, NEXT_RETURN, LABEL_END, *PRICE_COLUMNS)
+#: why a row with complete features has no label (the keys of :attr:`FeatureSet.unlabelled`)
+UNLABELLED_CAUSES = ("gap", "end_of_data", "no_volatility")
 
 
 @dataclass(frozen=True)
@@ -106,13 +114,23 @@ class FeatureSet:
             ``next_return``.
         feature_names: model input columns.
         horizon: label horizon in bars.
+        coverage: family -> share of the rows it covers.
+        timeframe: the bar size of the grid the index lies on (uniqueness weights count every
+            bar of it, :class:`huracan.stages.LabelTimes`).
+        unlabelled: rows with complete price features whose label is unknown, by cause
+            (:data:`UNLABELLED_CAUSES`): ``gap`` (the label's reach passes the last bar before a
+            data gap), ``end_of_data`` (it passes the last bar of the data) and
+            ``no_volatility`` (a triple-barrier event whose barrier width is zero or still in
+            its volatility warm-up); dropped from ``frame`` unless built with
+            ``keep_unlabelled``.
     """
 
     frame: pd.DataFrame
     feature_names: list[str]
     horizon: int
-    #: family -> share of the rows it covers (empty without families)
     coverage: dict[str, float] = field(default_factory=dict)
+    timeframe: str | None = None
+    unlabelled: dict[str, int] = field(default_factory=dict)
 
     @property
     def X(self) -> np.ndarray:
@@ -140,7 +158,8 @@ def compute_features(candles: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
 
 
 def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.DataFrame:
-    """The label and its end time for one gap-free segment (NaN where it is not known yet)."""
+    """The label and its end time for one gap-free segment (NaN where it is not known yet:
+    a reach past the segment's last bar, or a zero barrier width)."""
     close = seg["close"]
     if label.kind == "forward_return":
         end = pd.Series(close.index, index=close.index).shift(-cfg.horizon)
@@ -152,9 +171,12 @@ def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.Data
                                pt_mult=label.pt_mult, sl_mult=label.sl_mult,
                                max_holding=label.max_holding,
                                zero_on_vertical=label.zero_on_vertical)
+    if tb.empty:  # a segment too short for any label: NaT of the index's (UTC) dtype
+        return pd.DataFrame({LABEL: np.nan,
+                             LABEL_END: pd.Series(pd.NaT, index=close.index,
+                                                  dtype=close.index.dtype)})
     return pd.DataFrame({LABEL: tb["label"].astype(np.float64), LABEL_END: tb["end_time"]},
-                        index=close.index) if not tb.empty else \
-        pd.DataFrame({LABEL: np.nan, LABEL_END: pd.NaT}, index=close.index)
+                        index=close.index)
 
 
 def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
@@ -177,7 +199,9 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         the usable rows (complete features and label), in time order; the frame also carries
         ``label_end`` (the bar whose close decides the label), ``next_return`` and the bar's
         prices (``bar_close``, ``bar_high``, ``bar_low``), none of them model inputs.
-        ``horizon`` is the label's longest reach in bars (``max_holding`` for triple barriers).
+        ``horizon`` is the label's longest reach in bars (``max_holding`` for triple barriers);
+        ``unlabelled`` counts the rows dropped for want of a label (a reach past a data gap or
+        the data end: dropped, never truncated or bridged).
 
     Raises:
         ValueError: when no row survives the warm-up (too little data).
@@ -185,8 +209,9 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
     grid = complete_grid(candles, timeframe).set_index("timestamp")
     missing = grid["close"].isna()
     segment = missing.cumsum()  # a new segment id after every missing bar
-    frames = []
+    frames, cuts = [], []
     label = label or LabelConfig()
+    reach = cfg.horizon if label.kind == "forward_return" else label.max_holding
     for _, seg in grid[~missing].groupby(segment[~missing], sort=True):
         feats = compute_features(seg, cfg)
         close = seg["close"]
@@ -196,8 +221,16 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         feats[NEXT_RETURN] = close.shift(-1) / close - 1.0
         feats["bar_close"], feats["bar_high"], feats["bar_low"] = close, seg["high"], seg["low"]
         frames.append(feats)
+        cuts.append(np.arange(len(seg)) >= len(seg) - reach)  # reach past the segment's end
     frame = pd.concat(frames).replace([np.inf, -np.inf], np.nan)
     names = [c for c in frame.columns if c not in NON_FEATURES]
+    complete = frame[names].notna().all(axis=1).to_numpy()
+    no_label = complete & frame[LABEL].isna().to_numpy()
+    cut = np.concatenate(cuts)
+    in_last = np.arange(len(frame)) >= len(frame) - len(frames[-1])
+    unlabelled = {"gap": int((no_label & cut & ~in_last).sum()),
+                  "end_of_data": int((no_label & cut & in_last).sum()),
+                  "no_volatility": int((no_label & ~cut).sum())}
     frame = frame.dropna(subset=names if keep_unlabelled else None)
     if frame.empty:
         raise ValueError("no usable rows after feature warm-up; need a longer gap-free history")
@@ -215,5 +248,5 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         frame[flags] = frame[flags].fillna(0).astype(np.float64)
         names += [c for c in extra.columns if c not in names]
         coverage = {f: float(frame[flag].mean()) for f, flag in fam.flags.items()}
-    horizon = cfg.horizon if label.kind == "forward_return" else label.max_holding
-    return FeatureSet(frame=frame, feature_names=names, horizon=horizon, coverage=coverage)
+    return FeatureSet(frame=frame, feature_names=names, horizon=reach, coverage=coverage,
+                      timeframe=timeframe, unlabelled=unlabelled)

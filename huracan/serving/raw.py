@@ -5,9 +5,10 @@ The logged pyfunc (:class:`huracan.tracking.pyfunc.ForecasterPyfunc`) carries a
 columns, the warm-up, the regime detector fitted on the last fold's train rows) and the trading
 rule fitted on the last fold's validation predictions (artifact ``rule``). Given candles it
 
-1. checks them (:func:`validate_candles`; every error names the rule broken, as
-   ``... [rule: <name>]``, and is an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``, which
-   ``mlflow models serve`` returns as HTTP 400);
+1. checks them (:func:`validate_candles`: the OHLCV rules training applies to its files,
+   :func:`huracan.data.ohlcv.validate_ohlcv`, plus the request's own; every error is an
+   :class:`InputRuleError`, one line naming the column, row and rule, as ``... [rule: <name>]``,
+   which ``mlflow models serve`` answers with HTTP 400 and that line alone);
 2. rebuilds the price features exactly as training does
    (:func:`huracan.features.build.build_features` with ``keep_unlabelled=True``, so the latest bar
    is forecast although its label is unknown); market-structure family features are NOT rebuilt
@@ -33,7 +34,8 @@ prices: its ``position`` is NaN here.
 
 Request: a DataFrame with columns ``timestamp`` (bar open time: ISO-8601 string, datetime, or
 epoch milliseconds; UTC), ``open, high, low, close, volume`` (+ ``family_columns``), one row per
-bar of the model's timeframe, strictly increasing (gaps allowed: features restart after one).
+bar of the model's timeframe, strictly increasing (gaps allowed: features restart after one),
+consistent as a training file's candles must be (low <= open, close <= high; prices > 0).
 Answer: one row per bar from the first bar whose features and sequence window are complete
 (``warmup_bars + lookback - 1`` bars after the start of each gap-free run), columns
 :data:`OUTPUT_COLUMNS`.
@@ -60,9 +62,42 @@ OUTPUT_COLUMNS: tuple[str, ...] = ("timestamp", "forecast", "regime", "position"
 _WARMUP_PROBE_BARS = 3000
 
 
-def input_error(message: str, rule: str) -> MlflowException:
-    """An ``INVALID_PARAMETER_VALUE`` error (HTTP 400 when served) naming ``rule``."""
-    return MlflowException(f"{message} [rule: {rule}]", error_code=INVALID_PARAMETER_VALUE)
+class InputRuleError(MlflowException):
+    """A request that breaks ``rule``: ``INVALID_PARAMETER_VALUE``, answered by
+    ``mlflow models serve`` with HTTP 400 whose JSON body carries the one-line message alone.
+
+    MLflow's scoring server (``mlflow/pyfunc/scoring_server/__init__.py``, ``invocations``)
+    catches an ``MlflowException`` raised by ``predict``, REWRITES its ``message`` to ``"Failed to
+    predict data '<the whole parsed request>'. Error: <message>"`` and answers
+    ``serialize_as_json()`` with :meth:`get_http_status_code` (400 for
+    ``INVALID_PARAMETER_VALUE``); any other exception becomes a 400 with a generic message and the
+    stack trace. Neither can be switched off (MLflow 3.17), so this error serializes the message
+    it was raised with: the body never echoes the request (a 300-bar request got a 24 KB body)
+    and holds no stack trace. In-process callers see the same ``message``.
+
+    Attributes:
+        rule: the rule's name (``high_ge_low``, ``min_bars``...).
+        rule_message: ``"<what, where> [rule: <name>]"`` on one line.
+    """
+
+    def __init__(self, message: str, rule: str) -> None:
+        line = " ".join(f"{message} [rule: {rule}]".split())  # one line, whatever was quoted
+        super().__init__(line, error_code=INVALID_PARAMETER_VALUE)
+        self.rule = rule
+        self.rule_message = line
+
+    def serialize_as_json(self) -> str:
+        """The HTTP error body: MLflow's fields with ``message`` = :attr:`rule_message` (not the
+        server's rewrite) and ``rule``."""
+        body = json.loads(super().serialize_as_json())
+        body["message"] = self.rule_message
+        body["rule"] = self.rule
+        return json.dumps(body)
+
+
+def input_error(message: str, rule: str) -> InputRuleError:
+    """An :class:`InputRuleError` (HTTP 400 when served, the message alone) naming ``rule``."""
+    return InputRuleError(message, rule)
 
 
 @dataclass
@@ -168,68 +203,50 @@ def _timestamps(raw: pd.Series) -> pd.DatetimeIndex:
 def validate_candles(frame: pd.DataFrame, spec: ServingSpec) -> pd.DataFrame:
     """Check a raw-candle request and return it normalised (UTC timestamps, float prices).
 
-    Rules (the error message ends with ``[rule: <name>]``): ``required_columns`` (every candle
-    column and family column present), ``timestamp_format``, ``unique_timestamps``,
-    ``sorted_timestamps`` (strictly increasing), ``bar_alignment`` (open times on the
-    timeframe's grid), ``numeric_values``, ``positive_price`` (finite prices > 0),
-    ``non_negative_volume``, ``min_bars`` (at least ``spec.min_bars`` bars).
+    The request's own rules first: ``required_columns`` (every candle column and family column
+    present), ``timestamp_format`` (ISO-8601 text, naive read as UTC, datetimes or epoch
+    milliseconds), ``numeric_values`` (numbers; no infinity in a candle column). Then the SAME
+    rules training applies to a candle file (:func:`huracan.data.ohlcv.validate_ohlcv`, the first
+    broken one reported): ``not_null``, ``unique_timestamp``, ``increasing_timestamp``,
+    ``positive_price``, ``non_negative_volume``, ``high_ge_low``, ``high_ge_open_close``,
+    ``low_le_open_close``, ``on_timeframe_grid``. Last ``min_bars`` (at least ``spec.min_bars``
+    bars). Rows are counted from 0 in the order sent.
 
     Raises:
-        MlflowException: ``INVALID_PARAMETER_VALUE``, one line naming the column, row and rule.
+        InputRuleError: ``INVALID_PARAMETER_VALUE``, one line naming the column, row and rule
+            (``... [rule: <name>]``).
     """
-    from huracan.data.ohlcv import timeframe_to_timedelta
+    from huracan.data.ohlcv import DataValidationError, validate_ohlcv
 
     needed = [*CANDLE_COLUMNS, *spec.family_columns]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise input_error(f"input is missing column(s) {missing}: raw candles need "
                           f"{list(needed)}", "required_columns")
-    ts = _timestamps(frame["timestamp"].reset_index(drop=True))
-    if ts.isna().any():
-        row = int(np.flatnonzero(ts.isna())[0])
-        raise input_error(f"column 'timestamp' row {row}: missing bar open time",
-                          "timestamp_format")
-    dup = ts.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise input_error(f"column 'timestamp' row {row}: duplicate bar {ts[row]}",
-                          "unique_timestamps")
-    if len(ts) > 1:
-        back = np.flatnonzero(np.diff(ts.asi8) <= 0)
-        if len(back):
-            row = int(back[0]) + 1
-            raise input_error(f"column 'timestamp' row {row}: {ts[row]} is not after "
-                              f"{ts[row - 1]}; bars must be strictly increasing",
-                              "sorted_timestamps")
-    step = timeframe_to_timedelta(spec.timeframe)
-    off = ts.floor(step) != ts
-    if off.any():
-        row = int(np.flatnonzero(off)[0])
-        raise input_error(f"column 'timestamp' row {row}: {ts[row]} is not a {spec.timeframe} "
-                          "bar open time", "bar_alignment")
-    out = pd.DataFrame({"timestamp": ts})
+    columns: dict[str, Any] = {"timestamp": _timestamps(frame["timestamp"].reset_index(drop=True))}
     for col in (*CANDLE_COLUMNS[1:], *spec.family_columns):
-        values = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
-        bad = values.isna() & frame[col].reset_index(drop=True).notna()
+        sent = frame[col].reset_index(drop=True)
+        values = pd.to_numeric(sent, errors="coerce").to_numpy(np.float64)
+        bad = np.isnan(values) & sent.notna().to_numpy()
+        if col in CANDLE_COLUMNS:
+            bad |= np.isinf(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise input_error(f"column '{col}' row {row}: {frame[col].iloc[row]!r} is not a "
-                              "number", "numeric_values")
-        out[col] = values.to_numpy(np.float64)
-    for col in ("open", "high", "low", "close"):
-        bad = ~(np.isfinite(out[col].to_numpy()) & (out[col].to_numpy() > 0))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise input_error(f"column '{col}' row {row}: price {out[col].iloc[row]} is not a "
-                              "finite value > 0", "positive_price")
-    bad = ~(out["volume"].to_numpy() >= 0)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise input_error(f"column 'volume' row {row}: {out['volume'].iloc[row]} is not >= 0",
-                          "non_negative_volume")
-    if len(out) < spec.min_bars:
-        raise input_error(_too_few(len(out), spec), "min_bars")
-    return out
+            value = sent.iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value
+            raise input_error(f"column '{col}' row {row}: {value!r} is not a finite number",
+                              "numeric_values")
+        columns[col] = values
+    try:
+        checked = validate_ohlcv(pd.DataFrame({c: columns[c] for c in CANDLE_COLUMNS}),
+                                 "request", spec.timeframe)
+    except DataValidationError as err:
+        raise input_error(str(err).removesuffix(f" [rule: {err.rule}]"), err.rule) from None
+    for col in spec.family_columns:
+        checked[col] = columns[col]
+    if len(checked) < spec.min_bars:
+        raise input_error(_too_few(len(checked), spec), "min_bars")
+    return checked
 
 
 def _too_few(n: int, spec: ServingSpec) -> str:

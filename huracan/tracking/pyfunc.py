@@ -14,8 +14,10 @@ for serving, the run's feature spec, regime detector and fitted trading rule.
   ``leverage`` come from the production sizer ``huracan-sizer-<SYMBOL>-<tf>`` when there is one
   (looked up once, at the first raw request), else ``|position|`` and 1.
 
-Bad input raises ``MlflowException`` with ``INVALID_PARAMETER_VALUE`` naming the column and the
-rule (HTTP 400 under ``mlflow models serve``). The estimator is stored in its library's native
+Bad input raises :class:`huracan.serving.raw.InputRuleError` (an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE``) naming the column, row and rule: HTTP 400 under ``mlflow models
+serve``, whose body is that line alone (raw candles pass the OHLCV rules of training files,
+:func:`huracan.data.ohlcv.validate_ohlcv`). The estimator is stored in its library's native
 format (LightGBM text, XGBoost UBJSON, Keras ``.keras``) under the ``estimator`` artifact; the
 scaler is a pickled scikit-learn StandardScaler; ``serving`` is a JSON
 :class:`huracan.serving.raw.ServingSpec` and ``rule`` the pickled fitted rule (both absent in

@@ -118,16 +118,47 @@ def test_bad_requests_name_the_rule(served):
     swapped = bars.copy()
     swapped.loc[[10, 11], "timestamp"] = swapped.loc[[11, 10], "timestamp"].to_numpy()
     msg = _error(model, swapped)
-    assert "row 11" in msg and "[rule: sorted_timestamps]" in msg
+    assert "row 11" in msg and "[rule: increasing_timestamp]" in msg
     dup = pd.concat([bars.iloc[:20], bars.iloc[19:]], ignore_index=True)
     msg = _error(model, dup)
-    assert "row 20" in msg and "[rule: unique_timestamps]" in msg
+    assert "row 20" in msg and "[rule: unique_timestamp]" in msg
     neg = bars.copy()
     neg.loc[5, "low"] = -1.0
-    assert "[rule: positive_price]" in _error(model, neg)
+    assert "column 'low' row 5" in (msg := _error(model, neg)) and "[rule: positive_price]" in msg
+    inf = bars.copy()
+    inf.loc[7, "close"] = np.inf
+    assert _error(model, inf) == "column 'close' row 7: inf is not a finite number " \
+        "[rule: numeric_values]"
     # exactly min_bars bars answer exactly one bar: the last
     one = model.predict(bars.iloc[: spec.min_bars])
     assert len(one) == 1 and one["timestamp"].iloc[0] == bars["timestamp"].iloc[spec.min_bars - 1]
+
+
+def test_candles_breaking_training_ohlc_rules_are_refused_naming_row_and_rule(served):
+    """The OHLC consistency rules of training's loader (huracan.data.ohlcv.validate_ohlcv)
+    apply to served candles too: one line naming the column, row, bar and rule."""
+    _, _, model, candles, _ = served
+    bars = candles.iloc[:400].reset_index(drop=True)
+    ts = bars.loc[250, "timestamp"]
+    inverted = bars.copy()
+    inverted.loc[250, "high"] = inverted.loc[250, "low"] * 0.99
+    assert _error(model, inverted) == (
+        f"request: column 'high' row 250 (timestamp {ts}): high < low; 1 row(s) break this rule "
+        "[rule: high_ge_low]")
+    body_high, body_low = bars[["open", "close"]].max(axis=1), bars[["open", "close"]].min(axis=1)
+    below_body = bars.copy()  # low < high < max(open, close)
+    below_body.loc[250, "high"] = (bars.loc[250, "low"] + body_high[250]) / 2
+    assert "row 250" in (msg := _error(model, below_body)) and "[rule: high_ge_open_close]" in msg
+    above_body = bars.copy()  # min(open, close) < low < high
+    above_body.loc[300, "low"] = (body_low[300] + bars.loc[300, "high"]) / 2
+    assert "row 300" in (msg := _error(model, above_body)) and "[rule: low_le_open_close]" in msg
+    missing = bars.copy()
+    missing.loc[42, "volume"] = np.nan
+    assert "column 'volume' row 42" in (msg := _error(model, missing)) and \
+        "[rule: not_null]" in msg
+    off_grid = bars.copy()
+    off_grid.loc[3, "timestamp"] = off_grid.loc[3, "timestamp"] + pd.Timedelta(minutes=30)
+    assert "row 3" in (msg := _error(model, off_grid)) and "[rule: on_timeframe_grid]" in msg
 
 
 def test_feature_input_still_returns_one_forecast_per_row(served):

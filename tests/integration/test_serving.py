@@ -9,11 +9,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -31,14 +34,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
+def _post_bytes(url: str, body: dict) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
+            return resp.status, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        return err.code, err.read()
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    code, raw = _post_bytes(url, body)
+    return code, json.loads(raw)
 
 
 def _payload(frame) -> dict:
@@ -82,7 +90,7 @@ def server(tmp_path_factory, train_cli, sample_path):
             time.sleep(0.2)
         startup = time.perf_counter() - t0
         candles, _ = load_ohlcv(sample_path, "1h")
-        yield base, prod, candles, startup
+        yield base, prod, candles, startup, client
     finally:
         srv.terminate()
         try:
@@ -93,7 +101,7 @@ def server(tmp_path_factory, train_cli, sample_path):
 
 
 def test_served_model_answers_raw_candles_per_bar(server):
-    base, prod, candles, startup = server
+    base, prod, candles, startup, _ = server
     spec_bars = 400  # > the model's 168-bar minimum (167 warm-up + 1)
     bars = candles.iloc[-spec_bars:]
     code, body = _post(f"{base}/invocations", _payload(bars))
@@ -123,7 +131,7 @@ def test_served_model_answers_raw_candles_per_bar(server):
 
 
 def test_bad_requests_are_http_400_naming_the_rule(server):
-    base, _, candles, _ = server
+    base, _, candles, _, _ = server
     bars = candles.iloc[-400:]
     code, body = _post(f"{base}/invocations", _payload(bars.drop(columns=["close"])))
     assert code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
@@ -131,3 +139,39 @@ def test_bad_requests_are_http_400_naming_the_rule(server):
     code, body = _post(f"{base}/invocations", _payload(bars.iloc[:50]))
     assert code == 400 and "[rule: min_bars]" in body["message"]
     assert "at least 168" in body["message"]
+
+
+def test_ohlc_rule_errors_are_400_with_the_rule_alone_not_the_request(server):
+    """A bar with high below low breaks training's ``high_ge_low`` rule: HTTP 400 whose body is the
+    one rule line (before: 200, and other rule errors echoed the whole request, 24 KB for 300
+    bars); a valid request is still answered 200 with the run's own forecasts."""
+    base, prod, candles, _, client = server
+    bars = candles.iloc[-300:].reset_index(drop=True)
+    bad = bars.copy()
+    bad.loc[250, "high"] = bad.loc[250, "low"] * 0.99
+    code, raw = _post_bytes(f"{base}/invocations", _payload(bad))
+    body = json.loads(raw)
+    ts = bars.loc[250, "timestamp"]
+    rule = (f"request: column 'high' row 250 (timestamp {ts}): high < low; 1 row(s) break this "
+            "rule [rule: high_ge_low]")
+    assert code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert body["message"] == rule and body["rule"] == "high_ge_low"
+    assert "stack_trace" not in body and "Failed to predict" not in raw.decode()
+    assert bars.loc[0, "timestamp"].isoformat()[:16] not in raw.decode()  # no echo of the bars
+    assert len(raw) < 400, len(raw)
+    print(f"\n300-bar high<low request: HTTP {code}, error body {len(raw)} bytes")
+    # every rule answers with its line alone, whatever the request's size
+    code, raw = _post_bytes(f"{base}/invocations", _payload(bars.drop(columns=["close"])))
+    assert code == 400 and len(raw) < 400 and json.loads(raw)["rule"] == "required_columns"
+    # the valid request: 200 and the forecasts the run recorded for the same bars
+    code, body = _post(f"{base}/invocations", _payload(bars))
+    assert code == 200
+    answered = pd.DataFrame(body["predictions"])
+    answered["timestamp"] = pd.to_datetime(answered["timestamp"], utc=True)
+    returns = pd.read_parquet(client.download_artifacts(prod.run_id, "backtest/returns.parquet",
+                                                        tempfile.mkdtemp()))
+    both = answered.merge(returns, on="timestamp")
+    # every answered bar but the last one sent (whose label, hence test row, does not exist yet)
+    assert len(answered) == 300 - 167 and len(both) == len(answered) - 1
+    assert both["timestamp"].iloc[-1] == answered["timestamp"].iloc[-2]
+    np.testing.assert_allclose(both["forecast"], both["prediction"], rtol=1e-12, atol=0)

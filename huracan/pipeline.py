@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 #: the evaluator per split scheme
 _SCHEMES = {
-    "forward": lambda fs, outs, bt, tf, title, rule:
-        stages.evaluate_forward(fs, outs[-1], bt, tf, title, rule),
+    "forward": lambda fs, outs, bt, tf, title, rule, min_eval_bars:
+        stages.evaluate_forward(fs, outs[-1], bt, tf, title, rule, min_eval_bars),
     "walk_forward": stages.evaluate_walk_forward,
 }
 
@@ -198,7 +198,8 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         timer.add("predict", sum(o.predict_seconds for o in outcomes))
         with timer("backtest"):
             evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
-                                              run_name, rule)
+                                              run_name, rule,
+                                              int(settings.registry.min_eval_bars))
         regime_metrics: dict[str, Any] = {}
         if settings.regime.kind != "none":
             with timer("regime"):

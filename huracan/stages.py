@@ -421,7 +421,8 @@ class Evaluation:
         results: backtest per scored window (``val``, ``test`` or ``oos``).
         frames: Parquet artifacts by path (``backtest/returns.parquet``...).
         figures: figure builders by artifact path (built only when logged).
-        eval_window: the scored bars of the last fold plus context rows (registry gate).
+        eval_window: the scored bars with the run's out-of-sample forecasts plus context rows
+            (the registry gate's window, :func:`eval_window`).
         scored: name of the window the run is judged on (``test`` or ``oos``).
         evidence: per window, :class:`huracan.evaluation.evidence.WindowEvidence` as a dict
             (bars, trades, per-bar Sharpe, moments, PSR); the metrics carry ``<window>_psr``.
@@ -487,23 +488,61 @@ def default_rule(cfg: BacktestConfig) -> Rule:
     return ThresholdRule(threshold=cfg.threshold, long_only=cfg.long_only)
 
 
-def eval_window(fs: FeatureSet, fold: Fold) -> pd.DataFrame:
-    """The fold's scored bars plus up to :data:`EVAL_CONTEXT_ROWS` earlier rows, unscaled:
-    ``timestamp``, every feature, ``label``, ``next_return`` and ``split`` (``context``/``test``).
+def eval_window(fs: FeatureSet, rows: np.ndarray, predictions: np.ndarray, folds: np.ndarray,
+                min_bars: int = 0) -> pd.DataFrame:
+    """The bars a run is judged on, as out-of-sample forecasts (the registry gate's window).
+
+    The scored bars are the last ``max(min_bars, bars of the last fold)`` of ``rows`` (a forward
+    split: its test bars; walk-forward: the stitched OOS bars, each forecast by the fold model
+    fitted before it, so a partial last step still leaves ``min_bars`` bars), preceded by up to
+    :data:`EVAL_CONTEXT_ROWS` rows of context (sequence models read them when re-scored).
+
+    Args:
+        fs: the run's features; ``rows`` index its frame.
+        rows: positions of the scored rows in time order, shape ``(n,)``.
+        predictions: the run's forecast of each row (forward return, fraction), shape ``(n,)``.
+        folds: the fold whose model made each forecast, shape ``(n,)``.
+        min_bars: bars to keep at least (``registry.min_eval_bars``), when there are as many.
+
+    Returns:
+        unscaled rows: ``timestamp``, every feature, ``label``, ``next_return``, ``split``
+        (``context``/``test``), ``prediction`` (NaN on context rows) and ``fold`` (nullable
+        integer, ``<NA>`` on context rows).
+
+    Raises:
+        ValueError: ``rows``, ``predictions`` and ``folds`` differ in length, or are empty.
     """
-    te = fold.test
-    start = max(0, te.start - EVAL_CONTEXT_ROWS)
-    frame = fs.frame.iloc[start : te.stop].reset_index()
-    frame["split"] = np.where(np.arange(start, te.stop) < te.start, "context", "test")
+    rows = np.asarray(rows, dtype=np.int64)
+    pred = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    fold = np.asarray(folds, dtype=np.int64).reshape(-1)
+    if not (len(rows) == len(pred) == len(fold)) or len(rows) == 0:
+        raise ValueError(f"rows ({len(rows)}), predictions ({len(pred)}) and folds "
+                         f"({len(fold)}) must be non-empty and of one length")
+    keep = min(len(rows), max(int(min_bars), int((fold == fold[-1]).sum())))
+    rows, pred, fold = rows[-keep:], pred[-keep:], fold[-keep:]
+    start = max(0, int(rows[0]) - EVAL_CONTEXT_ROWS)
+    stop = int(rows[-1]) + 1
+    frame = fs.frame.iloc[start:stop].reset_index()
+    at = rows - start
+    scored = np.zeros(len(frame), dtype=bool)
+    scored[at] = True
+    frame["split"] = np.where(scored, "test", "context")
+    frame["prediction"] = np.nan
+    frame.loc[at, "prediction"] = pred
+    frame["fold"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    frame.loc[at, "fold"] = fold
     return frame
 
 
 def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
-                     timeframe: str, title: str, rule: Rule | None = None) -> Evaluation:
+                     timeframe: str, title: str, rule: Rule | None = None,
+                     min_eval_bars: int = 0) -> Evaluation:
     """Backtest the validation and test predictions of a forward split through the trading
     ``rule`` (fitted on the validation predictions only); metrics ``val_*`` and ``test_*``;
     artifacts ``backtest/returns.parquet`` (test), ``backtest/trades.parquet``,
-    ``backtest/val_returns.parquet``, ``rule/fit.json`` and the equity/drawdown plots."""
+    ``backtest/val_returns.parquet``, ``rule/fit.json`` and the equity/drawdown plots; the
+    evaluation window holds the test bars with their forecasts (``min_eval_bars`` is
+    :func:`eval_window`'s, the test bars being the last fold's)."""
     ppy = bars_per_year(timeframe)
     fold = outcome.fold
     rule = rule or default_rule(cfg)
@@ -528,7 +567,10 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
         frames={"backtest/returns.parquet": results["test"].returns,
                 "backtest/trades.parquet": results["test"].trades,
                 "backtest/val_returns.parquet": results["val"].returns},
-        figures=figures, eval_window=eval_window(fs, fold), scored="test")
+        figures=figures, scored="test",
+        eval_window=eval_window(fs, np.arange(fold.test.start, fold.test.stop),
+                                outcome.predictions["test"],
+                                np.full(len(fold.test), fold.index), min_eval_bars))
 
 
 def _equity_plot(returns: pd.DataFrame, title: str,
@@ -537,7 +579,8 @@ def _equity_plot(returns: pd.DataFrame, title: str,
 
 
 def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: BacktestConfig,
-                          timeframe: str, title: str, rule: Rule | None = None) -> Evaluation:
+                          timeframe: str, title: str, rule: Rule | None = None,
+                          min_eval_bars: int = 0) -> Evaluation:
     """Stitch the OOS predictions of every fold into one series and backtest it once.
 
     Metrics ``oos_*`` (same definitions as ``val_*``/``test_*``) come from the stitched series;
@@ -545,7 +588,8 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     entered in its OOS step). Artifacts: ``backtest/oos_returns.parquet`` (timestamp, fold,
     prediction, position, asset_return, turnover, strategy_return),
     ``backtest/oos_trades.parquet``, ``walkforward/folds.parquet`` and the OOS equity/drawdown
-    plot with fold boundaries marked.
+    plot with fold boundaries marked. The evaluation window holds the last ``max(min_eval_bars,
+    last OOS step)`` stitched OOS bars with their forecasts (:func:`eval_window`).
     """
     ppy = bars_per_year(timeframe)
     rule = rule or default_rule(cfg)
@@ -577,7 +621,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
                 "walkforward/folds.parquet": folds},
         figures={"plots/equity_drawdown_oos.png":
                  _equity_plot(result.returns, f"{title} walk-forward OOS (net of fees)", starts)},
-        eval_window=eval_window(fs, outcomes[-1].fold), scored="oos")
+        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars), scored="oos")
 
 
 def fold_table(fs: FeatureSet, outcomes: Sequence[FoldOutcome], stitched: BacktestResult,

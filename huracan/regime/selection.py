@@ -272,6 +272,18 @@ def _match(token: str, names: list[str]) -> list[str]:
     return exact or [m for m in names if t in m.lower()]
 
 
+def _with_every_regime(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a row for every name of :data:`REGIMES`: an absent regime gets ``bars`` 0,
+    ``n_trades`` 0 and NaN metrics (no evidence); a frame without ``bars`` gets NaN bars."""
+    out = frame if "bars" in frame.columns else frame.assign(bars=np.nan)
+    missing = [r for r in REGIMES if r not in out.index]
+    if not missing:
+        return out
+    out = out.reindex([*out.index, *missing])
+    out.loc[missing, ["bars", "n_trades"]] = 0
+    return out
+
+
 def select_per_regime(
     candidates: Mapping[str, pd.DataFrame],
     metric: str = "composite_score",
@@ -283,7 +295,11 @@ def select_per_regime(
 
     Evidence: a candidate is eligible in a regime when it entered ``>= min_trades`` trades there
     and its metric is finite (enough bars, see ``min_bars`` of :func:`per_regime_metrics`); the
-    best eligible one by ``metric`` is chosen at exposure 1.0 (ties: name order).
+    best eligible one by ``metric`` is chosen at exposure 1.0 (ties: name order). A regime row
+    absent from a candidate's frame (its scored bars never were in that regime, e.g. no
+    ``extreme`` bar in ten days of candles) is no evidence for that regime: 0 bars, 0 trades, NaN
+    metric; when no candidate has a bar there, the fallback's reason says ``no scored bars in
+    regime <name>``.
 
     Fallback (no eligible candidate), ``fallback[regime]`` is a model name or a token:
     low -> ``xgboost``, normal -> :data:`BEST_OVERALL` (best ``metric`` over all bars), high ->
@@ -305,8 +321,8 @@ def select_per_regime(
         regime -> :class:`RegimeChoice`, for every name of :data:`REGIMES`.
 
     Raises:
-        ValueError: no candidates; unknown metric; a frame without the rows ``REGIMES`` and
-            ``all`` or the columns ``n_trades``, ``max_drawdown`` and ``metric``; a fallback
+        ValueError: no candidates; unknown metric; a malformed frame (no ``all`` row, or
+            without the columns ``n_trades``, ``max_drawdown`` and ``metric``); a fallback
             missing a regime; ``min_trades < 1``; ``extreme_exposure`` outside (0, 1].
     """
     if not candidates:
@@ -321,11 +337,12 @@ def select_per_regime(
     if lacking:
         raise ValueError(f"fallback has no entry for regimes {lacking}")
     for name, frame in candidates.items():
-        rows = [r for r in (*REGIMES, ALL) if r not in frame.index]
+        rows = [] if ALL in frame.index else [ALL]
         cols = [c for c in {"n_trades", "max_drawdown", metric} if c not in frame.columns]
         if rows or cols:
             raise ValueError(f"candidate {name!r}: per-regime frame lacks rows {rows} / "
                              f"columns {sorted(cols)} (use per_regime_metrics)")
+    candidates = {name: _with_every_regime(frame) for name, frame in candidates.items()}
 
     names = sorted(candidates)
     overall = {m: float(candidates[m].loc[ALL, metric]) for m in names}
@@ -343,7 +360,7 @@ def select_per_regime(
             runner = (f"; runner-up {ranked[1]} {value[ranked[1]]:.4f}" if len(ranked) > 1
                       else "; the only eligible candidate")
             reason = (f"evidence: {best} has the best {metric} in regime {regime} "
-                      f"({value[best]:.4f} over {int(candidates[best].loc[regime, 'bars'])} bars "
+                      f"({value[best]:.4f} over {candidates[best].loc[regime, 'bars']:.0f} bars "
                       f"and {trades[best]} trades >= {min_trades}){runner}; "
                       f"{len(eligible)} of {len(names)} candidates eligible")
             out[regime] = RegimeChoice(regime, best, 1.0, "evidence", reason, metric,
@@ -351,8 +368,15 @@ def select_per_regime(
             continue
 
         counts = ", ".join(f"{m} {trades[m]}" for m in names)
-        why = (f"fallback: no candidate has >= {min_trades} trades with a finite {metric} in "
-               f"regime {regime} (trades: {counts})")
+        empty = [m for m in names if candidates[m].loc[regime, "bars"] == 0]
+        if len(empty) == len(names):
+            why = (f"fallback: no scored bars in regime {regime} (no candidate has evidence "
+                   "there)")
+        else:
+            why = (f"fallback: no candidate has >= {min_trades} trades with a finite {metric} "
+                   f"in regime {regime} (trades: {counts})")
+            if empty:
+                why += f"; no scored bars in regime {regime} for {', '.join(empty)}"
         token = fallback[regime]
         exposure = extreme_exposure if regime == "extreme" else 1.0
         if token == BEST_OVERALL:

@@ -111,25 +111,28 @@ class RegistryGate(Callback):
                         if r.get("status", "ok") == "ok" and r.get("registered_model")})
         for name in names:
             cand = chosen.get(name)
+            version = "" if cand is None else cand["version"]
             try:
                 tracking.configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
                 engine = make_engine(str(node["db"]["url"]))
                 try:
                     migrate.upgrade(engine)
                     if cand is None:
-                        reason = elig.summary(min_trades) + ": nothing promoted"
+                        # this model's candidates only (a sweep may train several symbols)
+                        own = [r for r in results if r.get("registered_model") == name]
+                        mine = eligibility(own, min_trades)
+                        reason = mine.summary(min_trades) + ": nothing promoted"
                         record_no_candidate(engine, name, reason, reg.metric,
-                                            {"eligibility": elig.reasons,
+                                            {"eligibility": mine.reasons,
                                              "min_trades": min_trades,
-                                             "n_candidates": len(results)}, notifier)
+                                             "n_candidates": len(own)}, notifier)
                         print(f"\nregistry: {name} SKIPPED: {reason}", flush=True)
                         decisions.append({"model": name, "version": "", "decision": "skipped",
                                           "reason": reason, "candidate_run_id": "",
                                           "selected_on": "", "selection_score": math.nan,
                                           "champion_version": None,
-                                          "n_candidates": len(results)})
+                                          "n_candidates": len(own)})
                         continue
-                    version = cand["version"]
                     window = str(cand["objective"]).split("_", 1)[0]
                     m = cand.get("metrics", {})
                     selection = {

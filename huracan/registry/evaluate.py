@@ -1,10 +1,25 @@
-"""Score a registered model version on an evaluation window (the candidate's test bars).
+"""Score registered model versions on an evaluation window (the candidate's scored bars).
 
-The window is the ``data/eval_window.parquet`` artifact every training run logs: the test bars plus
-up to 256 preceding rows (unscaled features, ``label``, ``next_return``, ``split``). Any version,
-whatever its model type or feature list, is scored on exactly the same bars: its pyfunc model
-reads the feature columns it was trained on, sequence models get the preceding rows as context,
-and only the ``test`` rows are backtested with the candidate run's backtest settings.
+The window is the ``data/eval_window.parquet`` artifact every training run logs
+(:func:`huracan.stages.eval_window`): its scored bars (``split == "test"``: the test bars of a
+forward split, the last stitched out-of-sample bars of a walk-forward run) plus up to 256
+preceding ``context`` rows, with unscaled features, ``label``, ``next_return``, and, since the
+window carries its out-of-sample forecasts, ``prediction`` (the forecast the run made for that
+bar, by the fold model fitted before it; NaN on context rows) and ``fold``.
+
+Where a version's forecast of a scored bar comes from (:func:`forecast_sources`), so that every
+bar is predicted by a model fitted before it:
+
+1. its registered model (pyfunc), when the bar is after the version's ``seen_until`` (the last
+   bar its model saw in fitting or early stopping);
+2. else the stored ``prediction`` of that version's own run's window, when the bar is in it;
+3. else the version has no forecast of the bar.
+
+Any version, whatever its model type or feature list, is scored on exactly the same bars: its
+pyfunc model reads the feature columns it was trained on, sequence models get the preceding rows
+as context, and only the scored rows are backtested with the candidate run's backtest settings.
+A window logged before the ``prediction`` column existed has no stored forecasts: its versions
+are scored by their registered model on the bars after ``seen_until`` only (today's rule then).
 """
 
 from __future__ import annotations
@@ -23,6 +38,12 @@ from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_back
 from huracan.features.build import LABEL, NEXT_RETURN
 
 WINDOW_ARTIFACT = "data/eval_window.parquet"
+#: column of the window: the run's out-of-sample forecast of a scored bar (NaN on context rows)
+PREDICTION = "prediction"
+#: column of the window: the fold whose model made ``prediction`` (<NA> on context rows)
+FOLD = "fold"
+#: forecast sources of :func:`forecast_sources`
+MODEL, STORED, NONE = "model", "stored", ""
 
 
 @dataclass(frozen=True)
@@ -69,26 +90,31 @@ def window_from_features(frame: pd.DataFrame, n_bars: int, context_rows: int,
     return EvalWindow(out, backtest, periods_per_year, run_id="")
 
 
+def with_scored(window: EvalWindow, keep: np.ndarray) -> EvalWindow:
+    """The window with only its scored bars where ``keep`` (bool per row of ``frame``) still
+    scored; the others become context rows (available as sequence context, not scored)."""
+    frame = window.frame.copy()
+    frame.loc[(frame["split"] == "test").to_numpy() & ~np.asarray(keep, dtype=bool),
+              "split"] = "context"
+    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
+
+
 def restrict_window(window: EvalWindow, after: str | pd.Timestamp | None) -> EvalWindow:
     """The window with its scored bars at or before ``after`` turned into context rows (they stay
     available as sequence context, they are no longer scored); ``None`` keeps it as it is."""
     if after is None:
         return window
-    frame = window.frame.copy()
-    early = (frame["split"] == "test") & (pd.to_datetime(frame["timestamp"], utc=True)
-                                          <= pd.Timestamp(after))
-    frame.loc[early, "split"] = "context"
-    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
+    ts = pd.to_datetime(window.frame["timestamp"], utc=True)
+    return with_scored(window, (ts > _utc(after)).to_numpy())
 
 
 def only_regime(window: EvalWindow, regime: str) -> EvalWindow:
     """The window with only the bars of ``regime`` scored (its ``regime`` column; the others
     become context); a window without the column scores nothing."""
-    frame = window.frame.copy()
-    other = frame["regime"].astype(str) != regime if "regime" in frame else \
-        pd.Series(True, index=frame.index)
-    frame.loc[(frame["split"] == "test") & other, "split"] = "context"
-    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
+    frame = window.frame
+    same = (frame["regime"].astype(str) == regime).to_numpy() if "regime" in frame else \
+        np.zeros(len(frame), dtype=bool)
+    return with_scored(window, same)
 
 
 def scored_bars(window: EvalWindow) -> int:
@@ -96,8 +122,72 @@ def scored_bars(window: EvalWindow) -> int:
     return int((window.frame["split"] == "test").sum())
 
 
-def score_model(model_uri: str, window: EvalWindow) -> BacktestResult:
-    """Load ``model_uri`` (pyfunc) and backtest its forecasts on the window's test bars.
+def stored_forecasts(window: EvalWindow) -> pd.Series | None:
+    """The out-of-sample forecasts a run kept in its window: ``prediction`` of its scored bars
+    by bar open time (UTC), finite values only.
+
+    Returns:
+        the series, or ``None`` for a window logged before the ``prediction`` column existed
+        (compatibility: such a run's versions are scored by their registered model only).
+    """
+    frame = window.frame
+    if PREDICTION not in frame.columns:
+        return None
+    scored = (frame["split"] == "test").to_numpy()
+    values = frame[PREDICTION].to_numpy(dtype=np.float64)
+    keep = scored & np.isfinite(values)
+    index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))[keep]
+    return pd.Series(values[keep], index=index, name=PREDICTION)
+
+
+def forecast_sources(timestamps: pd.DatetimeIndex | pd.Series, seen_until: str | None,
+                     stored: pd.Series | None) -> np.ndarray:
+    """Per bar, where a version's out-of-sample forecast of it comes from (pure).
+
+    Rule: :data:`MODEL` (its registered model) when the bar opens strictly after ``seen_until``
+    (the last bar the version's model saw in fitting or early stopping; ``None``, a manifest
+    without ``train_end``/``val_end``, counts every bar as unseen); else :data:`STORED` when
+    ``stored`` (:func:`stored_forecasts` of the version's own run) holds the bar; else
+    :data:`NONE`.
+
+    Args:
+        timestamps: bar open times, shape ``(n,)`` (tz-aware or UTC-naive).
+        seen_until: ISO timestamp, or ``None``.
+        stored: forecasts by bar open time, or ``None`` (a window without ``prediction``).
+
+    Returns:
+        object array of ``"model"``, ``"stored"`` or ``""``, shape ``(n,)``.
+    """
+    ts = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True))
+    out = np.full(len(ts), NONE, dtype=object)
+    if stored is not None and len(stored):
+        held = ts.isin(pd.DatetimeIndex(pd.to_datetime(stored.index, utc=True)))
+        out[held] = STORED
+    if seen_until is None:
+        out[:] = MODEL
+    else:
+        out[np.asarray(ts > _utc(seen_until))] = MODEL
+    return out
+
+
+def _utc(t: str | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def decision_rows(scored: np.ndarray, candidate: np.ndarray,
+                  champion: np.ndarray | None) -> np.ndarray:
+    """The gate's decision window (pure): scored bars the candidate AND the champion (when there
+    is one) both have a forecast of (sources from :func:`forecast_sources`), bool ``(n,)``."""
+    keep = np.asarray(scored, dtype=bool) & (np.asarray(candidate) != NONE)
+    if champion is not None:
+        keep &= np.asarray(champion) != NONE
+    return keep
+
+
+def model_forecasts(model_uri: str, window: EvalWindow) -> np.ndarray:
+    """Load ``model_uri`` (pyfunc) and forecast every row of the window (context rows feed
+    sequence models), shape ``(len(frame),)``.
 
     Raises:
         ValueError: the window lacks a feature column the model needs.
@@ -109,10 +199,50 @@ def score_model(model_uri: str, window: EvalWindow) -> BacktestResult:
     missing = [c for c in names if c not in frame.columns]
     if missing:
         raise ValueError(f"evaluation window lacks feature column(s) {missing} of {model_uri}")
-    pred = np.asarray(model.predict(frame[names] if names else frame),
+    return np.asarray(model.predict(frame[names] if names else frame),
                       dtype=np.float64).reshape(-1)
+
+
+def combine_forecasts(timestamps: pd.DatetimeIndex | pd.Series, sources: np.ndarray,
+                      model: np.ndarray | None, stored: pd.Series | None) -> np.ndarray:
+    """A version's forecast per bar from its sources (pure): ``model[i]`` where the source is
+    :data:`MODEL`, ``stored`` at the bar's time where :data:`STORED`, NaN elsewhere.
+
+    Raises:
+        ValueError: a bar needs the model's forecasts and ``model`` is ``None``.
+    """
+    src = np.asarray(sources)
+    out = np.full(len(src), np.nan)
+    use_model = src == MODEL
+    if use_model.any():
+        if model is None:
+            raise ValueError("bars need the registered model's forecasts, none given")
+        out[use_model] = np.asarray(model, dtype=np.float64)[use_model]
+    use_stored = src == STORED
+    if use_stored.any() and stored is not None:
+        ts = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True))
+        by_time = pd.Series(stored.to_numpy(np.float64),
+                            index=pd.DatetimeIndex(pd.to_datetime(stored.index, utc=True)))
+        out[use_stored] = by_time.reindex(ts[use_stored]).to_numpy()
+    return out
+
+
+def backtest_forecasts(window: EvalWindow, forecasts: np.ndarray) -> BacktestResult:
+    """Backtest ``forecasts`` (one per row of ``frame``) on the window's scored bars with its
+    backtest settings (the scored bars concatenated in time order; a NaN forecast is flat)."""
+    frame = window.frame
     test = (frame["split"] == "test").to_numpy()
+    pred = np.asarray(forecasts, dtype=np.float64).reshape(-1)
     rows = frame[test]
     return run_backtest(pd.DatetimeIndex(rows["timestamp"]), pred[test],
                         rows[NEXT_RETURN].to_numpy(), rows[LABEL].to_numpy(), window.backtest,
                         window.periods_per_year)
+
+
+def score_model(model_uri: str, window: EvalWindow) -> BacktestResult:
+    """Load ``model_uri`` (pyfunc) and backtest its forecasts on the window's scored bars.
+
+    Raises:
+        ValueError: the window lacks a feature column the model needs.
+    """
+    return backtest_forecasts(window, model_forecasts(model_uri, window))

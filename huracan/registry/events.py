@@ -12,8 +12,10 @@ a *champion* (the version holding production when the decision was taken):
 
 For ``rolled_back`` the champion score is its score on the monitoring window when the rollback
 was automatic. ``skipped`` is a decision not taken for lack of evidence (no eligible candidate,
-no window unseen by both models): production stays. Every event can carry ``eval_bars`` and an
-``evidence`` document (the window, each model's trades, PSR and DSR, the bootstrap interval).
+fewer than ``min_eval_bars`` bars both models forecast out of sample): production stays. Every
+event can carry ``eval_bars`` and an ``evidence`` document (the window, how many bars each side
+took from stored forecasts and from its registered model, each model's trades, PSR and DSR, the
+bootstrap interval).
 """
 
 from __future__ import annotations

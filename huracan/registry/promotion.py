@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -32,12 +34,20 @@ from huracan.evaluation.backtest import BacktestResult
 from huracan.evaluation.evidence import score_difference_interval, window_evidence
 from huracan.registry import events
 from huracan.registry.evaluate import (
+    MODEL,
+    STORED,
     EvalWindow,
+    backtest_forecasts,
+    combine_forecasts,
+    decision_rows,
+    forecast_sources,
     load_window,
+    model_forecasts,
     only_regime,
-    restrict_window,
     score_model,
     scored_bars,
+    stored_forecasts,
+    with_scored,
 )
 from huracan.registry.gate import GateDecision, decide, degraded, unseen_start
 from huracan.registry.lock import registry_lock
@@ -143,6 +153,46 @@ def _window_evidence(result: BacktestResult) -> dict[str, Any]:
     return {"trades": ev.trades, "psr": ev.psr, "sharpe": float(result.metrics.sharpe)}
 
 
+@dataclass(frozen=True)
+class _Side:
+    """One version's forecasts of the window's bars: where each comes from and the values."""
+
+    version: ModelVersion
+    seen_until: str | None
+    stored: pd.Series | None
+    sources: np.ndarray
+
+    def forecasts(self, name: str, window: EvalWindow, rows: np.ndarray) -> np.ndarray:
+        """Forecast per row of ``window.frame``; the pyfunc is loaded only when a bar of
+        ``rows`` needs it."""
+        needs_model = bool(((self.sources == MODEL) & rows).any())
+        model = model_forecasts(version_uri(name, self.version.version), window) \
+            if needs_model else None
+        return combine_forecasts(window.frame["timestamp"],
+                                 np.where(rows, self.sources, ""), model, self.stored)
+
+    def counts(self, rows: np.ndarray) -> dict[str, Any]:
+        return {"version": str(self.version.version), "seen_until": self.seen_until,
+                "stored_forecasts": self.stored is not None,
+                "bars_from_stored": int(((self.sources == STORED) & rows).sum()),
+                "bars_from_model": int(((self.sources == MODEL) & rows).sum())}
+
+
+def _side(client: MlflowClient, mv: ModelVersion, timestamps: pd.Series,
+          own: EvalWindow | None = None) -> _Side:
+    """A version's forecast sources on ``timestamps``: its registered model after its
+    ``seen_until``, else its own run's stored out-of-sample forecasts (``own``: the window
+    already loaded when it is the candidate's)."""
+    if own is None and mv.run_id:
+        try:
+            own = load_window(client, mv.run_id)
+        except FileNotFoundError:  # a run that logged no window: registered model only
+            own = None
+    stored = None if own is None else stored_forecasts(own)
+    until = seen_until(mv)
+    return _Side(mv, until, stored, forecast_sources(timestamps, until, stored))
+
+
 def gate_candidate(
     client: MlflowClient,
     engine: Engine,
@@ -160,19 +210,26 @@ def gate_candidate(
     alias: str = PRODUCTION,
     regime: str | None = None,
 ) -> Outcome:
-    """Put ``candidate_version`` through the gate against the current ``production`` version.
+    """Put ``candidate_version`` through the gate against the current holder of ``alias``.
 
-    Under the per-model lock: ``staging`` moves to the candidate; the evaluation window is the
-    candidate run's scored bars (``data/eval_window.parquet``) after the last bar either model saw
-    in fitting or early stopping (their manifests' ``train_end``/``val_end``), so the window is
-    unseen by both. With fewer than ``min_eval_bars`` such bars the decision is ``skipped``
-    (production stays). Otherwise both are scored on it, the pure
-    :func:`~huracan.registry.gate.decide` rule picks (promote iff candidate >= champion -
-    tolerance x |champion|), optionally refusing a candidate whose deflated Sharpe ratio on its
-    selection window is below ``min_dsr``; ``production`` moves on promotion; the decision is
-    tagged on the version and written to ``registry_events`` with its evidence (window, each
-    model's trades and PSR, the candidate's DSR, a paired stationary-bootstrap interval of the
-    score difference); a rejection or a skip alerts.
+    Under the per-model lock: ``staging`` moves to the candidate (``production`` gate only). The
+    bars are the candidate run's scored bars (``data/eval_window.parquet``: its test bars, or its
+    last ``max(registry.min_eval_bars, last OOS step)`` walk-forward out-of-sample bars), of
+    ``regime`` only when given. Each version's forecast of a bar comes from its registered model
+    when the bar is after the version's ``seen_until`` (manifest ``train_end``/``val_end``), else
+    from the out-of-sample ``prediction`` its own run stored in its window, else it has none
+    (:func:`huracan.registry.evaluate.forecast_sources`); a run logged before windows carried
+    ``prediction`` is scored by its registered model only. The decision window is the bars both
+    the candidate and the champion have a forecast of, so every bar is predicted by a model
+    fitted before it, on both sides. With fewer than ``min_eval_bars`` such bars the decision is
+    ``skipped`` (the alias stays). Otherwise both are backtested on it with the candidate run's
+    backtest settings, the pure :func:`~huracan.registry.gate.decide` rule picks (promote iff
+    candidate >= champion - tolerance x |champion|), optionally refusing a candidate whose
+    deflated Sharpe ratio on its selection window is below ``min_dsr``; the alias moves on
+    promotion; the decision is tagged on the version and written to ``registry_events`` with
+    its evidence (the window, how many bars each side scored from stored forecasts and from its
+    registered model, each model's trades and PSR, the candidate's DSR, a paired
+    stationary-bootstrap interval of the score difference); a rejection or a skip alerts.
 
     Args:
         selection: what the selection knew of the candidate (``dsr``, ``n_candidates``,
@@ -180,7 +237,8 @@ def gate_candidate(
         alias: the alias the candidate may take (``production``, or ``regime-<name>`` for the
             per-regime choice); the champion is its current holder. Only ``production`` moves
             ``staging``.
-        regime: score only the window's bars of this regime (its ``regime`` column).
+        regime: score only the window's bars of this regime (its ``regime`` column): the same
+            rule on the same window, restricted.
 
     Raises:
         RegistryError: the candidate version has no source run.
@@ -196,32 +254,47 @@ def gate_candidate(
         if champ is not None and champ.version == cand.version:
             champ = None
         champ_version = champ.version if champ is not None else None
-        after = unseen_start([seen_until(cand)] + ([seen_until(champ)] if champ else []))
-        window = restrict_window(load_window(client, cand.run_id), after)
+        window = load_window(client, cand.run_id)
         if regime is not None:
             window = only_regime(window, regime)
+        stamps = window.frame["timestamp"]
+        cand_side = _side(client, cand, stamps, own=window)
+        champ_side = _side(client, champ, stamps) if champ is not None else None
+        scored = (window.frame["split"] == "test").to_numpy()
+        rows = decision_rows(scored, cand_side.sources,
+                             None if champ_side is None else champ_side.sources)
+        window = with_scored(window, rows)
         bars = scored_bars(window)
-        test = window.frame[window.frame["split"] == "test"]
+        test = window.frame[rows]
         evidence: dict[str, Any] = {
             "window_start": None if test.empty else str(test["timestamp"].iloc[0]),
             "window_end": None if test.empty else str(test["timestamp"].iloc[-1]),
-            "eval_bars": bars, "unseen_after": after, "min_eval_bars": int(min_eval_bars),
+            "eval_bars": bars, "candidate_window_bars": int(scored.sum()),
+            "min_eval_bars": int(min_eval_bars),
+            "forecasts": {"candidate": cand_side.counts(rows)}
+            | ({} if champ_side is None else {"champion": champ_side.counts(rows)}),
             "selection": selection, "alias": alias, "regime": regime,
         }
         cand_score = champ_score = None
         if bars < int(min_eval_bars):
             event = "skipped"
-            reason = (f"only {bars} scored bar(s) after the last bar both models saw "
-                      f"({after}); registry.min_eval_bars={min_eval_bars}: decision skipped, "
-                      "production unchanged")
+            seen = ", ".join(f"{who} {side.seen_until}" for who, side in
+                             (("candidate", cand_side), ("champion", champ_side))
+                             if side is not None)
+            key = "registry" if alias == PRODUCTION else "regime"
+            reason = (f"only {bars} bar(s){'' if regime is None else f' of regime {regime}'} "
+                      "forecast out of sample by "
+                      f"{'both models' if champ_side is not None else 'the candidate'} (of the "
+                      f"candidate's {int(scored.sum())} scored; seen until: {seen}); "
+                      f"{key}.min_eval_bars={min_eval_bars}: decision skipped, {alias} unchanged")
             decision = GateDecision(False, math.nan, None, tolerance, None, reason)
         else:
-            cand_res = score_model(version_uri(name, cand.version), window)
+            cand_res = backtest_forecasts(window, cand_side.forecasts(name, window, rows))
             cand_score = float(cand_res.metrics.as_dict()[metric])
             evidence["candidate"] = _window_evidence(cand_res) | {metric: cand_score}
             champ_res = None
-            if champ is not None:
-                champ_res = score_model(version_uri(name, champ.version), window)
+            if champ_side is not None:
+                champ_res = backtest_forecasts(window, champ_side.forecasts(name, window, rows))
                 champ_score = float(champ_res.metrics.as_dict()[metric])
                 evidence["champion"] = _window_evidence(champ_res) | {metric: champ_score}
                 if metric == "composite_score":

@@ -115,8 +115,13 @@ def test_a_champion_that_trained_on_the_candidates_window_makes_the_gate_skip(tw
     assert second.event == "skipped" and second.evidence["eval_bars"] == 0
     assert str(alias_version(client, name, PRODUCTION).version) == str(va)  # production stays
     ev = events.history(engine, name)[-1]
-    assert ev.event == "skipped" and "after the last bar both models saw" in ev.reason
-    assert ev.eval_bars == 0 and ev.evidence["unseen_after"] is not None
+    assert ev.event == "skipped" and "forecast out of sample by both models" in ev.reason
+    # A saw B's test bars in training, and its run stored forecasts of its own test bars only
+    champ = ev.evidence["forecasts"]["champion"]
+    assert (champ["bars_from_model"], champ["bars_from_stored"]) == (0, 0)
+    assert pd.Timestamp(champ["seen_until"]) > pd.Timestamp(ev.evidence["forecasts"][
+        "candidate"]["seen_until"])
+    assert ev.eval_bars == 0 and ev.evidence["candidate_window_bars"] > 100
     # the promotion event carries the evidence of its window
     promo = events.history(engine, name)[0]
     assert promo.evidence["candidate"]["trades"] >= 0 and "psr" in promo.evidence["candidate"]

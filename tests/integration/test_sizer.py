@@ -115,10 +115,14 @@ def test_the_registered_pyfunc_acts_as_the_policy(trained):
 
 
 def test_huracan_size_suggests_for_the_latest_bar(trained, sample_path):
-    _, uri, client, fc_run, _, _ = trained
-    fv = next(v for v in client.search_model_versions("name='huracan-BTCUSDT-1h'")
-              if v.run_id == fc_run)
-    client.set_registered_model_alias("huracan-BTCUSDT-1h", "production", fv.version)
+    tmp, uri, client, fc_run, _, _ = trained
+    # the walk-forward forecaster (weekly steps: a 75-bar last step) was promoted by its gate,
+    # on 168 out-of-sample bars, not by hand
+    prod = client.get_model_version_by_alias("huracan-BTCUSDT-1h", "production")
+    assert prod.run_id == fc_run
+    [ev] = [e for e in events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"),
+                                      "huracan-BTCUSDT-1h") if e.alias == "production"]
+    assert ev.event == "promoted" and ev.eval_bars == 168
     runner = CliRunner()
     fixed = runner.invoke(app, ["size", "BTC/USDT", "--json", "--policy", "fixed",
                                 "--tracking-uri", uri])

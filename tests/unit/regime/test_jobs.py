@@ -143,6 +143,27 @@ def test_registry_choice_uses_the_fallback_exactly_where_evidence_is_missing():
     assert choose([{**results[0], "version": None}], "composite_score", 30, 0.25) == {}
 
 
+def test_registry_choice_when_the_scored_rows_lack_regimes():
+    """A job logs per-regime evidence only for regimes its scored bars were in (a short 5m
+    window has no high or extreme bar): those regimes fall back, the gate is not failed."""
+    results = [_result("lightgbm", 1, {"low": 40, "normal": 40}, {"low": 2.0, "normal": 0.3}),
+               _result("xgboost", 2, {"low": 10}, {"low": 1.0})]
+    for r in results:
+        for regime in ("high", "extreme"):
+            del r["regime_metrics"]["val"][regime]
+    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25)
+    got = {r: (c.source, res["model_type"], c.exposure) for r, (c, res) in chosen.items()}
+    assert got == {
+        "low": ("evidence", "lightgbm", 1.0),
+        "normal": ("evidence", "lightgbm", 1.0),
+        "high": ("fallback", "xgboost", 1.0),        # no LSTM: the best overall (val 2.5)
+        "extreme": ("fallback", "lightgbm", 0.25),   # the lowest drawdown (0.1)
+    }
+    for regime in ("high", "extreme"):
+        assert f"no scored bars in regime {regime}" in chosen[regime][0].reason
+        assert chosen[regime][0].n_trades == 0
+
+
 # -- the walk-forward switching backtest ----------------------------------------------------
 
 

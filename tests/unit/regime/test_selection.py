@@ -157,6 +157,36 @@ def test_selection_uses_evidence_exactly_when_it_exists():
     assert sel3["low"].model == "xgboost"
 
 
+def test_a_regime_no_candidate_saw_falls_back_and_says_so():
+    # ten days of 5m candles: no high and no extreme bar among the candidates' scored rows
+    seen = {m: CANDIDATES[m].drop(index=["high", "extreme"]) for m in ("xgboost", "lightgbm")}
+    sel = select_per_regime(seen, min_trades=30)
+    full = select_per_regime({m: CANDIDATES[m] for m in seen}, min_trades=30)
+    assert sel["low"] == full["low"] and sel["normal"] == full["normal"]  # evidence unchanged
+    high, extreme = sel["high"], sel["extreme"]
+    # high -> LSTM is not among them: best overall (lightgbm 0.9); extreme -> lowest drawdown
+    assert (high.model, high.source, high.exposure, high.n_trades) == (
+        "lightgbm", "fallback", 1.0, 0)
+    assert (extreme.model, extreme.source, extreme.exposure, extreme.n_trades) == (
+        "lightgbm", "fallback", 0.25, 0)
+    assert high.reason.startswith("fallback: no scored bars in regime high")
+    assert extreme.reason.startswith("fallback: no scored bars in regime extreme")
+    assert high.value == pytest.approx(0.9)  # a fallback reports the overall metric
+
+
+def test_a_regime_one_candidate_never_saw_counts_as_zero_trades_there():
+    lstm_only_high = {"xgboost": CANDIDATES["xgboost"].drop(index="high"),
+                      "lstm": CANDIDATES["lstm"]}
+    sel = select_per_regime(lstm_only_high, min_trades=30)
+    assert (sel["high"].model, sel["high"].source) == ("lstm", "fallback")
+    assert "(trades: lstm 29, xgboost 0)" in sel["high"].reason
+    assert "no scored bars in regime high for xgboost" in sel["high"].reason
+    # with enough trades, the candidate that saw the regime is chosen on evidence there
+    sel = select_per_regime(lstm_only_high, min_trades=29)
+    assert (sel["high"].model, sel["high"].source, sel["high"].value) == (
+        "lstm", "evidence", pytest.approx(0.1))
+
+
 def test_fallback_model_missing_or_spelled_differently():
     renamed = {"XGBoostForecaster": CANDIDATES["xgboost"],
                "lightgbm": CANDIDATES["lightgbm"]}  # no LSTM at all
@@ -178,8 +208,10 @@ def test_selection_errors():
         select_per_regime({})
     with pytest.raises(ValueError, match="unknown metric"):
         select_per_regime(CANDIDATES, metric="alpha")
-    with pytest.raises(ValueError, match="lacks rows"):
-        select_per_regime({"x": CANDIDATES["lstm"].drop(index="extreme")})
+    with pytest.raises(ValueError, match=r"lacks rows \['all'\]"):
+        select_per_regime({"x": CANDIDATES["lstm"].drop(index=ALL)})
+    with pytest.raises(ValueError, match=r"columns \['max_drawdown'\]"):
+        select_per_regime({"x": CANDIDATES["lstm"].drop(columns="max_drawdown")})
     with pytest.raises(ValueError, match="extreme_exposure"):
         select_per_regime(CANDIDATES, extreme_exposure=0.0)
     with pytest.raises(ValueError, match="fallback has no entry"):

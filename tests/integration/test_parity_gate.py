@@ -1,0 +1,54 @@
+"""The FreqAI-parity preset through its gate on a small slice (ADA/BTC 5m, two daily OOS steps),
+as a command: regimes absent from the candidate's scored bars are no evidence (the fallback,
+with the reason recorded, and a skipped alias gate), never a failed gate; the command exits 0
+and the decisions are in ``gate.json``, ``registry_events`` and the regime map tag. The full
+seven-pair run is timed in benchmarks/walkforward_parity.py."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from huracan.db.session import make_engine
+from huracan.regime.detection import REGIMES
+from huracan.regime.registry import REGIME_MAP_TAG
+from huracan.registry import events
+from huracan.tracking.run import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+NAME = "huracan-ADABTC-5m"
+
+
+def test_the_parity_preset_gates_a_slice_whose_scored_bars_lack_regimes(tmp_path, train_cli):
+    # two days of OOS bars: 5 trades at the preset's 0.2 % threshold, hence min_trades=3
+    proc = train_cli(["experiment=freqai_parity", "data.base=ADA", "split.oos_end=2018-01-22",
+                      "model.n_estimators=30", "explain.max_rows=20", "importance.n_repeats=1",
+                      "selection.min_trades=3", "-m"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [decision] = json.loads((tmp_path / "multirun" / "gate.json").read_text())["decisions"]
+    assert (decision["model"], decision["decision"]) == (NAME, "promoted")
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    run_id = decision["candidate_run_id"]
+    oos = pd.read_parquet(client.download_artifacts(run_id, "backtest/oos_returns.parquet",
+                                                    str(tmp_path)))
+    absent = set(REGIMES) - set(oos["regime"])
+    assert absent  # the condition of the crash: a regime none of its scored bars was in
+    mapping = json.loads(client.get_registered_model(NAME).tags[REGIME_MAP_TAG])
+    assert set(mapping) == set(REGIMES)
+    for regime in absent:
+        entry = mapping[regime]
+        assert entry["source"] == "fallback" and entry["decision"] == "skipped"
+        assert f"no scored bars in regime {regime}" in entry["reason"]
+        assert entry["version"] is None  # the alias was not set on no evidence
+    evs = events.history(make_engine(f"sqlite:///{tmp_path / 'brain.db'}"), NAME)
+    by_alias = {e.alias: e for e in evs}
+    assert set(by_alias) == {"production", *(f"regime-{r}" for r in REGIMES)}
+    prod = by_alias["production"]
+    assert prod.event == "promoted" and prod.run_id == run_id
+    assert prod.eval_bars == 288  # one daily step of 5m bars (> registry.min_eval_bars 168)
+    for regime in absent:
+        ev = by_alias[f"regime-{regime}"]
+        assert ev.event == "skipped" and ev.eval_bars == 0

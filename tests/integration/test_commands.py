@@ -122,3 +122,20 @@ def test_a_sweep_of_bad_files_runs_every_job_then_fails_with_the_reason(
     assert {r.info.status for r in jobs} == {"FAILED"}
     assert client.search_registered_models() == []
     assert not (tmp_path / "multirun" / "gate.json").exists()  # the gate never ran
+
+
+def test_registry_show_of_an_unknown_model_exits_2_naming_the_registered_ones(tmp_path):
+    uri = default_tracking_uri(tmp_path / "mlruns")
+    client = MlflowClient(tracking_uri=uri)
+    client.create_registered_model("huracan-BTCUSDT-1h")
+    proc = _module("huracan.cli", "registry", "show", "huracan-BTCUSTD-1h", "--tracking-uri", uri)
+    assert proc.returncode == 2
+    assert _stderr_lines(proc) == [f"error: no registered model 'huracan-BTCUSTD-1h' in {uri}; "
+                                   "registered: huracan-BTCUSDT-1h"]
+    assert proc.stdout == ""
+    assert [m.name for m in client.search_registered_models()] == ["huracan-BTCUSDT-1h"]
+    known = _module("huracan.cli", "registry", "show", "huracan-BTCUSDT-1h", "--tracking-uri",
+                    uri)
+    assert known.returncode == 0
+    assert json.loads(known.stdout) == {"model_name": "huracan-BTCUSDT-1h", "production": None,
+                                        "staging": None}

@@ -413,5 +413,8 @@ def quality_report_cmd(
         typer.echo(f"sent: {alert.text()}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    typer.echo("run through `huracan download|validate|quality ...`", err=True)
+if __name__ == "__main__":  # = `huracan download|validate|quality`; no command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app({"download": download_app, "validate": validate_app, "quality": quality_app},
+            help="Data commands (also `huracan download|validate|quality`).")

@@ -197,3 +197,10 @@ def headlines(file: FileArg, symbol: Symbol = None, db_url: DbUrl = None) -> Non
     (surge, rally, bullish, bearish, liquidated...): the mean compound score per symbol and
     timestamp into sentiment_scores, source vader."""
     _run_ingest("headlines", file, db_url, symbol=symbol)
+
+
+if __name__ == "__main__":  # = `huracan db|ingest`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app({"db": db_app, "ingest": ingest_app},
+            help="Brain-store commands (also `huracan db|ingest`).")

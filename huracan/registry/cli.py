@@ -251,3 +251,9 @@ def monitor(
                    f"v{res.rolled_back_to}")
     else:
         typer.echo("within tolerance: production unchanged")
+
+
+if __name__ == "__main__":  # = `huracan registry`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(registry_app)

@@ -139,3 +139,19 @@ def test_registry_show_of_an_unknown_model_exits_2_naming_the_registered_ones(tm
     assert known.returncode == 0
     assert json.loads(known.stdout) == {"model_name": "huracan-BTCUSDT-1h", "production": None,
                                         "staging": None}
+
+
+#: every module that runs a Typer app, and the `huracan` console script's own module
+TYPER_MODULES = ["huracan.cli", "huracan.data.cli", "huracan.data.lake_cli",
+                 "huracan.data.cascades_cli", "huracan.db.cli", "huracan.analysis.cli",
+                 "huracan.analysis.drift_cli", "huracan.orchestration.cli",
+                 "huracan.registry.cli", "huracan.sizing.cli"]
+
+
+@pytest.mark.parametrize("module", [*TYPER_MODULES, "huracan.data.validate"])
+def test_a_module_entry_point_without_a_command_prints_usage_and_exits_2(module, tmp_path):
+    proc = _module(module, cwd=tmp_path, PYTHONPATH=str(REPO))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert re.search(r"^\s*[Uu]sage: ", out, re.M) and "Traceback" not in out
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran

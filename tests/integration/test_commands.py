@@ -155,3 +155,20 @@ def test_a_module_entry_point_without_a_command_prints_usage_and_exits_2(module,
     out = proc.stdout + proc.stderr
     assert re.search(r"^\s*[Uu]sage: ", out, re.M) and "Traceback" not in out
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+@pytest.mark.parametrize(("app", "what"), [
+    ("train", "train forecasters"), ("tune", "an Optuna study"),
+    ("sizer", "train the PPO position sizer"), ("nightly", "the nightly pipeline")])
+def test_hydra_app_help_starts_with_what_it_does_and_the_common_overrides(app, what):
+    proc = _module(f"huracan.{app}", "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"huracan.{app}: {what}")
+    head = proc.stdout.split("== Configuration groups ==")[0]
+    assert f"Usage: python -m huracan.{app} " in head
+    assert "Common overrides:" in head and "Examples:" in head and "Exit code: 0" in head
+    # then Hydra's generated groups and config, and the pointer to Hydra's own options
+    assert "== Configuration groups ==" in proc.stdout and "== Config ==" in proc.stdout
+    assert lines[-1] == f"Hydra's own options: python -m huracan.{app} --hydra-help"
+    assert "is powered by Hydra" not in proc.stdout

@@ -76,6 +76,9 @@ def _engine(db_url: str | None) -> Iterator[Engine]:
     try:
         yield engine
     except SQLAlchemyError as exc:
+        behind = migrate.schema_behind(engine, exc)  # a missing table: say to upgrade
+        if behind is not None:
+            raise _fail(str(behind), 1) from None
         raise _fail(f"database {safe_url(resolve_url(db_url))}: {_db_error(exc)}", 1) from None
     except migrate.SchemaNotCurrentError as exc:
         raise _fail(str(exc), 1) from None

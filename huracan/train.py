@@ -43,8 +43,8 @@ register_resolvers()
 
 
 def run_config(cfg: DictConfig, parent_run_id: str | None = None) -> pipeline.TrainResult:
-    """Run one job from a composed ``train`` config (the entry point's only use of the config:
-    resolve it, build typed settings, call :func:`huracan.pipeline.run_job`)."""
+    """Run one job from a composed ``train`` config, as :func:`main` does without its Hydra
+    bookkeeping: resolve it, build typed settings, call :func:`huracan.pipeline.run_job`."""
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     resolved.pop("hydra", None)
     return pipeline.run_job(JobSettings.from_dict(resolved), resolved=resolved,

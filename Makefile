@@ -30,6 +30,7 @@ lint: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/zoo_breakdown.py
 	$(PY) benchmarks/validation.py
+	$(PY) benchmarks/sizer_env_speed.py
 
 bench-store: $(STAMP)
 	$(PY) benchmarks/bulk_ingest.py

@@ -32,9 +32,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.commands import exit_with
 from huracan.config import register_resolvers
 from huracan.resources import conf_dir
-from huracan.secrets import mask_text
 
 log = logging.getLogger("huracan.nightly")
 
@@ -121,8 +121,7 @@ def main(cfg: DictConfig) -> int:
     try:
         settings, symbols, n, ray_cfg = settings_from_config(cfg)
     except (ValueError, KeyError) as exc:
-        print(f"huracan.nightly: error: {mask_text(str(exc))}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with("huracan.nightly", exc, 2)  # one stderr line, masked, no traceback
     if ray_cfg.get("temp_dir"):
         ray_cfg["temp_dir"] = _abs(str(ray_cfg["temp_dir"]), Path.cwd())
     night = run_night(settings, symbols, executor=str(n["executor"]), n_jobs=int(n["n_jobs"]),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -24,6 +23,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.commands import exit_with
 from huracan.config import register_resolvers
 from huracan.resources import conf_dir
 
@@ -44,8 +44,7 @@ def main(cfg: DictConfig) -> float:
         out = run_sizer_job(resolved)
     except SizerError as exc:
         log.error("%s", exc)  # the run's log file
-        print(f"huracan.sizer: error: {exc}", file=sys.stderr)  # one line, for the caller
-        raise SystemExit(1) from None
+        exit_with("huracan.sizer", exc, 1)  # one stderr line for the caller, no traceback
     return float(out["test"]["ppo"].get("composite_score", float("nan")))
 
 

@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from huracan import pipeline
+from huracan.commands import fail_job
 from huracan.config import register_resolvers
 from huracan.data.ohlcv import DataValidationError
 from huracan.resources import conf_dir
@@ -42,8 +43,8 @@ register_resolvers()
 
 
 def run_config(cfg: DictConfig, parent_run_id: str | None = None) -> pipeline.TrainResult:
-    """Run one job from a composed ``train`` config (the entry point's only use of the config:
-    resolve it, build typed settings, call :func:`huracan.pipeline.run_job`)."""
+    """Run one job from a composed ``train`` config, as :func:`main` does without its Hydra
+    bookkeeping: resolve it, build typed settings, call :func:`huracan.pipeline.run_job`."""
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     resolved.pop("hydra", None)
     return pipeline.run_job(JobSettings.from_dict(resolved), resolved=resolved,
@@ -59,28 +60,50 @@ def _sweep_context(hc: Any) -> tuple[str | None, str | None]:
     return find_parent_run(hc.sweep.dir), None
 
 
+def _unusable_input(exc: BaseException, settings_built: bool) -> bool:
+    """Whether a job's failure is its input's fault (told in one line) rather than a fault of the
+    code (told with Hydra's traceback): a data file breaking a rule, or a config value the
+    typed settings refuse (raised before any training)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(exc, DataValidationError) or (not settings_built and isinstance(
+        exc, (ValueError, TypeError, KeyError, OmegaConfBaseException)))
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Hydra task: run one job, write ``result.json`` (also on failure) in the job's output dir."""
+    """Hydra task: run one job, write ``result.json`` (also on failure) in the job's output dir.
+
+    Unusable input (a data file breaking a rule, a setting refused) ends the job with its reason
+    on one stderr line, no traceback (:func:`huracan.commands.fail_job`): exit 1 at once in a
+    single run; in a multirun the other jobs still run and the sweep exits 1 at its end (the
+    gate is skipped). Any other exception keeps Hydra's traceback.
+    """
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    job = int(hc.job.num or 0) if hc.mode == RunMode.MULTIRUN else 0
+    multirun = hc.mode == RunMode.MULTIRUN
+    job = int(hc.job.num or 0) if multirun else 0
     model_name = str(cfg.model._target_).rsplit(".", 1)[-1].removesuffix("Forecaster").lower()
     parent_run_id, sweep_id = None, None
+    settings: JobSettings | None = None
     try:
-        if hc.mode == RunMode.MULTIRUN:
+        if multirun:
             from huracan.tracking.run import configure
 
             configure(cfg.tracking.tracking_uri, Path(cfg.tracking.store_dir),
                       cfg.tracking.experiment_name)
             parent_run_id, sweep_id = _sweep_context(hc)
-        result = run_config(cfg, parent_run_id)
+        resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        resolved.pop("hydra", None)
+        settings = JobSettings.from_dict(resolved)
+        result = pipeline.run_job(settings, resolved=resolved, parent_run_id=parent_run_id)
     except Exception as exc:
         write_result(out, {"status": "failed", "job": job, "model_type": model_name,
                            "sweep_id": sweep_id,
                            "error": mask_text(f"{type(exc).__name__}: {exc}")[:500]})
-        if isinstance(exc, DataValidationError):
-            log.error("%s", exc)  # one line: file, column/row, rule
+        if _unusable_input(exc, settings is not None):
+            log.error("%s", mask_text(str(exc)))  # the job's log file
+            fail_job("huracan.train", exc, multirun=multirun)
         raise
     write_result(out, {**result.as_dict(), "job": job, "sweep_id": sweep_id})
     return float(result.objective_value)

@@ -37,6 +37,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.commands import exit_with
 from huracan.config import register_resolvers
 from huracan.resources import conf_dir, tuned_presets_dir
 from huracan.tuning import TuneError
@@ -370,8 +371,7 @@ def main(cfg: DictConfig) -> float:
         out = run_study(resolved, t, overrides)
     except TuneError as exc:
         log.error("%s", exc)
-        print(f"huracan.tune: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with("huracan.tune", exc, 1)  # one stderr line, no traceback
     if out.get("worker"):
         return math.nan
     dsr = out.get("dsr") or {}

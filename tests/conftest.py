@@ -2,8 +2,9 @@
 
 Database fixtures: every store test runs on SQLite and on Postgres. Postgres is the real server
 named by ``HURACAN_TEST_PG_URL`` (``.ci/run`` sets it); each test gets a freshly created database
-that is dropped afterwards. Without the variable, or when the server does not answer, the Postgres
-variants are SKIPPED with the reason (``-ra`` lists them).
+that is dropped afterwards. Without the variable the Postgres variants are SKIPPED with the reason
+(``-ra`` lists them); with the variable set and the server not answering they FAIL with the
+reason, so a run whose Postgres is down never passes by skipping its Postgres tests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.engine import URL, make_url
 
 from huracan.db import migrate
 from huracan.db.session import make_engine
+from huracan.secrets import mask_url
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -56,7 +58,7 @@ def sample_1h() -> pd.DataFrame:
 
 @functools.cache
 def _pg_admin() -> tuple[URL | None, str]:
-    """The admin URL of the test server, or ``None`` and why not."""
+    """The admin URL of the test server, or ``None`` and why not (password masked)."""
     raw = os.environ.get(PG_ENV)
     if not raw:
         return None, f"{PG_ENV} is not set (.ci/run sets it; see README)"
@@ -67,17 +69,34 @@ def _pg_admin() -> tuple[URL | None, str]:
         with eng.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
         eng.dispose()
-    except Exception as exc:  # any failure to reach the server means: skip, with the reason
-        return None, f"Postgres at {url.render_as_string()} unreachable: {type(exc).__name__}"
+    except Exception as exc:  # any failure to reach the server: its first line, masked
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        return None, (f"{PG_ENV} is set but Postgres at {url.render_as_string()} does not "
+                      f"answer: {type(exc).__name__}: {mask_url(first)}")
     return url, ""
 
 
-@pytest.fixture()
-def fresh_pg_url() -> Iterator[str]:
-    """A freshly created, empty Postgres database; dropped after the test."""
+def require_pg_admin() -> URL:
+    """The test server's admin URL. Skips the test when ``HURACAN_TEST_PG_URL`` is unset; FAILS
+    it (no traceback, the reason) when the variable is set and the server does not answer."""
     admin, reason = _pg_admin()
     if admin is None:
+        if os.environ.get(PG_ENV):
+            pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+    return admin
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> URL:
+    """:func:`require_pg_admin` as a fixture."""
+    return require_pg_admin()
+
+
+@pytest.fixture()
+def fresh_pg_url(pg_admin: URL) -> Iterator[str]:
+    """A freshly created, empty Postgres database; dropped after the test."""
+    admin = pg_admin
     name = f"huracan_test_{uuid.uuid4().hex[:12]}"
     eng = create_engine(admin, isolation_level="AUTOCOMMIT")
     with eng.connect() as conn:

@@ -184,3 +184,9 @@ def trend(
         move = ("-" if pd.isna(row.iloc[0]) or pd.isna(row.iloc[-1])
                 else f"{int(row.iloc[0]) - int(row.iloc[-1]):+d}")
         typer.echo(f"{feature!s:<24}" + cells + f"{move:>6}")
+
+
+if __name__ == "__main__":  # = `huracan features`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(features_app)

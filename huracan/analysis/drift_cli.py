@@ -256,3 +256,9 @@ def requests(
         state = f"consumed {r.consumed_at} by {r.consumed_by}" if r.consumed_at else "pending"
         typer.echo(f"#{r.id} {r.created_at[:19]} {r.model_name} v{r.model_version} "
                    f"({r.symbol} {r.timeframe}) [{state}]: {r.reason}")
+
+
+if __name__ == "__main__":  # = `huracan drift`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(drift_app)

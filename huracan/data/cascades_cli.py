@@ -111,3 +111,9 @@ def cascades(
         share = "" if pd.isna(r.dominant_share) else f" ({r.dominant_share:.0%})"
         typer.echo(f"{_time(r.start):<24}{_time(r.end):<24}{r.exchange:<10}{r.events:>7}"
                    f"{r.usd:>15,.0f}  {r.dominant_side}{share}")
+
+
+if __name__ == "__main__":  # = `huracan liquidations`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(liquidations_app)

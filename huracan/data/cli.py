@@ -128,6 +128,9 @@ def _engine(db_url: str | None, *, require_schema: bool = True) -> Iterator[Engi
             migrate.require_current_schema(engine)
         yield engine
     except SQLAlchemyError as exc:
+        behind = migrate.schema_behind(engine, exc)  # a missing table: say to upgrade
+        if behind is not None:
+            raise _fail(str(behind), 1) from None
         orig = getattr(exc, "orig", None) or exc
         first = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
         raise _fail(f"database {safe_url(resolve_url(db_url))}: {first}", 1) from None
@@ -413,5 +416,8 @@ def quality_report_cmd(
         typer.echo(f"sent: {alert.text()}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    typer.echo("run through `huracan download|validate|quality ...`", err=True)
+if __name__ == "__main__":  # = `huracan download|validate|quality`; no command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app({"download": download_app, "validate": validate_app, "quality": quality_app},
+            help="Data commands (also `huracan download|validate|quality`).")

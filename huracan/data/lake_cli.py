@@ -144,5 +144,7 @@ def compact_cmd(lake: Lake = None) -> None:
                    f"{merged.name if merged else 'empty'}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    typer.echo("run through `huracan lake ...`", err=True)
+if __name__ == "__main__":  # = `huracan lake`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(lake_app)

@@ -76,6 +76,9 @@ def _engine(db_url: str | None) -> Iterator[Engine]:
     try:
         yield engine
     except SQLAlchemyError as exc:
+        behind = migrate.schema_behind(engine, exc)  # a missing table: say to upgrade
+        if behind is not None:
+            raise _fail(str(behind), 1) from None
         raise _fail(f"database {safe_url(resolve_url(db_url))}: {_db_error(exc)}", 1) from None
     except migrate.SchemaNotCurrentError as exc:
         raise _fail(str(exc), 1) from None
@@ -197,3 +200,10 @@ def headlines(file: FileArg, symbol: Symbol = None, db_url: DbUrl = None) -> Non
     (surge, rally, bullish, bearish, liquidated...): the mean compound score per symbol and
     timestamp into sentiment_scores, source vader."""
     _run_ingest("headlines", file, db_url, symbol=symbol)
+
+
+if __name__ == "__main__":  # = `huracan db|ingest`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app({"db": db_app, "ingest": ingest_app},
+            help="Brain-store commands (also `huracan db|ingest`).")

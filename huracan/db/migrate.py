@@ -89,3 +89,38 @@ def require_current_schema(engine: Engine) -> None:
         raise SchemaNotCurrentError(
             f"database schema is at {current or 'no revision (empty database)'}, expected "
             f"{head}: run `huracan db upgrade`")
+
+
+#: SQLSTATE of Postgres' undefined_table and undefined_column errors
+_UNDEFINED_SQLSTATES = frozenset({"42P01", "42703"})
+
+
+def is_missing_relation(exc: BaseException) -> bool:
+    """Whether a failed statement says a table or column does not exist: SQLite's ``no such
+    table`` / ``no such column`` (``OperationalError``), Postgres SQLSTATE 42P01 / 42703
+    (``UndefinedTable`` / ``UndefinedColumn``, a ``ProgrammingError``; psycopg2's ``pgcode``
+    or psycopg 3's ``sqlstate``)."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code in _UNDEFINED_SQLSTATES:
+        return True
+    return str(orig).strip().lower().startswith(("no such table", "no such column"))
+
+
+def schema_behind(engine: Engine, exc: BaseException) -> SchemaNotCurrentError | None:
+    """The reason a query failed when it is the schema's: ``exc`` names a missing table or
+    column (:func:`is_missing_relation`) and the database is not at :func:`head_revision`. Then
+    the :class:`SchemaNotCurrentError` saying which revision it is at and to run ``huracan db
+    upgrade``; else ``None`` (also when the revision cannot be read), and the caller reports
+    ``exc`` itself. Reads only: nothing is created or migrated."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not is_missing_relation(exc):
+        return None
+    try:
+        require_current_schema(engine)
+    except SchemaNotCurrentError as behind:
+        return behind
+    except SQLAlchemyError:
+        return None
+    return None

@@ -96,3 +96,9 @@ def list_nights(
                f"{'failed':>7}{'running':>8}")
     for r in rows:
         typer.echo(f"{r[0]:<28}{str(r[1])[:25]:<27}{r[2]:>8}{r[3]:>6}{r[4]:>8}{r[5]:>7}{r[6]:>8}")
+
+
+if __name__ == "__main__":  # = `huracan nightly`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(nightly_app)

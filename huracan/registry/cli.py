@@ -3,8 +3,9 @@
 MLflow store: ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` (default the local store
 ``sqlite:///mlruns/mlflow.db``). Brain store: ``--db-url`` or ``HURACAN_DB_URL`` (default
 ``sqlite:///huracan.db``). Exit codes: 0 done, 1 refused (nothing to roll back, no production
-version) or store error, 2 unusable input, 3 (``monitor``) no bars newer than production's training
-and validation data yet.
+version) or store error, 2 unusable input (a NAME the registry does not hold: one line naming the
+registered models), 3 (``monitor``) no bars newer than production's training and validation data
+yet.
 """
 
 from __future__ import annotations
@@ -40,6 +41,29 @@ def _client(tracking_uri: str | None) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+def _require_registered(client: Any, name: str) -> None:
+    """Refuse a NAME the MLflow registry does not hold: one line naming the store and the
+    registered models (at most 20), exit code 2. Reads only.
+
+    Raises:
+        typer.Exit: code 2 when ``name`` is not a registered model.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from huracan.secrets import mask_url
+
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    known = sorted(m.name for m in client.search_registered_models(max_results=1000))
+    listed = ", ".join(known[:20]) + (f" (+{len(known) - 20} more)" if len(known) > 20 else "")
+    raise _fail(f"no registered model {name!r} in {mask_url(str(client.tracking_uri))}; "
+                f"registered: {listed or 'none'}", 2)
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -69,7 +93,9 @@ def show(name: Name, tracking_uri: TrackingUri = None) -> None:
     """The production and staging versions of NAME with their manifests (JSON)."""
     from huracan.registry.promotion import describe
 
-    typer.echo(json.dumps(describe(_client(tracking_uri), name), indent=2))
+    client = _client(tracking_uri)
+    _require_registered(client, name)
+    typer.echo(json.dumps(describe(client, name), indent=2))
 
 
 @registry_app.command()
@@ -80,6 +106,7 @@ def rollback(name: Name, reason: Annotated[str, typer.Option(help="Recorded with
     from huracan.registry.promotion import rollback as do_rollback
 
     client = _client(tracking_uri)
+    _require_registered(client, name)
     with _engine(db_url) as engine:
         try:
             old, new = do_rollback(client, engine, name, reason=reason,
@@ -186,6 +213,7 @@ def monitor(
     from huracan.stages import EVAL_CONTEXT_ROWS
 
     client = _client(tracking_uri)
+    _require_registered(client, name)
     prod = alias_version(client, name, PRODUCTION)
     if prod is None:
         raise _fail(f"{name} has no production version to monitor", 1)
@@ -223,3 +251,9 @@ def monitor(
                    f"v{res.rolled_back_to}")
     else:
         typer.echo("within tolerance: production unchanged")
+
+
+if __name__ == "__main__":  # = `huracan registry`; without a command: usage, exit 2
+    from huracan.commands import run_app
+
+    run_app(registry_app)

@@ -44,3 +44,7 @@ def size_command(
     except (ValueError, DataValidationError, FileNotFoundError) as exc:
         raise _fail(str(exc), 2) from None
     typer.echo(json.dumps(answer.as_dict(), indent=2) if as_json else answer.describe())
+
+
+if __name__ == "__main__":  # = `huracan size`; without SYMBOL: usage, exit 2
+    typer.run(size_command)

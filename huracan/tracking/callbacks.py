@@ -256,6 +256,13 @@ class MaskSecrets(Callback):
         if config.hydra.mode is not None and str(config.hydra.mode) == "RunMode.MULTIRUN":
             self._mask(Path(config.hydra.sweep.dir) / "multirun.yaml")
 
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """Hydra prints a failed job's overrides from its ``JobReturn`` at the end of the sweep
+        (``Error executing job with overrides: [...]``): masked here first (in the job's own
+        process, before a launcher sends the return back)."""
+        if job_return is not None and job_return.overrides:
+            job_return.overrides = [mask_text(str(o)) for o in job_return.overrides]
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._mask(Path(config.hydra.sweep.dir) / "multirun.yaml")
 

@@ -108,7 +108,7 @@ def test_transient_errors_are_retried_with_exponential_backoff_and_jitter(
     assert len(set(sleep.waits)) == 3 and sleep.waits == dl.waits
     # ccxt mapped each HTTP failure to its transient error class
     assert "RequestTimeout" in caplog.text
-    assert "DDoSProtection" in caplog.text or "RateLimitExceeded" in caplog.text
+    assert "binance: DDoSProtection: binance 429 Too Many Requests" in caplog.text  # ccxt's 429
     assert "ExchangeNotAvailable" in caplog.text
     assert sink.types() == ["download_batch"]
 

@@ -247,7 +247,9 @@ def test_liquidation_rules(liquidation_events, runner):
     bad.loc[4, "quantity"] = 0.0
     r = validate_frame(bad, "liquidations", source="liq", runner=runner)
     assert set(r.failed_rules) == {"side_in_set", "positive_quantity"}
-    assert any("'UP'" in x or "UP" in x for x in r.lines())
+    (side,) = [x for x in r.lines() if "[rule: side_in_set" in x]
+    assert side.startswith("liq: column 'side' row 3 (timestamp 2025-10-22 09:36:45.761000")
+    assert "value(s) UP: " in side and side.endswith("[rule: side_in_set, critical]")
 
 
 # ---- the training gate -----------------------------------------------------------------------

@@ -122,9 +122,15 @@ def test_a_champion_that_trained_on_the_candidates_window_makes_the_gate_skip(tw
     assert pd.Timestamp(champ["seen_until"]) > pd.Timestamp(ev.evidence["forecasts"][
         "candidate"]["seen_until"])
     assert ev.eval_bars == 0 and ev.evidence["candidate_window_bars"] > 100
-    # the promotion event carries the evidence of its window
+    # the promotion event carries the evidence of its window: A's whole test split (unseen
+    # after its validation), re-scored by the gate exactly as the run scored it
     promo = events.history(engine, name)[0]
-    assert promo.evidence["candidate"]["trades"] >= 0 and "psr" in promo.evidence["candidate"]
+    a = out["A"].metrics
+    assert promo.eval_bars == a["test_bars"]
+    assert promo.evidence["candidate"]["trades"] == a["test_n_trades"] > 0
+    assert promo.evidence["candidate"]["composite_score"] == pytest.approx(
+        a["test_composite_score"], rel=1e-9)
+    assert 0.0 <= promo.evidence["candidate"]["psr"] <= 1.0
     engine.dispose()
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from sqlalchemy import inspect
 from typer.testing import CliRunner
 
 from huracan.cli import app
 from huracan.db import migrate
+from huracan.db.session import make_engine
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55"
 
 
@@ -73,6 +78,59 @@ def test_ingest_refuses_an_unmigrated_database(db_url, shared):
     res = _run("ingest", "funding", str(shared.xrp_funding), url=db_url)
     assert res.exit_code == 1
     assert "run `huracan db upgrade`" in res.stderr
+
+
+def _tables(url: str) -> list[str]:
+    engine = make_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_features_top_on_an_unmigrated_store_says_to_run_db_upgrade(db_url):
+    """As a command: one line naming the command to run, no driver error (SQLite's ``no such
+    table``, psycopg2's ``UndefinedTable``), and nothing created in the database."""
+    proc = subprocess.run([sys.executable, "-m", "huracan.cli", "features", "top", "BTC/USDT",
+                           "--db-url", db_url], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items()
+                                            if k != "HURACAN_DB_URL"})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: database schema is at no revision (empty database), expected "
+        f"{migrate.head_revision()}: run `huracan db upgrade`"]
+    assert proc.stdout == ""
+    assert _tables(db_url) == []
+
+
+#: every command reading the brain store (their Typer apps, in process)
+STORE_READERS = [["features", "top", "BTC/USDT"], ["features", "trend", "BTC/USDT"],
+                 ["registry", "history", "huracan-BTCUSDT-1h"], ["nightly", "status"],
+                 ["nightly", "list"], ["quality", "report"], ["drift", "history", "BTC/USDT"],
+                 ["drift", "requests"], ["liquidations", "cascades", "BTC/USDT"]]
+
+
+@pytest.mark.parametrize("args", STORE_READERS, ids=lambda a: " ".join(a[:2]))
+def test_every_store_reader_says_to_upgrade_an_unmigrated_store(db_url, args):
+    res = _run(*args, url=db_url)
+    assert res.exit_code == 1, res.output
+    assert res.stderr.splitlines() == [
+        f"error: database schema is at no revision (empty database), expected "
+        f"{migrate.head_revision()}: run `huracan db upgrade`"]
+    assert _tables(db_url) == []
+
+
+def test_a_store_behind_head_names_its_revision(db_url):
+    # registry_events gained its evidence columns in 0002: a 0001 store lacks them
+    assert _run("db", "upgrade", "--revision", "0001", url=db_url).exit_code == 0
+    res = _run("registry", "history", "huracan-BTCUSDT-1h", url=db_url)
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [
+        f"error: database schema is at 0001, expected {migrate.head_revision()}: run "
+        "`huracan db upgrade`"]
+    engine = make_engine(db_url)
+    assert migrate.current_revision(engine) == "0001"  # left as it was
+    engine.dispose()
 
 
 def test_printed_urls_and_errors_are_masked():

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -224,7 +223,13 @@ def test_result_views(lgbm, known):
     res = analyze(lgbm, known["Xt"], known["yt"], None, known["X"], known["y"], None,
                   n_repeats=1, shap_max_rows=20)
     assert res.methods == ["shap", "permutation", "correlation", AGGREGATE]
-    assert isinstance(res.ranking("shap"), pd.DataFrame)
+    shap = res.ranking("shap")  # the shap block of the table: mean |SHAP| per feature, ranked
+    assert list(shap.columns) == ["feature", "importance", "rank"]
+    assert shap["rank"].tolist() == list(range(1, N_FEATURES + 1))
+    assert shap["feature"].tolist()[:2] == ["x0", "x1"] and set(shap["feature"]) == set(NAMES)
+    by_name = dict(zip(res.feature_names, res.importances["shap"], strict=True))
+    assert shap["importance"].tolist() == [by_name[f] for f in shap["feature"]]
+    assert shap["importance"].is_monotonic_decreasing
     with pytest.raises(KeyError):
         res.ranking("nope")
     assert len(res.table) == 4 * N_FEATURES

@@ -130,9 +130,15 @@ def test_meta_rule_trains_only_on_validation_signals():
 
 
 def test_make_rule_builds_each_kind_and_refuses_unknown():
-    assert isinstance(make_rule({"kind": "threshold", "grid": [1, 2]}), ThresholdRule)
-    assert isinstance(make_rule({"kind": "barrier", "pt_mult": 3}), BarrierRule)
-    assert isinstance(make_rule({"kind": "meta"}), MetaRule)
+    # each kind with the node's settings and the class defaults for the rest (dataclass equality
+    # compares the class too); a grid arrives as a list from YAML and is kept as a tuple
+    threshold = make_rule({"kind": "threshold", "grid": [1, 2]})
+    assert threshold == ThresholdRule(grid=(1, 2)) and threshold.needs_validation
+    barrier = make_rule({"kind": "barrier", "pt_mult": 3})
+    assert barrier == BarrierRule(pt_mult=3) and barrier.sl_mult == 1.0
+    assert not barrier.needs_validation  # no grid: the fixed threshold
+    assert make_rule({"kind": "meta"}) == MetaRule()
+    assert make_rule(None) == ThresholdRule()  # no node: today's fixed threshold
     with pytest.raises(ValueError, match=r"rule\.kind"):
         make_rule({"kind": "martingale"})
 

@@ -22,14 +22,21 @@ def store(engine) -> PipelineRunStore:
 
 
 def test_claim_finish_and_rerun_skips_finished(store):
+    t0 = datetime.now(UTC)
     rec = store.claim("n1", "BTC/USDT", "train")
+    t1 = datetime.now(UTC)
     assert rec is not None and rec.status == "running" and rec.attempts == 1
     assert rec.pid == os.getpid()
+    assert rec.ended_at is None and rec.seconds is None  # no wall time while running
     store.finish("n1", "BTC/USDT", "train", "done", detail="2 models", mlflow_run_ids=["a", "b"])
+    t2 = datetime.now(UTC)
     assert store.claim("n1", "BTC/USDT", "train") is None  # finished: a rerun skips it
     done = store.get("n1", "BTC/USDT", "train")
     assert done is not None and done.status == "done" and done.mlflow_run_ids == ["a", "b"]
-    assert done.seconds is not None and done.seconds >= 0
+    # the clock read at the claim and at the finish, stored as UTC (times compared, not timed)
+    assert done.started_at == rec.started_at and t0 <= done.started_at <= t1
+    assert done.ended_at is not None and t1 <= done.ended_at <= t2
+    assert done.seconds == (done.ended_at - done.started_at).total_seconds()
     # another night, or another symbol, is its own step
     assert store.claim("n2", "BTC/USDT", "train") is not None
     assert store.claim("n1", "ETH/USDT", "train") is not None

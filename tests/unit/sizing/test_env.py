@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import replace
 
@@ -266,18 +265,3 @@ def test_invalid_inputs_raise_clear_errors():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="2 finite numbers"):
         env.step(np.array([1.0], dtype=np.float32))
-
-
-def test_env_step_speed():
-    """Report: env steps per second with fixed actions (the brief's target is > 3,000)."""
-    env = SizingEnv(_full_data(5000), EnvConfig(episode_bars=720))
-    env.reset(seed=0)
-    action = np.array([0.5, 2.0], dtype=np.float32)
-    n, t0 = 20_000, time.perf_counter()
-    for _ in range(n):
-        *_, term, trunc, _ = env.step(action)
-        if term or trunc:
-            env.reset()
-    rate = n / (time.perf_counter() - t0)
-    print(f"env steps/s: {rate:,.0f}")
-    assert rate > 3000

@@ -270,7 +270,8 @@ class SelectionSettings:
 
     Attributes:
         min_trades: trades a candidate needs on its selection window (validation or
-            walk-forward OOS) to be eligible (sweep, gate, tuning trials), >= 1.
+            walk-forward OOS) to be eligible (sweep, gate, tuning trials), >= 0 (0: no
+            requirement).
         pbo_splits: CSCV blocks of the sweep's probability of backtest overfitting, >= 2
             (reduced to an even number that fits the common bars).
 
@@ -282,8 +283,8 @@ class SelectionSettings:
     pbo_splits: int = 16
 
     def __post_init__(self) -> None:
-        if int(self.min_trades) < 1:
-            raise ValueError(f"selection.min_trades must be >= 1, got {self.min_trades}")
+        if int(self.min_trades) < 0:
+            raise ValueError(f"selection.min_trades must be >= 0, got {self.min_trades}")
         if int(self.pbo_splits) < 2:
             raise ValueError(f"selection.pbo_splits must be >= 2, got {self.pbo_splits}")
         object.__setattr__(self, "min_trades", int(self.min_trades))

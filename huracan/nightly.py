@@ -57,58 +57,65 @@ def _abs_url(url: str, cwd: Path) -> str:
 
 
 def settings_from_config(cfg: DictConfig, cwd: Path | None = None) -> Any:
-    """Typed :class:`~huracan.orchestration.steps.NightSettings` from the composed config.
+    """Typed :class:`~huracan.orchestration.steps.NightSettings` from the composed config, every
+    key checked (:class:`~huracan.orchestration.config.NightlyConfig`); returns ``(settings,
+    symbols, the nightly node as a dict, the ray node as a dict)``.
 
     Raises:
-        ValueError: an unknown launcher/executor, no symbols, or a malformed ``imports`` entry.
+        ValueError: an unknown key (:class:`~huracan.settings.UnknownKeyError`, naming it), an
+            unknown launcher/executor, no symbols, or a malformed ``imports`` entry.
     """
+    from dataclasses import asdict
+
     from huracan.data.ohlcv import timeframe_to_timedelta
+    from huracan.orchestration.config import NightlyConfig
     from huracan.orchestration.night import EXECUTORS, default_run_id
     from huracan.orchestration.steps import NightSettings
 
     cwd = cwd or Path.cwd()
     node: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    n = node["nightly"]
-    symbols = list(node.get("symbols") or [])
+    c = NightlyConfig.from_dict(node)
+    n = c.nightly
+    symbols = list(c.symbols)
     if not symbols:
         raise ValueError("symbols is empty: name at least one, e.g. symbols=[BTC/USDT]")
-    timeframe = str(node["timeframe"])
-    source_tf = str(n.get("source_timeframe") or timeframe)
+    timeframe = c.timeframe
+    source_tf = str(n.source_timeframe or timeframe)
     for tf in (timeframe, source_tf):
         timeframe_to_timedelta(tf)  # raises ValueError naming the bad bar size
-    if n["launcher"] not in ("basic", "joblib"):
-        raise ValueError(f"nightly.launcher must be basic or joblib, got {n['launcher']!r}")
-    if n["executor"] not in EXECUTORS:
-        raise ValueError(f"nightly.executor must be one of {EXECUTORS}, got {n['executor']!r}")
+    if n.launcher not in ("basic", "joblib"):
+        raise ValueError(f"nightly.launcher must be basic or joblib, got {n.launcher!r}")
+    if n.executor not in EXECUTORS:
+        raise ValueError(f"nightly.executor must be one of {EXECUTORS}, got {n.executor!r}")
     imports: dict[str, str] = {}
-    for i, item in enumerate(n.get("imports") or []):
+    for i, item in enumerate(n.imports or []):
         if not isinstance(item, dict) or not {"symbol", "file"} <= set(item):
             raise ValueError(f"nightly.imports[{i}] must be {{symbol: ..., file: ...}}")
         imports[str(item["symbol"])] = str(_abs(str(item["file"]), cwd))
-    tr = node["tracking"]
+    tr = c.tracking
     settings = NightSettings(
-        run_id=str(n.get("run_id") or default_run_id(timeframe)),
-        timeframe=timeframe, offline=bool(n["offline"]), lake=str(_abs(n["lake"], cwd)),
-        exchange=str(n["exchange"]).lower(), source_timeframe=source_tf, since=str(n["since"]),
-        until=str(n["until"]) if n.get("until") else None,
-        history_days=int(n["history_days"]) if n.get("history_days") else None,
-        imports=imports, derivatives=tuple(n.get("derivatives") or ()),
-        allow_degraded=bool(n["allow_degraded"]), models=tuple(n["models"]),
-        train_overrides=tuple(str(o) for o in n.get("train_overrides") or ()),
-        launcher=str(n["launcher"]), launcher_jobs=int(n["launcher_jobs"]),
-        threads=int(n["threads"]) if n.get("threads") else None,
-        monitor=bool(n["monitor"]["enabled"]), monitor_window=str(n["monitor"]["window"]),
-        drift_share=float(n["monitor"]["drift_share"]),
-        weekly_rescale=bool(n["monitor"]["weekly_rescale"]),
-        sizer=bool(n["sizer"]["enabled"]), sizer_every_days=float(n["sizer"]["every_days"]),
-        sizer_overrides=tuple(str(o) for o in n["sizer"].get("overrides") or ()),
-        work_dir=str(_abs(n["work_dir"], cwd)), cwd=str(cwd),
-        db_url=_abs_url(str(node["db"]["url"]), cwd), tracking_uri=tr.get("tracking_uri"),
-        store_dir=str(_abs(tr["store_dir"], cwd)), experiment_name=str(tr["experiment_name"]),
-        alerts=dict(node.get("alerts") or {}), python=sys.executable)
+        run_id=str(n.run_id or default_run_id(timeframe)),
+        timeframe=timeframe, offline=bool(n.offline), lake=str(_abs(n.lake, cwd)),
+        exchange=str(n.exchange).lower(), source_timeframe=source_tf, since=str(n.since),
+        until=str(n.until) if n.until else None,
+        history_days=int(n.history_days) if n.history_days else None,
+        imports=imports, derivatives=tuple(n.derivatives or ()),
+        allow_degraded=bool(n.allow_degraded), models=tuple(n.models),
+        train_overrides=tuple(str(o) for o in n.train_overrides or ()),
+        launcher=str(n.launcher), launcher_jobs=int(n.launcher_jobs),
+        threads=int(n.threads) if n.threads else None,
+        monitor=bool(n.monitor.enabled), monitor_window=str(n.monitor.window),
+        drift_share=float(n.monitor.drift_share),
+        weekly_rescale=bool(n.monitor.weekly_rescale),
+        sizer=bool(n.sizer.enabled), sizer_every_days=float(n.sizer.every_days),
+        sizer_overrides=tuple(str(o) for o in n.sizer.overrides or ()),
+        work_dir=str(_abs(n.work_dir, cwd)), cwd=str(cwd),
+        db_url=_abs_url(str(c.db.url), cwd), tracking_uri=tr.tracking_uri,
+        store_dir=str(_abs(tr.store_dir, cwd)), experiment_name=str(tr.experiment_name),
+        alerts=dict(c.alerts), python=sys.executable)
     if not settings.models:
         raise ValueError("nightly.models is empty")
-    return settings, symbols, n, dict(node.get("ray") or {})
+    return settings, symbols, asdict(n), asdict(c.ray)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="nightly")

@@ -365,11 +365,13 @@ def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.nd
 
 # ----------------------------------------------------------------------------- past runs
 def run_settings(client: Any, run_id: str) -> JobSettings:
-    """The typed settings of a past run, from its ``config/resolved.yaml`` artifact.
+    """The typed settings of a past run, from its ``config/resolved.yaml`` artifact, read
+    through the compatibility path :meth:`JobSettings.from_logged` (retired keys dropped).
 
     Raises:
         mlflow.exceptions.MlflowException: unknown run or no such artifact.
         ValueError: the artifact is not a mapping.
+        huracan.settings.UnknownKeyError: a key that is neither known nor retired.
     """
     import yaml
 
@@ -378,7 +380,7 @@ def run_settings(client: Any, run_id: str) -> JobSettings:
         resolved = yaml.safe_load(Path(path).read_text())
     if not isinstance(resolved, dict):
         raise ValueError(f"run {run_id}: config/resolved.yaml is not a mapping")
-    return JobSettings.from_dict(resolved)
+    return JobSettings.from_logged(resolved, source=f"run {run_id}")
 
 
 def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,

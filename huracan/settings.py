@@ -2,15 +2,29 @@
 
 Entry points (``python -m huracan.train``, the CLI) turn their ``DictConfig`` into a plain resolved
 mapping (``OmegaConf.to_container(cfg, resolve=True)``) and call :meth:`JobSettings.from_dict`;
-every stage below takes these dataclasses, never a ``DictConfig``. The same constructor reads the
-``config/resolved.yaml`` a past run logged, so ``registry monitor`` and ``features analyze``
-rebuild a run's data exactly as the run did (older runs without a ``split._target_`` are read as
-the forward split they used).
+every stage below takes these dataclasses, never a ``DictConfig``.
+
+Strict keys: every group is built by :func:`build`, which refuses a key its dataclass does not
+know with one line (:class:`UnknownKeyError`) naming the dotted key, the group and the known keys,
+so a misspelt key in a preset (``split.trian_bars: 30d``) fails the job instead of being ignored.
+Keys a shipped config carries for Hydra only are named in :data:`CONFIG_ONLY_KEYS`.
+
+Logged runs: ``registry monitor``, ``features analyze``, drift and the sizer rebuild a past run's
+data from its ``config/resolved.yaml`` through :meth:`JobSettings.from_logged`, the one
+compatibility path: keys listed in :data:`RETIRED_KEYS` are dropped there (with a debug line),
+groups a run predates take their defaults (no ``regime`` node: no regimes; no
+``split._target_``: the forward split those runs used), and the ``model`` / ``alerts`` nodes are
+not checked against today's classes (a logged model is loaded from its artifact, never rebuilt
+from the node). Any other unknown key still fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import difflib
+import inspect
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,7 +33,146 @@ from huracan.features.build import FeatureConfig, LabelConfig
 from huracan.models.base import Forecaster
 from huracan.splits import ForwardSplitter, Splitter, WalkForwardSplitter
 
+log = logging.getLogger(__name__)
 
+
+# ---------------------------------------------------------------------------- strict keys
+class UnknownKeyError(ValueError):
+    """A config key no typed setting knows (a typo, or a key of another version).
+
+    Attributes:
+        keys: the dotted unknown keys (``split.trian_bars``); ``names`` the same undotted.
+        group: the group they sit in (``split``; ``""`` for the top level).
+        known: the keys the group accepts, sorted.
+        kind: the class the group builds when it depends on the config (``WalkForwardSplitter``).
+    """
+
+    def __init__(self, group: str, unknown: Iterable[str], known: Iterable[str],
+                 kind: str | None = None, hint: str | None = None) -> None:
+        self.group, self.kind, self.hint = group, kind, hint
+        self.known = sorted(str(k) for k in known)
+        self.names = sorted(str(k) for k in unknown)
+        self.keys = [f"{group}.{k}" if group else k for k in self.names]
+        where = f"group '{group}'" if group else "the top level of the config"
+        if kind:
+            where += f" ({kind})"
+        close = [f"{group}.{m}" if group else m for k in self.names
+                 for m in difflib.get_close_matches(k, self.known, n=1)]
+        suggest = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"unknown config key{'s' if len(self.names) > 1 else ''} "
+            f"{', '.join(repr(k) for k in self.keys)} in {where}: known keys are "
+            f"{', '.join(self.known) or '(none)'}{suggest}{f' ({hint})' if hint else ''}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across launcher processes
+        return (type(self), (self.group, self.names, self.known, self.kind, self.hint))
+
+
+#: Keys a shipped config group carries for Hydra's sake only (interpolated into other keys),
+#: accepted beside the dataclass's fields and never read by the code: group -> key -> why.
+CONFIG_ONLY_KEYS: dict[str, dict[str, str]] = {
+    "data": {"base": "the market's base asset, interpolated into data.path and data.symbol "
+                     "(conf/data/binance_1h.yaml, conf/data/freqtrade_testdata.yaml)"},
+}
+
+#: Keys a run's logged ``config/resolved.yaml`` may carry that today's settings no longer have,
+#: dropped (debug line) by :meth:`JobSettings.from_logged` and nowhere else: group (dotted for a
+#: nested node, ``""`` for the top level) -> key -> the change that retired it. Composing every
+#: revision of ``conf/`` in the repository's history (each group option and preset, 19 commits
+#: from 9e0ae3f) shows no key removed so far: the groups older runs lack (``label``, ``rule``,
+#: ``regime``, ``train``, ``selection``; ``split._target_``) take their defaults instead.
+#: Removing or renaming a field means adding its old key here.
+RETIRED_KEYS: dict[str, dict[str, str]] = {}
+
+#: Hydra's own keys of an instantiable node (``_target_`` and its call options).
+HYDRA_NODE_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_")
+
+
+def known_fields(cls: type) -> list[str]:
+    """The constructor fields of dataclass ``cls`` a config may set (learned state, named with a
+    trailing ``_``, and ``init=False`` fields excluded)."""
+    return [f.name for f in fields(cls) if f.init and not f.name.endswith("_")]
+
+
+def check_keys(node: Mapping[str, Any] | None, group: str, known: Iterable[str], *,
+               kind: str | None = None, hint: str | None = None,
+               unlisted: Iterable[str] = ()) -> None:
+    """Refuse the keys of ``node`` outside ``known`` (and ``unlisted``: accepted, not listed in
+    the message, e.g. Hydra's call options).
+
+    Raises:
+        UnknownKeyError: naming every unknown key (dotted), the group and the known keys.
+    """
+    allowed = set(known)
+    unknown = [str(k) for k in (node or {}) if str(k) not in allowed | set(unlisted)]
+    if unknown:
+        raise UnknownKeyError(group, unknown, allowed, kind=kind, hint=hint)
+
+
+def build(cls: type, node: Mapping[str, Any] | None, group: str, *,
+          extra: Iterable[str] = (), kind: str | None = None) -> Any:
+    """``cls(**node)`` for a dataclass ``cls`` and the config node of ``group``.
+
+    ``extra`` names keys the caller reads itself (e.g. ``features.top_n``); the group's
+    :data:`CONFIG_ONLY_KEYS` are accepted and left out of the call.
+
+    Raises:
+        UnknownKeyError: a key neither ``cls`` nor the caller knows.
+        ValueError: a value the dataclass refuses.
+    """
+    node = dict(node or {})
+    names = known_fields(cls)
+    check_keys(node, group, [*names, *extra, *CONFIG_ONLY_KEYS.get(group, {})], kind=kind)
+    return cls(**{k: v for k, v in node.items() if k in names})
+
+
+def check_target_kwargs(node: Mapping[str, Any] | None, group: str) -> None:
+    """Refuse keys of a Hydra node (``_target_`` + keyword arguments) that its target's
+    constructor does not take (checked on the signature, nothing instantiated; a target taking
+    ``**kwargs`` accepts anything).
+
+    Raises:
+        UnknownKeyError: a keyword the target does not take.
+        ValueError: no ``_target_``, or one that cannot be imported.
+    """
+    from hydra.utils import get_method
+
+    node = dict(node or {})
+    target = node.get("_target_")
+    if not target:
+        raise ValueError(f"{group}._target_ is missing: the {group} node names its class")
+    try:
+        obj = get_method(str(target))  # classes and functions alike
+    except Exception as exc:
+        raise ValueError(f"{group}._target_ {target!r} cannot be imported: {exc}") from None
+    params = inspect.signature(obj).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                  inspect.Parameter.KEYWORD_ONLY)]
+    check_keys(node, group, ["_target_", *known], kind=str(target).rsplit(".", 1)[-1],
+               unlisted=HYDRA_NODE_KEYS)
+
+
+def drop_retired(cfg: Mapping[str, Any], source: str = "a logged run") -> dict[str, Any]:
+    """A copy of ``cfg`` without the :data:`RETIRED_KEYS` it carries (one debug line each):
+    the compatibility step of :meth:`JobSettings.from_logged`, never used on a fresh config."""
+    out: dict[str, Any] = copy.deepcopy(dict(cfg))
+    for group, keys in RETIRED_KEYS.items():
+        node: Any = out
+        for part in [p for p in group.split(".") if p]:  # a nested group: "rule.primary_params"
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for key, why in keys.items():
+            if key in node:
+                del node[key]
+                log.debug("%s: retired config key %s dropped (%s)", source,
+                          f"{group}.{key}" if group else key, why)
+    return out
+
+
+# ---------------------------------------------------------------------------- groups
 @dataclass(frozen=True)
 class DataSettings:
     """The candle file of a job.
@@ -109,6 +262,44 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class SelectionSettings:
+    """Which candidates a decision may pick (``selection`` config node;
+    :mod:`huracan.evaluation.evidence`): the one home of these defaults. The rules' grid choice
+    (``rule.min_trades``) and the per-regime choice (``regime.min_trades``) interpolate
+    ``${selection.min_trades}`` in the shipped configs and default to it in code.
+
+    Attributes:
+        min_trades: trades a candidate needs on its selection window (validation or
+            walk-forward OOS) to be eligible (sweep, gate, tuning trials), >= 0 (0: no
+            requirement).
+        pbo_splits: CSCV blocks of the sweep's probability of backtest overfitting, >= 2
+            (reduced to an even number that fits the common bars).
+
+    Raises:
+        ValueError: a value out of range.
+    """
+
+    min_trades: int = 30
+    pbo_splits: int = 16
+
+    def __post_init__(self) -> None:
+        if int(self.min_trades) < 0:
+            raise ValueError(f"selection.min_trades must be >= 0, got {self.min_trades}")
+        if int(self.pbo_splits) < 2:
+            raise ValueError(f"selection.pbo_splits must be >= 2, got {self.pbo_splits}")
+        object.__setattr__(self, "min_trades", int(self.min_trades))
+        object.__setattr__(self, "pbo_splits", int(self.pbo_splits))
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    """The brain store (``db`` config group): a SQLAlchemy ``url`` (``HURACAN_DB_URL`` wins in
+    the shipped config)."""
+
+    url: str = "sqlite:///huracan.db"
+
+
+@dataclass(frozen=True)
 class RegimeSettings:
     """Volatility regimes (``regime`` config group; :mod:`huracan.regime`).
 
@@ -120,7 +311,8 @@ class RegimeSettings:
         extreme_quantile: HMM: volatility above this train quantile is ``extreme``.
         min_bars: bars a regime needs for its metrics.
         extreme_exposure: exposure of the fallback model in ``extreme``.
-        min_trades: trades a candidate needs in a regime to be chosen for it on evidence.
+        min_trades: trades a candidate needs in a regime to be chosen for it on evidence
+            (default :attr:`SelectionSettings.min_trades`).
         min_eval_bars: bars of a regime the alias gate needs in its unseen window.
     """
 
@@ -130,7 +322,7 @@ class RegimeSettings:
     extreme_quantile: float = 0.95
     min_bars: int = 50
     extreme_exposure: float = 0.25
-    min_trades: int = 30
+    min_trades: int = SelectionSettings.min_trades
     min_eval_bars: int = 48
 
     def __post_init__(self) -> None:
@@ -165,24 +357,48 @@ class RegistrySettings:
     bootstrap_resamples: int = 500
 
 
-def _build(cls: type, node: Mapping[str, Any] | None) -> Any:
-    """``cls(**node)`` keeping only the dataclass's fields (older configs may carry extra keys)."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in (node or {}).items() if k in names})
+#: the splitter classes a ``split._target_`` may name (by class name)
+SPLITTERS: dict[str, type] = {"ForwardSplitter": ForwardSplitter,
+                              "WalkForwardSplitter": WalkForwardSplitter}
 
 
 def make_splitter(node: Mapping[str, Any] | None) -> Splitter:
     """The splitter named by ``node["_target_"]`` (forward when absent: runs logged before the
-    walk-forward scheme existed)."""
+    walk-forward scheme existed).
+
+    Raises:
+        ValueError: an unknown splitter.
+        UnknownKeyError: a key the splitter does not take (``split.trian_bars``).
+    """
     node = dict(node or {})
     target = str(node.pop("_target_", "huracan.splits.ForwardSplitter"))
-    cls = {"ForwardSplitter": ForwardSplitter,
-           "WalkForwardSplitter": WalkForwardSplitter}.get(target.rsplit(".", 1)[-1])
+    cls = SPLITTERS.get(target.rsplit(".", 1)[-1])
     if cls is None:
         raise ValueError(f"split._target_ {target!r} is not a known splitter "
                          "(huracan.splits.ForwardSplitter, huracan.splits.WalkForwardSplitter)")
-    splitter: Splitter = _build(cls, node)
+    splitter: Splitter = build(cls, node, "split", extra=("_target_",), kind=cls.__name__)
     return splitter
+
+
+def check_rule(node: Mapping[str, Any] | None) -> None:
+    """Refuse unknown keys of a ``rule`` node (and of a meta rule's ``primary_params``) by
+    building the rule once (cheap: nothing is fitted).
+
+    Raises:
+        UnknownKeyError: a key the rule of that ``kind`` does not take.
+        ValueError: an unknown ``kind``.
+    """
+    from huracan.evaluation.rules import make_rule
+
+    if node:
+        make_rule(dict(node))
+
+
+#: The top-level keys of a composed ``train`` config (Hydra's own ``hydra`` node aside): the
+#: groups and values :class:`JobSettings` reads.
+TRAIN_CONFIG_KEYS = ("alerts", "backtest", "data", "db", "explain", "features", "importance",
+                     "label", "model", "objective", "regime", "registry", "rule", "seed",
+                     "selection", "split", "tracking", "train")
 
 
 @dataclass(frozen=True)
@@ -191,7 +407,9 @@ class JobSettings:
 
     ``model`` and ``alerts`` stay Hydra nodes (``_target_`` + keyword arguments) and are built by
     :meth:`make_model` / :meth:`make_notifier`: the model's hyperparameters are exactly its
-    ``get_params()`` and the params logged to MLflow.
+    ``get_params()`` and the params logged to MLflow. ``rule`` stays a node too
+    (:func:`huracan.evaluation.rules.make_rule`). Their keys are checked against the target's
+    constructor (and the rule's fields) when the settings are built.
     """
 
     data: DataSettings
@@ -210,41 +428,75 @@ class JobSettings:
     importance: ImportanceSettings = field(default_factory=ImportanceSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
-    db_url: str = "sqlite:///huracan.db"
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    db_url: str = DbSettings.url
     alerts: Mapping[str, Any] = field(
         default_factory=lambda: {"_target_": "huracan.alerts.LogNotifier"})
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> JobSettings:
-        """Settings from a resolved config mapping (the composed ``train`` config, or a run's
-        ``config/resolved.yaml``).
+    def from_dict(cls, cfg: Mapping[str, Any], *, _logged: bool = False) -> JobSettings:
+        """Settings from a resolved, freshly composed config mapping (the ``train`` config;
+        a ``hydra`` node is ignored). Every key must be known: see :data:`TRAIN_CONFIG_KEYS`,
+        the groups' dataclasses and :data:`CONFIG_ONLY_KEYS`. A run's logged config is read
+        with :meth:`from_logged`.
 
         Raises:
             KeyError: ``data`` or ``model`` missing.
+            UnknownKeyError: a key no setting knows, in one line naming it (dotted), its group and
+                the known keys.
             ValueError: an invalid value (e.g. ``features.horizon < 1``, unknown splitter).
         """
+        check_keys({k: v for k, v in cfg.items() if k != "hydra"}, "", TRAIN_CONFIG_KEYS)
         features = dict(cfg.get("features") or {})
-        top_n = features.pop("top_n", None)
+        top_n = features.get("top_n")
+        model = dict(cfg["model"])
+        alerts = dict(cfg.get("alerts") or {"_target_": "huracan.alerts.LogNotifier"})
+        rule = dict(cfg["rule"]) if cfg.get("rule") else None
+        if not _logged:  # a logged run's model is loaded from its artifact, never rebuilt
+            check_target_kwargs(model, "model")
+            check_target_kwargs(alerts, "alerts")
+        check_rule(rule)
         return cls(
-            data=_build(DataSettings, cfg["data"]),
-            features=_build(FeatureConfig, features),
+            data=build(DataSettings, cfg["data"], "data"),
+            features=build(FeatureConfig, features, "features", extra=("top_n",)),
             split=make_splitter(cfg.get("split")),
-            model=dict(cfg["model"]),
-            backtest=_build(BacktestConfig, cfg.get("backtest")),
-            label=_build(LabelConfig, cfg.get("label")),
-            rule=dict(cfg["rule"]) if cfg.get("rule") else None,
+            model=model,
+            backtest=build(BacktestConfig, cfg.get("backtest"), "backtest"),
+            label=build(LabelConfig, cfg.get("label"), "label"),
+            rule=rule,
             seed=int(cfg.get("seed", 42)),
             objective=str(cfg.get("objective", "val_composite_score")),
             top_n=None if top_n is None else int(top_n),
-            explain=_build(ExplainSettings, cfg.get("explain")),
-            train=_build(TrainSettings, cfg.get("train")),
-            regime=_build(RegimeSettings, cfg.get("regime") or {"kind": "none"}),
-            importance=_build(ImportanceSettings, cfg.get("importance")),
-            tracking=_build(TrackingSettings, cfg.get("tracking")),
-            registry=_build(RegistrySettings, cfg.get("registry")),
-            db_url=str((cfg.get("db") or {}).get("url", "sqlite:///huracan.db")),
-            alerts=dict(cfg.get("alerts") or {"_target_": "huracan.alerts.LogNotifier"}),
+            explain=build(ExplainSettings, cfg.get("explain"), "explain"),
+            train=build(TrainSettings, cfg.get("train"), "train"),
+            regime=build(RegimeSettings, cfg.get("regime") or {"kind": "none"}, "regime"),
+            importance=build(ImportanceSettings, cfg.get("importance"), "importance"),
+            tracking=build(TrackingSettings, cfg.get("tracking"), "tracking"),
+            registry=build(RegistrySettings, cfg.get("registry"), "registry"),
+            selection=build(SelectionSettings, cfg.get("selection"), "selection"),
+            db_url=str(build(DbSettings, cfg.get("db"), "db").url),
+            alerts=alerts,
         )
+
+    @classmethod
+    def from_logged(cls, cfg: Mapping[str, Any], source: str = "a logged run") -> JobSettings:
+        """Settings of a past run from its logged ``config/resolved.yaml``: the compatibility
+        path of the module docstring (:data:`RETIRED_KEYS` dropped with a debug line naming
+        ``source``; missing groups default; ``model`` / ``alerts`` not checked against today's
+        classes). Used by :func:`huracan.pipeline.run_settings` only.
+
+        Raises:
+            KeyError: ``data`` or ``model`` missing.
+            UnknownKeyError: a key that is neither known nor retired (a run of another version:
+                add its retired keys to :data:`RETIRED_KEYS`).
+            ValueError: an invalid value.
+        """
+        try:
+            return cls.from_dict(drop_retired(cfg, source), _logged=True)
+        except UnknownKeyError as exc:
+            raise UnknownKeyError(exc.group, exc.names, exc.known, kind=exc.kind,
+                                  hint=f"in {source}; a key retired since belongs in "
+                                       "huracan.settings.RETIRED_KEYS") from None
 
     def make_model(self) -> Forecaster:
         """A fresh, unfitted forecaster from the ``model`` node."""

@@ -36,13 +36,14 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sizer")
 def main(cfg: DictConfig) -> float:
     """Hydra task: one sizer training; returns PPO's validation composite score."""
+    from huracan.settings import UnknownKeyError
     from huracan.sizing.job import SizerError, run_sizer_job
 
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     resolved.pop("hydra", None)
     try:
         out = run_sizer_job(resolved)
-    except SizerError as exc:
+    except (SizerError, UnknownKeyError) as exc:
         log.error("%s", exc)  # the run's log file
         exit_with("huracan.sizer", exc, 1)  # one stderr line for the caller, no traceback
     return float(out["test"]["ppo"].get("composite_score", float("nan")))

@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.commands import exit_with
 from huracan.config import register_resolvers
 from huracan.resources import conf_dir, tuned_presets_dir
-from huracan.tuning import TuneError
+from huracan.tuning import TuneError, TuneSettings
 
 CONF_DIR = str(conf_dir())  # the checkout's conf/, or the installed copy (huracan.resources)
 log = logging.getLogger("huracan.tune")
@@ -55,13 +55,13 @@ def model_name(resolved: dict[str, Any]) -> str:
 
 
 def _trial_config(resolved: dict[str, Any], values: dict[str, Any],
-                  t: dict[str, Any]) -> dict[str, Any]:
+                  t: TuneSettings) -> dict[str, Any]:
     from huracan.tuning import apply
 
     cfg = apply(resolved, values)
     cfg["registry"]["enabled"] = False       # trials are candidates of the study, not production
     cfg["importance"]["enabled"] = False
-    cfg["explain"]["max_rows"] = int(t.get("explain_rows", 20))
+    cfg["explain"]["max_rows"] = int(t.explain_rows)
     cfg["tracking"]["log_model"] = False     # the preset retrains the best one
     return cfg
 
@@ -81,7 +81,7 @@ def _parent_run(client: Any, experiment_id: str, study_name: str, tags: dict[str
     return str(run.info.run_id)
 
 
-def _objective(resolved: dict[str, Any], t: dict[str, Any], space: list[Any], metric: str,
+def _objective(resolved: dict[str, Any], t: TuneSettings, space: list[Any], metric: str,
                maximize: bool, parent_run_id: str) -> Any:
     import mlflow
     import optuna
@@ -125,7 +125,7 @@ def _objective(resolved: dict[str, Any], t: dict[str, Any], space: list[Any], me
             trial.set_user_attr("evidence", result.evidence[prefix])
         value = float(result.metrics[metric])
         trades = result.metrics.get(f"{prefix}_n_trades", math.inf)
-        min_trades = int(resolved.get("selection", {}).get("min_trades", 30))
+        min_trades = settings.selection.min_trades
         if trades < min_trades or not math.isfinite(value):
             # the sweep's eligibility rule: a handful of trades is no evidence (a trial that
             # never trades scores 0.2 x (1 - 0 drawdown) + accuracy on the composite)
@@ -207,12 +207,13 @@ def _store_best(db_url: str | None, row: dict[str, Any]) -> None:
         engine.dispose()
 
 
-def run_study(resolved: dict[str, Any], t: dict[str, Any],
+def run_study(resolved: dict[str, Any], t: TuneSettings,
               task_overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole tuning job (see the module docstring); returns a summary dict.
 
     Raises:
         TuneError: a bad search space, a test metric, an unknown sampler or pruner.
+        huracan.settings.UnknownKeyError: an unknown key in the job's config.
     """
     import optuna
     from mlflow.tracking import MlflowClient
@@ -233,28 +234,25 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
 
     settings = JobSettings.from_dict(resolved)
     model = model_name(resolved)
-    metric = check_metric(str(t.get("metric") or pipeline.objective_of(settings)))
-    space = load_space(t.get("search_space") or SPACE_DIR / f"{model}.yaml")
-    if t.get("search_labels"):
+    metric = check_metric(str(t.metric or pipeline.objective_of(settings)))
+    space = load_space(t.search_space or SPACE_DIR / f"{model}.yaml")
+    if t.search_labels:
         space += load_space(SPACE_DIR / "labels.yaml")
     apply(resolved, {p.key: None for p in space})  # every key exists (TuneError otherwise)
-    direction = str(t.get("direction", "maximize"))
-    if direction not in ("maximize", "minimize"):
-        raise TuneError(f"tune.direction must be maximize or minimize, got {direction!r}")
+    direction = t.direction
     data = settings.data
     sym = data.symbol.replace("/", "").replace(":", "")
     wf = settings.split.scheme == "walk_forward"
-    study_name = str(t.get("study_name") or f"tune-{sym}-{data.timeframe}-{model}"
+    study_name = str(t.study_name or f"tune-{sym}-{data.timeframe}-{model}"
                      f"{'-wf' if wf else ''}")
     store_dir = Path(settings.tracking.store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
-    storage = str(t.get("storage") or f"sqlite:///{store_dir.resolve() / 'optuna.db'}")
-    n_trials = int(t.get("n_trials", 30))
+    storage = str(t.storage or f"sqlite:///{store_dir.resolve() / 'optuna.db'}")
+    n_trials = int(t.n_trials)
     seed = int(resolved.get("seed", 42))
-    warmup = 1 if wf else int(t.get("n_warmup_steps", 10))
-    sampler = make_sampler(str(t.get("sampler", "tpe")), seed, int(t.get("n_startup_trials", 5)))
-    pruner = make_pruner(str(t.get("pruner", "median")), int(t.get("n_startup_trials", 5)),
-                         warmup)
+    warmup = 1 if wf else int(t.n_warmup_steps)
+    sampler = make_sampler(str(t.sampler), seed, int(t.n_startup_trials))
+    pruner = make_pruner(str(t.pruner), int(t.n_startup_trials), warmup)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # created once here, before any worker starts (concurrent creation races on Postgres)
     study = optuna.create_study(storage=storage, study_name=study_name,
@@ -263,15 +261,15 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
     experiment_id = configure(settings.tracking.tracking_uri, store_dir,
                               settings.tracking.experiment_name)
     client = MlflowClient()
-    parent = str(t.get("parent_run_id") or "") or _parent_run(
+    parent = str(t.parent_run_id or "") or _parent_run(
         client, experiment_id, study_name,
         {"symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
          "metric": metric, "direction": direction, "storage": mask_url(storage),
          "split_scheme": settings.split.scheme})
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     t0 = time.perf_counter()
-    n_workers = int(t.get("n_workers", 1))
-    is_worker = bool(t.get("parent_run_id"))
+    n_workers = int(t.n_workers)
+    is_worker = bool(t.parent_run_id)
     left = n_trials - len(study.get_trials(states=finished))
     if n_workers > 1 and not is_worker and left > 0:
         # the remaining trials split between the workers: exactly n_trials in total
@@ -288,7 +286,7 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
         if any(codes):
             raise TuneError(f"tune workers exited with {codes}")
     elif n_workers <= 1 or is_worker:
-        quota = int(t["worker_trials"]) if is_worker and t.get("worker_trials") else left
+        quota = int(t.worker_trials) if is_worker and t.worker_trials else left
         if quota > 0:
             study.optimize(
                 _objective(resolved, t, space, metric, direction == "maximize", parent),
@@ -340,7 +338,7 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
     client.set_tag(parent, "best_run_id", str(summary["best_run_id"]))
     summary["plots"] = _log_plots(client, parent, study)
     values = {k: v for k, v in best.params.items()}
-    preset_dir = Path(t.get("preset_dir") or tuned_presets_dir())  # never site-packages
+    preset_dir = Path(t.preset_dir or tuned_presets_dir())  # never site-packages
     preset_dir.mkdir(parents=True, exist_ok=True)
     preset = preset_dir / f"{sym.lower()}_{data.timeframe}_{model}.yaml"
     preset.write_text(preset_text(model, values, study=study_name, n_trials=len(trials),
@@ -360,16 +358,18 @@ def run_study(resolved: dict[str, Any], t: dict[str, Any],
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")
 def main(cfg: DictConfig) -> float:
     """Hydra task: one study (or one worker of it); returns the best value."""
+    from huracan.settings import UnknownKeyError
+
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     resolved.pop("hydra", None)
-    t = dict(resolved.pop("tune"))
     # what the workers inherit (the keys they are given explicitly left out)
     overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(
         ("tune.n_workers", "tune.storage", "tune.study_name", "tune.parent_run_id",
          "tune.worker_trials", "seed=", "hydra."))]
     try:
+        t = TuneSettings.from_dict(resolved.pop("tune"))
         out = run_study(resolved, t, overrides)
-    except TuneError as exc:
+    except (TuneError, UnknownKeyError) as exc:
         log.error("%s", exc)
         exit_with("huracan.tune", exc, 1)  # one stderr line, no traceback
     if out.get("worker"):

@@ -43,6 +43,69 @@ class TuneError(ValueError):
 
 
 @dataclass(frozen=True)
+class TuneSettings:
+    """The ``tune`` node of ``conf/tune.yaml`` (documented there), typed.
+
+    Attributes:
+        n_trials: trials of the study in total (a rerun resumes up to this count).
+        metric: the objective (``None``: the job's selection metric; test metrics refused).
+        direction: ``maximize`` or ``minimize``.
+        sampler: ``tpe`` (seeded, after ``n_startup_trials`` random ones) or ``random``.
+        pruner: ``median``, ``hyperband`` or ``none``; ``n_warmup_steps`` rounds/epochs first.
+        storage: Optuna RDB URL (``None``: SQLite under ``tracking.store_dir``).
+        study_name: default ``tune-<SYMBOL>-<tf>-<model>[-wf]``.
+        search_space: YAML file (default ``conf/hparams_search/<model>.yaml``);
+            ``search_labels`` adds ``labels.yaml``.
+        preset_dir: where the best trial's preset is written (default ``experiments/tuned``).
+        explain_rows: SHAP rows per trial.
+        n_workers: local worker processes sharing the study.
+        parent_run_id: set for workers: the study's MLflow parent run.
+        worker_trials: set for workers: this worker's share of the remaining trials.
+
+    Raises:
+        TuneError: a direction other than maximize/minimize, or a non-positive count.
+    """
+
+    n_trials: int = 30
+    metric: str | None = None
+    direction: str = "maximize"
+    sampler: str = "tpe"
+    n_startup_trials: int = 5
+    pruner: str = "median"
+    n_warmup_steps: int = 10
+    storage: str | None = None
+    study_name: str | None = None
+    search_space: str | None = None
+    search_labels: bool = False
+    preset_dir: str | None = None
+    explain_rows: int = 20
+    n_workers: int = 1
+    parent_run_id: str | None = None
+    worker_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize"):
+            raise TuneError(f"tune.direction must be maximize or minimize, got "
+                            f"{self.direction!r}")
+        if int(self.n_trials) < 1 or int(self.n_workers) < 1:
+            raise TuneError(f"tune.n_trials and tune.n_workers must be >= 1, got "
+                            f"{self.n_trials} and {self.n_workers}")
+
+    @classmethod
+    def from_dict(cls, node: Mapping[str, Any] | None) -> TuneSettings:
+        """From the resolved ``tune`` node.
+
+        Raises:
+            huracan.settings.UnknownKeyError: a key these settings do not know.
+            TuneError: an invalid value.
+        """
+        from huracan.settings import build
+
+        settings: TuneSettings = build(cls, node, "tune")
+        return settings
+
+
+@dataclass(frozen=True)
 class Param:
     """One searched parameter: a dotted config key and its distribution."""
 
@@ -237,5 +300,6 @@ def preset_text(model: str, values: Mapping[str, Any], *, study: str, n_trials: 
     return head + body
 
 
-__all__ = ["PRESET_DIR", "SPACE_DIR", "IntermediateReporter", "Param", "TuneError", "apply",
-           "check_metric", "load_space", "make_pruner", "make_sampler", "preset_text", "suggest"]
+__all__ = ["PRESET_DIR", "SPACE_DIR", "IntermediateReporter", "Param", "TuneError", "TuneSettings",
+           "apply", "check_metric", "load_space", "make_pruner", "make_sampler", "preset_text",
+           "suggest"]

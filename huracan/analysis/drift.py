@@ -1290,7 +1290,12 @@ class DriftSettings:
 
     @classmethod
     def from_dict(cls, node: Mapping[str, Any] | None) -> DriftSettings:
-        """From a resolved config node (unknown keys ignored)."""
-        node = dict(node or {})
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in node.items() if k in names})
+        """From a resolved ``drift`` config node.
+
+        Raises:
+            huracan.settings.UnknownKeyError: a key these settings do not know.
+        """
+        from huracan.settings import build
+
+        settings: DriftSettings = build(cls, node, "drift")
+        return settings

@@ -22,6 +22,7 @@ import pandas as pd
 from huracan.evaluation import statistics as st
 from huracan.evaluation.backtest import extract_trades
 from huracan.evaluation.metrics import compute_metrics
+from huracan.settings import SelectionSettings
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ def aligned_returns(frames: Mapping[str, pd.DataFrame]) -> tuple[np.ndarray, lis
     return joined.to_numpy(np.float64), list(joined.columns)
 
 
-def pbo(frames: Mapping[str, pd.DataFrame], n_splits: int = 16) -> dict[str, float] | None:
+def pbo(frames: Mapping[str, pd.DataFrame],
+        n_splits: int = SelectionSettings.pbo_splits) -> dict[str, float] | None:
     """Probability of backtest overfitting of the runs' returns on their common bars (CSCV with
     ``n_splits`` blocks, reduced to an even number that fits), or ``None`` with fewer than 2 runs
     or too few common bars (fewer than 2 per block)."""

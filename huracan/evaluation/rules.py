@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +39,7 @@ import pandas as pd
 
 from huracan.evaluation.backtest import BacktestConfig, run_backtest
 from huracan.labels import barrier_volatility, triple_barrier_labels
+from huracan.settings import SelectionSettings, build
 
 
 @dataclass
@@ -129,7 +130,7 @@ class _ChosenThreshold:
     threshold: float = 0.0
     grid: Sequence[float] = ()
     spread_window: int | None = None
-    min_trades: int = 30
+    min_trades: int = SelectionSettings.min_trades
     metric: str = "composite_score"
     long_only: bool = False
     chosen_: float | None = field(default=None, repr=False)
@@ -382,17 +383,29 @@ class MetaRule:
 Rule = ThresholdRule | BarrierRule | MetaRule
 
 
-def make_rule(node: dict[str, Any] | None) -> Rule:
-    """The rule named by ``node["kind"]`` (default: today's fixed threshold)."""
+def make_rule(node: dict[str, Any] | None, group: str = "rule") -> Rule:
+    """The rule named by ``node["kind"]`` (default: today's fixed threshold).
+
+    Raises:
+        ValueError: an unknown ``kind`` (or a meta rule's unknown ``primary``).
+        huracan.settings.UnknownKeyError: a key the rule of that kind does not take, in
+            ``node`` or in a meta rule's ``primary_params`` (``group`` names the node).
+    """
     node = dict(node or {})
     kind = str(node.pop("kind", "threshold"))
     classes: dict[str, type[Rule]] = {"threshold": ThresholdRule, "barrier": BarrierRule,
                                       "meta": MetaRule}
     cls = classes.get(kind)
     if cls is None:
-        raise ValueError(f"rule.kind {kind!r} is not one of threshold, barrier, meta")
-    names = {f.name for f in fields(cls)} - {"chosen_", "fit_report_", "primary_",
-                                              "classifier_"}
-    params: dict[str, Any] = {k: (tuple(v) if k == "grid" and v is not None else v)
-                              for k, v in node.items() if k in names}
-    return cls(**params)
+        raise ValueError(f"{group}.kind {kind!r} is not one of threshold, barrier, meta")
+    if node.get("grid") is not None:
+        node["grid"] = tuple(node["grid"])
+    rule: Rule = build(cls, node, group, extra=("kind",), kind=f"kind {kind}")
+    if isinstance(rule, MetaRule):
+        primary = {"threshold": ThresholdRule, "barrier": BarrierRule}.get(rule.primary)
+        if primary is None:
+            raise ValueError(f"{group}.primary must be threshold or barrier, got "
+                             f"{rule.primary!r}")
+        build(primary, dict(rule.primary_params), f"{group}.primary_params",
+              kind=f"primary {rule.primary}")
+    return rule

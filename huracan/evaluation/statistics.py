@@ -517,7 +517,7 @@ class PBOResult:
 
 def probability_of_backtest_overfitting(
     returns_matrix: npt.ArrayLike,
-    n_splits: int = 16,
+    n_splits: int,
     metric: Callable[[np.ndarray], np.ndarray] = per_bar_sharpe_columns,
 ) -> PBOResult:
     """Probability of Backtest Overfitting by Combinatorially Symmetric Cross-Validation (CSCV).

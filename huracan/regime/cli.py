@@ -15,6 +15,7 @@ import typer
 
 from huracan.db.cli import DbUrl, _fail
 from huracan.registry.cli import TrackingUri, _client
+from huracan.settings import SelectionSettings
 
 
 def select_command(
@@ -30,7 +31,8 @@ def select_command(
         "--lowest/--highest", show_default=False,
         help="Direction of --rank-by (default by metric).")] = None,
     min_trades: Annotated[int, typer.Option(help="Trades a version needs in the regime for its "
-                                            "per-regime value to count.")] = 30,
+                                            "per-regime value to count.")
+                          ] = SelectionSettings.min_trades,
     data: Annotated[Path | None, typer.Option(help="OHLCV file with the newest candles (default: "
                                               "the file the model's run trained on).")] = None,
     tracking_uri: TrackingUri = None,

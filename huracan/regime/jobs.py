@@ -33,6 +33,7 @@ from huracan.regime.detection import (
     segment_starts,
 )
 from huracan.regime.selection import RegimeChoice, per_regime_metrics, select_per_regime
+from huracan.settings import SelectionSettings
 
 #: metrics logged per regime (with ``bars``)
 REGIME_METRICS = ("sharpe", "composite_score", "max_drawdown", "total_return", "n_trades")
@@ -143,7 +144,7 @@ def _evidence_tables(frames: Mapping[str, pd.DataFrame], mask_of: Any, periods_p
 
 def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
                            periods_per_year: float, *, metric: str = "composite_score",
-                           min_trades: int = 30, min_bars: int = 50,
+                           min_trades: int = SelectionSettings.min_trades, min_bars: int = 50,
                            extreme_exposure: float = 0.25) -> dict[str, Any]:
     """The regime-switching strategy on the candidates' common scored bars, chosen walk-forward.
 

@@ -42,6 +42,7 @@ from huracan.regime.detection import (
 )
 from huracan.regime.registry import ALIAS_PREFIX, REGIME_MAP_TAG
 from huracan.regime.selection import LOWER_IS_BETTER
+from huracan.settings import SelectionSettings
 
 DETECTOR_ARTIFACT = "regime/detector.json"
 
@@ -189,7 +190,8 @@ def _metric_value(run: Any, metric: str, regime: str, min_trades: int) -> tuple[
 
 def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *, client: Any,
            engine: Any = None, data: str | Path | None = None, rank_by: str | None = None,
-           lowest: bool | None = None, min_trades: int = 30) -> LiveSelection:
+           lowest: bool | None = None,
+           min_trades: int = SelectionSettings.min_trades) -> LiveSelection:
     """The model that should trade ``symbol`` at ``timeframe`` now (or at ``at``).
 
     Args:

@@ -45,6 +45,7 @@ from huracan.evaluation.backtest import (
 )
 from huracan.evaluation.metrics import METRIC_NAMES, compute_metrics
 from huracan.regime.detection import REGIMES, UNKNOWN, as_regimes
+from huracan.settings import SelectionSettings
 
 #: row of :func:`per_regime_metrics` computed over every bar
 ALL = "all"
@@ -287,7 +288,7 @@ def _with_every_regime(frame: pd.DataFrame) -> pd.DataFrame:
 def select_per_regime(
     candidates: Mapping[str, pd.DataFrame],
     metric: str = "composite_score",
-    min_trades: int = 30,
+    min_trades: int = SelectionSettings.min_trades,
     fallback: Mapping[str, str] = DEFAULT_FALLBACK,
     extreme_exposure: float = 0.25,
 ) -> dict[str, RegimeChoice]:
@@ -419,7 +420,7 @@ def switching_backtest(
     label: np.ndarray,
     timestamps: pd.DatetimeIndex,
     threshold: float = 0.0,
-    fee: float = 0.0004,
+    fee: float = BacktestConfig.fee,
     long_only: bool = False,
     periods_per_year: float = 8760.0,
 ) -> BacktestResult:

@@ -86,7 +86,7 @@ class RegistryGate(Callback):
         from huracan.db import migrate
         from huracan.db.session import make_engine
         from huracan.registry.promotion import gate_candidate
-        from huracan.settings import RegistrySettings, TrackingSettings
+        from huracan.settings import RegistrySettings, SelectionSettings, TrackingSettings, build
         from huracan.tracking import run as tracking
 
         node = OmegaConf.to_container(
@@ -94,14 +94,11 @@ class RegistryGate(Callback):
                                            "regime"]),
             resolve=True)
         assert isinstance(node, dict)
-        reg = RegistrySettings(**{k: v for k, v in node["registry"].items()
-                                  if k in RegistrySettings.__dataclass_fields__})
-        sel = node.get("selection") or {}
-        min_trades = int(sel.get("min_trades", 30))
+        reg = build(RegistrySettings, node["registry"], "registry")
+        min_trades = build(SelectionSettings, node.get("selection"), "selection").min_trades
         elig = eligibility(results, min_trades)
         dsr = deflate_results([dict(r, metrics=dict(r.get("metrics", {}))) for r in results])
-        tr = TrackingSettings(**{k: v for k, v in node["tracking"].items()
-                                 if k in TrackingSettings.__dataclass_fields__})
+        tr = build(TrackingSettings, node["tracking"], "tracking")
         from hydra.utils import instantiate
 
         notifier = instantiate(node.get("alerts") or {"_target_": "huracan.alerts.LogNotifier"})
@@ -182,13 +179,12 @@ class RegistryGate(Callback):
         from mlflow.tracking import MlflowClient
 
         from huracan.regime.registry import assign_aliases, choose
-        from huracan.settings import RegimeSettings
+        from huracan.settings import RegimeSettings, build
 
         rnode = node.get("regime") or {}
         if not rnode or rnode.get("kind", "none") == "none":
             return
-        rs = RegimeSettings(**{k: v for k, v in rnode.items()
-                               if k in RegimeSettings.__dataclass_fields__})
+        rs = build(RegimeSettings, rnode, "regime")
         mine = [r for r in results if r.get("registered_model") == name]
         chosen = choose(mine, reg.metric, rs.min_trades, rs.extreme_exposure)
         if chosen:

@@ -72,7 +72,7 @@ def load_window(client: MlflowClient, run_id: str) -> EvalWindow:
         frame = pd.read_parquet(Path(path))
     p = run.data.params
     bt = BacktestConfig(threshold=float(p.get("backtest.threshold", 0.0)),
-                        fee=float(p.get("backtest.fee", 0.0004)),
+                        fee=float(p.get("backtest.fee", BacktestConfig.fee)),
                         long_only=p.get("backtest.long_only", "False") == "True")
     return EvalWindow(frame, bt, bars_per_year(run.data.tags.get("timeframe", "1h")), run_id)
 

@@ -94,6 +94,7 @@ import pandas as pd
 from gymnasium import spaces
 
 from huracan.data.ohlcv import timeframe_to_timedelta
+from huracan.evaluation.backtest import BacktestConfig
 
 #: names of the optional per-bar arrays of :class:`SizingData`, with their allowed ranks
 _OPTIONAL_1D = ("confidence", "volatility", "funding", "liquidation_density", "low_return",
@@ -345,7 +346,7 @@ class EnvConfig:
     """
 
     max_leverage: float = 5.0
-    fee: float = 0.0004
+    fee: float = BacktestConfig.fee
     maintenance_margin: float = 0.005
     drawdown_limit: float | None = None
     drawdown_penalty: float = 1.0

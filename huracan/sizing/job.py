@@ -116,6 +116,47 @@ class SizerSettings:
                          periods_per_year=periods_per_year, long_only=bool(self.long_only))
 
 
+#: the top-level keys of a composed ``sizer`` config (Hydra's own ``hydra`` node aside)
+SIZER_CONFIG_KEYS = ("alerts", "data", "db", "registry", "seed", "sizer", "tracking")
+
+
+def sizer_settings(cfg: dict[str, Any]) -> SizerSettings:
+    """The typed ``sizer`` node of a resolved ``conf/sizer.yaml``, after checking every key of
+    the config: the top level (:data:`SIZER_CONFIG_KEYS`), the shared groups (``data``,
+    ``tracking``, ``registry``, ``db`` against their :mod:`huracan.settings` classes, ``alerts``
+    against its target), ``sizer`` against :class:`SizerSettings` and ``sizer.ppo`` against
+    :class:`~huracan.sizing.ppo.PPOConfig`.
+
+    Raises:
+        huracan.settings.UnknownKeyError: a key no setting knows, named with its group.
+        KeyError: no ``data`` node.
+        ValueError: an invalid value.
+    """
+    from huracan.settings import (
+        DataSettings,
+        DbSettings,
+        RegistrySettings,
+        TrackingSettings,
+        build,
+        check_keys,
+        check_target_kwargs,
+        known_fields,
+    )
+    from huracan.sizing.ppo import PPOConfig
+
+    check_keys({k: v for k, v in cfg.items() if k != "hydra"}, "", SIZER_CONFIG_KEYS)
+    build(DataSettings, cfg["data"], "data")
+    build(TrackingSettings, cfg.get("tracking"), "tracking")
+    build(RegistrySettings, cfg.get("registry"), "registry")
+    build(DbSettings, cfg.get("db"), "db")
+    if cfg.get("alerts"):
+        check_target_kwargs(cfg["alerts"], "alerts")
+    node = dict(cfg.get("sizer") or {})
+    check_keys(node.get("ppo"), "sizer.ppo", known_fields(PPOConfig))
+    settings: SizerSettings = build(SizerSettings, node, "sizer")
+    return settings
+
+
 def registered_sizer_name(symbol: str, timeframe: str) -> str:
     """``huracan-sizer-<SYMBOL>-<tf>``, e.g. ``huracan-sizer-BTCUSDT-1h``."""
     return f"huracan-sizer-{symbol.replace('/', '').replace(':', '')}-{timeframe}"
@@ -551,7 +592,7 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     from huracan.db.session import make_engine
     from huracan.tracking.run import configure
 
-    s = SizerSettings(**cfg["sizer"])
+    s = sizer_settings(cfg)
     data_cfg, tr = cfg["data"], cfg["tracking"]
     timeframe = str(data_cfg["timeframe"])
     symbols = s.symbols or [str(data_cfg["symbol"])]

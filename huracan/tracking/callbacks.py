@@ -33,6 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.secrets import mask_text, mask_url
+from huracan.settings import SelectionSettings
 
 RESULT_FILE = "result.json"
 SWEEP_FILE = "sweep.json"
@@ -276,7 +277,7 @@ class SweepRun(Callback):
         self.sweep_dir: Path | None = None
         self.closed = False
         self.min_trades: int | None = None
-        self.pbo_splits = 16
+        self.pbo_splits = SelectionSettings.pbo_splits
         self.switching: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- multirun (parent)
@@ -417,22 +418,37 @@ class SweepRun(Callback):
 def _switching_settings(config: DictConfig) -> dict[str, Any] | None:
     """What the sweep's regime-switching comparison needs from a composed config, or ``None``
     when regimes are off (``regime=none``) or absent."""
-    from huracan.settings import RegimeSettings
+    from huracan.evaluation.backtest import BacktestConfig
+    from huracan.settings import RegimeSettings, RegistrySettings, build
 
     node = config.get("regime")
     if not node or str(node.get("kind", "none")) == "none":
         return None
+    regime = build(RegimeSettings, _node(config, "regime"), "regime")
+    reg = build(RegistrySettings, _node(config, "registry"), "registry")
+    bt = build(BacktestConfig, _node(config, "backtest"), "backtest")
+    return {"regime": regime, "metric": reg.metric, "fee": float(bt.fee),
+            "timeframe": str(config.data.timeframe)}
+
+
+def _node(config: DictConfig, group: str) -> dict[str, Any] | None:
+    """The resolved ``group`` node of a composed config (``None`` when absent)."""
+    node = config.get(group)
+    if node is None:
+        return None
     raw = OmegaConf.to_container(node, resolve=True)
     assert isinstance(raw, dict)
-    regime = RegimeSettings(**{k: v for k, v in raw.items()
-                               if k in RegimeSettings.__dataclass_fields__})
-    reg = config.get("registry") or {}
-    bt = config.get("backtest") or {}
-    return {"regime": regime, "metric": str(reg.get("metric", "composite_score")),
-            "fee": float(bt.get("fee", 0.0004)), "timeframe": str(config.data.timeframe)}
+    return {str(k): v for k, v in raw.items()}
 
 
 def _selection_settings(config: DictConfig) -> tuple[int, int]:
-    """``(selection.min_trades, selection.pbo_splits)`` of a composed config."""
-    sel = config.get("selection") or {}
-    return int(sel.get("min_trades", 30)), int(sel.get("pbo_splits", 16))
+    """``(selection.min_trades, selection.pbo_splits)`` of a composed config (its typed
+    :class:`~huracan.settings.SelectionSettings`, defaults when the node is absent).
+
+    Raises:
+        huracan.settings.UnknownKeyError: an unknown ``selection`` key.
+    """
+    from huracan.settings import build
+
+    sel = build(SelectionSettings, _node(config, "selection"), "selection")
+    return sel.min_trades, sel.pbo_splits

@@ -225,7 +225,8 @@ def test_no_secret_in_params_artifacts_tags_logs_or_hydra_files(tmp_path, train_
     url = f"postgresql+psycopg2://huracan:{secret}@127.0.0.1:5432/nowhere"
     proc = train_cli(["model=lightgbm", "model.n_estimators=20", "explain.max_rows=10",
                       "importance.enabled=false", "registry.enabled=false",
-                      f"db.url={url}", f"+data.api_key={secret}", "-m"], tmp_path)
+                      f"db.url={url}", "alerts=telegram", f"alerts.token={secret}",
+                      "alerts.chat_id=1", "-m"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert secret not in proc.stdout and secret not in proc.stderr
     leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and secret.encode()
@@ -235,11 +236,11 @@ def test_no_secret_in_params_artifacts_tags_logs_or_hydra_files(tmp_path, train_
     run = next(r for r in client.search_runs(
         [client.get_experiment_by_name("huracan").experiment_id])
         if r.data.tags.get("huracan.role") != "sweep")
-    assert run.data.params["data.api_key"] == "***"
+    assert run.data.params["alerts.token"] == "***"
     assert run.data.params["db.url"] == "postgresql+psycopg2://huracan:***@127.0.0.1:5432/nowhere"
     parent = next(r for r in client.search_runs(
         [client.get_experiment_by_name("huracan").experiment_id])
         if r.data.tags.get("huracan.role") == "sweep")
     assert "huracan:***@127.0.0.1" in parent.data.tags["sweep_overrides"]
     overrides = (next(tmp_path.rglob("overrides.yaml"))).read_text()
-    assert "***@127.0.0.1" in overrides and "data.api_key=***" in overrides
+    assert "***@127.0.0.1" in overrides and "alerts.token=***" in overrides

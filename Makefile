@@ -31,6 +31,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/zoo_breakdown.py
 	$(PY) benchmarks/validation.py
 	$(PY) benchmarks/sizer_env_speed.py
+	$(PY) benchmarks/labels_timing.py
 
 bench-store: $(STAMP)
 	$(PY) benchmarks/bulk_ingest.py

@@ -67,3 +67,7 @@ def select_command(
         if engine is not None:
             engine.dispose()
     typer.echo(json.dumps(answer.as_dict(), indent=2) if as_json else answer.describe())
+
+
+if __name__ == "__main__":  # = `huracan select`; without SYMBOL: usage, exit 2
+    typer.run(select_command)

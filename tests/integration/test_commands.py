@@ -145,7 +145,7 @@ def test_registry_show_of_an_unknown_model_exits_2_naming_the_registered_ones(tm
 TYPER_MODULES = ["huracan.cli", "huracan.data.cli", "huracan.data.lake_cli",
                  "huracan.data.cascades_cli", "huracan.db.cli", "huracan.analysis.cli",
                  "huracan.analysis.drift_cli", "huracan.orchestration.cli",
-                 "huracan.registry.cli", "huracan.sizing.cli"]
+                 "huracan.registry.cli", "huracan.sizing.cli", "huracan.regime.cli"]
 
 
 @pytest.mark.parametrize("module", [*TYPER_MODULES, "huracan.data.validate"])

@@ -114,8 +114,8 @@ def seed_liquidation_store(tmp: Path) -> None:
 
 
 def read_the_store(children: list) -> None:
-    """The jobs' liquidation features came from the seeded store (``features.sources=store``):
-    covered bars exist, and each variant trained on its own rows."""
+    """The jobs' family features came from the seeded store (``features.sources=store``; an
+    empty store covers no bar), one job per variant (``train.rows``)."""
     for run in children:
         coverage = json.loads(run.data.tags["family_coverage"])
         assert coverage["liquidations"] > 0 and coverage["funding"] > 0, coverage

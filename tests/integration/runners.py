@@ -5,18 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_module(module: str, args: list[str], tmp: Path,
-               timeout: int = 900) -> subprocess.CompletedProcess:
+def run_module(module: str, args: list[str], tmp: Path, timeout: int = 900,
+               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m MODULE ARGS`` with its MLflow store and brain store under ``tmp`` (the
-    caller's ``MLFLOW_TRACKING_URI`` ignored), from the repository root."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    cmd = [sys.executable, "-m", module, *args, f"tracking.store_dir={tmp / 'mlruns'}",
-           f"db.url=sqlite:///{tmp / 'brain.db'}"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+    caller's ``MLFLOW_TRACKING_URI`` ignored), from the repository root. A ``-m`` in ``args``
+    (multirun) goes last, after every override (Hydra rejects an override placed after it);
+    ``env`` adds variables to the child's environment."""
+    child = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    child["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    child.update(env or {})
+    overrides = [a for a in args if a != "-m"]
+    multirun = ["-m"] if "-m" in args else []
+    cmd = [sys.executable, "-m", module, *overrides, f"tracking.store_dir={tmp / 'mlruns'}",
+           f"db.url=sqlite:///{tmp / 'brain.db'}", *multirun]
+    return subprocess.run(cmd, cwd=REPO, env=child, capture_output=True, text=True,
                           timeout=timeout)

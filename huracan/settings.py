@@ -345,9 +345,13 @@ class TrackingSettings:
 @dataclass(frozen=True)
 class RegistrySettings:
     """Model registry: register every run; gate on ``metric`` with a relative ``tolerance`` on a
-    window of at least ``min_eval_bars`` bars unseen by both models (else the decision is
-    skipped); ``min_dsr`` (off by default) also demands a deflated Sharpe ratio; the score
-    difference gets a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
+    window of at least ``min_eval_bars`` bars that both models forecast out of sample (each bar
+    by a model fitted before it: the version's registered model after its last seen bar, else
+    its run's stored walk-forward or test forecast; see
+    :func:`huracan.registry.promotion.gate_candidate`), else the decision is skipped. A
+    walk-forward run stores its last ``max(min_eval_bars, last OOS step)`` OOS bars for this.
+    ``min_dsr`` (off by default) also demands a deflated Sharpe ratio; the score difference gets
+    a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
 
     enabled: bool = True
     metric: str = "composite_score"

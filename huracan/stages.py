@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from huracan.data.ohlcv import bars_per_year, load_ohlcv, timeframe_to_timedelta
 from huracan.data.quality import JsonlQualitySink
 from huracan.data.validate import validate_for_training
+from huracan.db.migrate import SchemaNotCurrentError, require_current_schema
 from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
 from huracan.evaluation.evidence import lagged_execution, window_evidence
@@ -141,6 +142,8 @@ def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.Data
 
     Raises:
         ValueError: ``store`` without a database URL.
+        SchemaNotCurrentError: ``store`` names a database not at the newest migration (the
+            message says to run ``huracan db upgrade``); nothing is read or written.
     """
     if not features.families:
         return {}
@@ -151,10 +154,15 @@ def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.Data
     if features.sources == "store":
         if not db_url:
             raise ValueError("features.sources=store needs db.url")
-        from huracan.db.session import make_engine
+        from huracan.db.session import make_engine, safe_url
 
         engine = make_engine(db_url)
         try:
+            try:
+                require_current_schema(engine)
+            except SchemaNotCurrentError as exc:
+                raise SchemaNotCurrentError(f"features.sources=store: brain store "
+                                            f"{safe_url(db_url)}: {exc}") from None
             sources = fam.load_sources(engine, data.symbol, start, end)
         finally:
             engine.dispose()

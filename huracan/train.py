@@ -31,6 +31,7 @@ from huracan import pipeline
 from huracan.commands import fail_job
 from huracan.config import register_resolvers
 from huracan.data.ohlcv import DataValidationError
+from huracan.db.migrate import SchemaNotCurrentError
 from huracan.resources import conf_dir
 from huracan.secrets import mask_text
 from huracan.settings import JobSettings
@@ -63,10 +64,12 @@ def _sweep_context(hc: Any) -> tuple[str | None, str | None]:
 def _unusable_input(exc: BaseException, settings_built: bool) -> bool:
     """Whether a job's failure is its input's fault (told in one line) rather than a fault of the
     code (told with Hydra's traceback): a data file breaking a rule, or a config value the
-    typed settings refuse (raised before any training)."""
+    typed settings refuse (raised before any training), or a brain store not at the newest
+    migration."""
     from omegaconf.errors import OmegaConfBaseException
 
-    return isinstance(exc, DataValidationError) or (not settings_built and isinstance(
+    return isinstance(exc, (DataValidationError, SchemaNotCurrentError)) or (
+        not settings_built and isinstance(
         exc, (ValueError, TypeError, KeyError, OmegaConfBaseException)))
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sqlalchemy import create_engine, inspect
 
+from huracan.db.migrate import head_revision
 from huracan.tracking.run import default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,3 +174,24 @@ def test_hydra_app_help_starts_with_what_it_does_and_the_common_overrides(app, w
     assert "== Configuration groups ==" in proc.stdout and "== Config ==" in proc.stdout
     assert lines[-1] == f"Hydra's own options: python -m huracan.{app} --hydra-help"
     assert "is powered by Hydra" not in proc.stdout
+
+
+def test_train_reading_an_unmigrated_store_says_to_upgrade_it(tmp_path, sample_path, train_cli):
+    """``features.sources=store`` on a brain store without the schema: one line naming the store
+    and ``huracan db upgrade`` (was sqlite3's ``no such table: funding_rates`` and a traceback);
+    no table is created and nothing is registered."""
+    store = tmp_path / "empty.db"
+    proc = train_cli([f"data.path={sample_path}", "features=full", "features.sources=store",
+                      f"db.url=sqlite:///{store}"], tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert _stderr_lines(proc) == [
+        f"huracan.train: error: features.sources=store: brain store sqlite:///{store}: database "
+        f"schema is at no revision (empty database), expected {head_revision()}: run "
+        "`huracan db upgrade`"]
+
+    eng = create_engine(f"sqlite:///{store}")
+    assert inspect(eng).get_table_names() == []
+    eng.dispose()
+    client, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert client.search_registered_models() == []

@@ -184,8 +184,9 @@ class MarketBars:
 
     @property
     def next_return(self) -> np.ndarray:
-        """Close-to-close return ``(1 + gap)(1 + hold) - 1``, shape ``(n,)``."""
-        return (1.0 + self.gap) * (1.0 + self.hold) - 1.0
+        """Close-to-close return ``(1 + gap)(1 + hold) - 1``, shape ``(n,)`` (expanded, so it is
+        ``hold`` exactly when the gap is 0)."""
+        return self.gap + self.hold + self.gap * self.hold
 
     def take(self, rows: range | slice | np.ndarray | Sequence[int]) -> MarketBars:
         """The bars of ``rows`` (a range, slice, integer positions or a boolean mask)."""
@@ -517,6 +518,17 @@ def bars_frame(bars: MarketBars) -> pd.DataFrame:
     return out
 
 
+def _logged_bars(frame: pd.DataFrame, fill: str) -> MarketBars | None:
+    """The bars of a frame carrying :func:`bars_frame`'s columns, else None."""
+    if not all(f"{EXEC_PREFIX}{k}" in frame.columns for k in BAR_ARRAYS):
+        return None
+    column = f"{EXEC_PREFIX}fill"
+    if column in frame.columns and len(frame):
+        fill = str(frame[column].iloc[0])
+    arrays = {k: frame[f"{EXEC_PREFIX}{k}"].to_numpy(np.float64) for k in BAR_ARRAYS}
+    return MarketBars(_timestamps(frame), fill=fill, **arrays)
+
+
 def bars_from_frame(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: float
                     ) -> MarketBars:
     """The :class:`MarketBars` of a logged evaluation window (or any frame), by what it carries:
@@ -527,13 +539,10 @@ def bars_from_frame(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: 
     3. else (a window logged before ``next_open`` existed): the close fill with the fee as the
        only cost, and a note saying so (the compatibility path).
     """
-    names = [f"{EXEC_PREFIX}{k}" for k in BAR_ARRAYS]
     ts = _timestamps(frame)
-    if all(c in frame.columns for c in names):
-        fill = str(frame[f"{EXEC_PREFIX}fill"].iloc[0]) if f"{EXEC_PREFIX}fill" in frame \
-            and len(frame) else cfg.fill
-        arrays = {k: frame[f"{EXEC_PREFIX}{k}"].to_numpy(np.float64) for k in BAR_ARRAYS}
-        return MarketBars(ts, fill=fill, **arrays)
+    logged = _logged_bars(frame, cfg.fill)
+    if logged is not None:
+        return logged
     if cfg.fill == "delay" and "next_open" in frame.columns:
         return replace(market_bars(frame, replace(cfg, fill="next_open"), periods_per_year),
                        notes=("no finer series with this window: backtest.fill=delay scored "
@@ -543,6 +552,23 @@ def bars_from_frame(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: 
     return close_bars(ts, _column(frame, "next_return", "the execution model"), cfg.fee, notes=(
         "window logged before next_open existed: scored with fill=close and the fee only "
         f"({cfg.fee:g} per unit of turnover), not with backtest.fill={cfg.fill}",))
+
+
+def bars_of_returns(returns: pd.DataFrame, fee: float = BacktestConfig.fee) -> MarketBars:
+    """The :class:`MarketBars` an :func:`execute` returns frame was executed on (its
+    ``exec_*`` columns), to execute other positions on the same bars (regime switching); a
+    frame of a run logged before them: the close fill of its ``asset_return`` with ``fee`` only,
+    and a note saying so.
+
+    Raises:
+        ValueError: neither the ``exec_*`` columns nor ``asset_return``.
+    """
+    logged = _logged_bars(returns, "next_open")
+    if logged is not None:
+        return logged
+    r = _column(returns, "asset_return", "the execution model")
+    return close_bars(_timestamps(returns), r, fee, notes=(
+        "returns logged before the execution model: executed with fill=close and the fee only",))
 
 
 # ---------------------------------------------------------------------------- trades
@@ -675,8 +701,10 @@ def execute(positions: np.ndarray, bars: MarketBars, periods_per_year: float,
         :data:`RETURN_COLUMNS` (``asset_return`` = close-to-close ``next_return``; ``cost`` the
         fill's cost, ``funding_cost`` and ``borrow_cost`` the carry, ``gross_return`` the two
         legs; ``strategy_return = gross_return - cost - funding_cost - borrow_cost``;
-        ``exit_leg`` :func:`exit_legs`), ``trades`` (:func:`extract_trades`), ``metrics`` and
-        ``execution`` (:meth:`MarketBars.describe`).
+        ``exit_leg`` :func:`exit_legs`) and the bars' own columns (:func:`bars_frame`: any
+        returns frame can be executed again with other positions, :func:`bars_of_returns`),
+        ``trades`` (:func:`extract_trades`), ``metrics`` and ``execution``
+        (:meth:`MarketBars.describe`).
 
     Raises:
         ValueError: positions, predictions or labels of another length than ``bars``, or a
@@ -703,7 +731,9 @@ def execute(positions: np.ndarray, bars: MarketBars, periods_per_year: float,
         "asset_return": bars.next_return, "turnover": np.abs(pos - prev),
         "gross_return": gross, "cost": cost, "funding_cost": funding, "borrow_cost": borrow,
         "strategy_return": net, "exit_leg": leg, "label": lab,
-    }, columns=RETURN_COLUMNS)
+        **{f"{EXEC_PREFIX}{k}": getattr(bars, k) for k in BAR_ARRAYS},
+        f"{EXEC_PREFIX}fill": bars.fill,
+    })
     trades = extract_trades(bars.timestamps, pos, net, leg, exit_reasons)
     metrics = compute_metrics(net, trades["return"].to_numpy(np.float64), pred, lab,
                               periods_per_year)
@@ -748,6 +778,29 @@ def round_trip_cost(bars: MarketBars, size: float = 1.0) -> np.ndarray:
     return np.asarray(2.0 * trade_cost(float(size), bars.cost_lin, bars.impact))
 
 
-def execution_params(cfg: BacktestConfig) -> Mapping[str, Any]:
-    """The backtest settings as flat ``backtest.<field>`` params (what a run logs)."""
-    return {f"backtest.{f.name}": getattr(cfg, f.name) for f in fields(cfg)}
+def backtest_config_from_params(params: Mapping[str, str]) -> BacktestConfig:
+    """The :class:`~huracan.evaluation.backtest.BacktestConfig` of a logged run from its MLflow
+    params (``backtest.<field>`` as text: ``"0.0004"``, ``"True"``, ``"None"``,
+    ``"abdi_ranaldo"``); a field the run predates takes today's default (its window then goes
+    through :func:`bars_from_frame`'s compatibility path when it lacks ``next_open``).
+
+    Raises:
+        ValueError: a logged value the settings refuse.
+    """
+    values: dict[str, Any] = {}
+    for f in fields(BacktestConfig):
+        raw = params.get(f"backtest.{f.name}")
+        if raw is None:
+            continue
+        text = str(raw)
+        if text in ("None", "null"):
+            values[f.name] = None
+        elif f.name == "long_only":
+            values[f.name] = text == "True"
+        elif f.name == "spread_window":
+            values[f.name] = int(float(text))
+        elif f.name in ("fill", "latency", "funding", "half_spread"):
+            values[f.name] = text
+        else:
+            values[f.name] = float(text)
+    return BacktestConfig(**values)

@@ -313,7 +313,7 @@ def _store_funding(symbol: str, start: pd.Timestamp, end: pd.Timestamp, db_url: 
             notes.append(f"backtest.funding=auto: brain store {safe_url(db_url)} is not usable "
                          f"({exc}): no funding charged")
             return None
-        frame = funding_frame(engine, symbol, start, end)
+        frame = funding_frame(engine, symbol.split(":")[0], start, end)  # store: BTC/USDT
     finally:
         engine.dispose()
     if frame is None or len(frame) == 0:

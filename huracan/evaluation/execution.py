@@ -239,8 +239,8 @@ def _log(x: np.ndarray) -> np.ndarray:
 def _pairs(timestamps: pd.DatetimeIndex, bar: pd.Timedelta) -> np.ndarray:
     """True at row ``s`` when rows ``s-1`` and ``s`` are consecutive bars (a valid pair)."""
     ok = np.zeros(len(timestamps), dtype=bool)
-    if len(timestamps) > 1:
-        ok[1:] = np.diff(timestamps.asi8) == bar.value
+    if len(timestamps) > 1:  # in ns whatever the index's unit (Parquet candles are in ms)
+        ok[1:] = np.diff(pd.DatetimeIndex(timestamps).as_unit("ns").asi8) == bar.value
     return ok
 
 

@@ -255,6 +255,10 @@ def test_abdi_ranaldo_recovers_a_simulated_spread():
     # 12 trades a bar understate the range a little: within 15 % of the true 10 bps half-spread
     assert np.nanmedian(half) == pytest.approx(0.001, rel=0.15)
     assert estimate_half_spread(candles, "corwin_schultz", 168).notna().sum() == 5000
+    # candles read from Parquet carry millisecond timestamps: the same estimate
+    ms = candles.assign(timestamp=candles["timestamp"].astype("datetime64[ms, UTC]"))
+    assert estimate_half_spread(ms, "abdi_ranaldo", 168, "1h").to_numpy() == pytest.approx(
+        half.to_numpy(), nan_ok=True)
     with pytest.raises(ValueError, match="unknown spread estimator 'roll'"):
         estimate_half_spread(candles, "roll", 168)
 

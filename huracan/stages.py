@@ -32,6 +32,7 @@ from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult
 from huracan.evaluation.evidence import window_evidence
 from huracan.evaluation.execution import (
+    ExecutionInputError,
     MarketBars,
     bars_frame,
     diagnostics,
@@ -244,8 +245,8 @@ def fine_series(data: DataSettings, start: pd.Timestamp, end: pd.Timestamp
     (:func:`lake_root`, the finest stored series of the symbol finer than the timeframe).
 
     Raises:
-        ValueError: none of them holds a series finer than ``data.timeframe`` (one line naming
-            where it looked).
+        ExecutionInputError: none of them holds a series finer than ``data.timeframe`` (one
+            line naming where it looked).
         DataValidationError: ``data.fine_path`` breaks a rule.
     """
     from huracan.data.lake import CandleLake
@@ -258,7 +259,7 @@ def fine_series(data: DataSettings, start: pd.Timestamp, end: pd.Timestamp
         if timeframe_to_timedelta(tf) < bar:
             return candles, tf
         if path == data.fine_path:
-            raise ValueError(f"data.fine_path {path} holds {tf} bars, not finer than "
+            raise ExecutionInputError(f"data.fine_path {path} holds {tf} bars, not finer than "
                              f"data.timeframe={data.timeframe}: backtest.fill=delay needs a "
                              "finer series")
     lake = CandleLake(lake_root())
@@ -269,7 +270,7 @@ def fine_series(data: DataSettings, start: pd.Timestamp, end: pd.Timestamp
         candles = lake.read(exchange, data.symbol, tf, start=start, end=end)
         if len(candles):
             return candles, tf
-    raise ValueError(f"backtest.fill=delay needs a series of {data.symbol} finer than "
+    raise ExecutionInputError(f"backtest.fill=delay needs a series of {data.symbol} finer than "
                      f"{data.timeframe}: none in data.fine_path (unset), data.path ({data.path}) "
                      f"or the lake at {lake_root()}")
 

@@ -85,6 +85,13 @@ EXEC_PREFIX = "exec_"
 BAR_ARRAYS = ("gap", "hold", "cost_lin", "impact", "funding_gap", "funding_hold", "borrow")
 
 
+class ExecutionInputError(ValueError):
+    """The market data the execution model needs is missing, not finite, or does not cover the
+    bars (a column, the finer series of ``fill=delay``, volume for the impact term); the
+    message is one line naming it. Commands report it as unusable input, without a
+    traceback."""
+
+
 # ---------------------------------------------------------------------------- the formula
 def bar_components(prev: Any, pos: Any, gap: Any, hold: Any, cost_lin: Any, impact: Any,
                    funding_gap: Any, funding_hold: Any, borrow: Any
@@ -339,12 +346,12 @@ def bar_size(periods_per_year: float) -> pd.Timedelta:
 
 def _column(frame: pd.DataFrame, name: str, why: str) -> np.ndarray:
     if name not in frame.columns:
-        raise ValueError(f"{why} needs the column {name!r}, which the frame lacks")
+        raise ExecutionInputError(f"{why} needs the column {name!r}, which the frame lacks")
     values = frame[name].to_numpy(np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{why}: column {name!r} is not finite at row {row} "
+        raise ExecutionInputError(f"{why}: column {name!r} is not finite at row {row} "
                          f"({int(bad.sum())} row(s))")
     return values
 
@@ -395,8 +402,8 @@ def delay_fills(timestamps: pd.DatetimeIndex, bar: pd.Timedelta, fine: pd.DataFr
         ``(price, fill_time)``, shape ``(n,)``.
 
     Raises:
-        ValueError: the finer series is not finer than the bars, or leaves bars uncovered (one
-            line naming the first bar and how many).
+        ExecutionInputError: the finer series is not finer than the bars, or leaves bars
+            uncovered (one line naming the first bar and how many).
     """
     from huracan.data.ohlcv import infer_timeframe, timeframe_to_timedelta
 
@@ -404,8 +411,8 @@ def delay_fills(timestamps: pd.DatetimeIndex, bar: pd.Timedelta, fine: pd.DataFr
     opens = pd.DatetimeIndex(pd.to_datetime(f["timestamp"], utc=True))
     step = timeframe_to_timedelta(fine_timeframe or infer_timeframe(pd.Series(opens)))
     if step >= bar:
-        raise ValueError(f"backtest.fill=delay needs a series finer than the {bar} bars; the "
-                         f"finer series has {step} bars")
+        raise ExecutionInputError(f"backtest.fill=delay needs a series finer than the {bar} "
+                                  f"bars; the finer series has {step} bars")
     closes = opens + step
     target = timestamps + bar + latency
     k = closes.searchsorted(target, "left")
@@ -415,7 +422,7 @@ def delay_fills(timestamps: pd.DatetimeIndex, bar: pd.Timedelta, fine: pd.DataFr
         np.zeros(len(timestamps), dtype=bool)
     if not ok.all():
         first = int(np.flatnonzero(~ok)[0])
-        raise ValueError(
+        raise ExecutionInputError(
             f"backtest.fill=delay: no bar of the finer series ({step}) closes between "
             f"{target[first]} and the next bar's close for {int((~ok).sum())} of "
             f"{len(timestamps)} bar(s), first the bar opening {timestamps[first]}: give a finer "
@@ -447,9 +454,9 @@ def market_bars(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: floa
         the bars, shape ``(len(frame),)``.
 
     Raises:
-        ValueError: a column the settings need is missing or not finite (one line naming it and
-            the row), ``fill=delay`` without a finer series covering the bars, zero trailing
-            volume with a notional.
+        ExecutionInputError: a column the settings need is missing or not finite (one line
+            naming it and the row), ``fill=delay`` without a finer series covering the bars,
+            zero trailing volume with a notional.
     """
     ts = _timestamps(frame)
     n = len(ts)
@@ -464,7 +471,7 @@ def market_bars(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: floa
         gap = _column(frame, "next_open", "backtest.fill=next_open") / close - 1.0
     else:
         if fine is None:
-            raise ValueError("backtest.fill=delay needs a finer series of the symbol "
+            raise ExecutionInputError("backtest.fill=delay needs a finer series of the symbol "
                              "(data.fine_path, a finer data.path, or the lake); none was given")
         price, fill_times = delay_fills(ts, bar, fine, pd.Timedelta(cfg.latency),
                                         fine_timeframe)
@@ -494,7 +501,7 @@ def market_bars(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: floa
         vol = _trailing_mean(volume, int(cfg.spread_window))
         if (vol <= 0).any():
             row = int(np.flatnonzero(vol <= 0)[0])
-            raise ValueError(f"backtest.notional: no traded volume in the trailing "
+            raise ExecutionInputError(f"backtest.notional: no traded volume in the trailing "
                              f"{cfg.spread_window} bars of row {row} (bar {ts[row]}): the "
                              "square-root impact is undefined there")
         if not np.isfinite(sigma).all():

@@ -209,6 +209,12 @@ class MarketBars:
         step-by-step environment indexes these at each step."""
         return tuple(getattr(self, k) for k in BAR_ARRAYS)
 
+    def step_lists(self) -> tuple[list[float], ...]:
+        """:meth:`arrays` as Python lists, for a step-by-step environment: indexing a list
+        gives a Python float, so a step ``bar_return(prev, pos, *(col[t] for col in lists))``
+        costs about 1.3 us against 2.3 us with numpy scalars."""
+        return tuple(getattr(self, k).tolist() for k in BAR_ARRAYS)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary: fill, median and mean cost per unit turnover in bps, whether
         impact, funding and borrow are charged, and the notes."""

@@ -178,6 +178,26 @@ def test_bar_return_scalar_equals_array():
     assert np.array_equal(vec, np.array(one))
 
 
+def test_a_step_by_step_loop_on_the_bars_lists_is_the_vectorised_execution():
+    """What the sizer's environment does: one scalar bar_return per step on precomputed bars."""
+    rng = np.random.default_rng(8)
+    n = 200
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n + 1)))
+    f = frame(close[:-1], close[1:] * (1 + rng.normal(0, 0.001, n)), close[1:],
+              bar_volume=rng.uniform(10, 20, n))
+    bars = market_bars(f, BacktestConfig(notional=1e5, spread_window=24), 8760)
+    pos = np.round(rng.uniform(-1, 1, n), 2)
+    lists = bars.step_lists()
+    prev, net = 0.0, []
+    for t in range(n):
+        p = float(pos[t])
+        net.append(bar_return(prev, p, *(col[t] for col in lists)))
+        prev = p
+    assert all(type(x) is float for x in net)
+    want = execute(pos, bars, 8760).returns["strategy_return"].to_numpy()
+    assert np.array(net) == pytest.approx(want, rel=1e-12, abs=1e-17)
+
+
 # ---------------------------------------------------------------------------- spread
 HLC = np.array([[101.0, 99.0, 100.5], [102.0, 100.0, 101.5], [101.5, 99.5, 100.0],
                 [99.0, 98.0, 98.5]])

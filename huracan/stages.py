@@ -259,9 +259,9 @@ def fine_series(data: DataSettings, start: pd.Timestamp, end: pd.Timestamp
         if timeframe_to_timedelta(tf) < bar:
             return candles, tf
         if path == data.fine_path:
-            raise ExecutionInputError(f"data.fine_path {path} holds {tf} bars, not finer than "
-                             f"data.timeframe={data.timeframe}: backtest.fill=delay needs a "
-                             "finer series")
+            raise ExecutionInputError(
+                f"data.fine_path {path} holds {tf} bars, not finer than data.timeframe="
+                f"{data.timeframe}: backtest.fill=delay needs a finer series")
     lake = CandleLake(lake_root())
     finer = [(timeframe_to_timedelta(tf), ex, tf) for ex, sym, tf in lake.series()
              if sym in (data.symbol, data.symbol.replace("/", "-").replace(":", "_"))
@@ -270,9 +270,9 @@ def fine_series(data: DataSettings, start: pd.Timestamp, end: pd.Timestamp
         candles = lake.read(exchange, data.symbol, tf, start=start, end=end)
         if len(candles):
             return candles, tf
-    raise ExecutionInputError(f"backtest.fill=delay needs a series of {data.symbol} finer than "
-                     f"{data.timeframe}: none in data.fine_path (unset), data.path ({data.path}) "
-                     f"or the lake at {lake_root()}")
+    raise ExecutionInputError(
+        f"backtest.fill=delay needs a series of {data.symbol} finer than {data.timeframe}: none "
+        f"in data.fine_path (unset), data.path ({data.path}) or the lake at {lake_root()}")
 
 
 def execution_inputs(cfg: BacktestConfig, data: DataSettings, candles: pd.DataFrame,

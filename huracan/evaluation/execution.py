@@ -358,7 +358,7 @@ def _column(frame: pd.DataFrame, name: str, why: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ExecutionInputError(f"{why}: column {name!r} is not finite at row {row} "
-                         f"({int(bad.sum())} row(s))")
+                                  f"({int(bad.sum())} row(s))")
     return values
 
 
@@ -477,8 +477,9 @@ def market_bars(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: floa
         gap = _column(frame, "next_open", "backtest.fill=next_open") / close - 1.0
     else:
         if fine is None:
-            raise ExecutionInputError("backtest.fill=delay needs a finer series of the symbol "
-                             "(data.fine_path, a finer data.path, or the lake); none was given")
+            raise ExecutionInputError(
+                "backtest.fill=delay needs a finer series of the symbol (data.fine_path, a "
+                "finer data.path, or the lake); none was given")
         price, fill_times = delay_fills(ts, bar, fine, pd.Timedelta(cfg.latency),
                                         fine_timeframe)
         gap = price / close - 1.0
@@ -507,9 +508,9 @@ def market_bars(frame: pd.DataFrame, cfg: BacktestConfig, periods_per_year: floa
         vol = _trailing_mean(volume, int(cfg.spread_window))
         if (vol <= 0).any():
             row = int(np.flatnonzero(vol <= 0)[0])
-            raise ExecutionInputError(f"backtest.notional: no traded volume in the trailing "
-                             f"{cfg.spread_window} bars of row {row} (bar {ts[row]}): the "
-                             "square-root impact is undefined there")
+            raise ExecutionInputError(
+                f"backtest.notional: no traded volume in the trailing {cfg.spread_window} bars "
+                f"of row {row} (bar {ts[row]}): the square-root impact is undefined there")
         if not np.isfinite(sigma).all():
             notes.append(f"{int((~np.isfinite(sigma)).sum())} row(s) without two returns in "
                          "their trailing window: impact 0 there")

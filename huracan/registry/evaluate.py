@@ -17,7 +17,9 @@ bar is predicted by a model fitted before it:
 
 Any version, whatever its model type or feature list, is scored on exactly the same bars: its
 pyfunc model reads the feature columns it was trained on, sequence models get the preceding rows
-as context, and only the scored rows are backtested with the candidate run's backtest settings.
+as context, and only the scored rows are executed with the candidate run's backtest settings on
+the market bars the run logged with its window (``exec_*`` columns: fills, costs, funding;
+:func:`huracan.evaluation.execution.bars_from_frame`).
 A window logged before the ``prediction`` column existed has no stored forecasts: its versions
 are scored by their registered model on the bars after ``seen_until`` only (today's rule then).
 """

@@ -274,8 +274,9 @@ class MetaRule:
     The secondary classifier (LightGBM, seeded) is trained on the validation bars where the
     primary rule signals: its inputs are the model features and the primary forecast; its label
     is 1 when the signal's triple-barrier outcome (``pt_mult``/``sl_mult``/``max_holding``, oriented
-    by the signal's side) beats the round-trip fee. Positions: the primary's, kept where the
-    probability exceeds ``min_probability`` (``size=false``) or scaled by it (``size=true``).
+    by the signal's side) beats the round-trip cost of the fill. Positions: the primary's, kept
+    where the probability exceeds ``min_probability`` (``size=false``) or scaled by it
+    (``size=true``).
 
     Attributes:
         primary: ``threshold`` or ``barrier``, with its settings (``primary_params``).

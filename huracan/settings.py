@@ -402,6 +402,35 @@ def check_rule(node: Mapping[str, Any] | None) -> None:
         make_rule(dict(node))
 
 
+# ---------------------------------------------------------------------------- never on test
+class SelectionOnTestError(ValueError):
+    """A test-window metric named as what a selection (a sweep's ``objective``, a study's
+    ``tune.metric``) ranks on: one line naming the key, the metric and the rule."""
+
+
+def check_selection_metric(metric: str, key: str = "objective") -> str:
+    """Refuse selecting on test rows: the one copy of the rule ``python -m huracan.train``
+    (``objective``) and ``python -m huracan.tune`` (``tune.metric``) both apply (DESIGN.md
+    convention 13: selection reads validation or walk-forward OOS results; the test window is
+    what the gate judges the pick on, so picking on it would leave nothing unseen).
+
+    Args:
+        metric: the metric name (``val_composite_score``, ``oos_sharpe``...).
+        key: the config key that named it, for the message.
+
+    Returns:
+        ``metric`` unchanged.
+
+    Raises:
+        SelectionOnTestError: a ``test_`` metric.
+    """
+    if metric.startswith("test_"):
+        raise SelectionOnTestError(
+            f"{key}={metric}: never select on test; a selection never looks at test rows, "
+            "use a val_ or oos_ metric")
+    return metric
+
+
 #: The top-level keys of a composed ``train`` config (Hydra's own ``hydra`` node aside): the
 #: groups and values :class:`JobSettings` reads.
 TRAIN_CONFIG_KEYS = ("alerts", "backtest", "data", "db", "explain", "features", "importance",
@@ -452,6 +481,7 @@ class JobSettings:
             KeyError: ``data`` or ``model`` missing.
             UnknownKeyError: a key no setting knows, in one line naming it (dotted), its group and
                 the known keys.
+            SelectionOnTestError: ``objective`` is a test metric (never select on test).
             ValueError: an invalid value (e.g. ``features.horizon < 1``, unknown splitter).
         """
         check_keys({k: v for k, v in cfg.items() if k != "hydra"}, "", TRAIN_CONFIG_KEYS)
@@ -464,6 +494,9 @@ class JobSettings:
             check_target_kwargs(model, "model")
             check_target_kwargs(alerts, "alerts")
         check_rule(rule)
+        objective = str(cfg.get("objective", "val_composite_score"))
+        if not _logged:  # a past run is rebuilt as it was
+            check_selection_metric(objective)
         return cls(
             data=build(DataSettings, cfg["data"], "data"),
             features=build(FeatureConfig, features, "features", extra=("top_n",)),
@@ -473,7 +506,7 @@ class JobSettings:
             label=build(LabelConfig, cfg.get("label"), "label"),
             rule=rule,
             seed=int(cfg.get("seed", 42)),
-            objective=str(cfg.get("objective", "val_composite_score")),
+            objective=objective,
             top_n=None if top_n is None else int(top_n),
             explain=build(ExplainSettings, cfg.get("explain"), "explain"),
             train=build(TrainSettings, cfg.get("train"), "train"),

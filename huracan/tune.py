@@ -214,6 +214,7 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     Raises:
         TuneError: a bad search space, a test metric, an unknown sampler or pruner.
         huracan.settings.UnknownKeyError: an unknown key in the job's config.
+        huracan.settings.SelectionOnTestError: ``objective`` is a test metric.
     """
     import optuna
     from mlflow.tracking import MlflowClient
@@ -358,7 +359,7 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")
 def main(cfg: DictConfig) -> float:
     """Hydra task: one study (or one worker of it); returns the best value."""
-    from huracan.settings import UnknownKeyError
+    from huracan.settings import SelectionOnTestError, UnknownKeyError
 
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     resolved.pop("hydra", None)
@@ -369,7 +370,7 @@ def main(cfg: DictConfig) -> float:
     try:
         t = TuneSettings.from_dict(resolved.pop("tune"))
         out = run_study(resolved, t, overrides)
-    except (TuneError, UnknownKeyError) as exc:
+    except (TuneError, UnknownKeyError, SelectionOnTestError) as exc:
         log.error("%s", exc)
         exit_with("huracan.tune", exc, 1)  # one stderr line, no traceback
     if out.get("worker"):

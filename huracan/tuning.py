@@ -269,15 +269,18 @@ def make_pruner(kind: str, n_startup_trials: int, n_warmup_steps: int) -> Any:
 
 
 def check_metric(metric: str) -> str:
-    """Refuse tuning on test rows.
+    """Refuse tuning on test rows (:func:`huracan.settings.check_selection_metric`, the one
+    copy of the rule).
 
     Raises:
         TuneError: a ``test_`` metric.
     """
-    if metric.startswith("test_"):
-        raise TuneError(f"tune.metric={metric}: tuning never looks at test; use a val_ or oos_ "
-                        "metric")
-    return metric
+    from huracan.settings import SelectionOnTestError, check_selection_metric
+
+    try:
+        return check_selection_metric(metric, "tune.metric")
+    except SelectionOnTestError as exc:
+        raise TuneError(str(exc)) from None
 
 
 def preset_text(model: str, values: Mapping[str, Any], *, study: str, n_trials: int,

@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from huracan.evaluation.metrics import drawdown, equity_curve
+from huracan.evaluation.metrics import (
+    COST_SENSITIVITY_BPS,
+    breakeven_bps,
+    cost_sensitivity,
+    drawdown,
+    equity_curve,
+)
 
 
 def equity_drawdown_figure(returns: pd.DataFrame, title: str,
@@ -88,5 +94,41 @@ def regime_timeline_figure(returns: pd.DataFrame, title: str) -> Figure:
     ax1.set_title(title)
     ax2.plot(ts, equity_curve(returns["strategy_return"].to_numpy()), color="black")
     ax2.set_ylabel("strategy equity")
+    fig.tight_layout()
+    return fig
+
+
+def cost_sensitivity_figure(net: np.ndarray, turnover: np.ndarray, periods_per_year: float,
+                            title: str,
+                            extra_bps: Sequence[float] | np.ndarray = COST_SENSITIVITY_BPS,
+                            ) -> Figure:
+    """Net Sharpe against an extra cost per unit turnover (0 to 50 bps by default), with cash's
+    Sharpe (0) as the floor and the window's breakeven cost marked when it falls in the range.
+
+    Args:
+        net: the strategy's per-bar net returns (fractions; the backtest's ``strategy_return``),
+            shape ``(n,)``.
+        turnover: per-bar ``|p_t - p_{t-1}|`` (the backtest's ``turnover``), shape ``(n,)``.
+        periods_per_year: bars per year, for the annualised Sharpe.
+        title: figure title.
+        extra_bps: the extra costs to plot, bps per unit turnover.
+
+    The curve is :func:`huracan.evaluation.metrics.cost_sensitivity`; the breakeven (dashed
+    line) is :func:`huracan.evaluation.metrics.breakeven_bps`, where the compounded net return
+    (not the Sharpe) reaches 0.
+    """
+    curve = cost_sensitivity(net, turnover, periods_per_year, tuple(extra_bps))
+    be = breakeven_bps(net, turnover)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(curve["extra_bps"], curve["sharpe"], marker=".", label="strategy (net Sharpe)")
+    ax.axhline(0.0, color="grey", linewidth=1.0, label="cash (Sharpe 0)")
+    lo, hi = float(np.min(curve["extra_bps"])), float(np.max(curve["extra_bps"]))
+    if np.isfinite(be) and lo <= be <= hi:
+        ax.axvline(be, color="tab:red", linestyle="--", linewidth=1.0,
+                   label=f"breakeven {be:.1f} bps (net return 0)")
+    ax.set_xlabel("extra cost per unit turnover (bps)")
+    ax.set_ylabel("annualised net Sharpe")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig

@@ -11,8 +11,11 @@ does not share the sweep dir.
 
 - :class:`SweepRun`: one MLflow parent run per multirun (``huracan.role=sweep``); every job's run
   is nested under it (the MLflow UI's comparison view of a sweep). At the end the summary table is
-  printed and logged to it (``sweep/summary.csv``, ``sweep/summary.txt``); a sweep that fails (a
-  job raised, so Hydra skips ``on_multirun_end``) still gets its table and ends FAILED (at exit).
+  printed and logged to it (``sweep/summary.csv``, ``sweep/summary.txt``): per candidate its net
+  Sharpe, breakeven cost and net return per scored window beside buy & hold's and cash's rows on
+  the same windows, and a line naming the floor (how many candidates beat cash where they are
+  selected); a sweep that fails (a job raised, so Hydra skips ``on_multirun_end``) still gets its
+  table and ends FAILED (at exit).
 - :class:`MaskSecrets`: rewrites ``.hydra/{config,hydra,overrides}.yaml`` and ``multirun.yaml``
   with URL passwords and secret-named values masked (:func:`huracan.secrets.mask_text`).
 """
@@ -114,11 +117,62 @@ def find_parent_run(sweep_dir: str | Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------- summary table
+#: what every sweep summary compares its candidates with, on the same window: buy & hold (from
+#: each job's ``<window>_buy_hold_sharpe`` / ``<window>_buy_hold_total_return`` metrics, logged
+#: by :func:`huracan.evaluation.diagnostics.window_diagnostics`) and cash (never trade: Sharpe 0,
+#: return 0, no trades, PSR 0)
+BASELINE_STATUS = "baseline"
+BUY_HOLD, CASH = "buy & hold", "cash"
+
+
+def _windows(scheme: str) -> tuple[str, ...]:
+    """The scored windows a job of ``scheme`` reports: OOS for walk-forward, else val and test."""
+    return ("oos",) if scheme == "walk_forward" else ("val", "test")
+
+
+def _baseline_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Buy & hold and cash rows for the successful jobs of each split scheme: one buy & hold
+    row per distinct window (jobs scored on the same bars share one; ``job`` lists the jobs it
+    stands beside, ``all`` when every job of the scheme), none when no job logged buy & hold;
+    one cash row per scheme."""
+    ok = [r for r in results if r.get("status", "ok") == "ok"]
+    rows: list[dict[str, Any]] = []
+    for scheme in dict.fromkeys(str(r.get("scheme", "forward")) for r in ok):
+        group = [r for r in ok if str(r.get("scheme", "forward")) == scheme]
+        prefixes = _windows(scheme)
+        windows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in group:
+            m = r.get("metrics", {})
+            if any(f"{p}_buy_hold_sharpe" in m for p in prefixes):
+                key = tuple(f"{float(m.get(f'{p}_buy_hold_{k}', math.nan)):.12g}"
+                            for p in prefixes for k in ("sharpe", "total_return"))
+                windows.setdefault(key, []).append(r)
+        for members in windows.values():
+            m = members[0]["metrics"]
+            jobs = "all" if len(members) == len(group) else ",".join(
+                str(r.get("job", 0)) for r in members)
+            row: dict[str, Any] = {"job": jobs, "model": BUY_HOLD, "status": BASELINE_STATUS,
+                                   "scheme": scheme}
+            for p in prefixes:
+                row |= {f"{p}_sharpe": m.get(f"{p}_buy_hold_sharpe", math.nan),
+                        f"{p}_return": m.get(f"{p}_buy_hold_total_return", math.nan),
+                        f"{p}_trades": 1}  # one entry, held to the window's end
+            rows.append(row)
+        cash: dict[str, Any] = {"job": "all", "model": CASH, "status": BASELINE_STATUS,
+                                "scheme": scheme}
+        for p in prefixes:
+            cash |= {f"{p}_sharpe": 0.0, f"{p}_return": 0.0, f"{p}_trades": 0, f"{p}_psr": 0.0}
+        rows.append(cash)
+    return rows
+
+
 def summary_frame(results: list[dict[str, Any]], min_trades: int | None = None) -> pd.DataFrame:
     """One row per job: model, status, the selection metric, and for each scored window (val and
-    test for a forward split, OOS for walk-forward) Sharpe, composite, trades, PSR and DSR (when
+    test for a forward split, OOS for walk-forward) the net Sharpe, breakeven cost (bps per unit
+    turnover, ``<window>_breakeven_bps``), net total return, composite, trades, PSR and DSR (when
     the sweep computed it); ``eligible`` (>= ``min_trades`` trades on the selection window);
-    fit seconds."""
+    fit seconds. Then the baselines on the same windows (``status`` = ``baseline``): buy & hold
+    (when the jobs logged it) and cash (see :data:`BUY_HOLD`, :data:`CASH`)."""
     from huracan.evaluation.evidence import eligibility
 
     ok_ids = set(eligibility(results, min_trades).eligible) if min_trades is not None else set()
@@ -134,9 +188,10 @@ def summary_frame(results: list[dict[str, Any]], min_trades: int | None = None) 
         row["scheme"] = r.get("scheme", "forward")
         row["objective"] = r.get("objective", "")
         row["objective_value"] = r.get("objective_value", math.nan)
-        prefixes = ("oos",) if row["scheme"] == "walk_forward" else ("val", "test")
-        for p in prefixes:
+        for p in _windows(row["scheme"]):
             row[f"{p}_sharpe"] = m.get(f"{p}_sharpe", math.nan)
+            row[f"{p}_breakeven_bps"] = m.get(f"{p}_breakeven_bps", math.nan)
+            row[f"{p}_return"] = m.get(f"{p}_total_return", math.nan)
             row[f"{p}_composite"] = m.get(f"{p}_composite_score", math.nan)
             row[f"{p}_trades"] = int(m.get(f"{p}_n_trades", 0))
             row[f"{p}_psr"] = m.get(f"{p}_psr", math.nan)
@@ -149,17 +204,50 @@ def summary_frame(results: list[dict[str, Any]], min_trades: int | None = None) 
         row["fit_s"] = r.get("timings", {}).get("fit", math.nan)
         row["run_id"] = r.get("run_id", "")
         rows.append(row)
-    return pd.DataFrame(rows)
+    rows += _baseline_rows(results)
+    frame = pd.DataFrame(rows)
+    for col in frame.columns:  # counts stay integers beside a failed job's empty cells
+        if col.endswith("_trades") or col == "folds":
+            frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def floor_line(results: list[dict[str, Any]]) -> str:
+    """One line naming the floor of the sweep's selection: how many successful candidates beat
+    cash (net Sharpe > 0 and net total return > 0) on the window they are selected on (the
+    window of their ``objective``: ``val`` forward, ``oos`` walk-forward), and buy & hold there
+    when logged. ``""`` without a successful job."""
+    ok = [r for r in results if r.get("status", "ok") == "ok"]
+    if not ok:
+        return ""
+    parts = []
+    for window in dict.fromkeys(str(r.get("objective", "val_")).split("_", 1)[0] for r in ok):
+        group = [r for r in ok if str(r.get("objective", "val_")).split("_", 1)[0] == window]
+        beat = sum(1 for r in group
+                   if float(r.get("metrics", {}).get(f"{window}_sharpe", math.nan)) > 0
+                   and float(r.get("metrics", {}).get(f"{window}_total_return", math.nan)) > 0)
+        bh = sorted({float(r["metrics"][f"{window}_buy_hold_sharpe"]) for r in group
+                     if f"{window}_buy_hold_sharpe" in r.get("metrics", {})})
+        text = (f"{beat} of {len(group)} candidates beat cash on {window} (net Sharpe > 0 and "
+                "net return > 0)")
+        if bh:
+            text += (f"; buy & hold Sharpe there {bh[0]:.3f}" if len(bh) == 1 else
+                     f"; buy & hold Sharpe there {bh[0]:.3f} to {bh[-1]:.3f}")
+        parts.append(text)
+    return "floor: cash (never trade: Sharpe 0, return 0); " + "; ".join(parts)
 
 
 def format_table(results: list[dict[str, Any]], min_trades: int | None = None) -> str:
-    """The summary as fixed-width text (run ids left out)."""
+    """The summary as fixed-width text (run ids left out), then :func:`floor_line`."""
     frame = summary_frame(results, min_trades)
     if frame.empty:
         return "(no job results)"
     shown = frame.drop(columns=[c for c in ("run_id", "scheme") if c in frame.columns])
-    return str(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}",
-                               na_rep="-"))
+    for col in shown.columns[shown.dtypes == "Int64"]:  # na_rep does not reach pd.NA
+        shown[col] = [("-" if pd.isna(v) else str(v)) for v in shown[col]]
+    table = str(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+    floor = floor_line(results)
+    return f"{table}\n{floor}" if floor else table
 
 
 # ----------------------------------------------------------------------------- evidence

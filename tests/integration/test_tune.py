@@ -33,10 +33,16 @@ def _cmd(tmp: Path, n_trials: int, extra: list[str] = ()) -> list[str]:
             "selection.min_trades=0", *extra]
 
 
+#: one thread per library: on a loaded 2-core machine LightGBM's two threads were 20-30x slower
+#: than one (oversubscription), and this test waits for trials to finish before killing
+THREADS = {"HURACAN_N_JOBS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env
+    return {**env, **THREADS}
 
 
 def _finished(storage: str) -> int:
@@ -51,12 +57,14 @@ def test_a_killed_study_resumes_to_its_trial_count(tmp_path):
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     proc = subprocess.Popen(_cmd(tmp_path, 6), cwd=REPO, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    deadline = time.time() + 900
     while _finished(storage) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
+    exited = proc.poll()
     proc.kill()
     proc.wait()
     done_before = _finished(storage)
+    assert exited is None, f"the study exited ({exited}) before it could be killed"
     assert 2 <= done_before < 6, "the study should be cut short"
     rerun = subprocess.run(_cmd(tmp_path, 6), cwd=REPO, env=_env(), capture_output=True,
                            text=True, timeout=600)

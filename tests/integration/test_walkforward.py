@@ -208,8 +208,10 @@ def test_two_model_sweep_under_the_joblib_launcher(tmp_path, train_cli):
                                                     for r in children)
     summary = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/summary.csv",
                                                     str(tmp_path)))
-    assert sorted(summary.model) == ["lightgbm", "xgboost"]
-    assert set(summary.run_id) == {r.info.run_id for r in children}
+    candidates = summary[summary.status != "baseline"]
+    assert sorted(candidates.model) == ["lightgbm", "xgboost"]
+    assert set(candidates.run_id) == {r.info.run_id for r in children}
+    assert list(summary[summary.status == "baseline"].model)[-1] == "cash"  # the floor, last
     # one gate decision, on the eligible child (>= 30 OOS trades) with the best OOS score,
     # recorded on the parent. Here LightGBM trades 3 times OOS (its higher composite is no
     # evidence) and XGBoost over 30: XGBoost is the one candidate, whatever LightGBM scored

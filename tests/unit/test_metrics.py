@@ -124,3 +124,79 @@ def test_drawdown_counts_the_starting_capital_as_a_peak_like_empyrical():
     r = np.array([-0.05, 0.01, 0.02])
     assert m.max_drawdown(r) == pytest.approx(0.05)
     assert empyrical.max_drawdown(r) == pytest.approx(-0.05)
+
+
+# ----------------------------------------------------------------------------- costs, benchmark
+def test_breakeven_bps_solves_the_compounded_return_exactly():
+    # (1.5 - x)(0.6 - x) = 1  ->  x^2 - 2.1 x - 0.1 = 0  ->  x = (2.1 - sqrt(4.81)) / 2
+    x = (2.1 - math.sqrt(4.81)) / 2  # -0.0465856: a rebate of 465.9 bps per unit turnover
+    assert m.breakeven_bps(np.array([0.5, -0.4]), np.array([1.0, 1.0])) == pytest.approx(
+        1e4 * x, abs=1e-6)
+
+
+def test_breakeven_bps_charges_only_the_traded_bars_and_sits_near_the_first_order_figure():
+    net, turnover = np.array([0.02, 0.01, -0.005]), np.array([1.0, 0.0, 1.0])
+    # (1.02 - x) * 1.01 * (0.995 - x) = 1  ->  x^2 - 2.015 x + (1.0149 - 1/1.01) = 0
+    c = 1.0149 - 1 / 1.01
+    x = (2.015 - math.sqrt(2.015**2 - 4 * c)) / 2  # 0.0123843
+    be = m.breakeven_bps(net, turnover)
+    assert be == pytest.approx(1e4 * x, abs=1e-6)
+    assert np.prod(1 + net - be * 1e-4 * turnover) == pytest.approx(1.0, abs=1e-12)
+    # first order: 1e4 * sum(net) / sum(turnover) = 1e4 * 0.025 / 2 = 125 bps (exact: 123.84)
+    assert 1e4 * net.sum() / turnover.sum() == pytest.approx(125.0)
+    assert abs(be - 125.0) < 2.0
+
+
+def test_breakeven_bps_of_a_strategy_that_breaks_even_is_zero():
+    assert m.breakeven_bps(np.array([0.1, -1 / 11]), np.array([1.0, 1.0])) == pytest.approx(
+        0.0, abs=1e-6)  # 1.1 * (10 / 11) = 1
+
+
+def test_breakeven_bps_is_nan_without_turnover_or_after_a_total_loss():
+    assert math.isnan(m.breakeven_bps(np.array([0.01, 0.02]), np.zeros(2)))
+    # a bar without trading already wiped the account out: no cost brings the return to 0
+    assert math.isnan(m.breakeven_bps(np.array([0.01, -1.0]), np.array([1.0, 0.0])))
+    with pytest.raises(ValueError, match="turnover must be >= 0"):
+        m.breakeven_bps(np.array([0.01]), np.array([-1.0]))
+    with pytest.raises(ValueError, match="returns have 2 bars and turnover 1"):
+        m.breakeven_bps(np.array([0.01, 0.0]), np.array([1.0]))
+
+
+# strategy R = [0.01, -0.02, 0.03, 0.0] against a benchmark B on the same 4 bars
+B = np.array([0.0, -0.01, 0.01, 0.01])
+
+
+def test_excess_return_is_the_annualised_mean_excess_as_in_qlib():
+    # excess = [0.01, -0.01, 0.02, -0.01]: mean 0.0025 per bar * 4 bars a year = 0.01
+    assert m.excess_return(R, B, PPY) == pytest.approx(0.01)
+    # not the difference of compounded returns: 0.019494 - (0.99 * 1.01 * 1.01 - 1) = 0.009595
+    assert m.total_return(R) - m.total_return(B) == pytest.approx(0.009595)
+
+
+def test_information_ratio_hand_computed():
+    # excess deviations from 0.0025: 0.0075, -0.0125, 0.0175, -0.0125
+    # sample var = (5.625e-5 + 1.5625e-4 + 3.0625e-4 + 1.5625e-4) / 3 = 2.25e-4 -> sd 0.015
+    # IR = 0.0025 / 0.015 * sqrt(4) = 0.333333
+    assert m.information_ratio(R, B, PPY) == pytest.approx(1 / 3)
+    assert m.information_ratio(R, R, PPY) == 0.0  # the benchmark itself: no active risk
+    with pytest.raises(ValueError, match="returns have 4 bars and the benchmark 3"):
+        m.information_ratio(R, B[:3], PPY)
+
+
+def test_information_ratio_agrees_with_empyrical_excess_sharpe(real_strategy_returns):
+    empyrical = pytest.importorskip("empyrical")
+    net, bh = real_strategy_returns
+    assert m.information_ratio(net, bh, 8760) == pytest.approx(
+        empyrical.excess_sharpe(net, bh) * math.sqrt(8760), rel=1e-9)
+
+
+def test_cost_sensitivity_charges_the_extra_cost_per_unit_turnover():
+    curve = m.cost_sensitivity(np.array([0.01, 0.01]), np.array([1.0, 0.0]), PPY,
+                               extra_bps=(0.0, 50.0))
+    assert list(curve["extra_bps"]) == [0.0, 50.0]
+    # 0 bps: a constant series scores Sharpe 0 (module convention); total 1.01^2 - 1
+    assert curve["sharpe"][0] == 0.0 and curve["total_return"][0] == pytest.approx(0.0201)
+    # 50 bps on the first bar only: [0.005, 0.01]; mean 0.0075, sd 0.0035355 -> * sqrt(4)
+    assert curve["sharpe"][1] == pytest.approx(0.0075 / math.sqrt(1.25e-5) * 2)
+    assert curve["total_return"][1] == pytest.approx(1.005 * 1.01 - 1)
+    assert len(m.cost_sensitivity(R, np.ones(4), PPY)["sharpe"]) == 51  # 0, 1, ..., 50 bps

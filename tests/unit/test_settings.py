@@ -360,3 +360,21 @@ def test_no_module_repeats_the_selection_or_fee_literals():
                       if isinstance(n, ast.Constant) and n.value == 4e-4
                       and not isinstance(n.value, bool)]
     assert found == []
+
+
+def test_a_test_metric_as_objective_is_refused_naming_the_rule(train_cfg):
+    from huracan.settings import SelectionOnTestError
+    from huracan.tuning import TuneError, check_metric
+
+    cfg = copy.deepcopy(train_cfg["forward"])
+    for ok in ("val_sharpe", "oos_composite_score", None):
+        assert JobSettings.from_dict({**cfg, "objective": ok}).objective == str(ok)
+    with pytest.raises(SelectionOnTestError, match=re.escape(
+            "objective=test_sharpe: never select on test; a selection never looks at test rows, "
+            "use a val_ or oos_ metric")):
+        JobSettings.from_dict({**cfg, "objective": "test_sharpe"})
+    # tune applies the same rule (one copy) under its own key and error class
+    with pytest.raises(TuneError, match=r"tune\.metric=test_sharpe: never select on test"):
+        check_metric("test_sharpe")
+    # a past run is rebuilt as it was logged
+    assert JobSettings.from_logged({**cfg, "objective": "test_sharpe"}).objective == "test_sharpe"

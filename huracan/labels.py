@@ -186,6 +186,41 @@ def forward_return_label(close: pd.Series, horizon: int) -> pd.DataFrame:
     )
 
 
+def open_to_open_label(open_: pd.Series, horizon: int) -> pd.DataFrame:
+    """The forward return aligned to the next-open fill: ``open_{t+1+h} / open_{t+1} - 1``.
+
+    A decision at bar ``t``'s close is filled at ``open_{t+1}``
+    (:mod:`huracan.evaluation.execution`); held ``h`` bars and left at an open, it earns this.
+    ``end_time_t`` = index of bar ``t + 1 + h`` (whose open the label reads), so the label
+    reaches ``h + 1`` bars and the embargo follows it.
+
+    Args:
+        open_: opens of one gap-free segment, shape ``(n,)``, strictly increasing index.
+        horizon: ``h`` in bars, >= 1.
+
+    Returns:
+        DataFrame indexed like ``open_`` with columns ``label`` and ``end_time``; the last
+        ``h + 1`` rows: NaN / NaT.
+
+    Raises:
+        ValueError: ``horizon < 1``; NaN, non-positive opens or a non-increasing index.
+
+    Causality: looks ``h + 1`` bars forward by design (a target, never a feature).
+    """
+    if int(horizon) != horizon or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1 bar, got {horizon}")
+    _check_close(open_)
+    h = int(horizon)
+    entry = open_.shift(-1)
+    return pd.DataFrame(
+        {
+            "label": open_.shift(-(h + 1)) / entry - 1.0,
+            "end_time": open_.index.to_series(index=open_.index).shift(-(h + 1)),
+        },
+        index=open_.index,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # CUSUM filter
 # --------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 #: the evaluator per split scheme
 _SCHEMES = {
-    "forward": lambda fs, outs, bt, tf, title, rule, min_eval_bars:
-        stages.evaluate_forward(fs, outs[-1], bt, tf, title, rule, min_eval_bars),
+    "forward": lambda fs, outs, bt, tf, title, rule, min_eval_bars, bars:
+        stages.evaluate_forward(fs, outs[-1], bt, tf, title, rule, min_eval_bars, bars),
     "walk_forward": stages.evaluate_walk_forward,
 }
 
@@ -161,6 +161,9 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
                 fs = stages.build_features(candles, timeframe, settings.features, columns,
                                            label=settings.label, sources=sources)
             folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
+        with timer("execution"):  # the market of every row, built once (fills, costs, funding)
+            inputs = stages.execution_inputs(settings.backtest, data, candles, settings.db_url)
+            bars = stages.run_bars(fs, settings.backtest, timeframe, inputs)
         last = folds[-1]
         log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
                  "train/val/%s = %d/%d/%d rows (embargo %d bars)", len(candles), len(fs.frame),
@@ -199,7 +202,7 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         with timer("backtest"):
             evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
                                               run_name, rule,
-                                              int(settings.registry.min_eval_bars))
+                                              int(settings.registry.min_eval_bars), bars)
         regime_metrics: dict[str, Any] = {}
         if settings.regime.kind != "none":
             with timer("regime"):
@@ -257,8 +260,7 @@ def add_regime_evidence(settings: JobSettings, fs: FeatureSet, folds: list[Any],
         rows = index.get_indexer(pd.DatetimeIndex(res.returns["timestamp"]))
         res.returns["regime"] = result.regimes[rows]
         flat, table = regime_evidence(window, res.returns, result.regimes[rows],
-                                      bars_per_year(timeframe), rs.min_bars,
-                                      settings.backtest.fee)
+                                      bars_per_year(timeframe), rs.min_bars)
         ev.metrics.update(flat)
         nested[window] = table
     if ev.eval_window is not None:
@@ -328,7 +330,8 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     from huracan.serving.bundle import serving_bundle
 
     serving = serving_bundle(settings, fs, outcomes[-1], ev.reports, fitted.model,
-                             mlflow.active_run().info.run_id)  # type: ignore[union-attr]
+                             mlflow.active_run().info.run_id,  # type: ignore[union-attr]
+                             bars=ev.bars)
     return tracking.log_model(fitted.model, fitted.scaler, example, serving)
 
 

@@ -183,6 +183,9 @@ class DataSettings:
         timeframe: bar size the job trains on (``1h``); finer candles are resampled.
         quality_log: JSON-lines data-quality log (``None``: no log).
         allow_degraded: train even when critical expectations fail (logged).
+        fine_path: an OHLCV file of the same symbol at a finer timeframe, read by
+            ``backtest.fill=delay`` (``None``: ``path`` itself when finer than ``timeframe``,
+            else the candle lake; :func:`huracan.stages.fine_series`).
     """
 
     path: str
@@ -190,6 +193,7 @@ class DataSettings:
     timeframe: str
     quality_log: str | None = None
     allow_degraded: bool = False
+    fine_path: str | None = None
 
 
 @dataclass(frozen=True)

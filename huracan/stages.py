@@ -29,8 +29,16 @@ from huracan.data.quality import JsonlQualitySink
 from huracan.data.validate import validate_for_training
 from huracan.db.migrate import SchemaNotCurrentError, require_current_schema
 from huracan.evaluation import plots
-from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
-from huracan.evaluation.evidence import lagged_execution, window_evidence
+from huracan.evaluation.backtest import BacktestConfig, BacktestResult
+from huracan.evaluation.evidence import window_evidence
+from huracan.evaluation.execution import (
+    ExecutionInputError,
+    MarketBars,
+    bars_frame,
+    diagnostics,
+    execute,
+    market_bars,
+)
 from huracan.evaluation.explain import ShapResult
 from huracan.evaluation.explain import explain as shap_explain
 from huracan.evaluation.metrics import compute_metrics
@@ -39,6 +47,7 @@ from huracan.features.build import (
     LABEL,
     LABEL_END,
     NEXT_RETURN,
+    PRICE_COLUMNS,
     FeatureConfig,
     FeatureSet,
     LabelConfig,
@@ -198,6 +207,140 @@ def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfi
             raise ValueError(f"selected feature(s) {missing} are not built by the configuration")
         fs = replace(fs, feature_names=list(columns))
     return fs
+
+
+# ----------------------------------------------------------------------------- execution
+def is_perpetual(symbol: str | None) -> bool:
+    """A ccxt unified perpetual symbol (``BTC/USDT:USDT``): settled in a quote currency."""
+    return bool(symbol) and ":" in str(symbol)
+
+
+@dataclass
+class ExecutionInputs:
+    """What the execution model reads besides the feature frame (:func:`execution_inputs`):
+    funding settlements (``timestamp, funding_rate``) of a perpetual, the finer series of
+    ``fill=delay`` (``timestamp, close``, at ``fine_timeframe``), and notes on what was
+    assumed."""
+
+    perpetual: bool = False
+    funding: pd.DataFrame | None = None
+    fine: pd.DataFrame | None = None
+    fine_timeframe: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def lake_root() -> str:
+    """The candle lake's directory: ``HURACAN_LAKE`` (the nightly's ``nightly.lake``), else
+    ``data/lake``."""
+    import os
+
+    return os.environ.get("HURACAN_LAKE", "data/lake")
+
+
+def fine_series(data: DataSettings, start: pd.Timestamp, end: pd.Timestamp
+                ) -> tuple[pd.DataFrame, str]:
+    """The finer candles of ``data.symbol`` for ``fill=delay``, ``(candles, timeframe)``, from
+    the first of: ``data.fine_path``; ``data.path`` itself when its bars are finer than
+    ``data.timeframe`` (the shipped 5m samples resampled to 1h); the candle lake
+    (:func:`lake_root`, the finest stored series of the symbol finer than the timeframe).
+
+    Raises:
+        ExecutionInputError: none of them holds a series finer than ``data.timeframe`` (one
+            line naming where it looked).
+        DataValidationError: ``data.fine_path`` breaks a rule.
+    """
+    from huracan.data.lake import CandleLake
+
+    bar = timeframe_to_timedelta(data.timeframe)
+    for path in (data.fine_path, data.path):
+        if not path:
+            continue
+        candles, tf = load_ohlcv(path, None, symbol=data.symbol)
+        if timeframe_to_timedelta(tf) < bar:
+            return candles, tf
+        if path == data.fine_path:
+            raise ExecutionInputError(
+                f"data.fine_path {path} holds {tf} bars, not finer than data.timeframe="
+                f"{data.timeframe}: backtest.fill=delay needs a finer series")
+    lake = CandleLake(lake_root())
+    finer = [(timeframe_to_timedelta(tf), ex, tf) for ex, sym, tf in lake.series()
+             if sym in (data.symbol, data.symbol.replace("/", "-").replace(":", "_"))
+             and timeframe_to_timedelta(tf) < bar]
+    for _, exchange, tf in sorted(finer):
+        candles = lake.read(exchange, data.symbol, tf, start=start, end=end)
+        if len(candles):
+            return candles, tf
+    raise ExecutionInputError(
+        f"backtest.fill=delay needs a series of {data.symbol} finer than {data.timeframe}: none "
+        f"in data.fine_path (unset), data.path ({data.path}) or the lake at {lake_root()}")
+
+
+def execution_inputs(cfg: BacktestConfig, data: DataSettings, candles: pd.DataFrame,
+                     db_url: str | None = None) -> ExecutionInputs:
+    """Funding and the finer series the backtest settings ask for (the I/O of the execution
+    model, done once per job).
+
+    - ``backtest.funding=auto`` on a perpetual symbol: its settlements from the brain store of
+      ``db_url`` when the store is migrated and holds any for the period (else none, noted);
+    - ``backtest.fill=delay``: :func:`fine_series`.
+
+    Raises:
+        ValueError: ``fill=delay`` without a finer series.
+    """
+    out = ExecutionInputs(perpetual=is_perpetual(data.symbol))
+    bar = timeframe_to_timedelta(data.timeframe)
+    start, end = candles["timestamp"].min(), candles["timestamp"].max() + 2 * bar
+    if cfg.funding == "auto" and out.perpetual:
+        out.funding = _store_funding(data.symbol, start, end, db_url, out.notes)
+    if cfg.fill == "delay":
+        out.fine, out.fine_timeframe = fine_series(data, start, end + pd.Timedelta(cfg.latency))
+    return out
+
+
+def _store_funding(symbol: str, start: pd.Timestamp, end: pd.Timestamp, db_url: str | None,
+                   notes: list[str]) -> pd.DataFrame | None:
+    """Funding settlements of ``symbol`` from the brain store, or None with a note why not."""
+    if not db_url:
+        notes.append("backtest.funding=auto: no brain store (db.url): no funding charged")
+        return None
+    from huracan.db.queries import funding_frame
+    from huracan.db.session import make_engine, safe_url
+
+    engine = make_engine(db_url)
+    try:
+        try:
+            require_current_schema(engine)
+        except SchemaNotCurrentError as exc:
+            notes.append(f"backtest.funding=auto: brain store {safe_url(db_url)} is not usable "
+                         f"({exc}): no funding charged")
+            return None
+        frame = funding_frame(engine, symbol.split(":")[0], start, end)  # store: BTC/USDT
+    finally:
+        engine.dispose()
+    if frame is None or len(frame) == 0:
+        notes.append(f"backtest.funding=auto: the brain store holds no funding of {symbol} "
+                     "for the period: no funding charged")
+        return None
+    return frame[["timestamp", "funding_rate"]].drop_duplicates("timestamp")
+
+
+def run_bars(fs: FeatureSet, cfg: BacktestConfig, timeframe: str,
+             inputs: ExecutionInputs | None = None) -> MarketBars:
+    """The :class:`~huracan.evaluation.execution.MarketBars` of every row of ``fs.frame``
+    (:func:`huracan.evaluation.execution.market_bars`), built once per job; backtests take
+    their rows' slice (:meth:`MarketBars.take`). Without ``inputs``: a spot market, no funding.
+
+    Raises:
+        ValueError: a column the settings need is missing, or ``fill=delay`` without a finer
+            series covering the rows.
+    """
+    inputs = inputs or ExecutionInputs()
+    bars = market_bars(fs.frame, cfg, bars_per_year(timeframe), perpetual=inputs.perpetual,
+                       funding=inputs.funding, fine=inputs.fine,
+                       fine_timeframe=inputs.fine_timeframe)
+    if inputs.notes:
+        bars = replace(bars, notes=(*bars.notes, *inputs.notes))
+    return bars
 
 
 # ----------------------------------------------------------------------------- fit + predict
@@ -434,6 +577,7 @@ class Evaluation:
         scored: name of the window the run is judged on (``test`` or ``oos``).
         evidence: per window, :class:`huracan.evaluation.evidence.WindowEvidence` as a dict
             (bars, trades, per-bar Sharpe, moments, PSR); the metrics carry ``<window>_psr``.
+        bars: the market bars of every feature row the backtests were run on.
     """
 
     metrics: dict[str, float]
@@ -444,18 +588,21 @@ class Evaluation:
     figures: dict[str, Callable[[], Figure]] = field(default_factory=dict)
     eval_window: pd.DataFrame | None = None
     scored: str = "test"
+    bars: MarketBars | None = None
 
 
-def _with_evidence(name: str, result: BacktestResult, metrics: dict[str, float],
-                   evidence: dict[str, dict[str, Any]], fee: float, ppy: float) -> None:
+def _with_evidence(name: str, result: BacktestResult, bars: MarketBars,
+                   metrics: dict[str, float], evidence: dict[str, dict[str, Any]], fee: float,
+                   ppy: float) -> None:
+    """PSR and bars of a scored window, and its diagnostics through the execution model:
+    ``<name>_sharpe_close`` / ``_total_return_close`` (the same positions filled at the close,
+    fee only) and ``<name>_sharpe_lag1`` / ``_total_return_lag1`` (one bar later)."""
     ev = window_evidence(result.returns["strategy_return"].to_numpy(), result.metrics.n_trades)
     metrics[f"{name}_psr"] = ev.psr
     metrics[f"{name}_bars"] = float(ev.bars)
-    lag = lagged_execution(result.returns["position"].to_numpy(),
-                           result.returns["asset_return"].to_numpy(), fee, ppy)
-    metrics[f"{name}_sharpe_lag1"] = lag["sharpe"]
-    metrics[f"{name}_total_return_lag1"] = lag["total_return"]
-    evidence[name] = ev.as_dict()
+    for key, value in diagnostics(result, bars, ppy, fee).items():
+        metrics[f"{name}_{key}"] = value
+    evidence[name] = ev.as_dict() | {"execution": result.execution}
 
 
 def _rows(fs: FeatureSet, rows: range | np.ndarray) -> pd.DataFrame:
@@ -463,32 +610,46 @@ def _rows(fs: FeatureSet, rows: range | np.ndarray) -> pd.DataFrame:
         fs.frame.iloc[rows.start : rows.stop]
 
 
+def _take(bars: MarketBars, rows: range | np.ndarray) -> MarketBars:
+    return bars.take(rows)
+
+
 def rule_input(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
-               timeframe: str | None = None) -> RuleInput:
+               timeframe: str | None = None, bars: MarketBars | None = None) -> RuleInput:
     """What a trading rule sees of feature rows ``rows``: forecasts, returns, labels, the bars'
-    prices, gap flags (with ``timeframe``) and the model's (unscaled) features."""
+    prices, gap flags (with ``timeframe``), the model's (unscaled) features and, with ``bars``
+    (the :func:`run_bars` of every row), the market of these rows (what a rule fitted on them
+    is scored with)."""
     frame = _rows(fs, rows)
     idx = pd.DatetimeIndex(frame.index)
-    price = {c: frame[c].to_numpy(np.float64) if c in frame else None
-             for c in ("bar_close", "bar_high", "bar_low")}
+    price = {c: frame[c].to_numpy(np.float64) if c in frame else None for c in PRICE_COLUMNS}
     return RuleInput(timestamps=idx, forecast=np.asarray(predictions, dtype=np.float64),
                      next_return=frame[NEXT_RETURN].to_numpy(np.float64),
                      label=frame[LABEL].to_numpy(np.float64), close=price["bar_close"],
                      high=price["bar_high"], low=price["bar_low"],
                      starts=None if timeframe is None else gap_starts(idx, timeframe),
-                     features=frame[list(fs.feature_names)].to_numpy(np.float64))
+                     features=frame[list(fs.feature_names)].to_numpy(np.float64),
+                     bars=None if bars is None else _take(bars, rows))
 
 
 def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndarray,
                   cfg: BacktestConfig, periods_per_year: float,
                   positions: np.ndarray | None = None,
-                  exit_reasons: np.ndarray | None = None) -> BacktestResult:
-    """Backtest ``predictions`` of feature rows ``rows`` (positions into ``fs.frame``); with
-    ``positions`` (a trading rule's) they are traded as given."""
+                  exit_reasons: np.ndarray | None = None,
+                  bars: MarketBars | None = None) -> BacktestResult:
+    """Execute the positions of feature rows ``rows`` (positions into ``fs.frame``): a trading
+    rule's ``positions`` as given, else the sign of ``predictions`` beyond
+    ``cfg.threshold``; on ``bars`` (the :func:`run_bars` of every row; default: built from
+    ``fs.frame`` with ``cfg`` for a spot market without funding)."""
+    from huracan.evaluation.backtest import positions_from_forecast
+
     frame = _rows(fs, rows)
-    return run_backtest(pd.DatetimeIndex(frame.index), predictions,
-                        frame[NEXT_RETURN].to_numpy(), frame[LABEL].to_numpy(), cfg,
-                        periods_per_year, positions=positions, exit_reasons=exit_reasons)
+    if bars is None:
+        bars = market_bars(fs.frame, cfg, periods_per_year)
+    if positions is None:
+        positions = positions_from_forecast(predictions, cfg.threshold, cfg.long_only)
+    return execute(positions, _take(bars, rows), periods_per_year, predictions=predictions,
+                   labels=frame[LABEL].to_numpy(np.float64), exit_reasons=exit_reasons)
 
 
 def default_rule(cfg: BacktestConfig) -> Rule:
@@ -497,7 +658,7 @@ def default_rule(cfg: BacktestConfig) -> Rule:
 
 
 def eval_window(fs: FeatureSet, rows: np.ndarray, predictions: np.ndarray, folds: np.ndarray,
-                min_bars: int = 0) -> pd.DataFrame:
+                min_bars: int = 0, bars: MarketBars | None = None) -> pd.DataFrame:
     """The bars a run is judged on, as out-of-sample forecasts (the registry gate's window).
 
     The scored bars are the last ``max(min_bars, bars of the last fold)`` of ``rows`` (a forward
@@ -511,11 +672,15 @@ def eval_window(fs: FeatureSet, rows: np.ndarray, predictions: np.ndarray, folds
         predictions: the run's forecast of each row (forward return, fraction), shape ``(n,)``.
         folds: the fold whose model made each forecast, shape ``(n,)``.
         min_bars: bars to keep at least (``registry.min_eval_bars``), when there are as many.
+        bars: the run's market bars of every row of ``fs.frame`` (:func:`run_bars`): their
+            ``exec_*`` columns are kept with the window so it is re-scored on exactly the
+            run's execution (fills, costs, funding).
 
     Returns:
-        unscaled rows: ``timestamp``, every feature, ``label``, ``next_return``, ``split``
-        (``context``/``test``), ``prediction`` (NaN on context rows) and ``fold`` (nullable
-        integer, ``<NA>`` on context rows).
+        unscaled rows: ``timestamp``, every feature, the :data:`NON_FEATURES` (``label``,
+        ``next_return``, ``next_open``, ``bar_volume``...), ``split`` (``context``/``test``),
+        ``prediction`` (NaN on context rows), ``fold`` (nullable integer, ``<NA>`` on context
+        rows) and, with ``bars``, :func:`huracan.evaluation.execution.bars_frame`'s columns.
 
     Raises:
         ValueError: ``rows``, ``predictions`` and ``folds`` differ in length, or are empty.
@@ -531,6 +696,8 @@ def eval_window(fs: FeatureSet, rows: np.ndarray, predictions: np.ndarray, folds
     start = max(0, int(rows[0]) - EVAL_CONTEXT_ROWS)
     stop = int(rows[-1]) + 1
     frame = fs.frame.iloc[start:stop].reset_index()
+    if bars is not None:
+        frame = pd.concat([frame, bars_frame(bars.take(slice(start, stop)))], axis=1)
     at = rows - start
     scored = np.zeros(len(frame), dtype=bool)
     scored[at] = True
@@ -544,41 +711,46 @@ def eval_window(fs: FeatureSet, rows: np.ndarray, predictions: np.ndarray, folds
 
 def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
                      timeframe: str, title: str, rule: Rule | None = None,
-                     min_eval_bars: int = 0) -> Evaluation:
+                     min_eval_bars: int = 0, bars: MarketBars | None = None) -> Evaluation:
     """Backtest the validation and test predictions of a forward split through the trading
     ``rule`` (fitted on the validation predictions only); metrics ``val_*`` and ``test_*``;
     artifacts ``backtest/returns.parquet`` (test), ``backtest/trades.parquet``,
     ``backtest/val_returns.parquet``, ``rule/fit.json`` and the equity/drawdown plots; the
     evaluation window holds the test bars with their forecasts (``min_eval_bars`` is
-    :func:`eval_window`'s, the test bars being the last fold's)."""
+    :func:`eval_window`'s, the test bars being the last fold's). Every return comes from the
+    execution model on ``bars`` (:func:`run_bars`; default: built from ``fs.frame``)."""
     ppy = bars_per_year(timeframe)
     fold = outcome.fold
     rule = rule or default_rule(cfg)
-    fitted = rule.fit(rule_input(fs, fold.val, outcome.predictions["val"], timeframe), cfg, ppy)
+    bars = bars if bars is not None else run_bars(fs, cfg, timeframe)
+    fitted = rule.fit(rule_input(fs, fold.val, outcome.predictions["val"], timeframe, bars),
+                      cfg, ppy)
     results = {}
     for name in ("val", "test"):
         rows = getattr(fold, name)
         rp = fitted.positions(rule_input(fs, rows, outcome.predictions[name], timeframe))
         results[name] = backtest_rows(fs, rows, outcome.predictions[name], cfg, ppy,
-                                      rp.positions, rp.exit_reasons)
+                                      rp.positions, rp.exit_reasons, bars)
     metrics: dict[str, float] = {}
     evidence: dict[str, dict[str, Any]] = {}
     for name, res in results.items():
         metrics.update(res.metrics.as_dict(f"{name}_"))
-        _with_evidence(name, res, metrics, evidence, cfg.fee, ppy)
+        rows = getattr(fold, name)
+        _with_evidence(name, res, _take(bars, rows), metrics, evidence, cfg.fee, ppy)
     figures = {f"plots/equity_drawdown_{name}.png":
-               _equity_plot(results[name].returns, f"{title} {name} (net of fees)")
+               _equity_plot(results[name].returns, f"{title} {name} (net of costs)")
                for name in ("val", "test")}
     return Evaluation(
-        metrics=metrics, results=results, evidence=evidence,
-        reports={"rule/fit.json": {"rule": rule.kind, **fitted.fit_report_}},
+        metrics=metrics, results=results, evidence=evidence, bars=bars,
+        reports={"rule/fit.json": {"rule": rule.kind, **fitted.fit_report_},
+                 "backtest/execution.json": bars.describe()},
         frames={"backtest/returns.parquet": results["test"].returns,
                 "backtest/trades.parquet": results["test"].trades,
                 "backtest/val_returns.parquet": results["val"].returns},
         figures=figures, scored="test",
         eval_window=eval_window(fs, np.arange(fold.test.start, fold.test.stop),
                                 outcome.predictions["test"],
-                                np.full(len(fold.test), fold.index), min_eval_bars))
+                                np.full(len(fold.test), fold.index), min_eval_bars, bars))
 
 
 def _equity_plot(returns: pd.DataFrame, title: str,
@@ -588,48 +760,52 @@ def _equity_plot(returns: pd.DataFrame, title: str,
 
 def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: BacktestConfig,
                           timeframe: str, title: str, rule: Rule | None = None,
-                          min_eval_bars: int = 0) -> Evaluation:
+                          min_eval_bars: int = 0, bars: MarketBars | None = None) -> Evaluation:
     """Stitch the OOS predictions of every fold into one series and backtest it once.
 
     Metrics ``oos_*`` (same definitions as ``val_*``/``test_*``) come from the stitched series;
     the per-fold table slices it (a fold's Sharpe from its bars' net returns, its trades = those
-    entered in its OOS step). Artifacts: ``backtest/oos_returns.parquet`` (timestamp, fold,
-    prediction, position, asset_return, turnover, strategy_return),
+    entered in its OOS step). Artifacts: ``backtest/oos_returns.parquet`` (the columns of
+    :func:`huracan.evaluation.execution.execute` with ``fold``),
     ``backtest/oos_trades.parquet``, ``walkforward/folds.parquet`` and the OOS equity/drawdown
     plot with fold boundaries marked. The evaluation window holds the last ``max(min_eval_bars,
-    last OOS step)`` stitched OOS bars with their forecasts (:func:`eval_window`).
+    last OOS step)`` stitched OOS bars with their forecasts (:func:`eval_window`). Every return
+    comes from the execution model on ``bars`` (:func:`run_bars`; default: built from
+    ``fs.frame``).
     """
     ppy = bars_per_year(timeframe)
     rule = rule or default_rule(cfg)
+    bars = bars if bars is not None else run_bars(fs, cfg, timeframe)
     rows = np.concatenate([np.arange(o.fold.test.start, o.fold.test.stop) for o in outcomes])
     preds = np.concatenate([o.predictions["test"] for o in outcomes])
     fold_ids = np.concatenate([np.full(len(o.fold.test), o.fold.index) for o in outcomes])
     positions, reasons, fits = [], [], []
     for o in outcomes:  # each fold's rule is fitted on that fold's validation predictions
         val = o.predictions.get("val")
-        fitted = rule.fit(rule_input(fs, o.fold.val, val, timeframe), cfg, ppy) \
+        fitted = rule.fit(rule_input(fs, o.fold.val, val, timeframe, bars), cfg, ppy) \
             if val is not None else rule
         rp = fitted.positions(rule_input(fs, o.fold.test, o.predictions["test"], timeframe))
         positions.append(rp.positions)
         reasons.append(rp.exit_reasons)
         fits.append({"fold": o.fold.index, **fitted.fit_report_})
     result = backtest_rows(fs, rows, preds, cfg, ppy, np.concatenate(positions),
-                           np.concatenate(reasons))
+                           np.concatenate(reasons), bars)
     result.returns.insert(1, "fold", fold_ids)
     folds = fold_table(fs, outcomes, result, ppy)
     starts = [pd.Timestamp(fs.frame.index[o.fold.test.start]) for o in outcomes[1:]]
     metrics = result.metrics.as_dict("oos_") | {"oos_n_folds": float(len(outcomes))}
     evidence: dict[str, dict[str, Any]] = {}
-    _with_evidence("oos", result, metrics, evidence, cfg.fee, ppy)
+    _with_evidence("oos", result, _take(bars, rows), metrics, evidence, cfg.fee, ppy)
     return Evaluation(
-        metrics=metrics, results={"oos": result}, evidence=evidence,
-        reports={"rule/fit.json": {"rule": rule.kind, "folds": fits}},
+        metrics=metrics, results={"oos": result}, evidence=evidence, bars=bars,
+        reports={"rule/fit.json": {"rule": rule.kind, "folds": fits},
+                 "backtest/execution.json": bars.describe()},
         frames={"backtest/oos_returns.parquet": result.returns,
                 "backtest/oos_trades.parquet": result.trades,
                 "walkforward/folds.parquet": folds},
         figures={"plots/equity_drawdown_oos.png":
-                 _equity_plot(result.returns, f"{title} walk-forward OOS (net of fees)", starts)},
-        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars), scored="oos")
+                 _equity_plot(result.returns, f"{title} walk-forward OOS (net of costs)", starts)},
+        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars, bars), scored="oos")
 
 
 def fold_table(fs: FeatureSet, outcomes: Sequence[FoldOutcome], stitched: BacktestResult,

@@ -64,11 +64,15 @@ def _sweep_context(hc: Any) -> tuple[str | None, str | None]:
 def _unusable_input(exc: BaseException, settings_built: bool) -> bool:
     """Whether a job's failure is its input's fault (told in one line) rather than a fault of the
     code (told with Hydra's traceback): a data file breaking a rule, or a config value the
-    typed settings refuse (raised before any training), or a brain store not at the newest
-    migration."""
+    typed settings refuse (raised before any training), a brain store not at the newest
+    migration, or market data the execution model needs and does not have (e.g. no finer
+    series for ``backtest.fill=delay``)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    return isinstance(exc, (DataValidationError, SchemaNotCurrentError)) or (
+    from huracan.evaluation.execution import ExecutionInputError
+
+    return isinstance(exc, (DataValidationError, SchemaNotCurrentError,
+                            ExecutionInputError)) or (
         not settings_built and isinstance(
         exc, (ValueError, TypeError, KeyError, OmegaConfBaseException)))
 

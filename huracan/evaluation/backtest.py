@@ -1,47 +1,122 @@
-"""Vectorised bar-by-bar backtest of a forecast: signal -> position -> net returns -> trades.
+"""The backtest's settings and result types, and the default signal -> position rule.
 
-Timing: the forecast of row t is made at the close of bar t; the position is held over the next
-bar and earns ``next_return[t] = close_{t+1} / close_t - 1``. Fees are charged per unit of turnover
-``|position_t - position_{t-1}|`` at the bar where the position changes (a long-to-short flip pays
-twice); the series starts flat.
+The execution model itself (fills, costs, funding, trades) lives in
+:mod:`huracan.evaluation.execution`, the one module every return in Huracan comes from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from huracan.evaluation.metrics import TradingMetrics, compute_metrics
+from huracan.evaluation.metrics import TradingMetrics
+
+#: fill modes of ``backtest.fill`` (:mod:`huracan.evaluation.execution`)
+FILLS = ("next_open", "close", "delay")
+#: half-spread estimators ``backtest.half_spread`` may name
+SPREAD_ESTIMATORS = ("abdi_ranaldo", "corwin_schultz")
+#: what ``backtest.funding`` may be
+FUNDING_MODES = ("auto", "none")
 
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """Attributes:
-    threshold: minimum |forecast| (a return, fraction) to take a position; below it, flat.
-    fee: cost per unit of turnover, fraction (0.0004 = 0.04 % taker).
-    long_only: map short signals to flat.
+    """How positions are taken and filled, and what trading costs (the ``backtest`` group).
+
+    Attributes:
+        threshold: minimum |forecast| (a return, fraction) to take a position; below it, flat.
+        fee: exchange fee per unit of turnover, fraction (0.0004 = 0.04 %, Binance taker).
+        long_only: map short signals to flat.
+        fill: ``next_open`` (filled at the next bar's open, the default), ``close`` (at the
+            signal bar's close: a diagnostic) or ``delay`` (at the close of the first bar of a
+            finer series ``latency`` after the signal bar's close).
+        latency: the delay of ``fill=delay``, a duration (``5m``, ``30s``), >= 0.
+        half_spread: half the bid-ask spread paid per unit of turnover: a constant in basis
+            points, or an estimator name (``abdi_ranaldo``, ``corwin_schultz``) estimating it
+            per bar from the candles over the trailing ``spread_window`` bars.
+        spread_window: bars of the trailing windows of the spread estimators and of the
+            volatility and volume of the impact term, >= 2.
+        slippage_bps: extra cost per unit of turnover, basis points.
+        funding: ``auto`` (a perpetual's funding settlements from the brain store, when it
+            holds them) or ``none``.
+        borrow_rate: annual borrow rate of a short on a spot market, fraction (0.05 = 5 %
+            a year), charged per bar held; 0 on perpetuals (funding instead).
+        notional: the account size in quote currency for the square-root impact term; None:
+            no impact.
+        impact_coef: the square-root law's coefficient (Almgren et al. 2005), >= 0.
+
+    Raises:
+        ValueError: a value out of range or an unknown mode (one line naming the key).
     """
 
     threshold: float = 0.0
     fee: float = 0.0004
     long_only: bool = False
+    fill: str = "next_open"
+    latency: str = "5m"
+    half_spread: float | str = 1.0
+    spread_window: int = 168
+    slippage_bps: float = 1.0
+    funding: str = "auto"
+    borrow_rate: float = 0.05
+    notional: float | None = None
+    impact_coef: float = 1.0
 
     def __post_init__(self) -> None:
         if self.threshold < 0 or self.fee < 0:
             raise ValueError("backtest.threshold and backtest.fee must be >= 0")
+        if self.fill not in FILLS:
+            raise ValueError(f"backtest.fill must be one of {', '.join(FILLS)}, got "
+                             f"{self.fill!r}")
+        try:
+            latency = pd.Timedelta(str(self.latency))
+        except ValueError:
+            raise ValueError(f"backtest.latency must be a duration such as 5m or 30s, got "
+                             f"{self.latency!r}") from None
+        if latency < pd.Timedelta(0):
+            raise ValueError(f"backtest.latency must be >= 0, got {self.latency!r}")
+        half = self.half_spread
+        if isinstance(half, str):
+            try:
+                half = float(half)
+            except ValueError:
+                if half not in SPREAD_ESTIMATORS:
+                    raise ValueError(f"backtest.half_spread must be a number of basis points "
+                                     f"or one of {', '.join(SPREAD_ESTIMATORS)}, got "
+                                     f"{half!r}") from None
+        if not isinstance(half, str):
+            if isinstance(half, bool) or not float(half) >= 0:
+                raise ValueError(f"backtest.half_spread must be >= 0 bps, got {half!r}")
+            half = float(half)
+        object.__setattr__(self, "half_spread", half)
+        if int(self.spread_window) < 2:
+            raise ValueError(f"backtest.spread_window must be >= 2 bars, got "
+                             f"{self.spread_window}")
+        object.__setattr__(self, "spread_window", int(self.spread_window))
+        for name in ("slippage_bps", "borrow_rate", "impact_coef"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"backtest.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.funding not in FUNDING_MODES:
+            raise ValueError(f"backtest.funding must be auto or none, got {self.funding!r}")
+        if self.notional is not None and not float(self.notional) > 0:
+            raise ValueError(f"backtest.notional must be > 0 (quote currency) or null, got "
+                             f"{self.notional!r}")
 
 
 @dataclass
 class BacktestResult:
-    """Per-bar ``returns`` (timestamp, prediction, position, asset_return, turnover,
-    strategy_return, label) and one row per trade in ``trades`` (entry_time, exit_time, side, bars,
-    return), plus the metrics computed from them."""
+    """Per-bar ``returns`` (:data:`huracan.evaluation.execution.RETURN_COLUMNS`), one row per
+    trade in ``trades`` (entry_time, exit_time, side, bars, return, exit_reason), the metrics
+    computed from them and ``execution``: what the execution model charged (fill, cost in bps,
+    notes; :meth:`huracan.evaluation.execution.MarketBars.describe`)."""
 
     returns: pd.DataFrame
     trades: pd.DataFrame
     metrics: TradingMetrics
+    execution: dict[str, Any] = field(default_factory=dict)
 
 
 def positions_from_forecast(
@@ -54,94 +129,3 @@ def positions_from_forecast(
         pos = np.maximum(pos, 0.0)
     return pos
 
-
-def extract_trades(
-    timestamps: pd.DatetimeIndex, position: np.ndarray, gross: np.ndarray, fee: float,
-    exit_reasons: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """A trade is a maximal run of bars holding one non-zero position.
-
-    Trade return = ``(1 - fee*|p|) * prod(1 + gross) * (1 - fee*|p|) - 1``: the entry fee, the
-    bars' gross returns, and the exit fee when the trade closes inside the window (a trade still
-    open at the end is marked to market without an exit fee). ``exit_time`` is the open time of the
-    last bar held. ``exit_reason``: ``exit_reasons[e]`` of the trade's last bar ``e`` when given
-    and non-empty (a trading rule's reason: ``upper``, ``lower``, ``time``...), else ``signal``
-    (the position changed), or ``end_of_data`` for a trade still open at the end.
-    """
-    pos = np.asarray(position, dtype=np.float64)
-    n = len(pos)
-    change = np.flatnonzero(np.diff(np.concatenate([[0.0], pos])) != 0)
-    starts = [i for i in change if pos[i] != 0]
-    rows = []
-    for s in starts:
-        e = s
-        while e + 1 < n and pos[e + 1] == pos[s]:
-            e += 1
-        size = abs(pos[s])
-        ret = (1 - fee * size) * np.prod(1.0 + gross[s : e + 1])
-        if e + 1 < n:
-            ret *= 1 - fee * size
-        if e + 1 >= n:
-            reason = "end_of_data"
-        elif exit_reasons is not None and str(exit_reasons[e]):
-            reason = str(exit_reasons[e])
-        else:
-            reason = "signal"
-        rows.append({
-            "entry_time": timestamps[s],
-            "exit_time": timestamps[e],
-            "side": "long" if pos[s] > 0 else "short",
-            "bars": e - s + 1,
-            "return": ret - 1.0,
-            "exit_reason": reason,
-        })
-    cols = ["entry_time", "exit_time", "side", "bars", "return", "exit_reason"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def run_backtest(
-    timestamps: pd.DatetimeIndex,
-    predictions: np.ndarray,
-    next_return: np.ndarray,
-    actual_label: np.ndarray,
-    cfg: BacktestConfig,
-    periods_per_year: float,
-    positions: np.ndarray | None = None,
-    exit_reasons: np.ndarray | None = None,
-) -> BacktestResult:
-    """Backtest ``predictions`` and compute :class:`TradingMetrics`.
-
-    Args:
-        timestamps: bar open times, shape ``(n,)``.
-        predictions: forecast forward return per bar, fraction, shape ``(n,)``.
-        next_return: simple return of the following bar, fraction, shape ``(n,)``.
-        actual_label: realised label (for directional accuracy), shape ``(n,)``.
-        cfg: threshold, fee, long_only.
-        periods_per_year: bars per year for annualisation.
-        positions: the position of each bar when a trading rule set it (see
-            :mod:`huracan.evaluation.rules`); default: sign(forecast) beyond ``cfg.threshold``.
-        exit_reasons: per bar, why a trade ending at that bar ended (empty string: none).
-    """
-    if positions is None:
-        pos = positions_from_forecast(predictions, cfg.threshold, cfg.long_only)
-    else:
-        pos = np.asarray(positions, dtype=np.float64).reshape(-1)
-        if pos.shape != (len(timestamps),):
-            raise ValueError(f"positions has {pos.shape[0]} rows, expected {len(timestamps)}")
-    r = np.asarray(next_return, dtype=np.float64)
-    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-    gross = pos * r
-    net = gross - cfg.fee * turnover
-    returns = pd.DataFrame({
-        "timestamp": timestamps,
-        "prediction": np.asarray(predictions, dtype=np.float64),
-        "position": pos,
-        "asset_return": r,
-        "turnover": turnover,
-        "strategy_return": net,
-        "label": np.asarray(actual_label, dtype=np.float64),
-    })
-    trades = extract_trades(pd.DatetimeIndex(timestamps), pos, gross, cfg.fee, exit_reasons)
-    metrics = compute_metrics(net, trades["return"].to_numpy(), predictions, actual_label,
-                              periods_per_year)
-    return BacktestResult(returns=returns, trades=trades, metrics=metrics)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.evaluation import statistics as st
-from huracan.evaluation.backtest import extract_trades
+from huracan.evaluation.execution import MarketBars, execute, lagged, trades_of
 from huracan.evaluation.metrics import compute_metrics
 from huracan.settings import SelectionSettings
 
@@ -66,40 +66,30 @@ def window_evidence(net_returns: np.ndarray, n_trades: int) -> WindowEvidence:
                           psr=float(st.psr_from_moments(sr, len(r), skew, kurt)))
 
 
-def lagged_execution(position: np.ndarray, asset_return: np.ndarray, fee: float,
-                     periods_per_year: float, lag: int = 1) -> dict[str, float]:
-    """The same positions filled ``lag`` bars later: a robustness check of the fill assumption.
+def lagged_execution(position: np.ndarray, bars: MarketBars, periods_per_year: float,
+                     lag: int = 1) -> dict[str, float]:
+    """The same positions decided ``lag`` rows later, executed on the same ``bars``: a
+    robustness check of the fill.
 
-    The backtest fills a position at the close of the bar whose forecast chose it. An edge that
-    lives in the first bar after a signal (bid-ask bounce, a close at the bid followed by one at
-    the ask) shows there and cannot be traded by a real order; replaying ``position[t - lag]``
-    over ``asset_return[t]`` (flat for the first ``lag`` bars), with the same fee per unit of
-    turnover, removes it. Rows are taken in order, so across a data gap "one bar later" is the
-    next available bar.
+    An edge that lives in the first bar after a signal (bid-ask bounce: a close at the bid
+    followed by one at the ask) cannot be traded by a real order; replaying ``position[t -
+    lag]`` on bar ``t`` (flat for the first ``lag`` rows) through
+    :func:`huracan.evaluation.execution.execute` removes it. Rows are taken in order, so across
+    a data gap "one bar later" is the next available bar.
 
     Args:
-        position: per-bar position held over the next bar, shape ``(n,)``, units of equity.
-        asset_return: the next bar's simple return, fraction, ``(n,)``.
-        fee: cost per unit of turnover, fraction. periods_per_year: bars per year.
-        lag: bars of delay, ``>= 1``.
+        position: per-row position, shape ``(n,)``, units of equity.
+        bars: the rows' market (:class:`~huracan.evaluation.execution.MarketBars`), length ``n``.
+        periods_per_year: bars per year. lag: rows of delay, ``>= 1``.
 
     Returns:
-        ``{"sharpe": annualised Sharpe, "total_return": compounded, fraction}`` of the lagged
-        net returns (:func:`huracan.evaluation.metrics.sharpe_ratio` / ``total_return``).
+        ``{"sharpe": annualised Sharpe, "total_return": compounded, fraction}``.
 
     Raises:
-        ValueError: ``lag < 1`` or mismatched shapes.
+        ValueError: ``lag < 1`` or a position series of another length than ``bars``.
     """
-    from huracan.evaluation.metrics import sharpe_ratio, total_return
-
-    p = np.asarray(position, dtype=np.float64).reshape(-1)
-    r = np.asarray(asset_return, dtype=np.float64).reshape(-1)
-    if lag < 1 or p.shape != r.shape:
-        raise ValueError("lag must be >= 1 and position/asset_return of the same shape")
-    late = np.concatenate([np.zeros(min(lag, len(p))), p[:-lag]]) if len(p) > lag else \
-        np.zeros_like(p)
-    net = late * r - fee * np.abs(np.diff(np.concatenate([[0.0], late])))
-    return {"sharpe": sharpe_ratio(net, periods_per_year), "total_return": total_return(net)}
+    res = execute(lagged(position, lag), bars, periods_per_year)
+    return {"sharpe": res.metrics.sharpe, "total_return": res.metrics.total_return}
 
 
 def deflate(candidates: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -196,32 +186,32 @@ def pbo(frames: Mapping[str, pd.DataFrame],
             "pbo_prob_oos_loss": float(res.prob_oos_loss)}
 
 
-def composite_on_rows(frame: pd.DataFrame, rows: np.ndarray, fee: float,
-                      periods_per_year: float) -> float:
+def composite_on_rows(frame: pd.DataFrame, rows: np.ndarray, periods_per_year: float) -> float:
     """The composite score of the backtest rows ``rows`` (positions into ``frame``, in the order
-    given, e.g. a bootstrap resample), trades re-extracted from that sequence of positions.
+    given, e.g. a bootstrap resample): the rows' net returns as the execution model charged
+    them, trades re-extracted from that sequence (:func:`~huracan.evaluation.execution.
+    trades_of`).
 
-    ``frame`` is a backtest returns frame (``position``, ``asset_return``, ``strategy_return``,
-    ``prediction``, ``label``)."""
+    ``frame`` is an :func:`~huracan.evaluation.execution.execute` returns frame (``position``,
+    ``strategy_return``, ``exit_leg``, ``prediction``, ``label``)."""
     part = frame.iloc[np.asarray(rows, dtype=np.int64)]
-    pos = part["position"].to_numpy()
-    gross = pos * part["asset_return"].to_numpy()
-    trades = extract_trades(pd.DatetimeIndex(np.arange(len(part))), pos, gross, fee)
+    trades = trades_of(part.assign(timestamp=pd.DatetimeIndex(np.arange(len(part)))))
     m = compute_metrics(part["strategy_return"].to_numpy(), trades["return"].to_numpy(),
                         part["prediction"].to_numpy(), part["label"].to_numpy(),
                         periods_per_year)
     return float(m.composite_score)
 
 
-def score_difference_interval(candidate: pd.DataFrame, champion: pd.DataFrame, fee: float,
+def score_difference_interval(candidate: pd.DataFrame, champion: pd.DataFrame,
                               periods_per_year: float, n_resamples: int = 500,
                               confidence: float = 0.9, seed: int = 0) -> dict[str, float]:
     """Paired stationary-bootstrap interval (Politis & Romano 1994, via ``arch``) of
     ``composite(candidate) - composite(champion)`` on the same bars.
 
-    Both backtest frames cover the same bars in the same order; each resample draws the same bar
-    blocks for both (mean block length chosen on their net returns, Politis & White 2004), and
-    re-extracts trades from the resampled position sequence.
+    Both backtest frames (:func:`~huracan.evaluation.execution.execute` returns) cover the same
+    bars in the same order; each resample draws the same bar blocks for both (mean block length
+    chosen on their net returns, Politis & White 2004), keeps each bar's net return as executed
+    and re-extracts trades from the resampled sequence.
 
     Returns:
         ``{"estimate", "low", "high", "confidence", "n_resamples", "block_length"}``.
@@ -237,7 +227,7 @@ def score_difference_interval(candidate: pd.DataFrame, champion: pd.DataFrame, f
                                  champion["strategy_return"].to_numpy(np.float64))
 
     def stat(idx: np.ndarray) -> float:
-        return composite_on_rows(both, idx, fee, periods_per_year)
+        return composite_on_rows(both, idx, periods_per_year)
 
     res = st.paired_bootstrap_interval(np.arange(n, dtype=np.float64),
                                        np.arange(n, 2 * n, dtype=np.float64), stat,

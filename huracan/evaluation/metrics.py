@@ -1,4 +1,4 @@
-"""Trading metrics on a series of per-bar simple returns (fractions, net of fees).
+"""Trading metrics on a series of per-bar simple returns (fractions, net of costs).
 
 Conventions follow empyrical-reloaded (the maintained fork of Quantopian's empyrical): risk-free
 rate 0; sample standard deviation (ddof=1); annualisation by ``periods_per_year`` bars (8,760 for
@@ -191,7 +191,7 @@ def compute_metrics(
     """Every metric for one window.
 
     Args:
-        strategy_returns: per-bar simple returns net of fees, shape ``(n,)``.
+        strategy_returns: per-bar simple returns net of costs, shape ``(n,)``.
         trade_returns: compounded return of each trade, shape ``(n_trades,)``.
         predictions, actual: forecast and realised forward return per bar (for accuracy).
         periods_per_year: bars per year (8,760 for 1h).

@@ -35,7 +35,7 @@ def equity_drawdown_figure(returns: pd.DataFrame, title: str,
                                    gridspec_kw={"height_ratios": [3, 1]})
     ts = pd.to_datetime(returns["timestamp"])
     r = returns["strategy_return"].to_numpy()
-    ax1.plot(ts, equity_curve(r), label="strategy (net of fees)")
+    ax1.plot(ts, equity_curve(r), label="strategy (net of costs)")
     ax1.plot(ts, equity_curve(returns["asset_return"].to_numpy()), label="buy and hold",
              alpha=0.6)
     ax1.set_ylabel("equity (start = 1)")
@@ -70,7 +70,7 @@ REGIME_COLOURS = {"low": "tab:green", "normal": "tab:blue", "high": "tab:orange"
 
 def regime_timeline_figure(returns: pd.DataFrame, title: str) -> Figure:
     """Two panels: the asset's compounded price path coloured by the regime detected at each
-    bar, and the strategy's equity (net of fees) below it.
+    bar, and the strategy's equity (net of costs) below it.
 
     Args:
         returns: a backtest returns frame with ``timestamp``, ``asset_return``,

@@ -4,9 +4,9 @@ test, walk-forward OOS and serving (the ``rule`` config group).
 A rule is fitted on VALIDATION rows only (the primary model's predictions there and the bars'
 prices and labels), never on test rows and never on rows the model was fitted on; then it turns
 forecasts into one position per bar (``+1`` long, ``-1`` short, ``0`` flat, fractions for a sized
-meta rule) and, per bar, the reason a trade ending there ended. The per-bar backtest
-(:func:`huracan.evaluation.backtest.run_backtest`) charges fees on every change of position and
-holds each trade across bars.
+meta rule) and, per bar, the reason a trade ending there ended. A rule is scored on validation
+through the execution model (:func:`huracan.evaluation.execution.execute` on the window's
+:class:`~huracan.evaluation.execution.MarketBars`): fills, costs and trades as every backtest.
 
 - :class:`ThresholdRule` (``rule=threshold``): long when the forecast exceeds ``+threshold``,
   short below ``-threshold``; the threshold is chosen on validation from ``grid`` (the candidate
@@ -22,8 +22,9 @@ holds each trade across bars.
   return stays close to close. A signal whose time barrier lies beyond the window is not taken.
 - :class:`MetaRule` (``rule=meta``): meta-labelling (AFML 3.6): a secondary LightGBM classifier,
   trained on the validation-period signals of the primary rule, predicts whether acting on a
-  signal pays after fees (the signal's triple-barrier outcome net of the round-trip fee); positions
-  are the primary's, filtered by (or sized with) its probability.
+  signal pays after costs (the signal's triple-barrier outcome net of the round-trip cost of the
+  execution model at that bar); positions are the primary's, filtered by (or sized with) its
+  probability.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from huracan.evaluation.backtest import BacktestConfig, run_backtest
+from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.execution import MarketBars, execute, round_trip_cost
 from huracan.labels import barrier_volatility, triple_barrier_labels
 from huracan.settings import SelectionSettings, build
 
@@ -54,6 +56,8 @@ class RuleInput:
         close, high, low: bar prices (the barrier rule and meta-labels need them).
         starts: True where a row follows a data gap (barriers never span one).
         features: the model's input features (the meta classifier's inputs), ``(n, f)``.
+        bars: the market of these bars (fills and costs a rule fitted here is scored with);
+            None where the rule only turns forecasts into positions (serving).
     """
 
     timestamps: pd.DatetimeIndex
@@ -65,6 +69,7 @@ class RuleInput:
     low: np.ndarray | None = None
     starts: np.ndarray | None = None
     features: np.ndarray | None = None
+    bars: MarketBars | None = None
 
     def __len__(self) -> int:
         return len(self.forecast)
@@ -85,11 +90,18 @@ def _segments(starts: np.ndarray | None, n: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(cut) if b > a]
 
 
+def _bars(window: RuleInput) -> MarketBars:
+    if window.bars is None:
+        raise ValueError("fitting a rule on validation rows needs their market bars "
+                         "(RuleInput.bars: huracan.stages.rule_input(..., bars=run_bars(...)))")
+    return window.bars
+
+
 def _score(rule_positions: RulePositions, window: RuleInput, bt: BacktestConfig,
            periods_per_year: float, metric: str) -> tuple[float, int]:
-    res = run_backtest(window.timestamps, window.forecast, window.next_return, window.label, bt,
-                       periods_per_year, positions=rule_positions.positions,
-                       exit_reasons=rule_positions.exit_reasons)
+    res = execute(rule_positions.positions, _bars(window), periods_per_year,
+                  predictions=window.forecast, labels=window.label,
+                  exit_reasons=rule_positions.exit_reasons)
     value = float(res.metrics.as_dict()[metric])
     return (value if math.isfinite(value) else -math.inf), int(res.metrics.n_trades)
 
@@ -262,8 +274,9 @@ class MetaRule:
     The secondary classifier (LightGBM, seeded) is trained on the validation bars where the
     primary rule signals: its inputs are the model features and the primary forecast; its label
     is 1 when the signal's triple-barrier outcome (``pt_mult``/``sl_mult``/``max_holding``, oriented
-    by the signal's side) beats the round-trip fee. Positions: the primary's, kept where the
-    probability exceeds ``min_probability`` (``size=false``) or scaled by it (``size=true``).
+    by the signal's side) beats the round-trip cost of the fill. Positions: the primary's, kept
+    where the probability exceeds ``min_probability`` (``size=false``) or scaled by it
+    (``size=true``).
 
     Attributes:
         primary: ``threshold`` or ``barrier``, with its settings (``primary_params``).
@@ -303,9 +316,12 @@ class MetaRule:
             return f
         return np.hstack([np.asarray(window.features, dtype=np.float64), f])
 
-    def meta_labels(self, window: RuleInput, side: np.ndarray, fee: float) -> pd.DataFrame:
-        """Per signalled bar: ``label`` 1 when acting on the side paid after the round-trip fee,
-        from the triple-barrier outcome oriented by the side (bars of one gap-free run)."""
+    def meta_labels(self, window: RuleInput, side: np.ndarray,
+                    cost: np.ndarray | float) -> pd.DataFrame:
+        """Per signalled bar: ``label`` 1 when acting on the side paid more than ``cost`` (per
+        bar, the round-trip cost of a unit position at that bar's fill:
+        :func:`huracan.evaluation.execution.round_trip_cost`), from the triple-barrier outcome
+        oriented by the side (bars of one gap-free run)."""
         if window.close is None:
             raise ValueError("meta-labels need bar closes (and highs/lows)")
         out = []
@@ -323,7 +339,8 @@ class MetaRule:
                                         pt_mult=self.pt_mult, sl_mult=self.sl_mult,
                                         max_holding=self.max_holding,
                                         side=pd.Series(s, index=idx))
-            lab["label"] = (lab["ret"] > 2 * fee).astype(int)
+            paid = np.broadcast_to(np.asarray(cost, dtype=np.float64), (len(window),))
+            lab["label"] = (lab["ret"].to_numpy() > paid[lab.index.to_numpy()]).astype(int)
             out.append(lab)
         if not out:
             return pd.DataFrame(columns=["label", "ret"])
@@ -335,7 +352,7 @@ class MetaRule:
 
         primary = self._primary().fit(val, bt, periods_per_year)
         side = np.sign(primary.positions(val).positions).astype(int)
-        labels = self.meta_labels(val, side, bt.fee)
+        labels = self.meta_labels(val, side, round_trip_cost(_bars(val)))
         report: dict[str, Any] = {"primary": primary.fit_report_, "meta_rows": len(labels)}
         clf = None
         if len(labels) >= 20 and labels["label"].nunique() == 2:

@@ -29,7 +29,16 @@ NEXT_RETURN = "next_return"
 LABEL_END = "label_end"
 #: the bar's own prices, kept beside the features for trading rules (never model inputs)
 PRICE_COLUMNS = ("bar_close", "bar_high", "bar_low")
-NON_FEATURES = (LABEL, NEXT_RETURN, LABEL_END, *PRICE_COLUMNS)
+#: the open of bar t+1 (where a decision at bar t's close is filled, ``backtest.fill=next_open``)
+NEXT_OPEN = "next_open"
+#: the bar's traded volume, base units (the square-root impact of ``backtest.notional``)
+BAR_VOLUME = "bar_volume"
+#: what the execution model (:mod:`huracan.evaluation.execution`) reads per row
+EXECUTION_COLUMNS = (NEXT_OPEN, BAR_VOLUME)
+#: columns of the frame that are never model inputs
+NON_FEATURES = (LABEL, NEXT_RETURN, LABEL_END, *PRICE_COLUMNS, *EXECUTION_COLUMNS)
+#: the prices ``label.price`` may read
+LABEL_PRICES = ("close", "open")
 #: why a row with complete features has no label (the keys of :attr:`FeatureSet.unlabelled`)
 UNLABELLED_CAUSES = ("gap", "end_of_data", "no_volatility")
 
@@ -44,6 +53,10 @@ class LabelConfig:
             stop-loss barrier touched first, at ``pt_mult`` / ``sl_mult`` times the rolling
             volatility scaled to ``max_holding`` bars; on the vertical barrier 0, or the sign of
             the return there with ``zero_on_vertical=false``).
+        price: the prices a ``forward_return`` label reads: ``close`` (``close_{t+h}/close_t -
+            1``, reach ``h`` bars) or ``open``, aligned to the next-open fill: ``open_{t+1+h} /
+            open_{t+1} - 1``, the return a position filled at the next open and left at the open
+            ``h`` bars later earns (reach ``h + 1`` bars, so the embargo grows with it).
         max_holding: the vertical barrier, bars; the label's reach (the embargo follows it).
         vol_window: bars of the rolling volatility of the barriers.
         weights: ``uniqueness`` weights the train rows by the average uniqueness of their
@@ -57,11 +70,25 @@ class LabelConfig:
     vol_window: int = 24
     zero_on_vertical: bool = True
     weights: str = "none"
+    price: str = "close"
 
     def __post_init__(self) -> None:
         if self.kind not in ("forward_return", "triple_barrier"):
             raise ValueError(f"label.kind must be forward_return or triple_barrier, "
                              f"got {self.kind!r}")
+        if self.price not in LABEL_PRICES:
+            raise ValueError(f"label.price must be close or open, got {self.price!r}")
+        if self.price == "open" and self.kind != "forward_return":
+            raise ValueError("label.price=open applies to label.kind=forward_return only (the "
+                             "triple barriers read the closes, highs and lows)")
+
+    def reach(self, horizon: int) -> int:
+        """Bars the label reads past its row (the embargo follows it): ``horizon`` for a
+        close-to-close forward return, ``horizon + 1`` open to open, ``max_holding`` for triple
+        barriers."""
+        if self.kind != "forward_return":
+            return int(self.max_holding)
+        return int(horizon) + (1 if self.price == "open" else 0)
         if self.weights not in ("none", "uniqueness"):
             raise ValueError(f"label.weights must be none or uniqueness, got {self.weights!r}")
 
@@ -110,8 +137,8 @@ class FeatureSet:
     """Features and targets, one row per usable bar in time order.
 
     Attributes:
-        frame: indexed by bar open time (UTC); columns = ``feature_names`` + ``label`` +
-            ``next_return``.
+        frame: indexed by bar open time (UTC); columns = ``feature_names`` + the
+            :data:`NON_FEATURES` (``label``, ``next_return``, ``next_open``...).
         feature_names: model input columns.
         horizon: label horizon in bars.
         coverage: family -> share of the rows it covers.
@@ -162,8 +189,11 @@ def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.Data
     a reach past the segment's last bar, or a zero barrier width)."""
     close = seg["close"]
     if label.kind == "forward_return":
-        end = pd.Series(close.index, index=close.index).shift(-cfg.horizon)
-        return pd.DataFrame({LABEL: close.shift(-cfg.horizon) / close - 1.0, LABEL_END: end})
+        from huracan.labels import forward_return_label, open_to_open_label
+
+        lab = open_to_open_label(seg["open"], cfg.horizon) if label.price == "open" else \
+            forward_return_label(close, cfg.horizon)
+        return pd.DataFrame({LABEL: lab["label"], LABEL_END: lab["end_time"]})
     from huracan.labels import barrier_volatility, triple_barrier_labels
 
     vol = barrier_volatility(close, label.vol_window, label.max_holding)
@@ -197,9 +227,11 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
 
     Returns:
         the usable rows (complete features and label), in time order; the frame also carries
-        ``label_end`` (the bar whose close decides the label), ``next_return`` and the bar's
-        prices (``bar_close``, ``bar_high``, ``bar_low``), none of them model inputs.
-        ``horizon`` is the label's longest reach in bars (``max_holding`` for triple barriers);
+        ``label_end`` (the bar whose close decides the label), ``next_return``, the bar's
+        prices (``bar_close``, ``bar_high``, ``bar_low``) and what the execution model reads
+        (``next_open``: the open of bar t+1 in the same gap-free segment; ``bar_volume``), none
+        of them model inputs (:data:`NON_FEATURES`).
+        ``horizon`` is the label's longest reach in bars (:meth:`LabelConfig.reach`);
         ``unlabelled`` counts the rows dropped for want of a label (a reach past a data gap or
         the data end: dropped, never truncated or bridged).
 
@@ -211,7 +243,7 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
     segment = missing.cumsum()  # a new segment id after every missing bar
     frames, cuts = [], []
     label = label or LabelConfig()
-    reach = cfg.horizon if label.kind == "forward_return" else label.max_holding
+    reach = label.reach(cfg.horizon)
     for _, seg in grid[~missing].groupby(segment[~missing], sort=True):
         feats = compute_features(seg, cfg)
         close = seg["close"]
@@ -220,6 +252,8 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         feats[LABEL_END] = lab[LABEL_END]
         feats[NEXT_RETURN] = close.shift(-1) / close - 1.0
         feats["bar_close"], feats["bar_high"], feats["bar_low"] = close, seg["high"], seg["low"]
+        feats[NEXT_OPEN] = seg["open"].shift(-1)  # bar t+1 of the same gap-free segment
+        feats[BAR_VOLUME] = seg["volume"]
         frames.append(feats)
         cuts.append(np.arange(len(seg)) >= len(seg) - reach)  # reach past the segment's end
     frame = pd.concat(frames).replace([np.inf, -np.inf], np.nan)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
+from huracan.evaluation.backtest import BacktestResult
+from huracan.evaluation.execution import bars_of_returns, execute
 from huracan.regime.detection import (
     UNKNOWN,
     HMMRegime,
@@ -113,11 +114,11 @@ def detect_regimes(frame: pd.DataFrame, folds: Sequence[Any], settings: Any, tim
 
 
 def regime_evidence(window: str, returns: pd.DataFrame, regimes: np.ndarray,
-                    periods_per_year: float, min_bars: int, fee: float
+                    periods_per_year: float, min_bars: int
                     ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Per-regime metrics of one scored window: flat MLflow metrics
+    """Per-regime metrics of one scored window (its executed returns): flat MLflow metrics
     (``<window>_<metric>__regime_<regime>``) and the nested table (``{regime: {metric: v}}``)."""
-    table = per_regime_metrics(returns, regimes, periods_per_year, min_bars=min_bars, fee=fee)
+    table = per_regime_metrics(returns, regimes, periods_per_year, min_bars=min_bars)
     flat: dict[str, float] = {}
     nested: dict[str, dict[str, float]] = {}
     for regime, row in table.iterrows():
@@ -132,13 +133,13 @@ def regime_evidence(window: str, returns: pd.DataFrame, regimes: np.ndarray,
 
 
 def _evidence_tables(frames: Mapping[str, pd.DataFrame], mask_of: Any, periods_per_year: float,
-                     min_bars: int, fee: float) -> dict[str, pd.DataFrame]:
+                     min_bars: int) -> dict[str, pd.DataFrame]:
     out = {}
     for name, f in frames.items():
         part = f[mask_of(f)]
         if len(part) >= 2:
             out[name] = per_regime_metrics(part, part["regime"].to_numpy(), periods_per_year,
-                                           min_bars=min_bars, fee=fee)
+                                           min_bars=min_bars)
     return out
 
 
@@ -149,10 +150,13 @@ def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
     """The regime-switching strategy on the candidates' common scored bars, chosen walk-forward.
 
     Args:
-        frames: candidate name (containing its model type) -> its backtest returns frame on the
-            scored window (``timestamp, fold, position, asset_return, strategy_return,
-            prediction, label, regime``), all on the same bars (inner-joined here).
-        fee, periods_per_year: as the backtest.
+        frames: candidate name (containing its model type) -> its executed returns frame on
+            the scored window (:func:`huracan.evaluation.execution.execute`'s columns with
+            ``fold`` and ``regime``), all on the same bars (inner-joined here); the strategies
+            are executed on the first candidate's bars (:func:`~huracan.evaluation.execution.
+            bars_of_returns`).
+        fee: the fee of a frame logged before the execution model (its close-fill fallback).
+        periods_per_year: bars per year.
         metric, min_trades, min_bars, extreme_exposure: the per-regime selection.
 
     Returns:
@@ -175,7 +179,7 @@ def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
     choices = []
     for k in folds[1:]:
         before = _evidence_tables(aligned, lambda f, k=k: f["fold"] < k, periods_per_year,
-                                  min_bars, fee)
+                                  min_bars)
         now = (ref["fold"] == k).to_numpy()
         selection = select_per_regime(before, metric=metric, min_trades=min_trades,
                                       extreme_exposure=extreme_exposure) if before else {}
@@ -193,14 +197,12 @@ def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
         choices.append({"fold": int(k), "single_best": best,
                         "regimes": {r: c.to_dict() for r, c in selection.items()}})
     keep = (ref["fold"] > folds[0]).to_numpy() if len(folds) > 1 else np.zeros(n, bool)
-    cfg = BacktestConfig(threshold=0.0, fee=fee)
+    bars = bars_of_returns(ref, fee).take(keep)
 
     def bt(p: np.ndarray) -> BacktestResult:
-        return run_backtest(pd.DatetimeIndex(ref.loc[keep, "timestamp"]),
-                            ref.loc[keep, "prediction"].to_numpy(),
-                            ref.loc[keep, "asset_return"].to_numpy(),
-                            ref.loc[keep, "label"].to_numpy(), cfg, periods_per_year,
-                            positions=p[keep])
+        return execute(p[keep], bars, periods_per_year,
+                       predictions=ref.loc[keep, "prediction"].to_numpy(np.float64),
+                       labels=ref.loc[keep, "label"].to_numpy(np.float64))
 
     return {"switching": bt(pos), "single_best": bt(single), "buy_hold": bt(np.ones(n)),
             "choices": choices, "bars": int(keep.sum())}

@@ -9,23 +9,19 @@
 Attribution conventions (per-regime metrics):
 
 - Bar t belongs to the regime detected at bar t (known at the close of bar t, when the position
-  held over bar t+1 is decided); its strategy return ``position_t * next_return_t - fee *
-  turnover_t`` counts in that regime. Per-bar metrics (Sharpe, Sortino, drawdown, returns,
-  accuracy) run on the regime's bars concatenated in time order, as if the strategy traded only
-  in that regime; annualisation uses the same ``periods_per_year`` (a regime's Sharpe is
-  "per-bar quality, annualised", comparable across regimes).
-- Trades are cut on the FULL series (a trade is a contiguous run of bars) and each trade counts,
-  whole, in the regime of its ENTRY bar, even if it runs into another regime (profit factor, hit
-  ratio, number of trades).
+  held over bar t+1 is decided); its net return as the execution model charged it
+  (:func:`huracan.evaluation.execution.execute`: the gap leg of the previous position, the new
+  position's hold leg, the fill's costs and the carry) counts in that regime. Per-bar metrics
+  (Sharpe, Sortino, drawdown, returns, accuracy) run on the regime's bars concatenated in time
+  order, as if the strategy traded only in that regime; annualisation uses the same
+  ``periods_per_year`` (a regime's Sharpe is "per-bar quality, annualised", comparable across
+  regimes).
+- Trades are cut on the FULL series (:func:`huracan.evaluation.execution.extract_trades`: a
+  trade is a contiguous run of bars on one side, a same-side resize such as 1.0 -> 0.25 when the
+  regime switches stays inside it and pays exactly its turnover) and each trade counts, whole,
+  in the regime of its ENTRY bar, even if it runs into another regime (profit factor, hit ratio,
+  number of trades).
 - Bars of unknown regime (warm-up, gaps) get their own ``unknown`` row and are in ``all``.
-
-Fractional positions: :func:`huracan.evaluation.backtest.extract_trades` scales entry and exit
-fees by ``|position|`` and compounds ``position * return``, so a run of constant size 0.25 is
-right; but it cuts a trade whenever the size changes, and a same-side resize (1.0 -> 0.25 when
-the regime switches) then pays an exit fee on 1.0 plus an entry fee on 0.25, not the 0.75 of
-turnover the bar returns pay. :func:`extract_sized_trades` keeps such a resize inside the trade
-(a trade = a run of bars on one side) and charges exactly the turnover; without resizes it
-returns ``extract_trades``'s frame unchanged.
 """
 
 from __future__ import annotations
@@ -37,12 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from huracan.evaluation.backtest import (
-    BacktestConfig,
-    BacktestResult,
-    extract_trades,
-    positions_from_forecast,
-)
+from huracan.evaluation.backtest import BacktestResult, positions_from_forecast
+from huracan.evaluation.execution import MarketBars, execute, trades_of
 from huracan.evaluation.metrics import METRIC_NAMES, compute_metrics
 from huracan.regime.detection import REGIMES, UNKNOWN, as_regimes
 from huracan.settings import SelectionSettings
@@ -63,65 +55,7 @@ DEFAULT_FALLBACK: Mapping[str, str] = {
 #: metrics where lower is better (all the others: higher is better)
 LOWER_IS_BETTER = frozenset({"max_drawdown"})
 
-_FRAME_COLUMNS = ("timestamp", "position", "asset_return", "strategy_return", "prediction",
-                  "label")
-
-
-# --------------------------------------------------------------------------------------------
-# trades with fractional positions
-# --------------------------------------------------------------------------------------------
-
-
-def extract_sized_trades(
-    timestamps: pd.DatetimeIndex, position: np.ndarray, gross: np.ndarray, fee: float
-) -> pd.DataFrame:
-    """Trades of a position series whose size may change within a side.
-
-    A trade is a maximal run of bars with one non-zero SIDE (sign of the position). Its return is
-    ``(1 - fee*|p_s|) * prod_t(1 + gross_t) * prod_resizes(1 - fee*|p_t - p_{t-1}|)
-    * (1 - fee*|p_e|)`` (the exit fee only when the trade closes inside the window), so its fees
-    are exactly its turnover. When no bar changes size within a side this is
-    :func:`huracan.evaluation.backtest.extract_trades` (called as is).
-
-    Args:
-        timestamps: bar open times, shape ``(n,)``.
-        position: signed exposure per bar, fraction of capital (e.g. 0.25, -1.0), shape ``(n,)``.
-        gross: ``position * next_return`` per bar, shape ``(n,)``.
-        fee: cost per unit of turnover, fraction.
-
-    Returns:
-        columns ``entry_time, exit_time, side, bars, return`` (as ``extract_trades``).
-
-    Raises:
-        ValueError: shapes differ.
-    """
-    pos = np.asarray(position, dtype=np.float64)
-    g = np.asarray(gross, dtype=np.float64)
-    ts = pd.DatetimeIndex(timestamps)
-    if pos.shape != g.shape or len(ts) != len(pos):
-        raise ValueError(f"timestamps ({len(ts)}), position {pos.shape} and gross {g.shape} "
-                         "differ in length")
-    side = np.sign(pos)
-    prev = np.concatenate([[0.0], pos[:-1]])
-    resized = (side != 0) & (np.sign(prev) == side) & (pos != prev)
-    if not resized.any():
-        return extract_trades(ts, pos, g, fee)
-    n = len(pos)
-    starts = np.flatnonzero((side != 0) & (np.sign(prev) != side))
-    rows = []
-    for s in starts:
-        e = s
-        while e + 1 < n and side[e + 1] == side[s]:
-            e += 1
-        ret = (1 - fee * abs(pos[s])) * np.prod(1.0 + g[s : e + 1])
-        for t in range(s + 1, e + 1):
-            ret *= 1 - fee * abs(pos[t] - pos[t - 1])
-        if e + 1 < n:
-            ret *= 1 - fee * abs(pos[e])
-        rows.append({"entry_time": ts[s], "exit_time": ts[e],
-                     "side": "long" if side[s] > 0 else "short", "bars": int(e - s + 1),
-                     "return": float(ret - 1.0)})
-    return pd.DataFrame(rows, columns=["entry_time", "exit_time", "side", "bars", "return"])
+_FRAME_COLUMNS = ("timestamp", "position", "strategy_return", "exit_leg", "prediction", "label")
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,38 +63,23 @@ def extract_sized_trades(
 # --------------------------------------------------------------------------------------------
 
 
-def _infer_fee(pos: np.ndarray, asset: np.ndarray, net: np.ndarray, turnover: np.ndarray) -> float:
-    moved = turnover > 0
-    if not moved.any():
-        return 0.0
-    fees = (pos[moved] * asset[moved] - net[moved]) / turnover[moved]
-    fee = float(np.median(fees))
-    if not np.allclose(fees, fee, rtol=1e-6, atol=1e-10) or fee < 0:
-        raise ValueError("cannot infer one fee per unit of turnover from the returns frame "
-                         "(strategy_return != position * asset_return - fee * turnover); "
-                         "pass fee=")
-    return fee
-
-
 def per_regime_metrics(
     returns_frame: pd.DataFrame,
     regimes: Any,
     periods_per_year: float,
     min_bars: int = 50,
-    fee: float | None = None,
 ) -> pd.DataFrame:
     """One model's trading metrics on the bars of each regime (attribution: module docstring).
 
     Args:
-        returns_frame: ``BacktestResult.returns`` of one model (columns ``timestamp, position,
-            asset_return, strategy_return, prediction, label``; ``turnover`` if present, else
-            ``|diff(position)|`` from a flat start), one row per bar in time order, shape ``(n,)``.
+        returns_frame: ``BacktestResult.returns`` of one model from
+            :func:`huracan.evaluation.execution.execute` (columns ``timestamp, position,
+            strategy_return, exit_leg, prediction, label``: the costs as executed, never
+            inferred), one row per bar in time order, shape ``(n,)``.
         regimes: regime name per bar, shape ``(n,)`` (None/NaN read as ``unknown``).
         periods_per_year: bars per year for annualisation (8,760 at 1h).
         min_bars: a regime with fewer bars gets NaN metrics (``bars`` and ``n_trades`` are still
             counted).
-        fee: cost per unit of turnover used for trade returns; None infers it from the frame
-            (``(position * asset_return - strategy_return) / turnover``).
 
     Returns:
         a frame indexed by ``low, normal, high, extreme, unknown, all`` with columns ``bars``
@@ -169,7 +88,7 @@ def per_regime_metrics(
 
     Raises:
         ValueError: a missing column; length mismatch; unknown regime names; non-unique
-            timestamps; ``min_bars < 2``; a fee that cannot be inferred.
+            timestamps; ``min_bars < 2``.
     """
     missing = [c for c in _FRAME_COLUMNS if c not in returns_frame.columns]
     if missing:
@@ -183,18 +102,10 @@ def per_regime_metrics(
     ts = pd.DatetimeIndex(returns_frame["timestamp"])
     if ts.has_duplicates:
         raise ValueError("returns_frame timestamps must be unique")
-    pos = returns_frame["position"].to_numpy(dtype=np.float64)
-    asset = returns_frame["asset_return"].to_numpy(dtype=np.float64)
     net = returns_frame["strategy_return"].to_numpy(dtype=np.float64)
     pred = returns_frame["prediction"].to_numpy(dtype=np.float64)
     label = returns_frame["label"].to_numpy(dtype=np.float64)
-    if "turnover" in returns_frame.columns:
-        turnover = returns_frame["turnover"].to_numpy(dtype=np.float64)
-    else:
-        turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-    if fee is None:
-        fee = _infer_fee(pos, asset, net, turnover)
-    trades = extract_sized_trades(ts, pos, pos * asset, fee)
+    trades = trades_of(returns_frame)
     entry = ts.get_indexer(pd.DatetimeIndex(trades["entry_time"]))
     trade_regime = reg[entry] if len(entry) else np.array([], dtype=object)
     trade_ret = trades["return"].to_numpy(dtype=np.float64)
@@ -416,11 +327,9 @@ def switching_backtest(
     predictions: Mapping[str, np.ndarray],
     regimes: Any,
     selection: Mapping[str, RegimeChoice],
-    next_return: np.ndarray,
+    bars: MarketBars,
     label: np.ndarray,
-    timestamps: pd.DatetimeIndex,
     threshold: float = 0.0,
-    fee: float = BacktestConfig.fee,
     long_only: bool = False,
     periods_per_year: float = 8760.0,
 ) -> BacktestResult:
@@ -428,41 +337,38 @@ def switching_backtest(
 
     At bar t (regime ``r_t`` detected at the close of bar t, causal) the position held over bar
     t+1 is ``exposure(r_t) * positions_from_forecast(predictions[model(r_t)][t], threshold,
-    long_only)``; bars of ``unknown`` regime are flat. Turnover ``|p_t - p_{t-1}|`` (fractional
-    sizes included, from a flat start) pays ``fee`` per unit; ``strategy_return = p_t *
-    next_return_t - fee * turnover_t``, as :func:`huracan.evaluation.backtest.run_backtest`.
-    Trades come from :func:`extract_sized_trades` (a same-side resize stays in the trade).
+    long_only)``; bars of ``unknown`` regime are flat. The positions are executed on ``bars``
+    by :func:`huracan.evaluation.execution.execute` (fills, costs per unit of turnover, fractional
+    sizes included, from a flat start; a same-side resize stays in its trade).
 
     Args:
         predictions: model name -> forecast forward return per bar, fraction, shape ``(n,)``
             (a NaN forecast means flat).
         regimes: regime name per bar, shape ``(n,)`` (None/NaN read as ``unknown``).
         selection: regime -> :class:`RegimeChoice` (from :func:`select_per_regime`).
-        next_return: simple return of the following bar, fraction, shape ``(n,)``.
+        bars: the market of the ``n`` bars (:class:`~huracan.evaluation.execution.MarketBars`).
         label: realised label for directional accuracy, shape ``(n,)``.
-        timestamps: bar open times, shape ``(n,)``.
-        threshold, fee, long_only: as :class:`huracan.evaluation.backtest.BacktestConfig`.
+        threshold, long_only: as :class:`huracan.evaluation.backtest.BacktestConfig`.
         periods_per_year: bars per year for annualisation.
 
     Returns:
-        a :class:`BacktestResult` whose ``returns`` has run_backtest's columns (``prediction`` =
-        the traded model's forecast, 0 on unknown bars) plus ``regime``, ``model`` (None when
-        flat for an unknown regime) and ``exposure``.
+        a :class:`BacktestResult` whose ``returns`` has execute's columns (``prediction`` = the
+        traded model's forecast, 0 on unknown bars) plus ``regime``, ``model`` (None when flat
+        for an unknown regime) and ``exposure``.
 
     Raises:
         ValueError: length mismatch; unknown regime names; a regime present in ``regimes``
             without a selection; a selected model without predictions; exposure outside
-            (0, 1]; negative threshold or fee.
+            (0, 1]; a negative threshold.
     """
-    cfg = BacktestConfig(threshold=threshold, fee=fee, long_only=long_only)
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
     reg = as_regimes(regimes)
     n = len(reg)
-    r = np.asarray(next_return, dtype=np.float64).reshape(-1)
     lab = np.asarray(label, dtype=np.float64).reshape(-1)
-    ts = pd.DatetimeIndex(timestamps)
-    if not (len(r) == len(lab) == len(ts) == n):
-        raise ValueError(f"regimes ({n}), next_return ({len(r)}), label ({len(lab)}) and "
-                         f"timestamps ({len(ts)}) differ in length")
+    if not (len(bars) == len(lab) == n):
+        raise ValueError(f"regimes ({n}), bars ({len(bars)}) and label ({len(lab)}) differ in "
+                         "length")
     preds: dict[str, np.ndarray] = {}
     for name, p in predictions.items():
         arr = np.asarray(p, dtype=np.float64).reshape(-1)
@@ -486,26 +392,13 @@ def switching_backtest(
                              f"got {choice.exposure}")
         m = reg == regime
         p = preds[choice.model][m]
-        pos[m] = choice.exposure * positions_from_forecast(p, cfg.threshold, cfg.long_only)
+        pos[m] = choice.exposure * positions_from_forecast(p, threshold, long_only)
         pred[m] = p
         exposure[m] = choice.exposure
         model[m] = choice.model
 
-    turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-    gross = pos * r
-    net = gross - cfg.fee * turnover
-    returns = pd.DataFrame({
-        "timestamp": ts,
-        "prediction": pred,
-        "position": pos,
-        "asset_return": r,
-        "turnover": turnover,
-        "strategy_return": net,
-        "label": lab,
-        "regime": reg,
-        "model": model,
-        "exposure": exposure,
-    })
-    trades = extract_sized_trades(ts, pos, gross, cfg.fee)
-    metrics = compute_metrics(net, trades["return"].to_numpy(), pred, lab, periods_per_year)
-    return BacktestResult(returns=returns, trades=trades, metrics=metrics)
+    result = execute(pos, bars, periods_per_year, predictions=pred, labels=lab)
+    result.returns["regime"] = reg
+    result.returns["model"] = model
+    result.returns["exposure"] = exposure
+    return result

@@ -17,7 +17,9 @@ bar is predicted by a model fitted before it:
 
 Any version, whatever its model type or feature list, is scored on exactly the same bars: its
 pyfunc model reads the feature columns it was trained on, sequence models get the preceding rows
-as context, and only the scored rows are backtested with the candidate run's backtest settings.
+as context, and only the scored rows are executed with the candidate run's backtest settings on
+the market bars the run logged with its window (``exec_*`` columns: fills, costs, funding;
+:func:`huracan.evaluation.execution.bars_from_frame`).
 A window logged before the ``prediction`` column existed has no stored forecasts: its versions
 are scored by their registered model on the bars after ``seen_until`` only (today's rule then).
 """
@@ -34,8 +36,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from huracan.data.ohlcv import bars_per_year
-from huracan.evaluation.backtest import BacktestConfig, BacktestResult, run_backtest
-from huracan.features.build import LABEL, NEXT_RETURN
+from huracan.evaluation.backtest import BacktestConfig, BacktestResult, positions_from_forecast
+from huracan.evaluation.execution import backtest_config_from_params, bars_from_frame, execute
+from huracan.features.build import LABEL
 
 WINDOW_ARTIFACT = "data/eval_window.parquet"
 #: column of the window: the run's out-of-sample forecast of a scored bar (NaN on context rows)
@@ -70,10 +73,7 @@ def load_window(client: MlflowClient, run_id: str) -> EvalWindow:
         except Exception as exc:  # MLflow raises different types per artifact store
             raise FileNotFoundError(f"run {run_id} has no {WINDOW_ARTIFACT}: {exc}") from exc
         frame = pd.read_parquet(Path(path))
-    p = run.data.params
-    bt = BacktestConfig(threshold=float(p.get("backtest.threshold", 0.0)),
-                        fee=float(p.get("backtest.fee", BacktestConfig.fee)),
-                        long_only=p.get("backtest.long_only", "False") == "True")
+    bt = backtest_config_from_params(run.data.params)
     return EvalWindow(frame, bt, bars_per_year(run.data.tags.get("timeframe", "1h")), run_id)
 
 
@@ -228,15 +228,20 @@ def combine_forecasts(timestamps: pd.DatetimeIndex | pd.Series, sources: np.ndar
 
 
 def backtest_forecasts(window: EvalWindow, forecasts: np.ndarray) -> BacktestResult:
-    """Backtest ``forecasts`` (one per row of ``frame``) on the window's scored bars with its
-    backtest settings (the scored bars concatenated in time order; a NaN forecast is flat)."""
+    """Execute ``forecasts`` (one per row of ``frame``) on the window's scored bars with its
+    backtest settings (the scored bars concatenated in time order; a NaN forecast is flat),
+    through :func:`huracan.evaluation.execution.execute` on the window's market bars
+    (:func:`~huracan.evaluation.execution.bars_from_frame`: the run's logged execution, or for a
+    window logged before ``next_open`` the close fill with the fee only, noted in the result's
+    ``execution``)."""
     frame = window.frame
     test = (frame["split"] == "test").to_numpy()
     pred = np.asarray(forecasts, dtype=np.float64).reshape(-1)
-    rows = frame[test]
-    return run_backtest(pd.DatetimeIndex(rows["timestamp"]), pred[test],
-                        rows[NEXT_RETURN].to_numpy(), rows[LABEL].to_numpy(), window.backtest,
-                        window.periods_per_year)
+    bt = window.backtest
+    bars = bars_from_frame(frame, bt, window.periods_per_year).take(test)
+    return execute(positions_from_forecast(pred[test], bt.threshold, bt.long_only), bars,
+                   window.periods_per_year, predictions=pred[test],
+                   labels=frame.loc[test, LABEL].to_numpy(np.float64))
 
 
 def score_model(model_uri: str, window: EvalWindow) -> BacktestResult:

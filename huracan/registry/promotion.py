@@ -150,7 +150,8 @@ def seen_until(mv: ModelVersion) -> str | None:
 
 def _window_evidence(result: BacktestResult) -> dict[str, Any]:
     ev = window_evidence(result.returns["strategy_return"].to_numpy(), result.metrics.n_trades)
-    return {"trades": ev.trades, "psr": ev.psr, "sharpe": float(result.metrics.sharpe)}
+    return {"trades": ev.trades, "psr": ev.psr, "sharpe": float(result.metrics.sharpe),
+            "execution": result.execution}
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ def gate_candidate(
                 evidence["champion"] = _window_evidence(champ_res) | {metric: champ_score}
                 if metric == "composite_score":
                     evidence["score_difference"] = score_difference_interval(
-                        cand_res.returns, champ_res.returns, window.backtest.fee,
+                        cand_res.returns, champ_res.returns,
                         window.periods_per_year, n_resamples=bootstrap_resamples, seed=seed)
             dsr = selection.get("dsr")
             if not math.isfinite(cand_score):

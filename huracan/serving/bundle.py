@@ -9,11 +9,12 @@ from typing import Any
 from huracan.serving.raw import ServingSpec, measure_warmup, price_config
 
 
-def fit_rule(settings: Any, fs: Any, outcome: Any) -> Any:
+def fit_rule(settings: Any, fs: Any, outcome: Any, bars: Any = None) -> Any:
     """The job's rule fitted on the last fold's validation predictions, as
-    :func:`huracan.stages.evaluate_forward` / ``evaluate_walk_forward`` fit it (same inputs,
-    seeded, so the same threshold / classifier); unfitted when the fold predicted no validation
-    rows (a walk-forward rule without a grid)."""
+    :func:`huracan.stages.evaluate_forward` / ``evaluate_walk_forward`` fit it (same inputs and
+    market ``bars``, :func:`huracan.stages.run_bars`; seeded, so the same threshold /
+    classifier); unfitted when the fold predicted no validation rows (a walk-forward rule
+    without a grid)."""
     from huracan import stages
     from huracan.data.ohlcv import bars_per_year
 
@@ -22,12 +23,15 @@ def fit_rule(settings: Any, fs: Any, outcome: Any) -> Any:
     if val is None:
         return rule
     tf = settings.data.timeframe
-    return rule.fit(stages.rule_input(fs, outcome.fold.val, val, tf), settings.backtest,
+    if bars is None:
+        bars = stages.run_bars(fs, settings.backtest, tf)
+    return rule.fit(stages.rule_input(fs, outcome.fold.val, val, tf, bars), settings.backtest,
                     bars_per_year(tf))
 
 
 def serving_bundle(settings: Any, fs: Any, outcome: Any, reports: dict[str, Any],
-                   estimator: Any, run_id: str | None) -> tuple[ServingSpec, Any]:
+                   estimator: Any, run_id: str | None, bars: Any = None
+                   ) -> tuple[ServingSpec, Any]:
     """``(spec, fitted rule)`` of a finished job.
 
     Args:
@@ -36,6 +40,7 @@ def serving_bundle(settings: Any, fs: Any, outcome: Any, reports: dict[str, Any]
         reports: the evaluation's reports (``regime/detector.json`` when regimes were detected).
         estimator: the fitted forecaster (its ``feature_names_`` and ``lookback``).
         run_id: the MLflow run logging the model.
+        bars: the job's market bars (:func:`huracan.stages.run_bars`) the rule was fitted on.
     """
     from huracan.registry.promotion import registered_model_name
 
@@ -54,7 +59,7 @@ def serving_bundle(settings: Any, fs: Any, outcome: Any, reports: dict[str, Any]
         rule_kind=str(settings.make_rule().kind),
         regime_detector=None if detector is None else
         {k: v for k, v in detector.items() if k != "shares"})
-    return spec, fit_rule(settings, fs, outcome)
+    return spec, fit_rule(settings, fs, outcome, bars)
 
 
 def _price_names(features: dict[str, Any], timeframe: str) -> list[str]:

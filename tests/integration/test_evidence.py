@@ -174,11 +174,17 @@ def test_registry_monitor_cli_scores_only_unseen_bars(two_models, sample_path):
     none_new = runner.invoke(app, [*base, "--data", str(early), "--no-drift"])
     assert none_new.exit_code == 3, none_new.output
     assert "no unseen data yet" in none_new.output and "drift share" not in none_new.output
-    # drift and performance in one command; a tiny threshold makes this window's drift count
+    # drift and performance in one command; a tiny threshold makes this window's drift count.
+    # Production's composite fell from 0.291 at promotion (its 872 test bars) to -0.104 on the
+    # unseen bars of the last 20 days under next-open fills and 6 bps per unit of turnover
+    # (0.397 filled at the close with the fee only, as before the execution model): a tolerance
+    # of 2 (|change| up to 2 x 0.291) keeps it within tolerance, so nothing is rolled back here
     scored = runner.invoke(app, [*base, "--data", str(sample_path), "--window", "20d",
-                                 "--drift-share", "0.01", "--weekly-rescale"])
+                                 "--drift-share", "0.01", "--weekly-rescale",
+                                 "--tolerance", "2"])
     assert scored.exit_code == 0, scored.output
-    assert f"{name} v{v} on" in scored.output and "tolerance 0.05" in scored.output
+    assert f"{name} v{v} on" in scored.output and "tolerance 2" in scored.output
+    assert "within tolerance: production unchanged" in scored.output
     assert "DRIFT: retrain requested" in scored.output, scored.output
     assert "scaler refit on" in scored.output, scored.output
     engine = make_engine(db)

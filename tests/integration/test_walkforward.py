@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from huracan import stages
 from huracan.data.ohlcv import bars_per_year, timeframe_to_timedelta
 from huracan.db.session import make_engine
-from huracan.evaluation.backtest import extract_trades
 from huracan.evaluation.evidence import lagged_execution
+from huracan.evaluation.execution import bars_of_returns, close_bars, execute, trades_of
 from huracan.evaluation.metrics import compute_metrics
 from huracan.models.base import Forecaster
 from huracan.registry import events
@@ -130,8 +130,12 @@ def test_stitched_oos_metrics_equal_metrics_from_the_logged_returns(wf_run):
     assert {"prediction", "position", "asset_return", "strategy_return"} <= set(ret.columns)
     assert ret.timestamp.is_monotonic_increasing and ret.timestamp.is_unique
     fee = float(run.data.params["backtest.fee"])
-    gross = ret.position.to_numpy() * ret.asset_return.to_numpy()
-    trades = extract_trades(pd.DatetimeIndex(ret.timestamp), ret.position.to_numpy(), gross, fee)
+    assert run.data.params["backtest.fill"] == "next_open"
+    assert (ret.exec_fill == "next_open").all()
+    # the next-open fill with fee + 1 bps half-spread + 1 bps slippage per unit of turnover
+    assert ret.exec_cost_lin.to_numpy() == pytest.approx(np.full(len(ret), fee + 2e-4))
+    assert np.abs(ret.exec_gap).max() > 0  # the gap leg is the previous position's
+    trades = trades_of(ret)
     m = compute_metrics(ret.strategy_return.to_numpy(), trades["return"].to_numpy(),
                         ret.prediction.to_numpy(), ret.label.to_numpy(),
                         bars_per_year("1h")).as_dict("oos_")
@@ -139,11 +143,17 @@ def test_stitched_oos_metrics_equal_metrics_from_the_logged_returns(wf_run):
         assert run.data.metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     assert run.data.metrics["oos_bars"] == len(ret)
     # the same positions filled one bar later (the fill-assumption check), from the same frame
-    late = lagged_execution(ret.position.to_numpy(), ret.asset_return.to_numpy(), fee,
-                            bars_per_year("1h"))
+    late = lagged_execution(ret.position.to_numpy(), bars_of_returns(ret), bars_per_year("1h"))
     assert run.data.metrics["oos_sharpe_lag1"] == pytest.approx(late["sharpe"], rel=1e-9)
     assert run.data.metrics["oos_total_return_lag1"] == pytest.approx(late["total_return"],
                                                                       rel=1e-9, abs=1e-12)
+    # and filled at the signal bar's close with the fee only: what the backtest reported before
+    close = execute(ret.position.to_numpy(), close_bars(pd.DatetimeIndex(ret.timestamp),
+                                                        ret.asset_return.to_numpy(), fee),
+                    bars_per_year("1h"))
+    assert run.data.metrics["oos_sharpe_close"] == pytest.approx(close.metrics.sharpe, rel=1e-9)
+    assert run.data.metrics["oos_total_return_close"] == pytest.approx(
+        close.metrics.total_return, rel=1e-9, abs=1e-12)
     assert result.objective == "oos_composite_score"
     assert result.objective_value == pytest.approx(run.data.metrics["oos_composite_score"])
 

@@ -1,4 +1,5 @@
-"""Backtest: positions, fees on turnover, trade segmentation, by hand."""
+"""Backtest: positions, fees on turnover, trade segmentation, by hand (the close fill with the fee
+only, through the execution model: today's numbers of the old close-fill backtest)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.evaluation.backtest import BacktestConfig, positions_from_forecast, run_backtest
+from huracan.evaluation.backtest import BacktestConfig, BacktestResult, positions_from_forecast
+from huracan.evaluation.execution import close_bars, execute
 
 TS = pd.date_range("2024-01-01", periods=5, freq="1h", tz="UTC")
+
+
+def run_backtest(ts, pred, nxt, label, cfg: BacktestConfig, ppy: float) -> BacktestResult:
+    """The sign of the forecast beyond the threshold, filled at the close with the fee only."""
+    pos = positions_from_forecast(pred, cfg.threshold, cfg.long_only)
+    return execute(pos, close_bars(ts, nxt, cfg.fee), ppy, predictions=pred, labels=label)
 PRED = np.array([0.002, 0.002, -0.002, 0.0, 0.002])
 NEXT = np.array([0.01, -0.01, -0.02, 0.05, 0.01])
 
@@ -29,9 +37,13 @@ def test_net_returns_and_trades_by_hand():
     t = res.trades
     assert t["side"].tolist() == ["long", "short", "long"]
     assert t["bars"].tolist() == [2, 1, 1]
-    # long: 0.999 * 1.01 * 0.99 * 0.999 - 1; short: 0.999 * 1.02 * 0.999 - 1;
-    # last long still open at the end: entry fee only, 0.999 * 1.01 - 1
-    assert t["return"].to_numpy() == pytest.approx([-0.0020988, 0.01796102, 0.00899], abs=1e-7)
+    # each trade compounds its bars' net returns (the fee taken from the bar's return) and its
+    # share of the fill that closes it: long (1.01 - 0.001) * 0.99 * (1 - 0.001) - 1; the flip
+    # of bar 2 costs 0.002, half of it (the long's exit) in the long, half in the short:
+    # short (1.018 / 0.999) * (1 - 0.001) - 1 = 0.018; the last long still open at the end:
+    # entry fee only, 1.01 - 0.001 - 1
+    assert t["return"].to_numpy() == pytest.approx([1.009 * 0.99 * 0.999 - 1, 0.018, 0.009],
+                                                   abs=1e-12)
     assert t["entry_time"].tolist() == [TS[0], TS[2], TS[4]]
     assert t["exit_time"].tolist() == [TS[1], TS[2], TS[4]]
     mt = res.metrics
@@ -70,7 +82,7 @@ def test_lagged_execution_replays_the_positions_one_bar_later_by_hand():
 
     position = np.array([1.0, 1.0, -1.0, 0.0, 1.0])
     r = np.array([0.01, -0.02, 0.03, 0.01, -0.01])
-    out = lagged_execution(position, r, fee=0.001, periods_per_year=8760)
+    out = lagged_execution(position, close_bars(TS, r, 0.001), periods_per_year=8760)
     late = np.array([0.0, 1.0, 1.0, -1.0, 0.0])
     net = late * r - 0.001 * np.array([0.0, 1.0, 0.0, 2.0, 1.0])
     assert out["total_return"] == pytest.approx(np.prod(1 + net) - 1)
@@ -80,7 +92,8 @@ def test_lagged_execution_replays_the_positions_one_bar_later_by_hand():
     shock = rng.normal(0, 0.01, 500)
     ret = np.r_[shock[1:] - shock[:-1], 0.0]          # each bar undoes the previous one
     pos = -np.sign(np.r_[0.0, ret[:-1]])               # bet on the reversal
-    now = (pos * ret - 0.0004 * np.abs(np.diff(np.r_[0.0, pos]))).sum()
-    assert now > 0 and lagged_execution(pos, ret, 0.0004, 8760)["total_return"] < 0
+    bars = close_bars(pd.date_range("2024", periods=500, freq="1h", tz="UTC"), ret, 0.0004)
+    now = execute(pos, bars, 8760).metrics.total_return
+    assert now > 0 and lagged_execution(pos, bars, 8760)["total_return"] < 0
     with pytest.raises(ValueError, match="lag"):
-        lagged_execution(position, r, 0.001, 8760, lag=0)
+        lagged_execution(position, close_bars(TS, r, 0.001), 8760, lag=0)

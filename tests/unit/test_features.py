@@ -73,3 +73,52 @@ def test_calendar_features_are_on_the_unit_circle():
 def test_horizon_must_be_positive():
     with pytest.raises(ValueError, match="horizon"):
         FeatureConfig(horizon=0)
+
+
+def test_the_frame_carries_next_open_and_volume_never_as_model_inputs(candles_1h):
+    """next_open (the open of bar t+1, where next_open fills) and bar_volume ride beside the
+    features for the execution model; before the 34-hour hole the last row has no next bar, so it
+    has no next_open either and is dropped with its unknown next_return."""
+    from huracan.features.build import BAR_VOLUME, NEXT_OPEN, NON_FEATURES
+
+    df = candles_1h[(candles_1h.timestamp >= "2018-01-20") & (candles_1h.timestamp < "2018-03-20")]
+    fs = build_features(df.reset_index(drop=True), "1h", FeatureConfig())
+    assert {NEXT_OPEN, BAR_VOLUME} <= set(NON_FEATURES)
+    assert NEXT_OPEN not in fs.feature_names and BAR_VOLUME not in fs.feature_names
+    bars = df.set_index("timestamp")
+    t = fs.frame.index[50]
+    assert fs.frame.loc[t, NEXT_OPEN] == bars.loc[t + pd.Timedelta(hours=1), "open"]
+    assert fs.frame.loc[t, BAR_VOLUME] == bars.loc[t, "volume"]
+    ts = pd.Series(df.timestamp.to_numpy())
+    last_bar = ts[ts.diff().idxmax() - 1]  # the last bar before the hole
+    before_gap = last_bar - pd.Timedelta(hours=1)
+    assert fs.frame.loc[before_gap, NEXT_OPEN] == bars.loc[before_gap + pd.Timedelta(hours=1),
+                                                           "open"]
+    assert before_gap + pd.Timedelta(hours=1) not in fs.frame.index
+    served = build_features(df.reset_index(drop=True), "1h", FeatureConfig(),
+                            keep_unlabelled=True)
+    assert NEXT_OPEN not in served.feature_names and np.isnan(served.frame[NEXT_OPEN].iloc[-1])
+
+
+def test_label_price_open_is_open_to_open_from_the_next_bar_and_reaches_one_bar_more(sample_1h):
+    from huracan.features.build import LABEL_END, LabelConfig
+    from huracan.settings import ForwardSplitter
+
+    fs = build_features(sample_1h, "1h", FeatureConfig(horizon=3), LabelConfig(price="open"))
+    opens = sample_1h.set_index("timestamp")["open"]
+    t = fs.frame.index[100]
+    h = pd.Timedelta(hours=1)
+    assert fs.frame.loc[t, LABEL] == pytest.approx(opens[t + 4 * h] / opens[t + h] - 1)
+    assert fs.frame.loc[t, LABEL_END] == t + 4 * h
+    assert fs.horizon == 4  # the label reads the open 4 bars ahead: the embargo follows it
+    fold = ForwardSplitter().folds(pd.DatetimeIndex(fs.frame.index), "1h", fs.horizon)[0]
+    assert fold.embargo == 4
+    # the last usable row's label reads the last bar's open
+    last_bar = sample_1h["timestamp"].iloc[-1]
+    assert fs.frame.index[-1] == last_bar - 4 * h
+    close = build_features(sample_1h, "1h", FeatureConfig(horizon=3))
+    assert close.horizon == 3 and close.frame.index[-1] == last_bar - 3 * h
+    with pytest.raises(ValueError, match=r"label\.price must be close or open"):
+        LabelConfig(price="mid")
+    with pytest.raises(ValueError, match=r"label\.price=open applies to label\.kind="):
+        LabelConfig(kind="triple_barrier", price="open")

@@ -147,7 +147,7 @@ def test_barrier_rule_and_meta_labels_never_hold_or_label_across_the_gap():
     assert rp.positions.tolist() == [1.0 if b in held else 0.0 for b in bars]
     assert [b for b, r in zip(bars, rp.exit_reasons, strict=True) if r] == [4, 8, 12, 16, 27, 31,
                                                                           35]
-    meta = MetaRule(max_holding=3, vol_window=2).meta_labels(w, signal.astype(int), fee=0.0)
+    meta = MetaRule(max_holding=3, vol_window=2).meta_labels(w, signal.astype(int), cost=0.0)
     got = [(bars[i], bars[int(e)], b) for i, e, b in
            zip(meta.index, meta["end_time"], meta["barrier"], strict=True)]
     def vertical(first: int, stop: int) -> list[tuple[int, int, str]]:

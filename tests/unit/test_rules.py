@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.evaluation.backtest import BacktestConfig, run_backtest
+from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.execution import execute, market_bars, round_trip_cost
 from huracan.evaluation.rules import (
     BarrierRule,
     MetaRule,
@@ -18,19 +19,24 @@ from huracan.evaluation.rules import (
 )
 from huracan.splits import Fold, purge
 
-BT = BacktestConfig(threshold=0.0, fee=0.001)
+BT = BacktestConfig(threshold=0.0, fee=0.001, half_spread=0.0, slippage_bps=0.0,
+                    borrow_rate=0.0)
 
 
 def _window(close, forecast, high=None, low=None, features=None):
+    """Hand-made bars; each bar opens at the previous close, so the next-open fill is the
+    close's price and the fee is the only cost (numbers by hand)."""
     close = np.asarray(close, dtype=np.float64)
     nxt = np.append(close[1:] / close[:-1] - 1.0, 0.0)
-    return RuleInput(timestamps=pd.date_range("2024-01-01", periods=len(close), freq="1h",
-                                              tz="UTC"),
+    ts = pd.date_range("2024-01-01", periods=len(close), freq="1h", tz="UTC")
+    bars = market_bars(pd.DataFrame({"bar_close": close, "next_open": close, "next_return": nxt},
+                                    index=ts), BT, 8760)
+    return RuleInput(timestamps=ts,
                      forecast=np.asarray(forecast, dtype=np.float64), next_return=nxt,
                      label=nxt, close=close,
                      high=None if high is None else np.asarray(high, dtype=np.float64),
                      low=None if low is None else np.asarray(low, dtype=np.float64),
-                     features=features)
+                     features=features, bars=bars)
 
 
 def test_barrier_rule_trades_a_hand_computed_sequence():
@@ -53,13 +59,14 @@ def test_barrier_rule_trades_a_hand_computed_sequence():
     np.testing.assert_array_equal(rp.positions, expected)
     assert (rp.exit_reasons[4], rp.exit_reasons[9], rp.exit_reasons[15]) == \
         ("upper", "lower", "time")
-    res = run_backtest(w.timestamps, w.forecast, w.next_return, w.label, BT, 8760,
-                       positions=rp.positions, exit_reasons=rp.exit_reasons)
+    assert w.bars is not None
+    res = execute(rp.positions, w.bars, 8760, predictions=w.forecast, labels=w.label,
+                  exit_reasons=rp.exit_reasons)
     assert res.trades["exit_reason"].tolist() == ["upper", "lower", "time"]
     assert res.trades["bars"].tolist() == [1, 2, 3]
-    # each trade's return: entry and exit fee around the held bars' gross returns
+    # each trade's return: the held bar's return less the entry fee, then the exit fee
     r = np.asarray(close[1:]) / np.asarray(close[:-1]) - 1
-    first = (1 - BT.fee) * (1 + r[4]) * (1 - BT.fee) - 1
+    first = (1 + r[4] - BT.fee) * (1 - BT.fee) - 1
     assert res.trades["return"].iloc[0] == pytest.approx(first)
 
 
@@ -116,8 +123,11 @@ def test_meta_rule_trains_only_on_validation_signals():
     meta = MetaRule(primary_params={"threshold": 1.0}, max_holding=6, vol_window=12,
                     n_estimators=20)
     fitted = meta.fit(val, BT, 8760)
+    assert val.bars is not None
+    cost = round_trip_cost(val.bars)
+    assert cost == pytest.approx(np.full(300, 2 * BT.fee))  # a unit in and out at the fee
     labels = meta.meta_labels(val, np.sign(fitted.primary_.positions(val).positions).astype(int),
-                              BT.fee)
+                              cost)
     assert len(labels) == fitted.fit_report_["meta_rows"] and labels.index.max() < 300
     assert fitted.classifier_ is not None  # trained, on validation rows only
     rp = fitted.positions(test)

@@ -297,9 +297,10 @@ def test_selection_min_trades_reaches_the_rule_and_the_regimes():
 
 def test_code_defaults_read_the_one_home():
     from huracan.evaluation.evidence import pbo
+    from huracan.evaluation.execution import bars_of_returns, close_bars
     from huracan.regime.jobs import walk_forward_switching
     from huracan.regime.live import select
-    from huracan.regime.selection import select_per_regime, switching_backtest
+    from huracan.regime.selection import select_per_regime
     from huracan.sizing.env import EnvConfig
     from huracan.tracking.callbacks import SweepRun
 
@@ -311,7 +312,8 @@ def test_code_defaults_read_the_one_home():
             default(select_per_regime, "min_trades"), default(select, "min_trades"),
             default(walk_forward_switching, "min_trades")} == {home.min_trades}
     assert {default(pbo, "n_splits"), SweepRun().pbo_splits} == {home.pbo_splits}
-    assert {EnvConfig().fee, default(switching_backtest, "fee")} == {BacktestConfig().fee}
+    assert {EnvConfig().fee, default(close_bars, "fee"),
+            default(bars_of_returns, "fee")} == {BacktestConfig().fee}
 
 
 _HOMES = {"min_trades": ("huracan/settings.py", 30), "pbo_splits": ("huracan/settings.py", 16),

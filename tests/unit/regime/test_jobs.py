@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from huracan.evaluation.execution import close_bars, execute
 from huracan.evaluation.metrics import compute_metrics
 from huracan.regime.detection import UNKNOWN, HMMRegime, VolatilityRegime
 from huracan.regime.jobs import detect_regimes, walk_forward_switching
@@ -173,13 +174,10 @@ def test_walk_forward_switching_equals_a_hand_computed_one():
     regime = np.array(["low", "low", "high", "high", "low", "high", "high", "low"], dtype=object)
     r = np.array([0.01, -0.02, 0.03, -0.01, 0.02, -0.03, 0.01, 0.02])
 
-    def frame(pos):
+    def frame(pos):  # a candidate's executed returns: filled at the close, the fee only
         pos = np.asarray(pos, dtype=float)
-        turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
-        return pd.DataFrame({"timestamp": ts, "fold": fold, "position": pos,
-                             "asset_return": r, "turnover": turnover,
-                             "strategy_return": pos * r - 0.001 * turnover,
-                             "prediction": pos * 0.01, "label": r, "regime": regime})
+        res = execute(pos, close_bars(ts, r, 0.001), 8760, predictions=pos * 0.01, labels=r)
+        return res.returns.assign(fold=fold, regime=regime)
 
     # "A" is right in low, wrong in high; "B" the reverse (fold 0 is the evidence for fold 1)
     a = frame([1, -1, -1, 1, 1, 1, 1, 1])
@@ -219,10 +217,8 @@ def test_switching_applies_the_extreme_exposure_of_the_fallback():
     r = np.array([0.01, -0.02, 0.03, -0.01, 0.02, -0.03])
     regime = np.array(["low", "low", "low", "extreme", "extreme", "low"], dtype=object)
     pos = np.ones(6)
-    frame = pd.DataFrame({"timestamp": ts, "fold": [0, 0, 0, 1, 1, 1], "position": pos,
-                          "asset_return": r, "turnover": [1, 0, 0, 0, 0, 0],
-                          "strategy_return": r - np.array([0.001, 0, 0, 0, 0, 0]),
-                          "prediction": pos, "label": r, "regime": regime})
+    frame = execute(pos, close_bars(ts, r, 0.001), 8760, labels=r).returns.assign(
+        fold=[0, 0, 0, 1, 1, 1], regime=regime)
     out = walk_forward_switching({"lightgbm:A": frame}, fee=0.001, periods_per_year=8760,
                                  min_trades=1, min_bars=2, extreme_exposure=0.25)
     np.testing.assert_allclose(out["switching"].returns["position"].to_numpy(),

@@ -1,4 +1,5 @@
-"""Per-regime metrics, per-regime selection with its fallback, the switching backtest by hand."""
+"""Per-regime metrics, per-regime selection with its fallback, the switching backtest by hand
+(through the execution model; the hand-made bars fill at the close with the fee only)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.evaluation.backtest import BacktestConfig, extract_trades, run_backtest
+from huracan.evaluation.backtest import BacktestConfig, positions_from_forecast
+from huracan.evaluation.execution import close_bars, execute
 from huracan.evaluation.metrics import METRIC_NAMES, compute_metrics
 from huracan.regime.detection import REGIMES, UNKNOWN, VolatilityRegime, realized_volatility_24h
 from huracan.regime.selection import (
     ALL,
     RegimeChoice,
-    extract_sized_trades,
     per_regime_metrics,
     select_per_regime,
     switching_backtest,
@@ -26,30 +27,22 @@ TS8 = pd.date_range("2024-01-01", periods=8, freq="1h", tz="UTC")
 # -- sized trades ----------------------------------------------------------------------------
 
 
-def test_sized_trades_equal_extract_trades_without_resizes():
-    rng = np.random.default_rng(0)
-    ts = pd.date_range("2024", periods=300, freq="1h", tz="UTC")
-    for size in (1.0, 0.25):
-        pos = size * rng.choice([-1.0, 0.0, 1.0], size=300)
-        gross = pos * rng.normal(0, 0.01, 300)
-        pd.testing.assert_frame_equal(extract_sized_trades(ts, pos, gross, 0.001),
-                                      extract_trades(ts, pos, gross, 0.001))
-
-
-def test_sized_trades_keep_a_resize_inside_the_trade_and_pay_its_turnover():
-    ts = TS8[:4]
+def test_a_resize_stays_inside_its_trade_and_pays_its_turnover():
     pos = np.array([1.0, 0.25, 0.25, 0.0])
     r = np.array([0.01, 0.02, -0.01, 0.05])
-    t = extract_sized_trades(ts, pos, pos * r, 0.001)
+    t = execute(pos, close_bars(TS8[:4], r, 0.001), 8760).trades
     assert t["bars"].tolist() == [3] and t["side"].tolist() == ["long"]
     # entry 1.0, resize 0.75, exit 0.25 = the bars' turnover 2.0 in fees
-    expected = 0.999 * 1.01 * 1.005 * 0.9975 * (1 - 0.00075) * (1 - 0.00025) - 1
+    expected = (1.01 - 0.001) * (1.005 - 0.00075) * 0.9975 * (1 - 0.00025) - 1
     assert t["return"].iloc[0] == pytest.approx(expected, rel=1e-12)
-    # extract_trades would cut it in two and charge 1.0 + 0.25 at the resize
-    assert len(extract_trades(ts, pos, pos * r, 0.001)) == 2
 
 
 # -- per-regime metrics ----------------------------------------------------------------------
+
+
+def _run(ts, pred, nxt, fee: float = BacktestConfig.fee):
+    return execute(positions_from_forecast(pred), close_bars(ts, nxt, fee), 8760,
+                   predictions=pred, labels=nxt)
 
 
 def _backtest(n: int = 600, seed: int = 0, fee: float = 0.001):
@@ -57,18 +50,17 @@ def _backtest(n: int = 600, seed: int = 0, fee: float = 0.001):
     ts = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
     nxt = rng.normal(0, 0.01, n)
     pred = np.where(rng.random(n) < 0.6, nxt, -nxt) + rng.normal(0, 0.002, n)
-    return run_backtest(ts, pred, nxt, nxt, BacktestConfig(fee=fee), 8760)
+    return _run(ts, pred, nxt, fee)
 
 
 def test_per_regime_metrics_by_hand_with_entry_attribution():
     pos = np.array([1.0, 1.0, 1.0, 0.0, -1.0, -1.0, 0.0, 1.0])
     r = np.array([0.01, -0.02, 0.03, 0.01, -0.01, 0.02, -0.03, 0.01])
     fee = 0.001
-    turnover = np.abs(np.diff(np.r_[0.0, pos]))
-    net = pos * r - fee * turnover
-    frame = pd.DataFrame({"timestamp": TS8, "prediction": pos * 0.01, "position": pos,
-                          "asset_return": r, "turnover": turnover, "strategy_return": net,
-                          "label": r})
+    res = execute(pos, close_bars(TS8, r, fee), 8760, predictions=pos * 0.01, labels=r)
+    frame = res.returns
+    net = frame["strategy_return"].to_numpy()
+    assert net == pytest.approx(pos * r - fee * np.abs(np.diff(np.r_[0.0, pos])), abs=1e-15)
     #         long trade 0-2 enters in low and straddles into high; short 4-5 enters in high
     regimes = ["low", "low", "high", "high", "high", "low", None, "low"]
     out = per_regime_metrics(frame, regimes, 8760, min_bars=2)
@@ -77,7 +69,7 @@ def test_per_regime_metrics_by_hand_with_entry_attribution():
                                      "unknown": 1, "all": 8}
     assert out["n_trades"].to_dict() == {"low": 2, "normal": 0, "high": 1, "extreme": 0,
                                          "unknown": 0, "all": 3}
-    trades = extract_trades(TS8, pos, pos * r, fee)["return"].to_numpy()
+    trades = res.trades["return"].to_numpy()
     low = np.array([0, 1, 5, 7])
     expected = compute_metrics(net[low], trades[[0, 2]], (pos * 0.01)[low], r[low], 8760)
     assert out.loc["low", list(METRIC_NAMES)].to_numpy() == pytest.approx(
@@ -88,7 +80,7 @@ def test_per_regime_metrics_by_hand_with_entry_attribution():
     assert np.isnan(out.loc["normal", "sharpe"])  # below min_bars
 
 
-def test_per_regime_all_row_equals_the_backtest_and_fee_is_inferred():
+def test_per_regime_all_row_equals_the_backtest_with_its_executed_costs():
     res = _backtest()
     regimes = np.array(REGIMES, dtype=object)[np.arange(600) // 150]
     out = per_regime_metrics(res.returns, regimes, 8760)
@@ -96,12 +88,12 @@ def test_per_regime_all_row_equals_the_backtest_and_fee_is_inferred():
         assert out.loc[ALL, k] == pytest.approx(v, nan_ok=True), k
     assert out.loc[list(REGIMES), "bars"].tolist() == [150] * 4
     assert out.loc[list(REGIMES), "n_trades"].sum() == res.metrics.n_trades
-    # a frame whose returns do not follow one fee is refused unless the fee is given
-    broken = res.returns.copy()
-    broken.loc[broken.index[5:], "strategy_return"] -= 1e-4 * broken["turnover"].iloc[5:]
-    with pytest.raises(ValueError, match="infer one fee"):
-        per_regime_metrics(broken, regimes, 8760)
-    per_regime_metrics(broken, regimes, 8760, fee=0.001)
+    # the costs are the frame's as executed: charging more per bar lowers every regime's figure
+    dearer = res.returns.assign(strategy_return=res.returns["strategy_return"] - 1e-4)
+    assert (per_regime_metrics(dearer, regimes, 8760).loc[list(REGIMES), "total_return"]
+            < out.loc[list(REGIMES), "total_return"]).all()
+    with pytest.raises(ValueError, match="lacks columns"):
+        per_regime_metrics(res.returns.drop(columns="exit_leg"), regimes, 8760)
     with pytest.raises(ValueError, match="differ in length"):
         per_regime_metrics(res.returns, regimes[:-1], 8760)
     with pytest.raises(ValueError, match="lacks columns"):
@@ -231,8 +223,8 @@ def test_switching_backtest_by_hand():
     regimes = ["low", "low", "high", "high", "high", "low", "low", "high"]
     selection = {"low": _choice("low", "A", 1.0), "high": _choice("high", "B", 0.5)}
     r = np.array([0.01, -0.02, 0.03, 0.01, -0.01, 0.02, -0.03, 0.01])
-    res = switching_backtest(pred, regimes, selection, r, r, TS8, threshold=0.001, fee=0.001,
-                             long_only=False, periods_per_year=8760)
+    res = switching_backtest(pred, regimes, selection, close_bars(TS8, r, 0.001), r,
+                             threshold=0.001, long_only=False, periods_per_year=8760)
     out = res.returns
     # low -> A at full size, high -> B at half size, each bar by its own regime
     assert out["position"].tolist() == [1.0, 1.0, 0.5, 0.5, -0.5, -1.0, 1.0, -0.5]
@@ -243,11 +235,13 @@ def test_switching_backtest_by_hand():
     t = res.trades
     assert t["side"].tolist() == ["long", "short", "long", "short"]
     assert t["bars"].tolist() == [4, 2, 1, 1]
+    # each trade: its bars' net returns, without the previous trade's share of the fill that
+    # opened it (a flip's cost split by turnover), and its own share of the fill closing it
     assert t["return"].to_numpy() == pytest.approx([
-        0.999 * 1.01 * 0.98 * 1.015 * 1.005 * 0.9995 * 0.9995 - 1,  # resize 1 -> 0.5, exit 0.5
-        0.9995 * 1.005 * 0.98 * 0.9995 * 0.999 - 1,                 # -0.5 -> -1, exit 1
-        0.999 * 0.97 * 0.999 - 1,                                   # flip in, flip out
-        0.9995 * 0.995 - 1,                                         # open at the end
+        1.009 * 0.98 * 1.0145 * 1.005 * (1 - 0.0005) - 1,   # resize 1 -> 0.5, exit 0.5
+        1.004 / 0.9995 * 0.9795 * (1 - 0.001) - 1,          # -0.5 -> -1, exit 1
+        0.968 / 0.999 * (1 - 0.001) - 1,                    # flip in, flip out
+        0.9935 / 0.999 - 1,                                 # open at the end
     ], rel=1e-12)
     net = out["strategy_return"].to_numpy()
     assert res.metrics.total_return == pytest.approx(np.prod(1 + net) - 1)
@@ -255,17 +249,17 @@ def test_switching_backtest_by_hand():
     assert res.metrics.accuracy == pytest.approx(4 / 8)  # chosen forecasts' signs vs r
 
 
-def test_switching_with_one_model_everywhere_is_run_backtest():
+def test_switching_with_one_model_everywhere_is_the_models_backtest():
     res = _backtest(fee=0.0004)
     pred = res.returns["prediction"].to_numpy()
     nxt = res.returns["asset_return"].to_numpy()
     regimes = np.array(REGIMES, dtype=object)[np.arange(600) % 4]
     selection = {r: _choice(r, "m", 1.0) for r in REGIMES}
-    sw = switching_backtest({"m": pred}, regimes, selection, nxt, nxt, res.returns["timestamp"],
-                            fee=0.0004)
+    sw = switching_backtest({"m": pred}, regimes, selection,
+                            close_bars(res.returns["timestamp"], nxt, 0.0004), nxt)
     cols = list(res.returns.columns)
-    pd.testing.assert_frame_equal(sw.returns[cols], res.returns)
-    pd.testing.assert_frame_equal(sw.trades, res.trades)
+    pd.testing.assert_frame_equal(sw.returns[cols], res.returns, check_exact=True)
+    pd.testing.assert_frame_equal(sw.trades, res.trades, check_exact=True)
     assert sw.metrics == res.metrics
 
 
@@ -274,14 +268,15 @@ def test_switching_is_flat_on_unknown_and_checks_inputs():
     regimes = [None, "low", UNKNOWN, "low", "low", "low", "low", "low"]
     sel = {"low": _choice("low", "A", 1.0)}
     r = np.full(8, 0.01)
-    res = switching_backtest(pred, regimes, sel, r, r, TS8)
+    bars = close_bars(TS8, r)
+    res = switching_backtest(pred, regimes, sel, bars, r)
     assert res.returns["position"].tolist() == [0, 1, 0, 1, 1, 1, 1, 1]
     with pytest.raises(ValueError, match="no selection"):
-        switching_backtest(pred, ["high"] * 8, sel, r, r, TS8)
+        switching_backtest(pred, ["high"] * 8, sel, bars, r)
     with pytest.raises(ValueError, match="no predictions"):
-        switching_backtest(pred, regimes, {"low": _choice("low", "Z", 1.0)}, r, r, TS8)
+        switching_backtest(pred, regimes, {"low": _choice("low", "Z", 1.0)}, bars, r)
     with pytest.raises(ValueError, match="differ in length"):
-        switching_backtest(pred, regimes, sel, r[:5], r, TS8)
+        switching_backtest(pred, regimes, sel, bars, r[:5])
 
 
 def test_end_to_end_select_then_switch():
@@ -295,11 +290,11 @@ def test_end_to_end_select_then_switch():
     rv = realized_volatility_24h(close, "1h").to_numpy()
     regimes = VolatilityRegime().fit(rv[:2000]).classify(rv)
     preds = {"xgboost": nxt + rng.normal(0, 0.01, n), "lstm": nxt + rng.normal(0, 0.02, n)}
-    metrics = {m: per_regime_metrics(run_backtest(ts, p, nxt, nxt, BacktestConfig(), 8760)
-                                     .returns, regimes, 8760) for m, p in preds.items()}
+    metrics = {m: per_regime_metrics(_run(ts, p, nxt).returns, regimes, 8760)
+               for m, p in preds.items()}
     sel = select_per_regime(metrics)
     assert set(sel) == set(REGIMES)
-    res = switching_backtest(preds, regimes, sel, nxt, nxt, ts)
+    res = switching_backtest(preds, regimes, sel, close_bars(ts, nxt), nxt)
     assert np.isfinite(res.metrics.sharpe)
     assert (res.returns.loc[res.returns["regime"] == UNKNOWN, "position"] == 0).all()
     ext = res.returns["regime"] == "extreme"

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.evaluation.backtest import BacktestConfig, run_backtest
+from huracan.evaluation.backtest import BacktestConfig, positions_from_forecast
+from huracan.evaluation.execution import close_bars, execute, market_bars
 from huracan.features.build import FeatureSet
 from huracan.registry.evaluate import (
     MODEL,
@@ -174,20 +175,62 @@ def test_combined_forecasts_take_each_bar_from_its_source():
         combine_forecasts(ts, src, None, stored)
 
 
-def test_backtest_forecasts_is_run_backtest_on_the_scored_bars():
+def test_backtest_forecasts_executes_the_scored_bars_on_the_windows_market():
     rng = np.random.default_rng(3)
     n = 40
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n + 1)))
     frame = pd.DataFrame({"timestamp": T[:n], "label": rng.normal(0, 0.01, n),
-                          "next_return": rng.normal(0, 0.01, n),
+                          "bar_close": close[:-1],
+                          "next_open": close[1:] * (1 + rng.normal(0, 0.001, n)),
+                          "next_return": close[1:] / close[:-1] - 1,
                           "split": ["context"] * 10 + ["test"] * 30,
                           "regime": ["low", "high"] * 20})
-    w = EvalWindow(frame, BacktestConfig(fee=0.001), 8760.0, "r")
+    cfg = BacktestConfig(fee=0.001, threshold=0.002)
+    w = EvalWindow(frame, cfg, 8760.0, "r")
     f = rng.normal(0, 0.01, n)
     keep = np.r_[np.zeros(12, bool), np.ones(28, bool)]
     got = backtest_forecasts(with_scored(w, keep), f)
-    want = run_backtest(T[12:n], f[12:], frame.next_return.to_numpy()[12:],
-                        frame.label.to_numpy()[12:], BacktestConfig(fee=0.001), 8760.0)
+    bars = market_bars(frame, cfg, 8760.0).take(slice(12, n))
+    want = execute(positions_from_forecast(f[12:], 0.002), bars, 8760.0, predictions=f[12:],
+                   labels=frame.label.to_numpy()[12:])
     assert got.metrics == want.metrics
+    assert got.execution["fill"] == "next_open" and got.execution["notes"] == []
+    # a window logged before next_open existed: the close fill, the fee only, and a note
+    old = with_scored(EvalWindow(frame.drop(columns=["next_open", "bar_close"]), cfg, 8760.0,
+                                 "r"), keep)
+    legacy = backtest_forecasts(old, f)
+    close = execute(positions_from_forecast(f[12:], 0.002),
+                    close_bars(T[12:n], frame.next_return.to_numpy()[12:], 0.001), 8760.0,
+                    predictions=f[12:], labels=frame.label.to_numpy()[12:])
+    assert legacy.metrics == close.metrics
+    assert legacy.execution["fill"] == "close"
+    assert "window logged before next_open existed" in legacy.execution["notes"][0]
     # restrictions compose: after t20 and only the high bars
     r = only_regime(restrict_window(w, T[20]), "high")
     assert scored_bars(r) == len([i for i in range(21, n) if i % 2 == 1])
+
+
+def test_the_window_keeps_the_runs_execution_and_is_rescored_on_it():
+    rng = np.random.default_rng(4)
+    n = 400
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n + 1)))
+    frame = pd.DataFrame({"x": np.arange(n, dtype=float), "label": rng.normal(0, 0.01, n),
+                          "bar_close": close[:-1], "bar_high": close[:-1] * 1.002,
+                          "bar_low": close[:-1] * 0.998,
+                          "next_open": close[1:] * (1 + rng.normal(0, 0.001, n)),
+                          "next_return": close[1:] / close[:-1] - 1}, index=T[:n])
+    fs = FeatureSet(frame, ["x"], horizon=1)
+    cfg = BacktestConfig(half_spread="abdi_ranaldo", spread_window=24)
+    bars = market_bars(frame, cfg, 8760.0)
+    rows = np.arange(300, 324)
+    preds = rng.normal(0, 0.01, 24)
+    w = eval_window(fs, rows, preds, np.zeros(24, dtype=int), 0, bars)
+    start = 300 - EVAL_CONTEXT_ROWS
+    assert w["exec_cost_lin"].to_numpy() == pytest.approx(bars.cost_lin[start:324])
+    assert (w["exec_fill"] == "next_open").all() and "next_open" in w
+    # re-scored on the logged execution, even with other settings at hand (the run's costs win)
+    got = backtest_forecasts(EvalWindow(w, BacktestConfig(half_spread=50.0), 8760.0, "r"),
+                             w["prediction"].to_numpy())
+    want = execute(positions_from_forecast(preds), bars.take(rows), 8760.0, predictions=preds,
+                   labels=frame.label.to_numpy()[rows])
+    assert got.metrics == want.metrics

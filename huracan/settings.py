@@ -354,13 +354,17 @@ class RegistrySettings:
     its run's stored walk-forward or test forecast; see
     :func:`huracan.registry.promotion.gate_candidate`), else the decision is skipped. A
     walk-forward run stores its last ``max(min_eval_bars, last OOS step)`` OOS bars for this.
-    ``min_dsr`` (off by default) also demands a deflated Sharpe ratio; the score difference gets
-    a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
+    ``min_psr`` is the cash floor: a candidate is promoted only when its net return on that
+    window is positive with a PSR of at least ``min_psr``
+    (:func:`huracan.evaluation.evidence.beats_cash`). ``min_dsr`` (off by default) also demands
+    a deflated Sharpe ratio; the score difference gets a stationary-bootstrap interval of
+    ``bootstrap_resamples`` resamples."""
 
     enabled: bool = True
     metric: str = "composite_score"
     tolerance: float = 0.05
     min_eval_bars: int = 168
+    min_psr: float = 0.9
     min_dsr: float | None = None
     bootstrap_resamples: int = 500
 

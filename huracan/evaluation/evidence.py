@@ -66,6 +66,77 @@ def window_evidence(net_returns: np.ndarray, n_trades: int) -> WindowEvidence:
                           psr=float(st.psr_from_moments(sr, len(r), skew, kurt)))
 
 
+#: name of the built-in policy "never trade" (position 0 on every bar): the floor of every decision
+CASH = "cash"
+
+
+@dataclass(frozen=True)
+class CashVerdict:
+    """Whether a strategy's net returns beat the ``cash`` policy (position 0, return 0), and the
+    evidence the verdict had.
+
+    Attributes:
+        beats: ``True`` when the compounded net return is positive AND the probabilistic Sharpe
+            ratio of the net returns against 0 is at least ``min_psr``.
+        psr: PSR against a Sharpe of 0 (Bailey & Lopez de Prado 2012), in [0, 1]; 0 when flat.
+        sr: per-bar Sharpe ratio of the net returns.
+        total_return: compounded net return over the window, fraction.
+        bars, trades: evidence counts. min_psr: the bar the PSR had to reach.
+        reason: one line naming the figures and the rule.
+    """
+
+    beats: bool
+    psr: float
+    sr: float
+    total_return: float
+    bars: int
+    trades: int
+    min_psr: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def beats_cash(net_returns: np.ndarray, n_trades: int, min_psr: float = 0.9,
+               what: str = "candidate") -> CashVerdict:
+    """Does a strategy beat doing nothing? The floor every decision applies (gate, rollback,
+    regime aliases, threshold grid, Optuna presets, the sizer gate).
+
+    Rule: beats cash iff its compounded net return over the window is > 0 and its PSR (Bailey &
+    Lopez de Prado 2012: probability that the true Sharpe ratio exceeds 0, given the bars, skew
+    and kurtosis) is ``>= min_psr``. A flat series (never traded) has PSR 0 and never beats cash:
+    it IS cash.
+
+    Args:
+        net_returns: per-bar simple returns net of every cost, fractions, shape ``(n,)``.
+        n_trades: trades taken over the window (reported as evidence).
+        min_psr: the PSR the strategy must reach, in [0, 1] (``registry.min_psr``, default 0.9).
+        what: the name used in ``reason``.
+
+    Raises:
+        ValueError: ``min_psr`` outside [0, 1].
+    """
+    if not (0.0 <= float(min_psr) <= 1.0):
+        raise ValueError(f"min_psr must be in [0, 1], got {min_psr}")
+    r = np.asarray(net_returns, dtype=np.float64).reshape(-1)
+    r = r[np.isfinite(r)]
+    ev = window_evidence(r, n_trades)
+    total = float(np.prod(1.0 + r) - 1.0) if len(r) else 0.0
+    ok = (not ev.flat) and total > 0.0 and ev.psr >= float(min_psr)
+    figures = (f"net return {100 * total:+.2f} %, PSR {ev.psr:.3f} "
+               f"{'>=' if ev.psr >= min_psr else '<'} min_psr {min_psr:g} over {ev.bars} bars, "
+               f"{int(n_trades)} trades")
+    if ev.flat:
+        reason = f"{what} never trades ({ev.bars} bars): it is cash"
+    elif ok:
+        reason = f"{what} beats cash: {figures}"
+    else:
+        reason = f"{what} does not beat cash: {figures}"
+    return CashVerdict(bool(ok), float(ev.psr), float(ev.sr), total, ev.bars, int(n_trades),
+                       float(min_psr), reason)
+
+
 def lagged_execution(position: np.ndarray, bars: MarketBars, periods_per_year: float,
                      lag: int = 1) -> dict[str, float]:
     """The same positions decided ``lag`` rows later, executed on the same ``bars``: a

@@ -68,17 +68,18 @@ def choose(results: Sequence[Mapping[str, Any]], metric: str, min_trades: int,
 def assign_aliases(client: Any, engine: Any, name: str,
                    chosen: Mapping[str, tuple[RegimeChoice, Mapping[str, Any]]], *,
                    metric: str, tolerance: float, min_eval_bars: int,
-                   notifier: Any = None) -> dict[str, dict[str, Any]]:
-    """Gate each regime's choice for its ``regime-<name>`` alias and tag the map on the
-    registered model; returns the map (regime -> version, model, exposure, source, reason,
-    decision)."""
+                   notifier: Any = None, min_psr: float = 0.9) -> dict[str, dict[str, Any]]:
+    """Gate each regime's choice for its ``regime-<name>`` alias (the registry gate's rule on
+    the regime's bars, cash floor at ``min_psr`` included) and tag the map on the registered
+    model; returns the map (regime -> version, model, exposure, source, reason, decision)."""
     from huracan.registry.promotion import gate_candidate
 
     mapping: dict[str, dict[str, Any]] = {}
     for regime, (choice, result) in sorted(chosen.items()):
         out = gate_candidate(client, engine, name, str(result["version"]), metric=metric,
                              tolerance=tolerance, notifier=notifier,
-                             min_eval_bars=min_eval_bars, alias=f"{ALIAS_PREFIX}{regime}",
+                             min_eval_bars=min_eval_bars, min_psr=min_psr,
+                             alias=f"{ALIAS_PREFIX}{regime}",
                              regime=regime, selection=choice.to_dict())
         holder = client.get_model_version_by_alias(name, f"{ALIAS_PREFIX}{regime}") \
             if out.event == "promoted" else None

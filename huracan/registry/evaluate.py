@@ -31,6 +31,7 @@ default threshold rule (``backtest.threshold``), and the evidence says so.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -104,10 +105,15 @@ def load_rule(model_uri: str) -> WindowRule:
         names = tuple(schema.inputs.input_names()) if schema is not None else ()
     except Exception:  # a model without a readable signature: a meta rule then has no inputs
         names = ()
+    base = model_uri.rstrip("/")
+    if base.startswith("models:/m-"):  # a logged model (not a registered version): its store
+        with contextlib.suppress(Exception):  # unknown model id: the threshold rule, said below
+            base = str(mlflow.get_logged_model(base.removeprefix("models:/"))
+                       .artifact_location).rstrip("/")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{model_uri.rstrip('/')}/{RULE_ARTIFACT}", dst_path=tmp)
+                artifact_uri=f"{base}/{RULE_ARTIFACT}", dst_path=tmp)
         except Exception:  # MLflow raises different types per artifact store
             return WindowRule(None, names, "threshold: the model was logged without a fitted "
                                            "rule")

@@ -352,7 +352,8 @@ def gate_candidate(
                 decision = GateDecision(
                     False, cand_score, champ_score, tolerance, None,
                     f"candidate deflated Sharpe ratio {dsr} < registry.min_dsr={min_dsr} "
-                    f"({selection.get('n_candidates', '?')} candidates): rejected")
+                    f"({selection.get('n_candidates', '?')} candidates, "
+                    f"{selection.get('n_trials', '?')} trials): rejected")
             else:
                 decision = decide_with_floor(cash, cand_score, champ_score, tolerance, metric)
             event = "promoted" if decision.promote else "rejected"

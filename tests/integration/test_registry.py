@@ -154,6 +154,24 @@ def test_gate_scores_both_on_the_candidate_window_and_follows_the_rule(reg):
     assert gate_tag == ("promoted" if out.decision.promote else "rejected")
 
 
+def test_a_cash_champion_counts_as_no_champion(reg):
+    """Production held by a version tagged huracan.policy=cash (the registered cash policy after
+    a rollback): the candidate is not compared with it, beating cash is the whole test, and the
+    cash version is what a rollback returns to."""
+    client, engine, name, versions, _ = reg
+    cash_version = versions[2]
+    client.set_model_version_tag(name, cash_version, "huracan.policy", "cash")
+    client.set_registered_model_alias(name, PRODUCTION, cash_version)
+    out = gate_candidate(client, engine, name, versions[0])
+    assert out.champion_version == cash_version and out.decision.champion_score is None
+    assert out.evidence["champion_policy"] == "cash" and "champion" not in out.evidence
+    assert out.decision.promote == out.evidence["cash"]["beats"] is True
+    assert "no champion" in out.decision.reason
+    assert str(alias_version(client, name, PRODUCTION).version) == versions[0]
+    assert client.get_model_version(name, versions[0]).tags[
+        "huracan.previous_production"] == cash_version
+
+
 def test_rejection_leaves_production_and_alerts(reg):
     client, engine, name, versions, _ = reg
     # all three runs share one data file and split, so one window scores them all

@@ -81,7 +81,8 @@ def store_trials(client: Any, experiment_ids: list[str], symbol: str,
         return v.replace("'", "\\'")
 
     filt = f"tags.symbol = '{q(symbol)}' and tags.timeframe = '{q(timeframe)}'"
-    n, sharpes, token = 0, {}, None
+    n, token = 0, None
+    sharpes: dict[str, list[float]] = {}
     while True:
         page = client.search_runs(experiment_ids, filt, run_view_type=ViewType.ACTIVE_ONLY,
                                   max_results=1000, page_token=token)

@@ -316,9 +316,9 @@ def rule_positions(window: EvalWindow, forecasts: np.ndarray, rule: WindowRule
         return rows[name].to_numpy(np.float64) if name in rows else None
 
     names = [c for c in rule.feature_names if c in rows.columns]
-    nan = np.full(len(idx), np.nan)
+    next_return = col(NEXT_RETURN)
     ri = RuleInput(timestamps=idx, forecast=fc,
-                   next_return=col(NEXT_RETURN) if NEXT_RETURN in rows else nan,
+                   next_return=np.full(len(idx), np.nan) if next_return is None else next_return,
                    label=rows[LABEL].to_numpy(np.float64), close=col("bar_close"),
                    high=col("bar_high"), low=col("bar_low"), starts=starts,
                    features=rows[names].to_numpy(np.float64)

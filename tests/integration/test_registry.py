@@ -163,7 +163,7 @@ def test_a_cash_champion_counts_as_no_champion(reg):
     client.set_model_version_tag(name, cash_version, "huracan.policy", "cash")
     client.set_registered_model_alias(name, PRODUCTION, cash_version)
     out = gate_candidate(client, engine, name, versions[0])
-    assert out.champion_version == cash_version and out.decision.champion_score is None
+    assert str(out.champion_version) == cash_version and out.decision.champion_score is None
     assert out.evidence["champion_policy"] == "cash" and "champion" not in out.evidence
     assert out.decision.promote == out.evidence["cash"]["beats"] is True
     assert "no champion" in out.decision.reason

@@ -1,5 +1,7 @@
-"""Regimes end to end on the shipped sample: a sweep logs per-regime evidence, the switching
-comparison and gated ``regime-*`` aliases; ``huracan select`` answers from that store."""
+"""Regimes end to end on the shipped sample's bars (with synthetic prices carrying a real edge,
+``edge_sample_path``: an alias is promoted only when its candidate beats cash on the regime's
+bars): a sweep logs per-regime evidence, the switching comparison and gated ``regime-*`` aliases;
+``huracan select`` answers from that store."""
 
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ NAME = "huracan-BTCUSDT-1h"
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, train_cli):
+def sweep(tmp_path_factory, train_cli, edge_sample_path):
     tmp = tmp_path_factory.mktemp("regime")
     proc = train_cli(["model=lightgbm,xgboost", "model.n_estimators=60", "explain.max_rows=20",
+                      f"data.path={edge_sample_path}",
                       "importance.enabled=false", "selection.min_trades=10", "-m"], tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     uri = default_tracking_uri(tmp / "mlruns")
@@ -94,19 +97,26 @@ def test_regime_aliases_go_through_the_gate_and_are_tagged(sweep):
     by_alias = {e.alias: e for e in history}
     for regime, entry in mapping.items():
         event = by_alias[f"regime-{regime}"]  # every choice left a gate decision
-        # no earlier holder of any alias: each choice is promoted and holds its alias
-        assert entry["decision"] == event.event == "promoted", entry["gate_reason"]
-        holder = client.get_model_version_by_alias(NAME, f"regime-{regime}")
-        assert str(holder.version) == entry["version"] == entry["candidate_version"]
+        # no earlier holder of any alias: a choice is promoted iff it beats cash on the regime's
+        # bars, and then holds its alias
+        assert entry["decision"] == event.event, entry["gate_reason"]
+        if event.event == "promoted":
+            assert event.evidence["cash"]["beats"] and "beats cash" in entry["gate_reason"]
+            holder = client.get_model_version_by_alias(NAME, f"regime-{regime}")
+            assert str(holder.version) == entry["version"] == entry["candidate_version"]
+        else:
+            assert event.event == "rejected" and "cash" in entry["gate_reason"]
+            assert entry["version"] is None
     assert "production" in by_alias
 
 
-def test_select_answers_with_the_alias_holder_and_the_saved_thresholds(sweep, sample_path):
+def test_select_answers_with_the_alias_holder_and_the_saved_thresholds(sweep,
+                                                                        edge_sample_path):
     tmp, uri, client, _, _, _ = sweep
     res = _cli(tmp, uri, "--json")
     assert res.exit_code == 0, res.output
     ans = json.loads(res.output)
-    candles, _ = load_ohlcv(sample_path, "1h")  # complete 1h bars of the 5m sample
+    candles, _ = load_ohlcv(edge_sample_path, "1h")  # complete 1h bars of the 5m series
     # the regime by hand: the saved thresholds on the 24h volatility of the 1h bars
     holder_or_prod = client.get_model_version_by_alias(NAME, ans["alias"])
     assert ans["version"] == str(holder_or_prod.version)

@@ -70,8 +70,11 @@ def _all_runs(tmp: Path) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
-def test_nightly_offline_then_rerun_only_reports(tmp_path):
-    first = _run(tmp_path)
+def test_nightly_offline_then_rerun_only_reports(tmp_path, edge_sample_path):
+    # the sample's bars with edge prices: its forecaster beats cash, so the gate promotes it
+    # and the monitor has a production model to score (the real sample's does not beat cash)
+    edge = _imports(("BTC/USDT", edge_sample_path))
+    first = _run(tmp_path, edge)
     assert first.returncode == 0, first.stderr[-3000:]
     rows = _rows(tmp_path)
     btc = rows[rows.symbol == "BTC/USDT"].set_index("step")
@@ -104,7 +107,7 @@ def test_nightly_offline_then_rerun_only_reports(tmp_path):
     assert {p.name for p in logs} >= {"train.log", "monitor.log"}
 
     t0 = time.perf_counter()
-    again = _run(tmp_path)
+    again = _run(tmp_path, edge)
     seconds = time.perf_counter() - t0
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(earlier run)" in again.stdout

@@ -84,8 +84,7 @@ def test_the_sizer_version_went_through_the_gate(trained):
     versions = client.search_model_versions(f"name='{SIZER}'")
     assert len(versions) == 1 and versions[0].run_id is not None
     v = versions[0]
-    # seeded: on the unseen bars PPO (composite about -0.5) trails the fractional-Kelly
-    # baseline (about 2.0) by far: the gate rejects it
+    # seeded: on the unseen bars PPO trails the best baseline by far: the gate rejects it
     assert v.tags["huracan.gate"] == "rejected"
     evs = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), SIZER)
     assert len(evs) == 1 and evs[0].candidate_version == str(v.version)
@@ -94,7 +93,6 @@ def test_the_sizer_version_went_through_the_gate(trained):
                     if p != "ppo")
     assert evs[0].event == "rejected"
     assert run.data.metrics["test_ppo_composite_score"] < best_base
-    assert best_base == run.data.metrics["test_kelly_composite_score"]
     assert set(evs[0].evidence["baselines"]) == set(POLICIES) - {"ppo"}
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 from synthetic import edge_file, no_edge_file, random_walk_file  # tests/integration/synthetic.py
 
 from huracan.db.session import make_engine
 from huracan.registry import events
+from huracan.registry.evaluate import load_window, score_model
 from huracan.registry.promotion import PRODUCTION, alias_version
 from huracan.tracking.run import default_tracking_uri
 
@@ -89,6 +91,13 @@ def test_a_slow_autocorrelated_drift_is_promoted_with_its_fitted_rule(tmp_path, 
     assert ev.evidence["candidate"]["composite_score"] == pytest.approx(
         m["test_composite_score"], rel=1e-9)
     assert ev.evidence["candidate"]["trades"] == m["test_n_trades"]
+    # `registry monitor`'s scorer applies the same fitted rule to the registered model
+    mlflow.set_tracking_uri(default_tracking_uri(tmp_path / "mlruns"))
+    rescored = score_model(f"models:/{NAME}/{ev.candidate_version}", load_window(client,
+                                                                                  ev.run_id))
+    assert rescored.metrics.as_dict()["composite_score"] == pytest.approx(
+        m["test_composite_score"], rel=1e-6)
+    assert rescored.metrics.n_trades == m["test_n_trades"]
 
 
 def test_the_dsr_after_a_six_job_sweep_counts_every_trial_in_the_store(tmp_path, train_cli):

@@ -132,8 +132,9 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_killed_night_resumes(tmp_path):
-    overrides = ("nightly.monitor.enabled=false",)
+def test_killed_night_resumes(tmp_path, edge_sample_path):
+    # edge prices: the resumed night's forecaster beats cash and reaches production
+    overrides = ("nightly.monitor.enabled=false", _imports(("BTC/USDT", edge_sample_path)))
     proc = subprocess.Popen(_cmd(tmp_path, *overrides), cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -198,10 +199,14 @@ def test_one_symbol_failing_does_not_stop_the_other_joblib(tmp_path):
     assert logged > 0
 
 
-def test_two_symbols_on_local_ray(tmp_path):
+def test_two_symbols_on_local_ray(tmp_path, edge_sample_path):
+    from synthetic import edge_like_sample  # tests/integration/synthetic.py
+
     ray_tmp = Path("/tmp") / f"ray{os.getpid()}"
-    out = _run(tmp_path, "symbols=[BTC/USDT,ETH/USDT]", _imports(("BTC/USDT", BTC),
-                                                                 ("ETH/USDT", ETH)),
+    # edge prices on both samples' bars: each symbol's forecaster beats cash and is promoted
+    eth = edge_like_sample(ETH, tmp_path / "eth_edge_5m.parquet", seed=22)
+    out = _run(tmp_path, "symbols=[BTC/USDT,ETH/USDT]", _imports(("BTC/USDT", edge_sample_path),
+                                                                 ("ETH/USDT", eth)),
                "nightly.executor=ray", "ray.num_cpus=2", f"ray.temp_dir={ray_tmp}",
                "nightly.monitor.enabled=false")
     try:

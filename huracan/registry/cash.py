@@ -17,7 +17,7 @@ Callers that move an alias to it hold the per-model registry lock
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeGuard
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -33,7 +33,7 @@ ROLE_TAG = "huracan.role"
 EXPERIMENT = "huracan"
 
 
-def is_cash(mv: ModelVersion | None) -> bool:
+def is_cash(mv: ModelVersion | None) -> TypeGuard[ModelVersion]:
     """True when ``mv`` is the registered ``cash`` policy (tag ``huracan.policy=cash``)."""
     return mv is not None and (mv.tags or {}).get(POLICY_TAG) == CASH
 

@@ -71,7 +71,8 @@ def _fmt(x: float | None) -> str:
 @registry_app.command()
 def history(name: Name, as_json: Annotated[bool, typer.Option("--json")] = False,
             db_url: DbUrl = None) -> None:
-    """Every promotion, rejection and rollback of NAME, oldest first."""
+    """Every promotion, rejection and rollback of NAME, oldest first (a rollback to the cash
+    policy shows its candidate as cash/<version>)."""
     with _engine(db_url) as engine:
         rows = events.history(engine, name)
     if as_json:
@@ -83,7 +84,10 @@ def history(name: Name, as_json: Annotated[bool, typer.Option("--json")] = False
     typer.echo(f"{'time':<33}{'event':<13}{'alias':<16}{'candidate':>10}{'champion':>10}{'cand_score':>12}"
                f"{'champ_score':>12}{'tol':>6}  reason")
     for r in rows:
-        typer.echo(f"{r.time:<33}{r.event:<13}{r.alias:<16}{r.candidate_version or '-':>10}"
+        cand = r.candidate_version or "-"
+        if (r.evidence or {}).get("to") == "cash":  # production went to the cash policy
+            cand = f"cash/{cand}"
+        typer.echo(f"{r.time:<33}{r.event:<13}{r.alias:<16}{cand:>10}"
                    f"{r.champion_version or '-':>10}{_fmt(r.candidate_score):>12}"
                    f"{_fmt(r.champion_score):>12}{_fmt(r.tolerance)[:5]:>6}  {r.reason}")
 

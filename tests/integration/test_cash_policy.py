@@ -195,6 +195,8 @@ def test_registry_rollback_to_cash_show_monitor_history_as_commands(store, engin
     res = runner.invoke(app, ["registry", "history", name, "--json", "--db-url", db_url])
     last = json.loads(res.output)[-1]
     assert last["event"] == "rolled_back" and last["evidence"]["requested"] == "to_cash"
+    res = runner.invoke(app, ["registry", "history", name, "--db-url", db_url])
+    assert res.exit_code == 0 and f"cash/{prod.version}" in res.output.splitlines()[-1]
     res = runner.invoke(app, ["registry", "rollback", name, *common, "--db-url", db_url])
     assert res.exit_code == 1 and "already cash" in res.output
 

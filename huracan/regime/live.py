@@ -10,7 +10,9 @@
 2. the version holding the ``regime-<name>`` alias, with why (evidence in that regime, or the
    product's fallback mapping, from the ``huracan.regime_map`` tag) and its exposure factor; when
    the alias is unset (its gate was skipped or rejected and no earlier holder exists),
-   ``production`` at the regime's exposure;
+   ``production`` at the regime's exposure; a holder that is the ``cash`` policy
+   (:mod:`huracan.registry.cash`) answers exposure 0 and why (without a regime map and with a
+   cash production there is no detector: regime ``unknown``, exposure 0);
 3. with ``rank_by``, instead: the version with the best value of a logged metric (``max_drawdown``
    lowest, anything else highest unless told), read in the current regime
    (``<window>_<metric>__regime_<name>``) when the version's run has enough trades there
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from huracan.evaluation.evidence import CASH
 from huracan.regime.detection import (
     UNKNOWN,
     HMMRegime,
@@ -42,6 +45,7 @@ from huracan.regime.detection import (
 )
 from huracan.regime.registry import ALIAS_PREFIX, REGIME_MAP_TAG
 from huracan.regime.selection import LOWER_IS_BETTER
+from huracan.registry.cash import cash_reason, is_cash
 from huracan.settings import SelectionSettings
 
 DETECTOR_ARTIFACT = "regime/detector.json"
@@ -67,7 +71,8 @@ class LiveSelection:
             (``regime-high``, ``production``; None when ranking by a metric).
         exposure: position multiplier in (0, 1] (``regime.extreme_exposure`` for the fallback in
             ``extreme``).
-        source: ``evidence``, ``fallback``, ``production`` (alias unset) or ``rank``.
+        source: ``evidence``, ``fallback``, ``production`` (alias unset), ``rank`` or ``cash``
+            (the alias, or production, is the cash policy: exposure 0, the reason says why).
         reason: why, in words.
         metric, metric_value: with ``rank_by``: the metric and the chosen version's value.
     """
@@ -229,6 +234,14 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
         raise SelectionError(f"no registered model {name}: train {symbol} {timeframe} first"
                              ) from None
     regime_map: dict[str, Any] = json.loads(registered.tags.get(REGIME_MAP_TAG) or "{}")
+    prod = _alias(client, name, "production")
+    if is_cash(prod) and rank_by is None and not regime_map:  # no detector to classify with
+        return LiveSelection(
+            symbol=symbol, timeframe=timeframe, registered_model=name, regime=UNKNOWN,
+            probability=None, detector="none", volatility=None, last_bar="-",
+            at=None if at is None else str(at), version=str(prod.version), model_type=CASH,
+            run_id=prod.run_id, alias="production", exposure=0.0, source=CASH,
+            reason=f"production is cash (position 0): {cash_reason(prod)}")
     ref = _detector_run(client, name, regime_map)
     detector = load_detector(client, ref.run_id)
     settings = run_settings(client, ref.run_id)
@@ -261,7 +274,7 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
         low = rank_by in LOWER_IS_BETTER if lowest is None else lowest
         scored = []
         for mv in client.search_model_versions(f"name='{name}'"):
-            if not mv.run_id:
+            if not mv.run_id or is_cash(mv):
                 continue
             value, key = _metric_value(client.get_run(mv.run_id), rank_by, regime, min_trades)
             if math.isfinite(value):
@@ -293,6 +306,11 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
                      if entry.get("decision") else " (no regime map)"))
         if regime == UNKNOWN:
             exposure = min(exposure, float(regime_map.get("extreme", {}).get("exposure", 1.0)))
+    if is_cash(holder):  # nothing beats cash here: flat, and why
+        return LiveSelection(**base, version=str(holder.version), model_type=CASH,
+                             run_id=holder.run_id, alias=alias, exposure=0.0, source=CASH,
+                             reason=f"{alias} is cash (position 0): {cash_reason(holder)}"
+                                    + ("" if alias == "production" else f"; {reason}"))
     run = client.get_run(holder.run_id) if holder.run_id else None
     return LiveSelection(**base, version=str(holder.version),
                          model_type=None if run is None else run.data.tags.get("model_type"),

@@ -298,8 +298,9 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
         estimator, scaler: the fitted forecaster and its train-only scaler.
         rule: the fitted trading rule (None: positions NaN).
         version: the registered version of this model (None when unknown).
-        sizer: the production sizer's policy (:class:`huracan.sizing.serve.ReplayPolicy`), or
-            None: ``size = |position|``, ``leverage = 1``.
+        sizer: the production sizer's policy (:class:`huracan.sizing.serve.ReplayPolicy`),
+            ``"cash"`` (its production is the cash policy: ``size = leverage = 0``), or None:
+            ``size = |position|``, ``leverage = 1``.
         sizer_label: what the ``sizer`` column says, e.g. ``huracan-sizer-BTCUSDT-1h/2:ppo``
             (None without a sizer).
 
@@ -363,6 +364,8 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
     if sizer is None:
         size = np.abs(position)
         leverage = np.where(np.isnan(position), math.nan, 1.0)
+    elif isinstance(sizer, str) and sizer == "cash":  # the production sizer is cash: no exposure
+        size, leverage = np.zeros(len(idx)), np.zeros(len(idx))
     else:
         size, leverage = _sized(sizer, idx, forecast, rows, candles, spec.timeframe, regimes)
     return pd.DataFrame({

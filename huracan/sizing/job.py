@@ -512,8 +512,9 @@ def forecaster_run(client: Any, symbol: str, timeframe: str, s: SizerSettings) -
     ``sizer.forecaster`` (an alias of ``huracan-<SYMBOL>-<tf>``).
 
     Raises:
-        SizerError: neither exists.
+        SizerError: neither exists, or the alias holds the cash policy.
     """
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import alias_version, registered_model_name
 
     if s.forecaster_run:
@@ -523,6 +524,9 @@ def forecaster_run(client: Any, symbol: str, timeframe: str, s: SizerSettings) -
         mv = alias_version(client, name, s.forecaster)
     except Exception:
         mv = None
+    if is_cash(mv):
+        raise SizerError(f"{s.forecaster} of {name} is cash (position 0): no forecaster to size "
+                         f"({cash_reason(mv)}); pass sizer.forecaster_run=RUN_ID to size a run")
     if mv is None or not mv.run_id:
         raise SizerError(
             f"no {s.forecaster} version of {name}: train a walk-forward forecaster first "

@@ -6,7 +6,8 @@
 2. The policy: the production sizer of ``huracan-sizer-<SYMBOL>-<tf>`` serves the policy its run
    chose on validation (tag ``serve_policy``: PPO or a baseline); without a production sizer, the
    best baseline on the validation part of the latest sizer run; without any sizer run, ``fixed``
-   (size 1, leverage 1). ``policy=`` overrides.
+   (size 1, leverage 1). ``policy=`` overrides. A production forecaster or sizer that is the
+   ``cash`` policy (:mod:`huracan.registry.cash`) answers size 0, position 0, and why.
 3. The policy is played over those bars from a flat start (the environment's rules: fees,
    funding, liquidation; the agent's own recent PnL and drawdown are part of the PPO
    observation), and the action of the last bar is the suggestion.
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from huracan.evaluation.evidence import CASH
 from huracan.sizing.env import EnvConfig, SizingData
 
 BASELINE_POLICIES = ("fixed", "sign_rule", "volatility_target", "kelly")
@@ -67,13 +69,17 @@ class SizeSuggestion:
 
 
 def _sizer_choice(client: Any, name: str, policy: str | None) -> dict[str, Any]:
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version
 
     try:
         prod = alias_version(client, name, PRODUCTION)
     except Exception:
         prod = None
-    if prod is not None and prod.run_id:
+    if is_cash(prod) and policy is None:
+        return {"run": None, "version": str(prod.version), "policy": CASH,
+                "reason": f"production sizer v{prod.version} is cash: {cash_reason(prod)}"}
+    if prod is not None and prod.run_id and not is_cash(prod):
         run = client.get_run(prod.run_id)
         chosen = policy or run.data.tags.get("serve_policy", "ppo")
         return {"run": run, "version": str(prod.version), "policy": chosen,
@@ -292,6 +298,7 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
     from huracan import stages
     from huracan.pipeline import load_run_model, rebuild_features, run_settings
     from huracan.regime.live import load_detector
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version, registered_model_name
     from huracan.sizing.job import load_funding, registered_sizer_name
 
@@ -304,13 +311,21 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         fv = None
     if fv is None or not fv.run_id:
         raise LookupError(f"{fname} has no production forecaster to size")
+    if is_cash(fv):  # nothing beats cash: flat, and why
+        return SizeSuggestion(
+            symbol=symbol, timeframe=timeframe, last_bar="-", forecast=0.0, size=0.0,
+            leverage=0.0, position=0.0, policy=CASH, forecaster_version=str(fv.version),
+            sizer_version=None, sizer_run_id=None,
+            reason=f"production forecaster is cash: {cash_reason(fv)}", bars_played=0,
+            liquidated_in_window="")
     settings = run_settings(client, fv.run_id)
     choice = _sizer_choice(client, registered_sizer_name(symbol, timeframe), policy)
     run = choice["run"]
     with tempfile.TemporaryDirectory() as tmp:
         estimator, scaler = load_run_model(client, fv.run_id, Path(tmp))
-    pol = load_policy(client, run, choice["policy"], fee=settings.backtest.fee,
-                      threshold=settings.backtest.threshold, timeframe=timeframe)
+    pol = None if choice["policy"] == CASH else load_policy(
+        client, run, choice["policy"], fee=settings.backtest.fee,
+        threshold=settings.backtest.threshold, timeframe=timeframe)
     fs, candles = rebuild_features(settings, data, keep_unlabelled=True)
     frame = fs.frame.iloc[-int(bars):]
     if len(frame) < 50:
@@ -320,6 +335,12 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
     X = scaler.transform(frame[names].to_numpy(np.float64)).astype(np.float32)
     forecast = np.asarray(estimator.predict(X, starts=starts), dtype=np.float64)
     ts = pd.DatetimeIndex(frame.index)
+    if pol is None:  # the production sizer is cash: size 0
+        return SizeSuggestion(
+            symbol=symbol, timeframe=timeframe, last_bar=str(ts[-1]), forecast=float(forecast[-1]),
+            size=0.0, leverage=0.0, position=0.0, policy=CASH,
+            forecaster_version=str(fv.version), sizer_version=choice["version"],
+            sizer_run_id=None, reason=choice["reason"], bars_played=0, liquidated_in_window="")
     labels = None
     if pol.needs_regime:
         from huracan.regime.detection import HMMRegime, realized_volatility_24h, regime_features

@@ -23,8 +23,10 @@ from typer.testing import CliRunner
 from huracan.cli import app
 from huracan.db import migrate
 from huracan.db.session import make_engine
+from huracan.evaluation.evidence import CASH
 from huracan.registry import events
 from huracan.registry.callback import best_candidates
+from huracan.registry.cash import is_cash
 from huracan.registry.evaluate import load_window, score_model
 from huracan.registry.gate import decide
 from huracan.registry.promotion import (
@@ -168,7 +170,7 @@ def test_rejection_leaves_production_and_alerts(reg):
     assert events.history(engine, name)[-1].event == "rejected"
 
 
-def test_rollback_then_refusal(reg):
+def test_rollback_then_cash_then_refusal(reg):
     client, engine, name, versions, _ = reg
     gate_candidate(client, engine, name, versions[0])
     gate_candidate(client, engine, name, versions[1], tolerance=1e9)  # promotes whatever
@@ -180,11 +182,20 @@ def test_rollback_then_refusal(reg):
     ev = events.history(engine, name)[-1]
     assert (ev.event, ev.candidate_version, ev.champion_version) == (
         "rolled_back", versions[0], versions[1])
-    with pytest.raises(RegistryError, match="no earlier production version"):
+    # nothing earlier than versions[0]: production goes to cash, recorded and alerted
+    assert rollback(client, engine, name, notifier=rec) == (versions[0], CASH)
+    prod = alias_version(client, name, PRODUCTION)
+    assert is_cash(prod) and "no earlier production version" in prod.tags["huracan.cash_reason"]
+    ev = events.history(engine, name)[-1]
+    assert (ev.event, ev.candidate_version, ev.champion_version) == (
+        "rolled_back", str(prod.version), versions[0])
+    assert ev.evidence["to"] == CASH
+    assert rec.alerts[-1].severity == "critical" and "-> cash" in rec.alerts[-1].title
+    with pytest.raises(RegistryError, match="already cash"):
         rollback(client, engine, name)
 
 
-def test_cli_history_json_show_and_rollback_refusal(reg, db_url):
+def test_cli_history_json_show_and_rollback_to_cash(reg, db_url):
     client, engine, name, versions, uri = reg
     gate_candidate(client, engine, name, versions[0])
     runner = CliRunner()
@@ -200,8 +211,16 @@ def test_cli_history_json_show_and_rollback_refusal(reg, db_url):
     assert shown["production"]["manifest"]["model_type"]
     res = runner.invoke(app, ["registry", "rollback", name, "--tracking-uri", uri,
                               "--db-url", db_url])
-    assert res.exit_code == 1
+    assert res.exit_code == 0, res.output
+    assert f"production v{versions[0]} -> cash" in res.output
     assert "no earlier production version" in res.output
+    res = runner.invoke(app, ["registry", "show", name, "--tracking-uri", uri])
+    shown = json.loads(res.output)
+    assert shown["production"]["policy"] == "cash"
+    assert "no earlier production version" in shown["production"]["reason"]
+    res = runner.invoke(app, ["registry", "rollback", name, "--tracking-uri", uri,
+                              "--db-url", db_url])
+    assert res.exit_code == 1 and "already cash" in res.output
 
 
 def test_monitor_rolls_back_only_beyond_tolerance(reg):
@@ -225,6 +244,29 @@ def test_monitor_rolls_back_only_beyond_tolerance(reg):
     ev = events.history(engine, name)[-1]
     assert ev.event == "rolled_back" and "degraded" in ev.reason
     assert ev.champion_score == pytest.approx(now)
+
+
+def test_monitor_degraded_with_nothing_earlier_goes_to_cash(reg):
+    client, engine, name, versions, _ = reg
+    # the first production (as the gate leaves it): nothing earlier to roll back to
+    client.set_registered_model_alias(name, PRODUCTION, versions[0])
+    window = load_window(client, client.get_model_version(name, versions[0]).run_id)
+    now = score_model(f"models:/{name}/{versions[0]}", window).metrics.as_dict()[METRIC]
+    client.set_model_version_tag(name, versions[0], "huracan.score_at_promotion",
+                                 repr(abs(now) * 2 + 1.0))
+    rec = Recorder()
+    res = monitor(client, engine, name, window, notifier=rec)
+    assert res.degraded and res.rolled_back_to == CASH
+    prod = alias_version(client, name, PRODUCTION)
+    assert is_cash(prod) and "degraded by more than 5 %" in prod.tags["huracan.cash_reason"]
+    ev = events.history(engine, name)[-1]
+    assert ev.event == "rolled_back" and ev.evidence["to"] == CASH
+    assert ev.champion_version == versions[0] and ev.champion_score == pytest.approx(now)
+    assert [a.severity for a in rec.alerts] == ["critical"]
+    # monitoring a cash production: not scored, says why
+    again = monitor(client, engine, name, window)
+    assert not again.degraded and again.cash_reason == prod.tags["huracan.cash_reason"]
+    assert math.isnan(again.current_score)
 
 
 def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():

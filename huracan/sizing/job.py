@@ -9,7 +9,8 @@ sees wicks), and the execution model's bars of those rows (:func:`sizer_bars`:
 :func:`huracan.evaluation.execution.market_bars` with the forecaster run's ``backtest`` settings:
 fills at the next open by default, fee + half-spread + slippage (+ impact), borrow on spot shorts,
 and the perpetual's funding legs when ``../shared/data`` (or the store) has its funding): the
-sizer trades on the bars and costs the forecaster's backtest used. The series is cut by time into three parts (``sizer.split``, default
+sizer trades on the bars and costs the forecaster's backtest used. The series is cut by time
+into three parts (``sizer.split``, default
 60/20/20 %): PPO trains on random 30-day episodes of the first, early-stops on the second
 (deterministic episodes over the whole part, SB3 ``EvalCallback`` +
 ``StopTrainingOnNoModelImprovement``, the best evaluation's policy kept), and the last part is

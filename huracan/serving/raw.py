@@ -386,12 +386,15 @@ def _sized(policy: Any, idx: pd.DatetimeIndex, forecast: np.ndarray, rows: pd.Da
            candles: pd.DataFrame, timeframe: str,
            regimes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(size, leverage)`` per answered bar: ``policy`` replayed over them from a flat account
-    (:func:`huracan.sizing.serve.replay`, restarting after a liquidation), the latest bar's and
-    each pre-gap bar's next return unknown (0), no funding."""
+    (:func:`huracan.sizing.serve.replay`, restarting after a liquidation) on the execution
+    model's bars of the sizer run (:meth:`huracan.sizing.serve.ReplayPolicy.market`), the
+    latest bar's and each pre-gap bar's next return unknown (0), no funding; a ``flat`` policy
+    answers size 0."""
     from huracan.sizing.serve import replay, sizing_inputs
 
     data = sizing_inputs(idx, forecast, rows["next_return"].to_numpy(np.float64), candles,
-                         timeframe, regimes=regimes if policy.needs_regime else None)
+                         timeframe, regimes=regimes if policy.needs_regime else None,
+                         bars=policy.market(idx, candles))
     out = replay(policy, data, restart_after_liquidation=True)
     return (out["size"].to_numpy(np.float64).copy(),
             out["leverage"].to_numpy(np.float64).copy())

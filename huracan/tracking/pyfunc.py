@@ -12,7 +12,8 @@ for serving, the run's feature spec, regime detector and fitted trading rule.
   :mod:`huracan.serving.raw`) and returns a DataFrame per bar: ``timestamp, forecast, regime,
   position, size, leverage, sizer, registered_model, model_version, run_id``; ``size`` and
   ``leverage`` come from the production sizer ``huracan-sizer-<SYMBOL>-<tf>`` when there is one
-  (looked up once, at the first raw request; 0 and 0 when its production is the cash policy),
+  (looked up once, at the first raw request; 0 and 0 when its production is the cash policy;
+  a sizer serving ``flat``, because nothing beat cash on its unseen bars, answers size 0),
   else ``|position|`` and 1.
 
 Bad input raises :class:`huracan.serving.raw.InputRuleError` (an ``MlflowException`` with
@@ -173,6 +174,12 @@ def _production_sizer(spec: Any) -> tuple[Any, str | None]:
     run = client.get_run(prod.run_id)
     chosen = run.data.tags.get("serve_policy", "ppo")
     fee, threshold = 0.0, 0.0
+    if chosen == "flat":  # nothing beat cash on the sizer's unseen bars: size 0
+        policy = load_policy(client, run, chosen, fee=fee, threshold=threshold,
+                             timeframe=spec.timeframe)
+        label = f"{name}/{prod.version}:flat"
+        log.info("production sizer %s: %s", label, run.data.tags.get("serve_reason", ""))
+        return policy, label
     if chosen != "ppo":  # the baselines trade at the forecaster's fee and rule threshold
         from huracan.pipeline import run_settings
 

@@ -10,7 +10,9 @@ are then re-executed by the one execution model (``market_bars`` + ``execute``) 
 
 - ``close``: filled at the signal bar's close, the fee only (the old backtest; a diagnostic);
 - ``next_open``: filled at the next bar's open, the fee only (``backtest.fee`` as configured);
-- ``next_open + AR spread``: the same plus the Abdi & Ranaldo (2017) half-spread estimated per bar
+- ``next_open + 2 bps``: the backtest's default costs (``backtest.half_spread=1`` bps and
+  ``backtest.slippage_bps=1`` on top of the fee), what a run scores by default;
+- ``next_open + AR spread``: the fee plus the Abdi & Ranaldo (2017) half-spread estimated per bar
   over the trailing ``backtest.spread_window`` bars (``backtest.half_spread=abdi_ranaldo``): the
   basis of the evidence columns (breakeven, PSR, beats cash, buy & hold);
 - ``delay 5m``: filled at the close of the first 5m bar closing at least 5 minutes after the
@@ -23,7 +25,8 @@ are then re-executed by the one execution model (``market_bars`` + ``execute``) 
 Plus, under ``next_open + AR spread``: breakeven cost (extra bps per unit turnover at which the net
 return is 0), IC and rank IC of the forecast against the realised label (and the per-fold mean IC
 and ICIR), buy & hold's Sharpe on the same bars, trades, net return, PSR and
-``huracan.evaluation.evidence.beats_cash(net, trades, min_psr=0.9)``; and how many of the
+``huracan.evaluation.evidence.beats_cash(net, trades, min_psr=0.9)`` (also under the default
+costs); and how many of the
 candidates clear cash. Sharpe figures do not depend on the machine's load; wall times do.
 
 Usage: python benchmarks/execution_report.py [--symbols BTC,ETH,LTC] [--models lightgbm,xgboost]
@@ -53,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 FILL_COLUMNS = (
     ("close", "close"),
     ("next_open", "next_open"),
+    ("default", "next_open + 2 bps ³"),
     ("spread", "next_open + AR spread"),
     ("delay", "delay 5m ¹"),
     ("next_open_sub", "next_open, same bars ¹"),
@@ -143,7 +147,8 @@ def candidates(models: Sequence[str], learning_rates: Sequence[str]) -> list[tup
 
 
 def candidate_row(symbol: str, model: str, results: dict[str, Any], diag: dict[str, float],
-                  verdict: Any, bh_sharpe: float, extra: dict[str, Any]) -> dict[str, Any]:
+                  verdict: Any, bh_sharpe: float, extra: dict[str, Any],
+                  verdict_default: Any = None) -> dict[str, Any]:
     """One row of the report: the Sharpe per fill (NaN where not scored) and the evidence."""
     from huracan.evaluation.metrics import breakeven_bps
 
@@ -162,7 +167,10 @@ def candidate_row(symbol: str, model: str, results: dict[str, Any], diag: dict[s
         "icir": diag.get("oos_icir", math.nan), "buy_hold_sharpe": bh_sharpe,
         "trades": int(spread.n_trades), "total_return": float(spread.total_return),
         "psr": float(verdict.psr), "beats_cash": bool(verdict.beats),
-        "cash_reason": verdict.reason, **extra,
+        "cash_reason": verdict.reason,
+        "psr_default": math.nan if verdict_default is None else float(verdict_default.psr),
+        "beats_cash_default": None if verdict_default is None else bool(verdict_default.beats),
+        **extra,
     })
     return row
 
@@ -185,7 +193,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -
         rows: :func:`candidate_row` dicts (keys ``symbol``, ``model``, ``sharpe_<fill>`` for each
             fill of :data:`FILL_COLUMNS`, ``breakeven_bps``, ``ic``, ``rank_ic``, ``ic_mean``,
             ``icir``, ``buy_hold_sharpe``, ``trades``, ``total_return`` (fraction), ``psr``,
-            ``beats_cash``; optionally ``delay_bars`` and ``oos_bars``).
+            ``beats_cash``; optionally ``delay_bars``, ``oos_bars``, ``psr_default`` and
+            ``beats_cash_default`` (under the default costs)).
         notes: lines appended after the count (the footnotes of the column headers).
 
     Raises:
@@ -201,7 +210,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -
     out.append("")
     head = ["symbol", "candidate", "OOS bars", "trades", "net return",
             "breakeven bps: fee only / + AR spread", "IC",
-            "rank IC", "fold IC mean / ICIR", "buy & hold Sharpe", "PSR", "beats cash"]
+            "rank IC", "fold IC mean / ICIR", "buy & hold Sharpe",
+            "PSR: +2 bps / + AR spread", "beats cash: +2 bps / + AR spread"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["symbol"], r["model"], _fmt(r.get("oos_bars")), _fmt(r["trades"]),
@@ -209,7 +219,9 @@ def markdown_tables(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -
                  f"{_fmt(r.get('breakeven_bps_fee_only'), 1)} / {_fmt(r['breakeven_bps'], 1)}",
                  _fmt(r["ic"], 4), _fmt(r["rank_ic"], 4),
                  f"{_fmt(r['ic_mean'], 4)} / {_fmt(r['icir'], 2)}",
-                 _fmt(r["buy_hold_sharpe"]), _fmt(r["psr"], 3), _fmt(r["beats_cash"])]
+                 _fmt(r["buy_hold_sharpe"]),
+                 f"{_fmt(r.get('psr_default'), 3)} / {_fmt(r['psr'], 3)}",
+                 f"{_fmt(r.get('beats_cash_default'))} / {_fmt(r['beats_cash'])}"]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     symbols = list(dict.fromkeys(r["symbol"] for r in rows))
@@ -218,11 +230,19 @@ def markdown_tables(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -
     total = sum(bool(r["beats_cash"]) for r in rows)
     out.append(f"Candidates that clear cash (next_open + AR spread, PSR >= {MIN_PSR:g}): "
                f"{total} of {len(rows)} ({per}).")
+    if all(r.get("beats_cash_default") is not None for r in rows):
+        per = ", ".join(
+            f"{s} {sum(bool(r['beats_cash_default']) for r in rows if r['symbol'] == s)} of "
+            f"{sum(1 for r in rows if r['symbol'] == s)}" for s in symbols)
+        total = sum(bool(r["beats_cash_default"]) for r in rows)
+        out.append(f"Under the default costs (next_open + 2 bps): {total} of {len(rows)} "
+                   f"({per}).")
     return "\n".join([*out, *notes])
 
 
 def footnotes(symbols_info: Sequence[dict[str, Any]]) -> list[str]:
     """The footnotes of the delay and lag1 columns, with each symbol's delay window."""
+    first = symbols_info[0]
     where = "; ".join(
         f"{s['symbol']} {s['delay_bars']:,} bars {s['delay_start'][:16]} .. {s['delay_end'][:16]}"
         if s["delay_bars"] else f"{s['symbol']}: no 5m file, n/a" for s in symbols_info)
@@ -235,6 +255,9 @@ def footnotes(symbols_info: Sequence[dict[str, Any]]) -> list[str]:
             "bar's close, fee only, on the OOS bars the 2024 5m files cover, beside next_open "
             f"(fee only) on exactly those bars ({where}).",
             "² lag1: the same positions one bar later, next_open, fee only.",
+            f"³ the backtest's default costs: fee + {_fmt(first['default_half_spread'], 0)} bps "
+            f"half-spread + {_fmt(first['default_slippage_bps'], 0)} bps slippage per unit of "
+            "turnover.",
             f"AR spread: Abdi & Ranaldo (2017) half-spread per bar over the trailing "
             f"{symbols_info[0].get('spread_window', 168)} bars ({spread})."]
 
@@ -262,7 +285,8 @@ def report_symbol(symbol: str, cands: Sequence[tuple[str, list[str]]], overrides
     ts = pd.DatetimeIndex(fs.frame.index)[rows]
     fee_only = replace(base.backtest, fill="next_open", half_spread=0.0, slippage_bps=0.0)
     cfgs = {"close": replace(fee_only, fill="close"), "next_open": fee_only,
-            "spread": replace(fee_only, half_spread="abdi_ranaldo")}
+            "spread": replace(fee_only, half_spread="abdi_ranaldo"),
+            "default": replace(base.backtest, fill="next_open")}
     t0 = time.perf_counter()
     bars = {k: stages.run_bars(fs, c, tf) for k, c in cfgs.items()}
     oos = {k: b.take(rows) for k, b in bars.items()}
@@ -287,6 +311,8 @@ def report_symbol(symbol: str, cands: Sequence[tuple[str, list[str]]], overrides
             "delay_end": str(ts[sub][-1]) if sub.any() else None,
             "fine_path": path, **spread_stats(oos["spread"].cost_lin - fee_only.fee),
             "fee_bps": fee_only.fee / 1e-4, "spread_window": fee_only.spread_window,
+            "default_half_spread": cfgs["default"].half_spread,
+            "default_slippage_bps": cfgs["default"].slippage_bps,
             "threshold": fee_only.threshold,
             "bars_seconds": bars_s, "candidates": {}}
     out = []
@@ -307,7 +333,7 @@ def report_symbol(symbol: str, cands: Sequence[tuple[str, list[str]]], overrides
         preds = scored.returns["prediction"].to_numpy(np.float64)
         lab = scored.returns["label"].to_numpy(np.float64)
         results = {k: execute(pos, oos[k], ppy, predictions=preds, labels=lab)
-                   for k in ("close", "next_open", "spread")}
+                   for k in ("close", "next_open", "default", "spread")}
         results["lag1"] = execute(lagged(pos), oos["next_open"], ppy)
         if delay_bars is not None:
             results["delay"] = execute(pos[sub], delay_bars, ppy)
@@ -322,6 +348,9 @@ def report_symbol(symbol: str, cands: Sequence[tuple[str, list[str]]], overrides
                                   periods_per_year=ppy)
         verdict = beats_cash(spread_net, results["spread"].metrics.n_trades, min_psr=MIN_PSR,
                              what=f"{model} on {symbol}")
+        default_net = results["default"].returns["strategy_return"].to_numpy(np.float64)
+        verdict_default = beats_cash(default_net, results["default"].metrics.n_trades,
+                                     min_psr=MIN_PSR, what=f"{model} on {symbol}")
         score_s = time.perf_counter() - t0
         fit = sum(o.fit_seconds for o in outcomes)
         out.append(candidate_row(symbol, model, results, diag, verdict,
@@ -330,7 +359,8 @@ def report_symbol(symbol: str, cands: Sequence[tuple[str, list[str]]], overrides
                                   "buy_hold_return": bench.metrics.total_return,
                                   "return_close": results["close"].metrics.total_return,
                                   "return_next_open": results["next_open"].metrics.total_return,
-                                  "fold_loop_s": loop_s, "fit_s": fit, "scoring_s": score_s}))
+                                  "fold_loop_s": loop_s, "fit_s": fit, "scoring_s": score_s},
+                                 verdict_default))
         info["candidates"][model] = {"fold_loop_s": loop_s, "fit_s": fit, "scoring_s": score_s}
         print(f"  {symbol} {model}: {len(folds)} folds in {loop_s:.1f} s (fit {fit:.1f} s), "
               f"scoring under {len(results)} fills {score_s:.2f} s; {verdict.reason}",

@@ -26,7 +26,7 @@ def row(symbol: str, model: str, beats: bool, delay: float = math.nan) -> dict:
          "rank_ic": -0.0045, "breakeven_bps_fee_only": 1.5, "ic_mean": 0.01, "icir": 0.5,
          "buy_hold_sharpe": 1.1,
          "trades": 42, "total_return": -0.0567, "psr": 0.12, "beats_cash": beats,
-         "oos_bars": 1000}
+         "oos_bars": 1000, "psr_default": 0.95, "beats_cash_default": beats}
     for k, _ in er.FILL_COLUMNS:
         r[f"sharpe_{k}"] = 0.5
     r["sharpe_delay"] = delay
@@ -37,15 +37,18 @@ def test_tables_show_every_fill_the_evidence_and_the_cash_count():
     text = er.markdown_tables([row("BTC", "lightgbm", True, delay=-0.25),
                                row("BTC", "xgboost", False), row("LTC", "lightgbm", False)])
     lines = text.splitlines()
-    assert lines[0] == ("| symbol | candidate | close | next_open | next_open + AR spread | "
+    assert lines[0] == ("| symbol | candidate | close | next_open | next_open + 2 bps ³ | "
+                        "next_open + AR spread | "
                         "delay 5m ¹ | next_open, same bars ¹ | lag1 ² |")
-    assert lines[2] == "| BTC | lightgbm | 0.50 | 0.50 | 0.50 | -0.25 | 0.50 | 0.50 |"
-    assert lines[4].split(" | ")[5] == "n/a"  # LTC: no finer series, no delay figure
+    assert lines[2] == "| BTC | lightgbm | 0.50 | 0.50 | 0.50 | 0.50 | -0.25 | 0.50 | 0.50 |"
+    assert lines[4].split(" | ")[6] == "n/a"  # LTC: no finer series, no delay figure
     evidence = [x for x in lines if x.startswith("| BTC | xgboost | 1000")]
     assert evidence == ["| BTC | xgboost | 1000 | 42 | -5.7 % | 1.5 / -3.2 | 0.0123 | -0.0045 | "
-                        "0.0100 / 0.50 | 1.10 | 0.120 | no |"]
-    assert lines[-1] == ("Candidates that clear cash (next_open + AR spread, PSR >= 0.9): 1 of 3 "
-                         "(BTC 1 of 2, LTC 0 of 1).")
+                        "0.0100 / 0.50 | 1.10 | 0.950 / 0.120 | no / no |"]
+    assert lines[-2:] == ["Candidates that clear cash (next_open + AR spread, PSR >= 0.9): 1 of 3 "
+                          "(BTC 1 of 2, LTC 0 of 1).",
+                          "Under the default costs (next_open + 2 bps): 1 of 3 (BTC 1 of 2, LTC 0 "
+                          "of 1)."]
 
 
 def test_tables_refuse_no_rows():

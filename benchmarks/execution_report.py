@@ -208,7 +208,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -
         cells = [r["symbol"], r["model"], *(_fmt(r[f"sharpe_{k}"]) for k, _ in FILL_COLUMNS)]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    head = ["symbol", "candidate", "OOS bars", "trades", "net return",
+    head = ["symbol", "candidate", "OOS bars", "trades", "net return + AR spread",
             "breakeven bps: fee only / + AR spread", "IC",
             "rank IC", "fold IC mean / ICIR", "buy & hold Sharpe",
             "PSR: +2 bps / + AR spread", "beats cash: +2 bps / + AR spread"]

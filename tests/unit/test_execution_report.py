@@ -74,3 +74,21 @@ def test_delay_coverage_is_exactly_where_delay_fills_can_be_scored():
     assert len(bars) == 3
     with pytest.raises(ExecutionInputError, match="fill=delay"):
         market_bars(frame, cfg, 8760, fine=fine, fine_timeframe="5m")
+
+
+def test_parity_table_pools_pairs_with_equal_capital_beside_freqai():
+    import walkforward_parity as wp
+
+    per_pair = [{"symbol": "ADA/BTC", "total_return": 0.10, "net_profit_pct": 10.0, "trades": 2,
+                 "profit_factor": 3.0, "win_rate_pct": 50.0},
+                {"symbol": "ZEC/BTC", "total_return": -0.04, "net_profit_pct": -4.0, "trades": 1,
+                 "profit_factor": 0.0, "win_rate_pct": 0.0}]
+    trades = pd.DataFrame({"return": [0.12, -0.02, -0.04]})
+    pooled = wp.pooled(per_pair, trades)
+    assert pooled["net_profit_pct"] == pytest.approx(3.0)  # mean of +10 % and -4 %
+    assert (pooled["trades"], pooled["profit_factor"]) == (3, pytest.approx(2.0))
+    assert pooled["win_rate_pct"] == pytest.approx(100 / 3)
+    lines = wp.comparison_table({"pooled": pooled, "per_pair": per_pair}).splitlines()
+    assert lines[2] == "| Huracan, pooled (next open, fee only) | +3.00 % | 3 | 2.00 | 33.3 % |"
+    assert lines[3] == "| FreqAI, pooled (next open, fee only) | +0.60 % | 97 | 1.06 | 51.5 % |"
+    assert lines[5] == "| Huracan ZEC/BTC | -4.00 % | 1 | 0.00 | 0.0 % |"

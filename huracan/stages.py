@@ -578,6 +578,8 @@ class Evaluation:
         evidence: per window, :class:`huracan.evaluation.evidence.WindowEvidence` as a dict
             (bars, trades, per-bar Sharpe, moments, PSR); the metrics carry ``<window>_psr``.
         bars: the market bars of every feature row the backtests were run on.
+        tags: run tags of the stage's decisions (:func:`rule_tags`: the fitted rule's choice,
+            ``flat`` and why when no threshold beat cash on validation).
     """
 
     metrics: dict[str, float]
@@ -589,6 +591,7 @@ class Evaluation:
     eval_window: pd.DataFrame | None = None
     scored: str = "test"
     bars: MarketBars | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def _with_evidence(name: str, result: BacktestResult, bars: MarketBars,
@@ -650,6 +653,23 @@ def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndar
         positions = positions_from_forecast(predictions, cfg.threshold, cfg.long_only)
     return execute(positions, _take(bars, rows), periods_per_year, predictions=predictions,
                    labels=frame[LABEL].to_numpy(np.float64), exit_reasons=exit_reasons)
+
+
+def rule_tags(fitted: Sequence[Any]) -> dict[str, str]:
+    """Run tags of the rules fitted on validation (one per fold; the last is the one served):
+    ``rule_chosen`` (the last fold's: ``flat`` or ``threshold=<value>``), ``rule_flat_reason``
+    (why it is flat: no threshold of the grid beat cash on validation) and, with several
+    folds, ``rule_flat_folds`` (``"<flat>/<folds>"``)."""
+    if not fitted:
+        return {}
+    last = fitted[-1]
+    tags = {"rule_chosen": str(getattr(last, "chosen", ""))}
+    if getattr(last, "flat_", False):
+        tags["rule_flat_reason"] = str(last.flat_reason_)[:5000]
+    if len(fitted) > 1:
+        flat = sum(bool(getattr(f, "flat_", False)) for f in fitted)
+        tags["rule_flat_folds"] = f"{flat}/{len(fitted)}"
+    return tags
 
 
 def default_rule(cfg: BacktestConfig) -> Rule:
@@ -747,7 +767,7 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
         frames={"backtest/returns.parquet": results["test"].returns,
                 "backtest/trades.parquet": results["test"].trades,
                 "backtest/val_returns.parquet": results["val"].returns},
-        figures=figures, scored="test",
+        figures=figures, scored="test", tags=rule_tags([fitted]),
         eval_window=eval_window(fs, np.arange(fold.test.start, fold.test.stop),
                                 outcome.predictions["test"],
                                 np.full(len(fold.test), fold.index), min_eval_bars, bars))
@@ -779,7 +799,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     rows = np.concatenate([np.arange(o.fold.test.start, o.fold.test.stop) for o in outcomes])
     preds = np.concatenate([o.predictions["test"] for o in outcomes])
     fold_ids = np.concatenate([np.full(len(o.fold.test), o.fold.index) for o in outcomes])
-    positions, reasons, fits = [], [], []
+    positions, reasons, fits, fitted_rules = [], [], [], []
     for o in outcomes:  # each fold's rule is fitted on that fold's validation predictions
         val = o.predictions.get("val")
         fitted = rule.fit(rule_input(fs, o.fold.val, val, timeframe, bars), cfg, ppy) \
@@ -788,6 +808,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
         positions.append(rp.positions)
         reasons.append(rp.exit_reasons)
         fits.append({"fold": o.fold.index, **fitted.fit_report_})
+        fitted_rules.append(fitted)
     result = backtest_rows(fs, rows, preds, cfg, ppy, np.concatenate(positions),
                            np.concatenate(reasons), bars)
     result.returns.insert(1, "fold", fold_ids)
@@ -805,7 +826,8 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
                 "walkforward/folds.parquet": folds},
         figures={"plots/equity_drawdown_oos.png":
                  _equity_plot(result.returns, f"{title} walk-forward OOS (net of costs)", starts)},
-        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars, bars), scored="oos")
+        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars, bars), scored="oos",
+        tags=rule_tags(fitted_rules))
 
 
 def fold_table(fs: FeatureSet, outcomes: Sequence[FoldOutcome], stitched: BacktestResult,

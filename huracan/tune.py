@@ -397,7 +397,8 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     summary["plots"] = _log_plots(client, parent, study)
     values = {k: v for k, v in best.params.items()}
     evidence = best.user_attrs.get("evidence") or {}
-    cash = best_trial_cash(client, summary["best_run_id"], metric,
+    best_run = best.user_attrs.get("run_id")
+    cash = best_trial_cash(client, None if best_run is None else str(best_run), metric,
                            settings.registry.min_psr,
                            None if "trades" not in evidence else int(evidence["trades"]))
     summary["cash"] = cash.as_dict()

@@ -423,9 +423,9 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     else:
         kept = " (the existing one is left as it was)" if preset.exists() else ""
         summary["preset"] = None
-        summary["no_preset"] = (f"no preset written{kept}: {cash.reason}; nothing this study "
-                                "tried beats cash (never trading), so no parameters are "
-                                "recommended")
+        summary["no_preset"] = (f"no preset written{kept}: {cash.reason}; the study's best "
+                                "trial does no better than cash (never trading), so no "
+                                "parameters are recommended")
         client.set_tag(parent, "preset", "none")
         log.warning("%s", summary["no_preset"])
     client.set_terminated(parent, "FINISHED")

@@ -30,7 +30,8 @@ rule fitted on the last fold's validation predictions (artifact ``rule``). Given
 
 Every step reads bars ``<= t`` only for bar ``t`` (tested: appending bars never changes the
 answer for earlier bars, sizer included), except the ``barrier`` rule, whose exits need later
-prices: its ``position`` is NaN here.
+prices: its ``position`` is NaN here. A rule fitted flat (no threshold of its grid beat cash on
+validation, :mod:`huracan.evaluation.rules`) answers position 0 on every bar, barrier included.
 
 Request: a DataFrame with columns ``timestamp`` (bar open time: ISO-8601 string, datetime, or
 epoch milliseconds; UTC), ``open, high, low, close, volume`` (+ ``family_columns``), one row per
@@ -347,7 +348,9 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
                           "min_bars")
     rows, idx, forecast = rows[keep], idx[keep], forecast[keep]
     kept_starts = gap_starts(idx, spec.timeframe)
-    if rule is None or spec.rule_kind == "barrier":
+    if rule is not None and getattr(rule, "flat_", False):
+        position = np.zeros(len(idx))  # fitted flat: nothing beat cash on validation
+    elif rule is None or spec.rule_kind == "barrier":
         position = np.full(len(idx), np.nan)
     else:
         nan = np.full(len(idx), np.nan)

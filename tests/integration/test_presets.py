@@ -171,7 +171,9 @@ SLICES: dict[str, Slice] = {
     "regimes_1h_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-04-15")),
     # monthly steps: 2 folds (2024-01-01 .. 2024-02-05), each fitting its rule on its own val
     "rules_1h_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-02-05")),
-    "rules_btc_1h": Slice(),
+    # the grid rules (validated_threshold, barrier, meta) go flat on the sample (no threshold
+    # beats cash on validation) and the fixed threshold trades 16 times (< 30): the gate skips
+    "rules_btc_1h": Slice(candidate=False),
     # weekly steps: 2 folds (2024-08-01 .. 2024-08-15)
     "walkforward_btc_1h": Slice(("split.oos_start=2024-08-01", "split.oos_end=2024-08-15")),
     "zoo_btc_1h": Slice(),

@@ -122,15 +122,17 @@ def assign_aliases(client: Any, engine: Any, name: str,
     model, exposure, source, reason, decision; a cash regime: version None, model ``cash``,
     exposure 0, decision ``cash``, the reason with the cash verdict's figures, the alias's
     previous holder as ``removed_version``)."""
+    from huracan.registry.lock import registry_lock
     from huracan.registry.promotion import alias_version, gate_candidate
 
     mapping: dict[str, dict[str, Any]] = {}
     for regime, (choice, result) in sorted(chosen.items()):
         if choice.is_cash:
             alias = f"{ALIAS_PREFIX}{regime}"
-            held = alias_version(client, name, alias)
-            if held is not None:
-                client.delete_registered_model_alias(name, alias)
+            with registry_lock(engine, name):  # as the gate moves aliases
+                held = alias_version(client, name, alias)
+                if held is not None:
+                    client.delete_registered_model_alias(name, alias)
             mapping[regime] = {"candidate_version": str(result["version"]), "version": None,
                                "model": CASH, "candidate_model": result["model_type"],
                                "exposure": 0.0, "source": CASH, "reason": choice.reason,

@@ -273,3 +273,48 @@ def test_switching_applies_the_extreme_exposure_of_the_fallback():
     assert (flat["switching"].returns["position"] == 0).all()
     assert flat["switching"].metrics.n_trades == 0
     assert flat["single_best"].metrics.n_trades == 1  # the comparison still trades
+
+
+def test_a_cash_regime_takes_its_alias_off_and_the_map_says_cash(tmp_path):
+    """A regime that was held by a version and now maps to cash: no gate, the alias is removed
+    under the registry lock, the map records cash with the reason and the removed holder."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from huracan.alerts import Alert
+    from huracan.db.session import make_engine
+    from huracan.evaluation.evidence import CASH, beats_cash
+    from huracan.regime.registry import REGIME_MAP_TAG, assign_aliases
+    from huracan.regime.selection import RegimeChoice
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "huracan-TESTUSDT-1h"
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source=str(tmp_path))
+    client.set_registered_model_alias(name, "regime-high", mv.version)
+    verdict = beats_cash(np.array([0.01, -0.02, 0.005]), 2, 0.9, what="lightgbm:abc")
+    choice = RegimeChoice("high", CASH, 0.0, CASH, f"cash: {verdict.reason}", "composite_score",
+                          0.4, 2, candidate="lightgbm:abc", cash=verdict.as_dict())
+    alerts: list[Alert] = []
+
+    class Recorder:
+        def notify(self, alert: Alert) -> None:
+            alerts.append(alert)
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
+    mapping = assign_aliases(client, engine, name,
+                             {"high": (choice, {"version": mv.version, "model_type": "lightgbm"})},
+                             metric="composite_score", tolerance=0.05, min_eval_bars=48,
+                             notifier=Recorder())
+    entry = mapping["high"]
+    assert (entry["model"], entry["source"], entry["decision"], entry["version"],
+            entry["exposure"], entry["removed_version"], entry["candidate_version"]) == (
+        "cash", "cash", "cash", None, 0.0, str(mv.version), str(mv.version))
+    assert "does not beat cash" in entry["reason"]
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias(name, "regime-high")
+    assert json.loads(client.get_registered_model(name).tags[REGIME_MAP_TAG]) == mapping
+    assert [a.severity for a in alerts] == ["info"]
+    assert alerts[0].title == f"{name}: regime-high is cash (position 0)"

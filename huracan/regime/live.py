@@ -10,9 +10,11 @@
 2. the version holding the ``regime-<name>`` alias, with why (evidence in that regime, or the
    product's fallback mapping, from the ``huracan.regime_map`` tag) and its exposure factor; when
    the alias is unset (its gate was skipped or rejected and no earlier holder exists),
-   ``production`` at the regime's exposure; a holder that is the ``cash`` policy
-   (:mod:`huracan.registry.cash`) answers exposure 0 and why (without a regime map and with a
-   cash production there is no detector: regime ``unknown``, exposure 0);
+   ``production`` at the regime's exposure; a regime the map sends to cash (no candidate beat
+   cash on that regime's bars) answers ``cash``: position 0, with the map's reason; a holder
+   that is the ``cash`` policy (:mod:`huracan.registry.cash`) answers exposure 0 and why
+   (without a regime map and with a cash production there is no detector: regime ``unknown``,
+   exposure 0);
 3. with ``rank_by``, instead: the version with the best value of a logged metric (``max_drawdown``
    lowest, anything else highest unless told), read in the current regime
    (``<window>_<metric>__regime_<name>``) when the version's run has enough trades there
@@ -68,13 +70,17 @@ class LiveSelection:
         volatility: 24h realised volatility of that bar (per-bar fraction, not annualised).
         last_bar: open time of that bar (UTC); ``at``: the time asked for (None = now).
         version, model_type, run_id, alias: the chosen model version and the alias it holds
-            (``regime-high``, ``production``; None when ranking by a metric).
-        exposure: position multiplier in (0, 1] (``regime.extreme_exposure`` for the fallback in
-            ``extreme``).
+            (``regime-high``, ``production``; None when ranking by a metric); in a cash
+            regime: version, run_id and alias None, model_type ``cash``.
+        exposure: position multiplier in [0, 1] (``regime.extreme_exposure`` for the fallback in
+            ``extreme``; 0 in a cash regime or under a cash holder).
         source: ``evidence``, ``fallback``, ``production`` (alias unset), ``rank`` or ``cash``
-            (the alias, or production, is the cash policy: exposure 0, the reason says why).
-        reason: why, in words.
+            (a cash regime, or the alias or production is the cash policy).
+        reason: why, in words (for a cash regime: the candidate's net return and PSR on the
+            regime's bars against ``registry.min_psr``).
         metric, metric_value: with ``rank_by``: the metric and the chosen version's value.
+        position: 0.0 in a cash regime (hold nothing); None otherwise (the model's forecast
+            decides the position).
     """
 
     symbol: str
@@ -86,7 +92,7 @@ class LiveSelection:
     volatility: float | None
     last_bar: str
     at: str | None
-    version: str
+    version: str | None
     model_type: str | None
     run_id: str | None
     alias: str | None
@@ -95,6 +101,7 @@ class LiveSelection:
     reason: str
     metric: str | None = None
     metric_value: float | None = None
+    position: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,11 +112,12 @@ class LiveSelection:
         vol = "" if self.volatility is None else f", 24h volatility {self.volatility:.4%}/bar"
         why = self.reason if self.reason.startswith(self.source) else \
             f"{self.source}: {self.reason}"
-        lines = [f"{self.registered_model}: regime {self.regime}{prob} at bar {self.last_bar} "
-                 f"({self.detector} detector{vol})",
+        model = (f"model: cash: position {self.position:g} (trade nothing)"
+                 if self.source == CASH and self.position is not None else
                  f"model: v{self.version} {self.model_type or '?'}"
-                 f"{'' if self.alias is None else f' [{self.alias}]'}, exposure {self.exposure:g}",
-                 f"why: {why}"]
+                 f"{'' if self.alias is None else f' [{self.alias}]'}, exposure {self.exposure:g}")
+        lines = [f"{self.registered_model}: regime {self.regime}{prob} at bar {self.last_bar} "
+                 f"({self.detector} detector{vol})", model, f"why: {why}"]
         if self.metric is not None:
             lines.append(f"{self.metric}: {self.metric_value}")
         return "\n".join(lines)
@@ -289,6 +297,11 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
             run_id=mv.run_id, alias=None, exposure=exposure, source="rank",
             reason=f"{'lowest' if low else 'highest'} {key} = {value:.4g} among "
                    f"{len(scored)} version(s)", metric=rank_by, metric_value=value)
+    if regime != UNKNOWN and entry.get("model") == CASH:
+        return LiveSelection(**base, version=None, model_type=CASH, run_id=None, alias=None,
+                             exposure=0.0, source=CASH,
+                             reason=str(entry.get("reason") or f"regime {regime} maps to cash"),
+                             position=0.0)
     holder = None if regime == UNKNOWN else _alias(client, name, f"{ALIAS_PREFIX}{regime}")
     alias = f"{ALIAS_PREFIX}{regime}"
     if holder is not None:
@@ -304,13 +317,15 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
                   f"{ALIAS_PREFIX}{regime} is unset"
                   + (f" (its gate: {entry['decision']}: {entry.get('gate_reason')})"
                      if entry.get("decision") else " (no regime map)"))
-        if regime == UNKNOWN:
-            exposure = min(exposure, float(regime_map.get("extreme", {}).get("exposure", 1.0)))
+        extreme = regime_map.get("extreme", {})
+        if regime == UNKNOWN and extreme.get("model") != CASH:
+            exposure = min(exposure, float(extreme.get("exposure", 1.0)))
     if is_cash(holder):  # nothing beats cash here: flat, and why
         return LiveSelection(**base, version=str(holder.version), model_type=CASH,
                              run_id=holder.run_id, alias=alias, exposure=0.0, source=CASH,
                              reason=f"{alias} is cash (position 0): {cash_reason(holder)}"
-                                    + ("" if alias == "production" else f"; {reason}"))
+                                    + ("" if alias == "production" else f"; {reason}"),
+                             position=0.0)
     run = client.get_run(holder.run_id) if holder.run_id else None
     return LiveSelection(**base, version=str(holder.version),
                          model_type=None if run is None else run.data.tags.get("model_type"),

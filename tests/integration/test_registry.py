@@ -283,19 +283,25 @@ def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():
 
 
 def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli):
+    from huracan.regime.registry import REGIME_MAP_TAG
+
+    uri = default_tracking_uri(tmp_path / "mlruns")
+    client = MlflowClient(tracking_uri=uri)
+    gated = []  # the regime aliases each sweep's map sent to the gate (cash takes none)
     for _ in range(2):
         proc = train_cli(["model=lightgbm,xgboost", "explain.max_rows=20", "-m"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "registry: huracan-BTCUSDT-1h" in proc.stdout
+        regime_map = json.loads(client.get_registered_model(
+            "huracan-BTCUSDT-1h").tags[REGIME_MAP_TAG])
+        assert set(regime_map) == {"low", "normal", "high", "extreme"}
+        gated += [f"regime-{r}" for r, e in regime_map.items() if e["decision"] != "cash"]
     engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
     every = events.history(engine, "huracan-BTCUSDT-1h")
     evs = [e for e in every if e.alias == "production"]
     assert len(evs) == 2  # one production decision per sweep, not per job
-    # and one per regime alias per sweep (regime=volatility is the default)
-    assert sorted(e.alias for e in every if e.alias != "production") == sorted(
-        f"regime-{r}" for r in ("low", "normal", "high", "extreme") for _ in range(2))
-    uri = default_tracking_uri(tmp_path / "mlruns")
-    client = MlflowClient(tracking_uri=uri)
+    # and one per regime alias of a model choice per sweep (regime=volatility is the default)
+    assert sorted(e.alias for e in every if e.alias != "production") == sorted(gated)
     exp = client.get_experiment_by_name("huracan")
     runs = [r for r in client.search_runs([exp.experiment_id],
                                           order_by=["attributes.start_time ASC"])

@@ -249,7 +249,7 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
             probability=None, detector="none", volatility=None, last_bar="-",
             at=None if at is None else str(at), version=str(prod.version), model_type=CASH,
             run_id=prod.run_id, alias="production", exposure=0.0, source=CASH,
-            reason=f"production is cash (position 0): {cash_reason(prod)}")
+            reason=f"production is cash (position 0): {cash_reason(prod)}", position=0.0)
     ref = _detector_run(client, name, regime_map)
     detector = load_detector(client, ref.run_id)
     settings = run_settings(client, ref.run_id)

@@ -150,7 +150,7 @@ def candidate_row(symbol: str, model: str, results: dict[str, Any], diag: dict[s
                   verdict: Any, bh_sharpe: float, extra: dict[str, Any],
                   verdict_default: Any = None) -> dict[str, Any]:
     """One row of the report: the Sharpe per fill (NaN where not scored) and the evidence."""
-    from huracan.evaluation.metrics import breakeven_bps
+    from huracan.evaluation.execution import breakeven_bps
 
     row: dict[str, Any] = {"symbol": symbol, "model": model}
     for key, _ in FILL_COLUMNS:

@@ -8,13 +8,18 @@ throw-away MLflow store and prints:
 - fits, mean fit seconds, fit + predict seconds;
 - framework overhead = (wall - fit - predict) / wall, and the fold-loop overhead = (time inside the
   fold loop but outside fit and predict: slicing, scaler) / fold-loop time;
-- the stitched OOS metrics net of fees per pair, and pooled: equal capital per pair without
-  rebalancing (net profit = mean of the pairs' compounded returns), every trade of every pair for
-  trades, profit factor and win rate.
+- the stitched OOS results per pair and pooled (equal capital per pair without rebalancing: net
+  profit = mean of the pairs' compounded returns; every trade of every pair for trades, profit
+  factor and win rate), filled as freqtrade fills (the preset's ``backtest.fill=next_open``: the
+  next candle's open, the fee the only cost), beside FreqAI's own figures;
+- the same positions filled at the signal candle's close (``oos_total_return_close``, the fill
+  the table reported before the execution model) and one candle late (``oos_total_return_lag1``),
+  and buy & hold on the same bars under the same execution model.
 
-The FreqAI reference (freqtrade 2026.9, LightGBMRegressor, 569 features, ~1,500 training rows per
-fit) took 568 s and 824 s wall on the same kind of 2-core machine, 7.8-11.4 s per model; its
-backtest of the same period: net profit 0.60 %, 97 trades, profit factor 1.06, win rate 51.5 %.
+FreqAI's own run of the job (freqtrade 2026.9, LightGBMRegressor, 569 features, ~1,500 training
+rows per fit), repeated on this kind of 2-core machine the week of 2026-12-06: 174.6 s wall, 70
+models, 97 trades, net profit +0.60 %, profit factor 1.06, win rate 51.5 % (the same result as
+before: its backtest is deterministic; earlier runs took 568 s and 824 s wall).
 
 Usage: python benchmarks/walkforward_parity.py [--out benchmarks/results/parity.json]
 """
@@ -29,20 +34,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sweep_runner import REPO, run_sweep  # benchmarks/ is on sys.path when run as a script
 
-FREQAI = {"wall_s": (568.0, 824.0), "net_profit_pct": 0.60, "trades": 97, "profit_factor": 1.06,
-          "win_rate_pct": 51.5}
+FREQAI = {"wall_s": 174.6, "models": 70, "net_profit_pct": 0.60, "trades": 97,
+          "profit_factor": 1.06, "win_rate_pct": 51.5}
 
 
-def delayed_return(returns: pd.DataFrame, fee: float) -> float:
-    """Compounded net return when every position starts one bar later than the backtest's (a
-    diagnostic of how much of the result hangs on filling at the signal bar's close)."""
-    pos = returns["position"].shift(1).fillna(0.0).to_numpy()
-    turnover = abs(pd.Series(pos).diff().fillna(pos[0])).to_numpy()
-    net = pos * returns["asset_return"].to_numpy() - fee * turnover
-    return float((1 + net).prod() - 1)
+def buy_hold_return(returns: pd.DataFrame, periods_per_year: float) -> float:
+    """Compounded net return of holding the pair over the bars of a logged OOS returns frame,
+    under the execution model the run logged with it (position 1 from the first bar, paying its
+    entry cost; :func:`huracan.evaluation.execution.bars_of_returns`)."""
+    from huracan.evaluation.execution import bars_of_returns, execute
+
+    bars = bars_of_returns(returns)
+    return float(execute(np.ones(len(bars)), bars, periods_per_year).metrics.total_return)
 
 
 def pooled(per_pair: list[dict], trades: pd.DataFrame) -> dict:
@@ -57,6 +64,20 @@ def pooled(per_pair: list[dict], trades: pd.DataFrame) -> dict:
     }
 
 
+def comparison_table(summary: dict) -> str:
+    """Markdown table: Huracan at next-open fills beside FreqAI, pooled then per pair."""
+    p, f = summary["pooled"], FREQAI
+    lines = ["| | net profit | trades | profit factor | win rate |", "|---|---|---|---|---|",
+             f"| Huracan, pooled (next open, fee only) | {p['net_profit_pct']:+.2f} % | "
+             f"{p['trades']} | {p['profit_factor']:.2f} | {p['win_rate_pct']:.1f} % |",
+             f"| FreqAI, pooled (next open, fee only) | {f['net_profit_pct']:+.2f} % | "
+             f"{f['trades']} | {f['profit_factor']:.2f} | {f['win_rate_pct']:.1f} % |"]
+    for r in summary["per_pair"]:
+        lines.append(f"| Huracan {r['symbol']} | {r['net_profit_pct']:+.2f} % | {r['trades']} | "
+                     f"{r['profit_factor']:.2f} | {r['win_rate_pct']:.1f} % |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "parity.json"))
@@ -65,13 +86,18 @@ def main() -> int:
 
     from mlflow import MlflowClient
 
+    from huracan.data.ohlcv import bars_per_year
+
     with tempfile.TemporaryDirectory() as tmp:
         proc, wall, results = run_sweep(["experiment=freqai_parity", *args.extra], tmp)
         if proc.returncode != 0:
             print(proc.stderr[-4000:], file=sys.stderr)
             return proc.returncode
         client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlruns/mlflow.db")
-        fee = float(client.get_run(results[0]["run_id"]).data.params["backtest.fee"])
+        params = client.get_run(results[0]["run_id"]).data.params
+        fill = {k: params.get(f"backtest.{k}") for k in ("fill", "fee", "half_spread",
+                                                         "slippage_bps")}
+        ppy = bars_per_year(results[0]["timeframe"])
         folds, trades, per_pair = [], [], []
         for r in results:
             local = client.download_artifacts(r["run_id"], "walkforward", f"{tmp}/dl/{r['job']}")
@@ -92,8 +118,9 @@ def main() -> int:
                              "win_rate_pct": 100 * m["oos_hit_ratio"],
                              "sharpe": m["oos_sharpe"], "max_drawdown_pct":
                              100 * m["oos_max_drawdown"],
-                             "buy_hold_pct": 100 * float((1 + ret.asset_return).prod() - 1),
-                             "delayed_1bar_pct": 100 * delayed_return(ret, fee)})
+                             "buy_hold_pct": 100 * buy_hold_return(ret, ppy),
+                             "close_fill_pct": 100 * m["oos_total_return_close"],
+                             "lag1_pct": 100 * m["oos_total_return_lag1"]})
     fold_frame = pd.concat(folds, ignore_index=True)
     trade_frame = pd.concat(trades, ignore_index=True)
     fit = float(fold_frame["fit_seconds"].sum())
@@ -107,11 +134,13 @@ def main() -> int:
         "framework_overhead_share": (wall - fit - pred) / wall,
         "fold_overhead_share": (loop - fit - pred) / loop,
         "mean_train_rows": float(fold_frame["train_rows"].mean()),
-        "per_pair": per_pair, "pooled": pooled(per_pair, trade_frame), "freqai": FREQAI,
+        "execution": fill, "per_pair": per_pair, "pooled": pooled(per_pair, trade_frame),
+        "freqai": FREQAI,
     }
     print(f"machine: {summary['machine']}")
+    print(f"execution: {fill}")
     print(f"wall time {wall:.1f} s for {len(fold_frame)} fits (FreqAI: "
-          f"{FREQAI['wall_s'][0]:.0f}-{FREQAI['wall_s'][1]:.0f} s); mean fit "
+          f"{FREQAI['wall_s']:.1f} s for {FREQAI['models']} models); mean fit "
           f"{summary['mean_fit_s']:.3f} s on {summary['mean_train_rows']:.0f} rows; "
           f"fit+predict {fit + pred:.1f} s")
     print(f"framework overhead {100 * summary['framework_overhead_share']:.0f} % of the wall "
@@ -119,15 +148,14 @@ def main() -> int:
           f"({loop - fit - pred:.2f} s of {loop:.1f} s)")
     table = pd.DataFrame(per_pair).drop(columns=["total_return"])
     summary["pooled_buy_hold_pct"] = float(table["buy_hold_pct"].mean())
-    summary["pooled_delayed_1bar_pct"] = float(table["delayed_1bar_pct"].mean())
+    summary["pooled_close_fill_pct"] = float(table["close_fill_pct"].mean())
+    summary["pooled_lag1_pct"] = float(table["lag1_pct"].mean())
     print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    p = summary["pooled"]
-    print(f"pooled: net profit {p['net_profit_pct']:.2f} %, {p['trades']} trades, profit factor "
-          f"{p['profit_factor']:.2f}, win rate {p['win_rate_pct']:.1f} %   (FreqAI: "
-          f"{FREQAI['net_profit_pct']:.2f} %, {FREQAI['trades']} trades, "
-          f"{FREQAI['profit_factor']:.2f}, {FREQAI['win_rate_pct']:.1f} %)")
-    print(f"pooled buy & hold {summary['pooled_buy_hold_pct']:.2f} %; the same positions one bar "
-          f"later: {summary['pooled_delayed_1bar_pct']:.2f} %")
+    print()
+    print(comparison_table(summary))
+    print(f"\npooled buy & hold {summary['pooled_buy_hold_pct']:.2f} %; the same positions filled "
+          f"at the signal candle's close {summary['pooled_close_fill_pct']:.2f} %, one candle "
+          f"late {summary['pooled_lag1_pct']:.2f} %")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=float))

@@ -209,6 +209,11 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
                 regime_metrics = add_regime_evidence(settings, fs, folds, evaluation, timeframe,
                                                      run_name)
         mlflow.log_metrics(evaluation.metrics)
+        if evaluation.tags:
+            mlflow.set_tags(evaluation.tags)
+            if evaluation.tags.get("rule_chosen") == "flat":
+                log.info("%s: rule fitted flat: %s", run_name,
+                         evaluation.tags.get("rule_flat_reason", ""))
         fitted = stages.fitted_fold(fs, outcomes[-1], timeframe)
         part = split.selection_part
         with timer("shap"):

@@ -554,13 +554,21 @@ class JobSettings:
         return model
 
     def make_rule(self) -> Any:
-        """The trading rule (``rule`` node; default today's fixed threshold of ``backtest``)."""
+        """The trading rule (``rule`` node; default today's fixed threshold of ``backtest``).
+        A node without ``min_psr`` (or a meta rule's ``primary_params`` without it) takes
+        ``registry.min_psr``: the cash floor a grid threshold must clear on validation."""
         from huracan.evaluation.rules import make_rule
 
+        floor = float(self.registry.min_psr)
         if not self.rule:
             return make_rule({"kind": "threshold", "threshold": self.backtest.threshold,
-                              "long_only": self.backtest.long_only})
-        return make_rule(dict(self.rule))
+                              "long_only": self.backtest.long_only, "min_psr": floor})
+        node = copy.deepcopy(dict(self.rule))
+        if node.get("kind", "threshold") == "meta":
+            node["primary_params"] = {"min_psr": floor, **dict(node.get("primary_params") or {})}
+        else:
+            node.setdefault("min_psr", floor)
+        return make_rule(node)
 
     def make_notifier(self) -> Any:
         """The configured alert notifier (``alerts`` node)."""

@@ -30,6 +30,7 @@ from huracan.data.validate import validate_for_training
 from huracan.db.migrate import SchemaNotCurrentError, require_current_schema
 from huracan.evaluation import plots
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult
+from huracan.evaluation.diagnostics import window_diagnostics
 from huracan.evaluation.evidence import window_evidence
 from huracan.evaluation.execution import (
     ExecutionInputError,
@@ -578,6 +579,8 @@ class Evaluation:
         evidence: per window, :class:`huracan.evaluation.evidence.WindowEvidence` as a dict
             (bars, trades, per-bar Sharpe, moments, PSR); the metrics carry ``<window>_psr``.
         bars: the market bars of every feature row the backtests were run on.
+        tags: run tags of the stage's decisions (:func:`rule_tags`: the fitted rule's choice,
+            ``flat`` and why when no threshold beat cash on validation).
     """
 
     metrics: dict[str, float]
@@ -589,6 +592,7 @@ class Evaluation:
     eval_window: pd.DataFrame | None = None
     scored: str = "test"
     bars: MarketBars | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def _with_evidence(name: str, result: BacktestResult, bars: MarketBars,
@@ -603,6 +607,30 @@ def _with_evidence(name: str, result: BacktestResult, bars: MarketBars,
     for key, value in diagnostics(result, bars, ppy, fee).items():
         metrics[f"{name}_{key}"] = value
     evidence[name] = ev.as_dict() | {"execution": result.execution}
+
+
+def buy_and_hold(bars: MarketBars, periods_per_year: float) -> np.ndarray:
+    """Buy & hold's per-bar net returns on ``bars`` under the same execution model (position 1
+    decided at the first bar's close and held, paying its entry cost), fractions, ``(n,)``."""
+    return execute(np.ones(len(bars)), bars, periods_per_year).returns[
+        "strategy_return"].to_numpy(np.float64)
+
+
+def _with_diagnostics(name: str, result: BacktestResult, bars: MarketBars,
+                      metrics: dict[str, float], figures: dict[str, Callable[[], Figure]],
+                      ppy: float, title: str) -> None:
+    """The window diagnostics of a scored window
+    (:func:`huracan.evaluation.diagnostics.window_diagnostics`: ``<name>_breakeven_bps``,
+    ``_ic``, ``_rank_ic``, ``_excess_return``, ``_information_ratio`` against buy & hold on the
+    same bars, ``_buy_hold_sharpe``...; per-fold ``_ic_mean`` / ``_icir`` when the returns
+    carry a ``fold`` column) and its cost-sensitivity plot ``plots/cost_sensitivity_<name>.png``
+    (:func:`huracan.evaluation.plots.cost_sensitivity_figure`)."""
+    metrics.update(window_diagnostics(result, buy_and_hold(bars, ppy), split=name,
+                                      periods_per_year=ppy))
+    net = result.returns["strategy_return"].to_numpy(np.float64)
+    turnover = result.returns["turnover"].to_numpy(np.float64)
+    figures[f"plots/cost_sensitivity_{name}.png"] = lambda: plots.cost_sensitivity_figure(
+        net, turnover, ppy, f"{title} {name}: net Sharpe against extra cost")
 
 
 def _rows(fs: FeatureSet, rows: range | np.ndarray) -> pd.DataFrame:
@@ -650,6 +678,23 @@ def backtest_rows(fs: FeatureSet, rows: range | np.ndarray, predictions: np.ndar
         positions = positions_from_forecast(predictions, cfg.threshold, cfg.long_only)
     return execute(positions, _take(bars, rows), periods_per_year, predictions=predictions,
                    labels=frame[LABEL].to_numpy(np.float64), exit_reasons=exit_reasons)
+
+
+def rule_tags(fitted: Sequence[Any]) -> dict[str, str]:
+    """Run tags of the rules fitted on validation (one per fold; the last is the one served):
+    ``rule_chosen`` (the last fold's: ``flat`` or ``threshold=<value>``), ``rule_flat_reason``
+    (why it is flat: no threshold of the grid beat cash on validation) and, with several
+    folds, ``rule_flat_folds`` (``"<flat>/<folds>"``)."""
+    if not fitted:
+        return {}
+    last = fitted[-1]
+    tags = {"rule_chosen": str(getattr(last, "chosen", ""))}
+    if getattr(last, "flat_", False):
+        tags["rule_flat_reason"] = str(last.flat_reason_)[:5000]
+    if len(fitted) > 1:
+        flat = sum(bool(getattr(f, "flat_", False)) for f in fitted)
+        tags["rule_flat_folds"] = f"{flat}/{len(fitted)}"
+    return tags
 
 
 def default_rule(cfg: BacktestConfig) -> Rule:
@@ -713,7 +758,10 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
                      timeframe: str, title: str, rule: Rule | None = None,
                      min_eval_bars: int = 0, bars: MarketBars | None = None) -> Evaluation:
     """Backtest the validation and test predictions of a forward split through the trading
-    ``rule`` (fitted on the validation predictions only); metrics ``val_*`` and ``test_*``;
+    ``rule`` (fitted on the validation predictions only); metrics ``val_*`` and ``test_*``
+    (each window also logs its diagnostics: ``_breakeven_bps``, ``_ic``, ``_rank_ic``,
+    ``_excess_return``, ``_information_ratio`` against buy & hold on the same bars, and
+    ``plots/cost_sensitivity_<window>.png``; :func:`_with_diagnostics`);
     artifacts ``backtest/returns.parquet`` (test), ``backtest/trades.parquet``,
     ``backtest/val_returns.parquet``, ``rule/fit.json`` and the equity/drawdown plots; the
     evaluation window holds the test bars with their forecasts (``min_eval_bars`` is
@@ -733,13 +781,14 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
                                       rp.positions, rp.exit_reasons, bars)
     metrics: dict[str, float] = {}
     evidence: dict[str, dict[str, Any]] = {}
+    figures = {f"plots/equity_drawdown_{name}.png":
+               _equity_plot(results[name].returns, f"{title} {name} (net of costs)")
+               for name in ("val", "test")}
     for name, res in results.items():
         metrics.update(res.metrics.as_dict(f"{name}_"))
         rows = getattr(fold, name)
         _with_evidence(name, res, _take(bars, rows), metrics, evidence, cfg.fee, ppy)
-    figures = {f"plots/equity_drawdown_{name}.png":
-               _equity_plot(results[name].returns, f"{title} {name} (net of costs)")
-               for name in ("val", "test")}
+        _with_diagnostics(name, res, _take(bars, rows), metrics, figures, ppy, title)
     return Evaluation(
         metrics=metrics, results=results, evidence=evidence, bars=bars,
         reports={"rule/fit.json": {"rule": rule.kind, **fitted.fit_report_},
@@ -747,7 +796,7 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
         frames={"backtest/returns.parquet": results["test"].returns,
                 "backtest/trades.parquet": results["test"].trades,
                 "backtest/val_returns.parquet": results["val"].returns},
-        figures=figures, scored="test",
+        figures=figures, scored="test", tags=rule_tags([fitted]),
         eval_window=eval_window(fs, np.arange(fold.test.start, fold.test.stop),
                                 outcome.predictions["test"],
                                 np.full(len(fold.test), fold.index), min_eval_bars, bars))
@@ -765,13 +814,16 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
 
     Metrics ``oos_*`` (same definitions as ``val_*``/``test_*``) come from the stitched series;
     the per-fold table slices it (a fold's Sharpe from its bars' net returns, its trades = those
-    entered in its OOS step). Artifacts: ``backtest/oos_returns.parquet`` (the columns of
-    :func:`huracan.evaluation.execution.execute` with ``fold``),
-    ``backtest/oos_trades.parquet``, ``walkforward/folds.parquet`` and the OOS equity/drawdown
-    plot with fold boundaries marked. The evaluation window holds the last ``max(min_eval_bars,
-    last OOS step)`` stitched OOS bars with their forecasts (:func:`eval_window`). Every return
-    comes from the execution model on ``bars`` (:func:`run_bars`; default: built from
-    ``fs.frame``).
+    entered in its OOS step); the window diagnostics (:func:`_with_diagnostics`) add
+    ``oos_breakeven_bps``, ``oos_ic``, ``oos_rank_ic``, the per-fold ``oos_ic_mean`` /
+    ``oos_icir`` / ``oos_rank_ic_mean`` / ``oos_rank_icir``, ``oos_excess_return`` and
+    ``oos_information_ratio`` against buy & hold. Artifacts: ``backtest/oos_returns.parquet``
+    (the columns of :func:`huracan.evaluation.execution.execute` with ``fold``),
+    ``backtest/oos_trades.parquet``, ``walkforward/folds.parquet``, the OOS equity/drawdown
+    plot with fold boundaries marked and ``plots/cost_sensitivity_oos.png``. The evaluation
+    window holds the last ``max(min_eval_bars, last OOS step)`` stitched OOS bars with their
+    forecasts (:func:`eval_window`). Every return comes from the execution model on ``bars``
+    (:func:`run_bars`; default: built from ``fs.frame``).
     """
     ppy = bars_per_year(timeframe)
     rule = rule or default_rule(cfg)
@@ -779,7 +831,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     rows = np.concatenate([np.arange(o.fold.test.start, o.fold.test.stop) for o in outcomes])
     preds = np.concatenate([o.predictions["test"] for o in outcomes])
     fold_ids = np.concatenate([np.full(len(o.fold.test), o.fold.index) for o in outcomes])
-    positions, reasons, fits = [], [], []
+    positions, reasons, fits, fitted_rules = [], [], [], []
     for o in outcomes:  # each fold's rule is fitted on that fold's validation predictions
         val = o.predictions.get("val")
         fitted = rule.fit(rule_input(fs, o.fold.val, val, timeframe, bars), cfg, ppy) \
@@ -788,6 +840,7 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
         positions.append(rp.positions)
         reasons.append(rp.exit_reasons)
         fits.append({"fold": o.fold.index, **fitted.fit_report_})
+        fitted_rules.append(fitted)
     result = backtest_rows(fs, rows, preds, cfg, ppy, np.concatenate(positions),
                            np.concatenate(reasons), bars)
     result.returns.insert(1, "fold", fold_ids)
@@ -796,6 +849,10 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     metrics = result.metrics.as_dict("oos_") | {"oos_n_folds": float(len(outcomes))}
     evidence: dict[str, dict[str, Any]] = {}
     _with_evidence("oos", result, _take(bars, rows), metrics, evidence, cfg.fee, ppy)
+    figures: dict[str, Callable[[], Figure]] = {
+        "plots/equity_drawdown_oos.png":
+        _equity_plot(result.returns, f"{title} walk-forward OOS (net of costs)", starts)}
+    _with_diagnostics("oos", result, _take(bars, rows), metrics, figures, ppy, title)
     return Evaluation(
         metrics=metrics, results={"oos": result}, evidence=evidence, bars=bars,
         reports={"rule/fit.json": {"rule": rule.kind, "folds": fits},
@@ -803,9 +860,9 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
         frames={"backtest/oos_returns.parquet": result.returns,
                 "backtest/oos_trades.parquet": result.trades,
                 "walkforward/folds.parquet": folds},
-        figures={"plots/equity_drawdown_oos.png":
-                 _equity_plot(result.returns, f"{title} walk-forward OOS (net of costs)", starts)},
-        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars, bars), scored="oos")
+        figures=figures,
+        eval_window=eval_window(fs, rows, preds, fold_ids, min_eval_bars, bars), scored="oos",
+        tags=rule_tags(fitted_rules))
 
 
 def fold_table(fs: FeatureSet, outcomes: Sequence[FoldOutcome], stitched: BacktestResult,

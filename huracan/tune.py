@@ -13,7 +13,13 @@ rerun of the same command resumes it up to ``tune.n_trials``, and ``tune.n_worke
 the same command on other machines) share it. At the end the parent run gets the best
 parameters, the trial counts, the best trial's deflated Sharpe ratio against the number of trials,
 and Optuna's plots; the best parameters become a preset (``experiment=tuned/<name>``) and a row
-of the brain store's ``tuned_hyperparameters``. See :mod:`huracan.tuning`.
+of the brain store's ``tuned_hyperparameters`` ONLY when the best trial beats cash on its
+selection window (validation, or walk-forward OOS; never test): its net returns there must
+compound to a gain with a PSR of at least ``registry.min_psr``
+(:func:`huracan.evaluation.evidence.beats_cash`, :func:`best_trial_cash`). Otherwise no preset is
+written (an older one is left as it was), the reason is printed and tagged on the study's parent
+run (``cash_verdict``, ``preset=none``), and the command still exits 0: "nothing beats cash" is
+an answer, not an error. See :mod:`huracan.tuning`.
 """
 
 from __future__ import annotations
@@ -164,6 +170,57 @@ def best_trial_dsr(study: Any) -> dict[str, float] | None:
         if int(ev["bars"]) >= 3 and not ev.get("flat") else 0.0
     return {"dsr": float(dsr), "psr": float(ev["psr"]), "n_trials": float(n),
             "benchmark_sr": float(bench)}
+
+
+#: the backtest frame of each selection window a trial's run logs (never the test window)
+SELECTION_RETURNS = {"val": "backtest/val_returns.parquet",
+                     "oos": "backtest/oos_returns.parquet"}
+
+
+def best_trial_cash(client: Any, run_id: str | None, metric: str, min_psr: float,
+                    trades: int | None = None) -> Any:
+    """Does the best trial beat cash? :func:`huracan.evaluation.evidence.beats_cash` on the
+    per-bar net returns (``strategy_return``, fractions) of the trial run's selection window:
+    ``val`` (``backtest/val_returns.parquet``) or walk-forward ``oos``
+    (``backtest/oos_returns.parquet``), as named by ``metric``'s prefix; never test rows.
+
+    Args:
+        client: an ``MlflowClient`` of the study's tracking store.
+        run_id: the best trial's run (None: no evidence).
+        metric: the study's objective (``val_composite_score``, ``oos_sharpe``...).
+        min_psr: the PSR the net returns must reach (``registry.min_psr``), in [0, 1].
+        trades: trades on the window (default: the run's ``<prefix>_n_trades`` metric).
+
+    Returns:
+        a :class:`~huracan.evaluation.evidence.CashVerdict`; a run without the window's returns
+        (or a metric of another window) does not beat cash, and its reason says so.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from huracan.evaluation.evidence import CashVerdict, beats_cash
+
+    prefix = metric.split("_", 1)[0]
+    artifact = SELECTION_RETURNS.get(prefix)
+
+    def none(why: str) -> CashVerdict:
+        return CashVerdict(False, 0.0, 0.0, 0.0, 0, int(trades or 0), float(min_psr),
+                           f"the best trial has no evidence against cash: {why}")
+
+    if artifact is None:
+        return none(f"{metric} is not a val_ or oos_ metric")
+    if not run_id:
+        return none("no run")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = pd.read_parquet(client.download_artifacts(run_id, artifact, tmp))
+    except Exception as exc:  # MlflowException, OSError: an artifact that is not there
+        return none(f"run {run_id} has no {artifact} ({type(exc).__name__})")
+    if trades is None:
+        trades = int(client.get_run(run_id).data.metrics.get(f"{prefix}_n_trades", 0))
+    net = frame["strategy_return"].to_numpy(np.float64)
+    return beats_cash(net, int(trades), float(min_psr),
+                      what=f"the best trial's {prefix} window")
 
 
 def _log_plots(client: Any, run_id: str, study: Any) -> list[str]:
@@ -339,18 +396,38 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     client.set_tag(parent, "best_run_id", str(summary["best_run_id"]))
     summary["plots"] = _log_plots(client, parent, study)
     values = {k: v for k, v in best.params.items()}
+    evidence = best.user_attrs.get("evidence") or {}
+    best_run = best.user_attrs.get("run_id")
+    cash = best_trial_cash(client, None if best_run is None else str(best_run), metric,
+                           settings.registry.min_psr,
+                           None if "trades" not in evidence else int(evidence["trades"]))
+    summary["cash"] = cash.as_dict()
+    prefix = metric.split("_", 1)[0]
+    client.log_metric(parent, f"best_{prefix}_beats_cash", float(cash.beats))
+    client.log_metric(parent, f"best_{prefix}_cash_psr", float(cash.psr))
+    client.set_tag(parent, "cash_verdict", cash.reason[:5000])
     preset_dir = Path(t.preset_dir or tuned_presets_dir())  # never site-packages
-    preset_dir.mkdir(parents=True, exist_ok=True)
     preset = preset_dir / f"{sym.lower()}_{data.timeframe}_{model}.yaml"
-    preset.write_text(preset_text(model, values, study=study_name, n_trials=len(trials),
-                                  metric=metric, value=best_value,
-                                  storage=mask_url(storage)))
-    client.log_artifact(parent, str(preset), "study")
-    summary["preset"] = str(preset)
-    _store_best(settings.db_url, {
-        "symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
-        "study_name": study_name, "metric": metric, "value": best_value,
-        "params": values, "n_trials": len(trials), "run_id": summary["best_run_id"]})
+    if cash.beats:
+        preset_dir.mkdir(parents=True, exist_ok=True)
+        preset.write_text(preset_text(model, values, study=study_name, n_trials=len(trials),
+                                      metric=metric, value=best_value,
+                                      storage=mask_url(storage)))
+        client.log_artifact(parent, str(preset), "study")
+        client.set_tag(parent, "preset", str(preset))
+        summary["preset"] = str(preset)
+        _store_best(settings.db_url, {
+            "symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
+            "study_name": study_name, "metric": metric, "value": best_value,
+            "params": values, "n_trials": len(trials), "run_id": summary["best_run_id"]})
+    else:
+        kept = " (the existing one is left as it was)" if preset.exists() else ""
+        summary["preset"] = None
+        summary["no_preset"] = (f"no preset written{kept}: {cash.reason}; the study's best "
+                                "trial does no better than cash (never trading), so no "
+                                "parameters are recommended")
+        client.set_tag(parent, "preset", "none")
+        log.warning("%s", summary["no_preset"])
     client.set_terminated(parent, "FINISHED")
     summary["parent_run_id"] = parent
     return summary
@@ -383,8 +460,12 @@ def main(cfg: DictConfig) -> float:
           f"{out['best_value']:.4f} (trial {out['best_trial']}, run {out['best_run_id']}); "
           f"DSR against {dsr.get('n_trials', float('nan')):.0f} trials "
           f"{dsr.get('dsr', float('nan')):.3f}\nbest parameters: {out['best_params']}\n"
-          f"preset: {out['preset']}  (python -m huracan.train experiment=tuned/"
-          f"{Path(out['preset']).stem})", flush=True)
+          f"cash: {out['cash']['reason']}", flush=True)
+    if out["preset"]:
+        print(f"preset: {out['preset']}  (python -m huracan.train experiment=tuned/"
+              f"{Path(out['preset']).stem})", flush=True)
+    else:
+        print(out["no_preset"], flush=True)
     return float(out["best_value"])
 
 

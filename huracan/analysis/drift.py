@@ -592,10 +592,11 @@ def resolve_version(client: Any, model: str) -> Any:
     ``NAME@ALIAS``, ``NAME/VERSION``, optionally prefixed ``models:/``.
 
     Raises:
-        LookupError: no such model, alias or version.
+        LookupError: no such model, alias or version, or the alias holds the cash policy.
     """
     from mlflow.exceptions import MlflowException
 
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version
 
     spec = model.removeprefix("models:/").strip("/")
@@ -613,6 +614,9 @@ def resolve_version(client: Any, model: str) -> Any:
     if mv is None:
         raise LookupError(f"{name} has no version with alias {alias!r} (is it registered "
                           "and promoted?)")
+    if is_cash(mv):
+        raise LookupError(f"{name}@{alias} is cash (v{mv.version}, position 0): no model "
+                          f"inputs to check ({cash_reason(mv)})")
     return mv
 
 

@@ -4,7 +4,8 @@ against buy & hold on the same bars.
 
 :func:`window_diagnostics` reads one backtest's per-bar frame and returns flat metrics named
 ``<split>_<name>`` (``val_``, ``test_``, ``oos_``); the formulas live in
-:mod:`huracan.evaluation.metrics` (breakeven, excess return, information ratio) and
+:mod:`huracan.evaluation.execution` (breakeven, through the execution model's cost term),
+:mod:`huracan.evaluation.metrics` (excess return, information ratio) and
 :mod:`huracan.evaluation.signal` (IC, rank IC, ICIR). Pure: values in, values out.
 """
 
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from huracan.evaluation.execution import breakeven_bps
 from huracan.evaluation.metrics import (
-    breakeven_bps,
     excess_return,
     information_ratio,
     sharpe_ratio,
@@ -64,7 +65,7 @@ def window_diagnostics(result: BacktestResult, benchmark_returns: npt.ArrayLike,
 
     Returns:
         ``<split>_breakeven_bps``: extra cost per unit turnover (bps) at which the compounded net
-        return is 0 (:func:`~huracan.evaluation.metrics.breakeven_bps`; NaN without trading);
+        return is 0 (:func:`~huracan.evaluation.execution.breakeven_bps`; NaN without trading);
         ``<split>_ic`` / ``<split>_rank_ic``: Pearson / Spearman correlation of forecast and label
         over the window's bars, ``<split>_ic_pairs`` the finite pairs they used
         (:mod:`huracan.evaluation.signal`; Qlib ``SigAnaRecord``);

@@ -72,7 +72,7 @@ from huracan.evaluation.backtest import (
 )
 
 __all__ = ["FILLS", "SPREAD_ESTIMATORS"]  # re-exported: the modes live with the settings
-from huracan.evaluation.metrics import compute_metrics
+from huracan.evaluation.metrics import compute_metrics, sharpe_ratio, total_return
 
 #: one basis point as a fraction
 BPS = 1e-4
@@ -818,3 +818,121 @@ def backtest_config_from_params(params: Mapping[str, str]) -> BacktestConfig:
         else:
             values[f.name] = float(text)
     return BacktestConfig(**values)
+
+
+# ---------------------------------------------------------------------------- cost headroom
+def _net_and_turnover(net: Any, turnover: Any) -> tuple[np.ndarray, np.ndarray]:
+    r = np.asarray(net, dtype=np.float64).reshape(-1)
+    d = np.asarray(turnover, dtype=np.float64).reshape(-1)
+    if r.shape != d.shape:
+        raise ValueError(f"returns have {r.shape[0]} bars and turnover {d.shape[0]}: they must "
+                         "cover the same bars")
+    if not (np.isfinite(r).all() and np.isfinite(d).all()):
+        raise ValueError("returns or turnover contain NaN or infinite values")
+    if (d < 0).any():
+        raise ValueError("turnover must be >= 0 (it is |p_t - p_{t-1}|)")
+    return r, d
+
+
+def with_extra_cost(net: Any, turnover: Any, extra: float) -> np.ndarray:
+    """Per-bar net returns charged an extra linear cost of ``extra`` (fraction per unit of
+    turnover) on top of the costs they already paid: ``net_t - trade_cost(turnover_t, extra,
+    0)``, i.e. the execution model's linear cost term (:func:`trade_cost`) at each fill, as if
+    ``cost_lin`` were ``extra`` higher. Shape ``(n,)``.
+
+    Raises:
+        ValueError: shapes differ, values not finite, or a negative turnover.
+    """
+    r, d = _net_and_turnover(net, turnover)
+    return np.asarray(r - trade_cost(d, float(extra), 0.0), dtype=np.float64)
+
+
+def breakeven_bps(net: np.ndarray, turnover: np.ndarray) -> float:
+    """The extra cost per unit of turnover, in basis points, at which the window's compounded
+    net return is exactly zero.
+
+    Solves ``prod(1 + net_t - x * turnover_t) = 1`` for ``x`` (a fraction per unit turnover,
+    charged on top of the costs already in ``net``, at the bars where the position changes:
+    :func:`with_extra_cost`, the execution model's linear cost term) and returns ``1e4 * x``.
+    The log of the product falls strictly as ``x`` grows, so the root is unique; it is found
+    by Brent's method (``scipy.optimize.brentq``) to 1e-8 bps. To first order (small returns),
+    ``x ~= sum(net) / sum(turnover)``: e.g. a net return of +1 % over 20 units of turnover
+    breaks even near 5 bps. A positive value is the cost headroom; a negative one says how much
+    cheaper the trading would have to be for the window to break even.
+
+    Args:
+        net: per-bar net returns (fractions), shape ``(n,)``.
+        turnover: per-bar traded fraction of equity ``|p_t - p_{t-1}|`` (a long-to-short flip is
+            2), shape ``(n,)``.
+
+    Returns:
+        basis points per unit turnover; NaN when nothing was traded (no cost can change the
+        return) or when a bar without turnover already lost everything (``net <= -1``).
+
+    Raises:
+        ValueError: shapes differ, values not finite, or a negative turnover.
+    """
+    r, d = _net_and_turnover(net, turnover)
+    traded = d > 0
+    if not traded.any() or (1.0 + r[~traded] <= 0.0).any():
+        return float("nan")
+    from scipy.optimize import brentq
+
+    first = float(r.sum() / d.sum())
+    still = float(np.sum(np.log1p(r[~traded])))  # bars without turnover pay no extra cost
+    r, d = r[traded], d[traded]
+    # every factor 1 + r - x d must stay > 0: x < x_max; log-equity g(x) falls from +inf
+    # (x -> -inf) to -inf (x -> x_max)
+    x_max = float(np.min((1.0 + r) / d))
+
+    def g(x: float) -> float:
+        return still + float(np.sum(np.log1p(with_extra_cost(r, d, x))))
+
+    lo = min(first, x_max) - 1e-4
+    step = 1e-3
+    while g(lo) <= 0.0:
+        lo -= step
+        step *= 2.0
+    hi = min(max(first, lo) + 1e-4, x_max)
+    gap = x_max - lo
+    k = 1
+    while hi >= x_max or g(hi) >= 0.0:
+        hi = x_max - gap * 0.5**k
+        k += 1
+        if k > 200:  # g(hi) cannot stay >= 0 up to x_max, where it tends to -inf
+            return float("nan")
+    return 1e4 * float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-12))
+
+
+#: extra costs of the cost-sensitivity curve, basis points per unit turnover
+COST_SENSITIVITY_BPS: tuple[float, ...] = tuple(float(x) for x in range(0, 51))
+
+
+def cost_sensitivity(net: np.ndarray, turnover: np.ndarray, periods_per_year: float,
+                     extra_bps: tuple[float, ...] | np.ndarray = COST_SENSITIVITY_BPS,
+                     ) -> dict[str, np.ndarray]:
+    """Net Sharpe and total return as an extra cost per unit turnover is charged.
+
+    For each ``c`` in ``extra_bps`` the returns are ``net_t - c * 1e-4 * turnover_t``
+    (:func:`with_extra_cost`: the execution model's linear cost term at the bars where the
+    position changes), scored with :func:`~huracan.evaluation.metrics.sharpe_ratio` and
+    :func:`~huracan.evaluation.metrics.total_return`.
+
+    Args:
+        net: per-bar net returns (fractions), shape ``(n,)``.
+        turnover: per-bar ``|p_t - p_{t-1}|``, shape ``(n,)``.
+        periods_per_year: bars per year, for the Sharpe's annualisation.
+        extra_bps: the extra costs, bps per unit turnover (default 0, 1, ..., 50).
+
+    Returns:
+        ``{"extra_bps", "sharpe", "total_return"}``, arrays of shape ``(len(extra_bps),)``.
+
+    Raises:
+        ValueError: shapes differ or values are not finite.
+    """
+    r, d = _net_and_turnover(net, turnover)
+    bps = np.asarray(extra_bps, dtype=np.float64).reshape(-1)
+    charged = [with_extra_cost(r, d, c * BPS) for c in bps]
+    sharpe = np.array([sharpe_ratio(x, periods_per_year) for x in charged])
+    total = np.array([total_return(x) for x in charged])
+    return {"extra_bps": bps, "sharpe": sharpe, "total_return": total}

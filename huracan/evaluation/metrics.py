@@ -9,9 +9,10 @@ reported as a positive fraction (empyrical: negative); profit factor is capped. 
 every shared metric against empyrical-reloaded 0.7.1 on real return series.
 
 All functions are pure: they take numpy arrays and return floats (the cost-sensitivity curve:
-arrays). Costs and benchmark: :func:`breakeven_bps`, :func:`excess_return`,
-:func:`information_ratio` (Qlib's ``PortAnaRecord``), :func:`cost_sensitivity`; the forecast's
-IC family lives in :mod:`huracan.evaluation.signal`.
+arrays). Benchmark: :func:`excess_return`, :func:`information_ratio` (Qlib's
+``PortAnaRecord``); the cost headroom (``breakeven_bps``, ``cost_sensitivity``) charges extra
+costs, so it lives with the one execution model (:mod:`huracan.evaluation.execution`); the
+forecast's IC family lives in :mod:`huracan.evaluation.signal`.
 """
 
 from __future__ import annotations
@@ -224,65 +225,6 @@ def _paired(returns: np.ndarray, other: np.ndarray, what: str) -> tuple[np.ndarr
     return r, o
 
 
-def breakeven_bps(net: np.ndarray, turnover: np.ndarray) -> float:
-    """The extra cost per unit of turnover, in basis points, at which the window's compounded
-    net return is exactly zero.
-
-    Solves ``prod(1 + net_t - x * turnover_t) = 1`` for ``x`` (a fraction per unit turnover,
-    charged on top of the costs already in ``net``, at the bars where the position changes, as
-    the execution model charges its linear costs) and returns ``1e4 * x``. The log of the product
-    falls strictly as ``x`` grows, so the root is unique; it is found by Brent's method
-    (``scipy.optimize.brentq``) to 1e-8 bps. To first order (small returns),
-    ``x ~= sum(net) / sum(turnover)``: e.g. a net return of +1 % over 20 units of turnover
-    breaks even near 5 bps. A positive value is the cost headroom; a negative one says how much
-    cheaper the trading would have to be for the window to break even.
-
-    Args:
-        net: per-bar net returns (fractions), shape ``(n,)``.
-        turnover: per-bar traded fraction of equity ``|p_t - p_{t-1}|`` (a long-to-short flip is
-            2), shape ``(n,)``.
-
-    Returns:
-        basis points per unit turnover; NaN when nothing was traded (no cost can change the
-        return) or when a bar without turnover already lost everything (``net <= -1``).
-
-    Raises:
-        ValueError: shapes differ, values not finite, or a negative turnover.
-    """
-    r, d = _paired(net, turnover, "turnover")
-    if (d < 0).any():
-        raise ValueError("turnover must be >= 0 (it is |p_t - p_{t-1}|)")
-    traded = d > 0
-    if not traded.any() or (1.0 + r[~traded] <= 0.0).any():
-        return float("nan")
-    from scipy.optimize import brentq
-
-    first = float(r.sum() / d.sum())
-    still = float(np.sum(np.log1p(r[~traded])))  # bars without turnover pay no extra cost
-    r, d = r[traded], d[traded]
-    # every factor 1 + r - x d must stay > 0: x < x_max; log-equity g(x) falls from +inf
-    # (x -> -inf) to -inf (x -> x_max)
-    x_max = float(np.min((1.0 + r) / d))
-
-    def g(x: float) -> float:
-        return still + float(np.sum(np.log1p(r - x * d)))
-
-    lo = min(first, x_max) - 1e-4
-    step = 1e-3
-    while g(lo) <= 0.0:
-        lo -= step
-        step *= 2.0
-    hi = min(max(first, lo) + 1e-4, x_max)
-    gap = x_max - lo
-    k = 1
-    while hi >= x_max or g(hi) >= 0.0:
-        hi = x_max - gap * 0.5**k
-        k += 1
-        if k > 200:  # g(hi) cannot stay >= 0 up to x_max, where it tends to -inf
-            return float("nan")
-    return 1e4 * float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-12))
-
-
 def excess_return(strategy: np.ndarray, benchmark: np.ndarray, periods_per_year: float) -> float:
     """Annualised excess return over a benchmark on the same bars: ``mean(r - b) * ppy``.
 
@@ -324,35 +266,3 @@ def information_ratio(strategy: np.ndarray, benchmark: np.ndarray,
     """
     r, b = _paired(strategy, benchmark, "the benchmark")
     return sharpe_ratio(r - b, periods_per_year)
-
-
-#: extra costs of the cost-sensitivity curve, basis points per unit turnover
-COST_SENSITIVITY_BPS: tuple[float, ...] = tuple(float(x) for x in range(0, 51))
-
-
-def cost_sensitivity(net: np.ndarray, turnover: np.ndarray, periods_per_year: float,
-                     extra_bps: tuple[float, ...] | np.ndarray = COST_SENSITIVITY_BPS,
-                     ) -> dict[str, np.ndarray]:
-    """Net Sharpe and total return as an extra cost per unit turnover is charged.
-
-    For each ``c`` in ``extra_bps`` the returns are ``net_t - c * 1e-4 * turnover_t`` (the
-    extra cost at the bars where the position changes, like the execution model's linear cost),
-    scored with :func:`sharpe_ratio` and :func:`total_return`.
-
-    Args:
-        net: per-bar net returns (fractions), shape ``(n,)``.
-        turnover: per-bar ``|p_t - p_{t-1}|``, shape ``(n,)``.
-        periods_per_year: bars per year, for the Sharpe's annualisation.
-        extra_bps: the extra costs, bps per unit turnover (default 0, 1, ..., 50).
-
-    Returns:
-        ``{"extra_bps", "sharpe", "total_return"}``, arrays of shape ``(len(extra_bps),)``.
-
-    Raises:
-        ValueError: shapes differ or values are not finite.
-    """
-    r, d = _paired(net, turnover, "turnover")
-    bps = np.asarray(extra_bps, dtype=np.float64).reshape(-1)
-    sharpe = np.array([sharpe_ratio(r - c * 1e-4 * d, periods_per_year) for c in bps])
-    total = np.array([total_return(r - c * 1e-4 * d) for c in bps])
-    return {"extra_bps": bps, "sharpe": sharpe, "total_return": total}

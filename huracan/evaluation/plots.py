@@ -12,13 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from huracan.evaluation.metrics import (
-    COST_SENSITIVITY_BPS,
-    breakeven_bps,
-    cost_sensitivity,
-    drawdown,
-    equity_curve,
-)
+from huracan.evaluation.execution import COST_SENSITIVITY_BPS, breakeven_bps, cost_sensitivity
+from huracan.evaluation.metrics import drawdown, equity_curve
 
 
 def equity_drawdown_figure(returns: pd.DataFrame, title: str,
@@ -113,8 +108,8 @@ def cost_sensitivity_figure(net: np.ndarray, turnover: np.ndarray, periods_per_y
         title: figure title.
         extra_bps: the extra costs to plot, bps per unit turnover.
 
-    The curve is :func:`huracan.evaluation.metrics.cost_sensitivity`; the breakeven (dashed
-    line) is :func:`huracan.evaluation.metrics.breakeven_bps`, where the compounded net return
+    The curve is :func:`huracan.evaluation.execution.cost_sensitivity`; the breakeven (dashed
+    line) is :func:`huracan.evaluation.execution.breakeven_bps`, where the compounded net return
     (not the Sharpe) reaches 0.
     """
     curve = cost_sensitivity(net, turnover, periods_per_year, tuple(extra_bps))

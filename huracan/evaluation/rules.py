@@ -10,9 +10,10 @@ through the execution model (:func:`huracan.evaluation.execution.execute` on the
 
 - :class:`ThresholdRule` (``rule=threshold``): long when the forecast exceeds ``+threshold``,
   short below ``-threshold``; the threshold is chosen on validation from ``grid`` (the candidate
-  with the best validation ``metric`` among those trading at least ``min_trades`` times) or fixed,
-  optionally in units of the forecast's rolling spread; positions are held at least
-  ``min_holding`` bars.
+  with the best validation ``metric`` among those trading at least ``min_trades`` times whose
+  net returns beat cash, :func:`huracan.evaluation.evidence.beats_cash` at ``min_psr``; none
+  does: the rule is FLAT, position 0 on every bar, and says why) or fixed, optionally in units
+  of the forecast's rolling spread; positions are held at least ``min_holding`` bars.
 - :class:`BarrierRule` (``rule=barrier``): enter on the thresholded signal, exit at the same
   profit-take / stop-loss / time barriers as the triple-barrier labels (Lopez de Prado 2018,
   AFML ch. 3; the outcomes come from :func:`huracan.labels.triple_barrier_labels` with the
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.evidence import CASH, beats_cash
 from huracan.evaluation.execution import MarketBars, execute, round_trip_cost
 from huracan.labels import barrier_volatility, triple_barrier_labels
 from huracan.settings import SelectionSettings, build
@@ -98,12 +100,23 @@ def _bars(window: RuleInput) -> MarketBars:
 
 
 def _score(rule_positions: RulePositions, window: RuleInput, bt: BacktestConfig,
-           periods_per_year: float, metric: str) -> tuple[float, int]:
+           periods_per_year: float, metric: str) -> tuple[float, int, np.ndarray]:
+    """``(metric value, trades, per-bar net returns)`` of positions executed on the window."""
     res = execute(rule_positions.positions, _bars(window), periods_per_year,
                   predictions=window.forecast, labels=window.label,
                   exit_reasons=rule_positions.exit_reasons)
     value = float(res.metrics.as_dict()[metric])
-    return (value if math.isfinite(value) else -math.inf), int(res.metrics.n_trades)
+    return ((value if math.isfinite(value) else -math.inf), int(res.metrics.n_trades),
+            res.returns["strategy_return"].to_numpy(np.float64))
+
+
+#: what a fitted rule that trades nothing reports as its choice (``chosen``)
+FLAT = "flat"
+
+
+def _flat_positions(window: RuleInput) -> RulePositions:
+    n = len(window)
+    return RulePositions(np.zeros(n), np.full(n, "", dtype=object))
 
 
 def _spread(forecast: np.ndarray, window: int) -> np.ndarray:
@@ -135,9 +148,16 @@ def _hold(signal: np.ndarray, min_holding: int, starts: np.ndarray | None) -> np
 @dataclass
 class _ChosenThreshold:
     """What the threshold and barrier rules share: an entry threshold, fixed or chosen on
-    validation from ``grid`` (the best ``metric`` among candidates with at least ``min_trades``
-    validation trades; none eligible: the one with the most trades, and the report says so).
-    Subclasses define ``_apply(window, threshold)``."""
+    validation from ``grid``, with "flat" (never trade, the ``cash`` policy) as a candidate.
+
+    The choice (:meth:`fit`): every grid threshold is executed on the validation bars; a
+    candidate is eligible when it trades at least ``min_trades`` times AND its net returns beat
+    cash (:func:`huracan.evaluation.evidence.beats_cash`: compounded net return > 0 with a PSR
+    of at least ``min_psr``); the eligible one with the best validation ``metric`` is chosen.
+    None eligible: the fitted rule is flat (``flat_``, ``chosen == "flat"``; position 0 on every
+    bar) and ``flat_reason_`` says why (the best candidate's figures). Subclasses define
+    ``_apply(window, threshold)``.
+    """
 
     threshold: float = 0.0
     grid: Sequence[float] = ()
@@ -145,37 +165,77 @@ class _ChosenThreshold:
     min_trades: int = SelectionSettings.min_trades
     metric: str = "composite_score"
     long_only: bool = False
+    min_psr: float = 0.9
     chosen_: float | None = field(default=None, repr=False)
+    flat_: bool = field(default=False, repr=False)
+    flat_reason_: str = field(default="", repr=False)
     fit_report_: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.min_psr) <= 1.0:
+            raise ValueError(f"rule.min_psr must be in [0, 1], got {self.min_psr}")
 
     @property
     def needs_validation(self) -> bool:
         """Whether :meth:`fit` reads validation predictions (a grid to choose from)."""
         return bool(self.grid)
 
+    @property
+    def chosen(self) -> str:
+        """``"flat"`` for a rule fitted flat, else ``"threshold=<value>"`` (fitted or fixed)."""
+        if self.flat_:
+            return FLAT
+        thr = self.threshold if self.chosen_ is None else self.chosen_
+        return f"threshold={float(thr):g}"
+
     def _apply(self, window: RuleInput, threshold: float) -> RulePositions:
         raise NotImplementedError
 
     def fit(self, val: RuleInput, bt: BacktestConfig, periods_per_year: float) -> Any:
-        """Choose the threshold on validation rows (a fitted copy); no grid: keep
-        ``threshold``."""
+        """Choose the threshold, or flat, on validation rows (a fitted copy; see the class
+        docstring); no grid: keep ``threshold`` (never flat)."""
         if not self.grid:
-            return replace(self, chosen_=float(self.threshold),
-                           fit_report_={"threshold": float(self.threshold), "chosen_on": "fixed"})
-        scored = []
+            return replace(self, chosen_=float(self.threshold), flat_=False, flat_reason_="",
+                           fit_report_={"threshold": float(self.threshold), "chosen_on": "fixed",
+                                        "chosen": self.chosen})
+        scored, verdicts = [], []
         for thr in self.grid:
-            value, trades = _score(self._apply(val, float(thr)), val, bt, periods_per_year,
-                                   self.metric)
+            value, trades, net = _score(self._apply(val, float(thr)), val, bt, periods_per_year,
+                                        self.metric)
             scored.append((float(thr), value, trades))
-        eligible = [s for s in scored if s[2] >= self.min_trades]
-        best = max(eligible, key=lambda s: s[1]) if eligible else max(scored, key=lambda s: s[2])
-        return replace(self, chosen_=best[0], fit_report_={
-            "threshold": best[0], "chosen_on": "validation", "eligible": bool(eligible),
-            f"val_{self.metric}": best[1], "val_trades": best[2],
-            "grid": [list(s) for s in scored]})
+            verdicts.append(beats_cash(net, trades, float(self.min_psr),
+                                       what=f"threshold {float(thr):g}"))
+        enough = [i for i, s in enumerate(scored) if s[2] >= self.min_trades]
+        eligible = [i for i in enough if verdicts[i].beats]
+        cash = [{"threshold": scored[i][0], "beats": verdicts[i].beats, "psr": verdicts[i].psr,
+                 "net_return": verdicts[i].total_return} for i in range(len(scored))]
+        report: dict[str, Any] = {"chosen_on": "validation", "eligible": bool(eligible),
+                                  "min_psr": float(self.min_psr),
+                                  "grid": [list(s) for s in scored], "cash": cash}
+        if not eligible:
+            best = max(enough or range(len(scored)), key=lambda i: (scored[i][1], scored[i][2]))
+            if not enough:
+                why = (f"no threshold trades >= {self.min_trades} times on validation (most: "
+                       f"{max(s[2] for s in scored)})")
+            else:
+                why = (f"no threshold with >= {self.min_trades} validation trades beats "
+                       f"{CASH}; best {self.metric}: {verdicts[best].reason}")
+            reason = f"flat: {why}"
+            return replace(self, chosen_=None, flat_=True, flat_reason_=reason, fit_report_={
+                **report, "threshold": None, "chosen": FLAT, "flat_reason": reason,
+                f"val_{self.metric}": 0.0, "val_trades": 0})
+        best = max(eligible, key=lambda i: scored[i][1])
+        fitted = replace(self, chosen_=scored[best][0], flat_=False, flat_reason_="")
+        return replace(fitted, fit_report_={
+            **report, "threshold": scored[best][0], "chosen": fitted.chosen,
+            f"val_{self.metric}": scored[best][1], "val_trades": scored[best][2],
+            "val_psr": verdicts[best].psr, "val_net_return": verdicts[best].total_return})
 
     def positions(self, window: RuleInput) -> RulePositions:
-        """Positions for ``window`` with the fitted (or fixed) threshold."""
+        """Positions for ``window`` with the fitted (or fixed) threshold; all 0 when fitted
+        flat."""
+        if self.flat_:
+            return _flat_positions(window)
         thr = self.threshold if self.chosen_ is None else self.chosen_
         return self._apply(window, float(thr))
 
@@ -194,6 +254,8 @@ class ThresholdRule(_ChosenThreshold):
         min_trades: validation trades a grid candidate needs to be chosen.
         metric: the validation metric maximised (``composite_score``).
         long_only: map shorts to flat.
+        min_psr: the PSR a grid candidate's validation net returns must reach to beat cash
+            (``${registry.min_psr}`` in the shipped configs, default 0.9); none does: flat.
     """
 
     kind: ClassVar[str] = "threshold"
@@ -305,6 +367,23 @@ class MetaRule:
         """The classifier always trains on validation signals."""
         return True
 
+    @property
+    def flat_(self) -> bool:
+        """Whether the fitted primary rule is flat (no grid threshold beat cash on
+        validation): then the meta rule never trades either."""
+        return bool(getattr(self.primary_, "flat_", False))
+
+    @property
+    def flat_reason_(self) -> str:
+        """Why the fitted primary is flat (``""`` when it is not)."""
+        return str(getattr(self.primary_, "flat_reason_", ""))
+
+    @property
+    def chosen(self) -> str:
+        """The fitted primary's choice: ``"flat"`` or ``"threshold=<value>"``."""
+        primary = self.primary_ if self.primary_ is not None else self._primary()
+        return str(primary.chosen)
+
     def _primary(self) -> ThresholdRule | BarrierRule:
         cls = {"threshold": ThresholdRule, "barrier": BarrierRule}[self.primary]
         return cls(**dict(self.primary_params))
@@ -353,7 +432,10 @@ class MetaRule:
         primary = self._primary().fit(val, bt, periods_per_year)
         side = np.sign(primary.positions(val).positions).astype(int)
         labels = self.meta_labels(val, side, round_trip_cost(_bars(val)))
-        report: dict[str, Any] = {"primary": primary.fit_report_, "meta_rows": len(labels)}
+        report: dict[str, Any] = {"primary": primary.fit_report_, "meta_rows": len(labels),
+                                  "chosen": primary.chosen}
+        if primary.flat_:
+            report["flat_reason"] = primary.flat_reason_
         clf = None
         if len(labels) >= 20 and labels["label"].nunique() == 2:
             rows = labels.index.to_numpy(dtype=np.int64)

@@ -587,6 +587,7 @@ def _last_line(log_file: Path) -> str:
 def step_sizer(s: NightSettings, symbol: str, store: PipelineRunStore) -> tuple[str, list[str]]:
     from mlflow.tracking import MlflowClient
 
+    from huracan.registry.cash import is_cash
     from huracan.registry.promotion import registered_model_name
 
     if not s.sizer:
@@ -601,6 +602,8 @@ def step_sizer(s: NightSettings, symbol: str, store: PipelineRunStore) -> tuple[
     client = MlflowClient()
     if prod is None or not prod.run_id:
         raise StepSkipped(f"{name} has no production forecaster to size")
+    if is_cash(prod):
+        raise StepSkipped(f"{name}: production is cash (v{prod.version}): nothing to size")
     arts = {a.path for a in client.list_artifacts(prod.run_id, "backtest")}
     if "backtest/oos_returns.parquet" not in arts:
         raise StepSkipped(f"{name} v{prod.version} is not a walk-forward forecaster (the sizer "

@@ -42,7 +42,8 @@ def select_command(
 
     Prints the current regime (with its filtered probability for hmm), the chosen model version
     and why (evidence in that regime or the fallback mapping), the exposure factor and the data's
-    last bar."""
+    last bar; in a regime where no model beat cash: ``cash``, position 0, and why (the
+    candidate's net return and PSR on that regime's bars)."""
     import pandas as pd
 
     from huracan.data.ohlcv import DataValidationError

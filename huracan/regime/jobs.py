@@ -9,8 +9,8 @@ and the honest regime-switching backtest.
   as flat MLflow metrics (``oos_sharpe__regime_high``...).
 - :func:`walk_forward_switching`: a strategy that trades, bar by bar, the model chosen for the
   regime detected at that bar, where the choice for each fold is made on the candidates'
-  evidence from EARLIER folds only (the first fold uses the fallback mapping), compared with the
-  single best model chosen the same way.
+  evidence from EARLIER folds only (the first fold is the warm-up) and a regime whose choice
+  does not beat cash there is flat, compared with the single best model chosen the same way.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def _evidence_tables(frames: Mapping[str, pd.DataFrame], mask_of: Any, periods_p
 def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
                            periods_per_year: float, *, metric: str = "composite_score",
                            min_trades: int = SelectionSettings.min_trades, min_bars: int = 50,
-                           extreme_exposure: float = 0.25) -> dict[str, Any]:
+                           extreme_exposure: float = 0.25, min_psr: float = 0.9
+                           ) -> dict[str, Any]:
     """The regime-switching strategy on the candidates' common scored bars, chosen walk-forward.
 
     Args:
@@ -158,11 +159,14 @@ def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
         fee: the fee of a frame logged before the execution model (its close-fill fallback).
         periods_per_year: bars per year.
         metric, min_trades, min_bars, extreme_exposure: the per-regime selection.
+        min_psr: the cash floor (``registry.min_psr``): a regime whose choice does not beat cash
+            on the earlier folds' bars of that regime is flat in the fold
+            (:func:`~huracan.regime.selection.select_per_regime`).
 
     Returns:
         ``{"switching", "single_best", "buy_hold"}`` backtest results on the bars from the second
         fold on (the first has no earlier evidence), and ``"choices"``: per fold, the per-regime
-        choice and the single best model, both made on earlier folds only.
+        choice (``cash`` included) and the single best model, both made on earlier folds only.
     """
     names = sorted(frames)
     base = frames[names[0]]
@@ -181,14 +185,16 @@ def walk_forward_switching(frames: Mapping[str, pd.DataFrame], fee: float,
         before = _evidence_tables(aligned, lambda f, k=k: f["fold"] < k, periods_per_year,
                                   min_bars)
         now = (ref["fold"] == k).to_numpy()
+        earlier = {m: aligned[m][aligned[m]["fold"] < k] for m in before}
         selection = select_per_regime(before, metric=metric, min_trades=min_trades,
-                                      extreme_exposure=extreme_exposure) if before else {}
+                                      extreme_exposure=extreme_exposure, returns=earlier,
+                                      min_psr=min_psr) if before else {}
         overall = {m: float(t.loc["all", metric]) for m, t in before.items()}
         best = max(overall, key=lambda m: overall[m]) if overall else names[0]
         regs = ref.loc[now, "regime"].to_numpy()
         for regime in set(regs) - {UNKNOWN}:
             choice: RegimeChoice | None = selection.get(regime)
-            if choice is None:
+            if choice is None or choice.is_cash:  # cash: flat in this regime
                 continue
             m = now.copy()
             m[now] = regs == regime
@@ -245,19 +251,21 @@ def candidate_frames(client: Any, results: Sequence[Mapping[str, Any]]) -> dict[
 
 
 def sweep_switching(client: Any, results: Sequence[Mapping[str, Any]], settings: Any, *,
-                    metric: str, fee: float, periods_per_year: float) -> dict[str, Any] | None:
+                    metric: str, fee: float, periods_per_year: float,
+                    min_psr: float = 0.9) -> dict[str, Any] | None:
     """:func:`walk_forward_switching` over a sweep's candidates (``settings``:
-    :class:`huracan.settings.RegimeSettings`); ``None`` with fewer than one candidate with
-    regimes or a single fold. Returns the metrics of the three strategies
-    (``switching_sharpe``, ``single_best_sharpe``, ``buy_hold_sharpe``...), the per-fold
-    choices and the number of bars compared."""
+    :class:`huracan.settings.RegimeSettings`; ``min_psr``: ``registry.min_psr``); ``None``
+    with fewer than one candidate with regimes or a single fold. Returns the metrics of the
+    three strategies (``switching_sharpe``, ``single_best_sharpe``, ``buy_hold_sharpe``...),
+    the per-fold choices and the number of bars compared."""
     frames = candidate_frames(client, results)
     if not frames:
         return None
     out = walk_forward_switching(frames, fee, periods_per_year, metric=metric,
                                  min_trades=int(settings.min_trades),
                                  min_bars=int(settings.min_bars),
-                                 extreme_exposure=float(settings.extreme_exposure))
+                                 extreme_exposure=float(settings.extreme_exposure),
+                                 min_psr=min_psr)
     if out["bars"] < 2:
         return None
     metrics: dict[str, float] = {"switching_bars": float(out["bars"]),

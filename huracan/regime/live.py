@@ -10,7 +10,11 @@
 2. the version holding the ``regime-<name>`` alias, with why (evidence in that regime, or the
    product's fallback mapping, from the ``huracan.regime_map`` tag) and its exposure factor; when
    the alias is unset (its gate was skipped or rejected and no earlier holder exists),
-   ``production`` at the regime's exposure;
+   ``production`` at the regime's exposure; a regime the map sends to cash (no candidate beat
+   cash on that regime's bars) answers ``cash``: position 0, with the map's reason; a holder
+   that is the ``cash`` policy (:mod:`huracan.registry.cash`) answers exposure 0 and why
+   (without a regime map and with a cash production there is no detector: regime ``unknown``,
+   exposure 0);
 3. with ``rank_by``, instead: the version with the best value of a logged metric (``max_drawdown``
    lowest, anything else highest unless told), read in the current regime
    (``<window>_<metric>__regime_<name>``) when the version's run has enough trades there
@@ -31,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from huracan.evaluation.evidence import CASH
 from huracan.regime.detection import (
     UNKNOWN,
     HMMRegime,
@@ -42,6 +47,7 @@ from huracan.regime.detection import (
 )
 from huracan.regime.registry import ALIAS_PREFIX, REGIME_MAP_TAG
 from huracan.regime.selection import LOWER_IS_BETTER
+from huracan.registry.cash import cash_reason, is_cash
 from huracan.settings import SelectionSettings
 
 DETECTOR_ARTIFACT = "regime/detector.json"
@@ -64,12 +70,17 @@ class LiveSelection:
         volatility: 24h realised volatility of that bar (per-bar fraction, not annualised).
         last_bar: open time of that bar (UTC); ``at``: the time asked for (None = now).
         version, model_type, run_id, alias: the chosen model version and the alias it holds
-            (``regime-high``, ``production``; None when ranking by a metric).
-        exposure: position multiplier in (0, 1] (``regime.extreme_exposure`` for the fallback in
-            ``extreme``).
-        source: ``evidence``, ``fallback``, ``production`` (alias unset) or ``rank``.
-        reason: why, in words.
+            (``regime-high``, ``production``; None when ranking by a metric); in a cash
+            regime: version, run_id and alias None, model_type ``cash``.
+        exposure: position multiplier in [0, 1] (``regime.extreme_exposure`` for the fallback in
+            ``extreme``; 0 in a cash regime or under a cash holder).
+        source: ``evidence``, ``fallback``, ``production`` (alias unset), ``rank`` or ``cash``
+            (a cash regime, or the alias or production is the cash policy).
+        reason: why, in words (for a cash regime: the candidate's net return and PSR on the
+            regime's bars against ``registry.min_psr``).
         metric, metric_value: with ``rank_by``: the metric and the chosen version's value.
+        position: 0.0 in a cash regime (hold nothing); None otherwise (the model's forecast
+            decides the position).
     """
 
     symbol: str
@@ -81,7 +92,7 @@ class LiveSelection:
     volatility: float | None
     last_bar: str
     at: str | None
-    version: str
+    version: str | None
     model_type: str | None
     run_id: str | None
     alias: str | None
@@ -90,6 +101,7 @@ class LiveSelection:
     reason: str
     metric: str | None = None
     metric_value: float | None = None
+    position: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +112,12 @@ class LiveSelection:
         vol = "" if self.volatility is None else f", 24h volatility {self.volatility:.4%}/bar"
         why = self.reason if self.reason.startswith(self.source) else \
             f"{self.source}: {self.reason}"
-        lines = [f"{self.registered_model}: regime {self.regime}{prob} at bar {self.last_bar} "
-                 f"({self.detector} detector{vol})",
+        model = (f"model: cash: position {self.position:g} (trade nothing)"
+                 if self.source == CASH and self.position is not None else
                  f"model: v{self.version} {self.model_type or '?'}"
-                 f"{'' if self.alias is None else f' [{self.alias}]'}, exposure {self.exposure:g}",
-                 f"why: {why}"]
+                 f"{'' if self.alias is None else f' [{self.alias}]'}, exposure {self.exposure:g}")
+        lines = [f"{self.registered_model}: regime {self.regime}{prob} at bar {self.last_bar} "
+                 f"({self.detector} detector{vol})", model, f"why: {why}"]
         if self.metric is not None:
             lines.append(f"{self.metric}: {self.metric_value}")
         return "\n".join(lines)
@@ -229,6 +242,14 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
         raise SelectionError(f"no registered model {name}: train {symbol} {timeframe} first"
                              ) from None
     regime_map: dict[str, Any] = json.loads(registered.tags.get(REGIME_MAP_TAG) or "{}")
+    prod = _alias(client, name, "production")
+    if is_cash(prod) and rank_by is None and not regime_map:  # no detector to classify with
+        return LiveSelection(
+            symbol=symbol, timeframe=timeframe, registered_model=name, regime=UNKNOWN,
+            probability=None, detector="none", volatility=None, last_bar="-",
+            at=None if at is None else str(at), version=str(prod.version), model_type=CASH,
+            run_id=prod.run_id, alias="production", exposure=0.0, source=CASH,
+            reason=f"production is cash (position 0): {cash_reason(prod)}", position=0.0)
     ref = _detector_run(client, name, regime_map)
     detector = load_detector(client, ref.run_id)
     settings = run_settings(client, ref.run_id)
@@ -261,7 +282,7 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
         low = rank_by in LOWER_IS_BETTER if lowest is None else lowest
         scored = []
         for mv in client.search_model_versions(f"name='{name}'"):
-            if not mv.run_id:
+            if not mv.run_id or is_cash(mv):
                 continue
             value, key = _metric_value(client.get_run(mv.run_id), rank_by, regime, min_trades)
             if math.isfinite(value):
@@ -276,6 +297,11 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
             run_id=mv.run_id, alias=None, exposure=exposure, source="rank",
             reason=f"{'lowest' if low else 'highest'} {key} = {value:.4g} among "
                    f"{len(scored)} version(s)", metric=rank_by, metric_value=value)
+    if regime != UNKNOWN and entry.get("model") == CASH:
+        return LiveSelection(**base, version=None, model_type=CASH, run_id=None, alias=None,
+                             exposure=0.0, source=CASH,
+                             reason=str(entry.get("reason") or f"regime {regime} maps to cash"),
+                             position=0.0)
     holder = None if regime == UNKNOWN else _alias(client, name, f"{ALIAS_PREFIX}{regime}")
     alias = f"{ALIAS_PREFIX}{regime}"
     if holder is not None:
@@ -291,8 +317,15 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
                   f"{ALIAS_PREFIX}{regime} is unset"
                   + (f" (its gate: {entry['decision']}: {entry.get('gate_reason')})"
                      if entry.get("decision") else " (no regime map)"))
-        if regime == UNKNOWN:
-            exposure = min(exposure, float(regime_map.get("extreme", {}).get("exposure", 1.0)))
+        extreme = regime_map.get("extreme", {})
+        if regime == UNKNOWN and extreme.get("model") != CASH:
+            exposure = min(exposure, float(extreme.get("exposure", 1.0)))
+    if is_cash(holder):  # nothing beats cash here: flat, and why
+        return LiveSelection(**base, version=str(holder.version), model_type=CASH,
+                             run_id=holder.run_id, alias=alias, exposure=0.0, source=CASH,
+                             reason=f"{alias} is cash (position 0): {cash_reason(holder)}"
+                                    + ("" if alias == "production" else f"; {reason}"),
+                             position=0.0)
     run = client.get_run(holder.run_id) if holder.run_id else None
     return LiveSelection(**base, version=str(holder.version),
                          model_type=None if run is None else run.data.tags.get("model_type"),

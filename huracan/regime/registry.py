@@ -1,11 +1,15 @@
 """The per-regime choice at the end of a sweep, held as registry aliases.
 
 For each regime, the best candidate on its selection window's evidence in that regime (enough
-trades there: ``regime.min_trades``), else the product's fallback mapping
-(:func:`huracan.regime.selection.select_per_regime`); each choice goes through the same gate and
-history as ``production`` (:func:`huracan.registry.promotion.gate_candidate` with alias
-``regime-<name>``, scored on the unseen window's bars of that regime), and the whole map is a tag
-of the registered model (``huracan.regime_map``).
+trades there: ``regime.min_trades``), else the product's fallback mapping, kept only when it
+beats cash on that regime's bars of its selection window (``registry.min_psr``;
+:func:`huracan.regime.selection.select_per_regime`); each model choice goes through the same gate
+and history as ``production`` (:func:`huracan.registry.promotion.gate_candidate` with alias
+``regime-<name>``, scored on the unseen window's bars of that regime). A cash regime takes no
+gate: its ``regime-<name>`` alias is removed (or stays unset), and ``huracan select`` answers
+position 0 there. The whole map is a tag of the registered model (``huracan.regime_map``): per
+regime the version (None for cash), the model (``cash``), exposure, source, reason and decision
+(``cash`` for a cash regime).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from huracan.alerts import Alert
+from huracan.evaluation.evidence import CASH
 from huracan.regime.detection import REGIMES
 from huracan.regime.selection import RegimeChoice, select_per_regime
 
@@ -43,39 +49,103 @@ def _evidence_frame(result: Mapping[str, Any], window: str) -> pd.DataFrame | No
     return frame
 
 
+def selection_window(result: Mapping[str, Any]) -> str:
+    """The window a result was selected on: ``val`` (forward) or ``oos`` (walk-forward)."""
+    return str(result.get("objective", "val_x")).split("_", 1)[0]
+
+
+#: the per-bar returns artifact of each selection window
+RETURNS_ARTIFACT = {"val": "backtest/val_returns.parquet", "oos": "backtest/oos_returns.parquet"}
+
+
+def selection_frames(client: Any, results: Sequence[Mapping[str, Any]]
+                     ) -> dict[str, pd.DataFrame]:
+    """Each registered result's executed per-bar returns on its selection window (its MLflow
+    artifact ``backtest/val_returns.parquet`` or ``backtest/oos_returns.parquet``, with the
+    ``regime`` column the job added), keyed by :func:`candidate_name`; a run without it is left
+    out (its regimes then cannot beat cash)."""
+    import tempfile
+
+    frames: dict[str, pd.DataFrame] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in results:
+            if r.get("status", "ok") != "ok" or not r.get("run_id") or r.get("version") is None:
+                continue
+            path = RETURNS_ARTIFACT.get(selection_window(r))
+            try:
+                frame = pd.read_parquet(client.download_artifacts(r["run_id"], path, tmp))
+            except Exception:  # no artifact: no evidence against cash
+                log.warning("run %s has no %s: its regimes cannot beat cash", r["run_id"], path)
+                continue
+            if "regime" in frame and "strategy_return" in frame:
+                frames[candidate_name(r)] = frame
+    return frames
+
+
 def choose(results: Sequence[Mapping[str, Any]], metric: str, min_trades: int,
-           extreme_exposure: float) -> dict[str, tuple[RegimeChoice, Mapping[str, Any]]]:
-    """Per regime, the chosen candidate (on its selection window: ``val`` or ``oos``) and its
-    result; empty when no result carries per-regime evidence."""
+           extreme_exposure: float, *, returns: Mapping[str, pd.DataFrame],
+           min_psr: float = 0.9) -> dict[str, tuple[RegimeChoice, Mapping[str, Any]]]:
+    """Per regime, the chosen candidate (on its selection window: ``val`` or ``oos``) or cash,
+    and the result of the candidate considered (for cash: the one that did not beat it); empty
+    when no result carries per-regime evidence.
+
+    Args:
+        returns: :func:`candidate_name` -> that candidate's per-bar returns on its selection
+            window (:func:`selection_frames`), for the cash floor.
+        min_psr: ``registry.min_psr``.
+    """
     cands: dict[str, pd.DataFrame] = {}
     by_name: dict[str, Mapping[str, Any]] = {}
     for r in results:
         if r.get("status", "ok") != "ok" or r.get("version") is None:
             continue
-        window = str(r.get("objective", "val_x")).split("_", 1)[0]
-        frame = _evidence_frame(r, window)
+        frame = _evidence_frame(r, selection_window(r))
         if frame is not None:
             cands[candidate_name(r)] = frame
             by_name[candidate_name(r)] = r
     if not cands:
         return {}
     selection = select_per_regime(cands, metric=metric, min_trades=min_trades,
-                                  extreme_exposure=extreme_exposure)
-    return {regime: (choice, by_name[choice.model]) for regime, choice in selection.items()
-            if regime in REGIMES}
+                                  extreme_exposure=extreme_exposure,
+                                  returns={k: v for k, v in returns.items() if k in cands},
+                                  min_psr=min_psr)
+    return {regime: (choice, by_name[choice.candidate or choice.model])
+            for regime, choice in selection.items() if regime in REGIMES}
 
 
 def assign_aliases(client: Any, engine: Any, name: str,
                    chosen: Mapping[str, tuple[RegimeChoice, Mapping[str, Any]]], *,
                    metric: str, tolerance: float, min_eval_bars: int,
                    notifier: Any = None, min_psr: float = 0.9) -> dict[str, dict[str, Any]]:
-    """Gate each regime's choice for its ``regime-<name>`` alias (the registry gate's rule on
-    the regime's bars, cash floor at ``min_psr`` included) and tag the map on the registered
-    model; returns the map (regime -> version, model, exposure, source, reason, decision)."""
-    from huracan.registry.promotion import gate_candidate
+    """Gate each regime's model choice for its ``regime-<name>`` alias (the registry gate's rule
+    on the regime's bars, cash floor at ``min_psr`` included), take the alias off a cash regime,
+    and tag the map on the registered model; returns the map (regime -> version, model,
+    exposure, source, reason, decision; a cash regime: version None, model ``cash``, exposure 0,
+    decision ``cash``, the reason with the cash verdict's figures, the alias's previous holder
+    as ``removed_version``)."""
+    from huracan.registry.lock import registry_lock
+    from huracan.registry.promotion import alias_version, gate_candidate
 
     mapping: dict[str, dict[str, Any]] = {}
     for regime, (choice, result) in sorted(chosen.items()):
+        if choice.is_cash:
+            alias = f"{ALIAS_PREFIX}{regime}"
+            with registry_lock(engine, name):  # as the gate moves aliases
+                held = alias_version(client, name, alias)
+                if held is not None:
+                    client.delete_registered_model_alias(name, alias)
+            mapping[regime] = {"candidate_version": str(result["version"]), "version": None,
+                               "model": CASH, "candidate_model": result["model_type"],
+                               "exposure": 0.0, "source": CASH, "reason": choice.reason,
+                               "decision": CASH, "gate_reason": None,
+                               "removed_version": None if held is None else str(held.version)}
+            removed = "" if held is None else f" (alias taken off v{held.version})"
+            print(f"registry: {name} {alias} <- CASH (position 0){removed}: {choice.reason}",
+                  flush=True)
+            if notifier is not None:
+                notifier.notify(Alert(f"{name}: {alias} is cash (position 0)", "info",
+                                      {"reason": choice.reason}))
+            continue
         out = gate_candidate(client, engine, name, str(result["version"]), metric=metric,
                              tolerance=tolerance, notifier=notifier,
                              min_eval_bars=min_eval_bars, min_psr=min_psr,
@@ -93,7 +163,7 @@ def assign_aliases(client: Any, engine: Any, name: str,
               f"{out.event.upper()}: {out.decision.reason}", flush=True)
     previous = _current_map(client, name)
     for regime, entry in mapping.items():
-        if entry["version"] is None and regime in previous:
+        if entry["version"] is None and entry["decision"] != CASH and regime in previous:
             entry["version"] = previous[regime].get("version")  # the alias did not move
     client.set_registered_model_tag(name, REGIME_MAP_TAG, json.dumps(mapping)[:5000])
     return mapping

@@ -2,9 +2,14 @@
 
 1. :func:`per_regime_metrics` scores one model's backtest separately on the bars of each regime.
 2. :func:`select_per_regime` picks, per regime, the best model with enough trades there, or
-   falls back to the product's default mapping (:data:`DEFAULT_FALLBACK`) and says why.
+   falls back to the product's default mapping (:data:`DEFAULT_FALLBACK`), and keeps it only
+   when it beats cash on that regime's bars
+   (:func:`huracan.evaluation.evidence.beats_cash`); otherwise the regime maps to
+   :data:`~huracan.evaluation.evidence.CASH` (position 0). Each choice says why.
 3. :func:`switching_backtest` trades, bar by bar, the model chosen for the regime detected at that
-   bar, at the regime's exposure.
+   bar, at the regime's exposure; a cash regime is flat. Returns and costs come from the one
+   execution model (:func:`huracan.evaluation.execution.execute`); this module holds no cost
+   arithmetic.
 
 Attribution conventions (per-regime metrics):
 
@@ -27,13 +32,14 @@ Attribution conventions (per-regime metrics):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from huracan.evaluation.backtest import BacktestResult, positions_from_forecast
+from huracan.evaluation.evidence import CASH, beats_cash
 from huracan.evaluation.execution import MarketBars, execute, trades_of
 from huracan.evaluation.metrics import METRIC_NAMES, compute_metrics
 from huracan.regime.detection import REGIMES, UNKNOWN, as_regimes
@@ -134,17 +140,22 @@ def per_regime_metrics(
 
 @dataclass(frozen=True)
 class RegimeChoice:
-    """The model traded in one regime.
+    """The model traded in one regime, or cash.
 
     Attributes:
         regime: regime name.
-        model: candidate name (a key of the candidates).
-        exposure: position scale factor in (0, 1] (1 = full size).
-        source: ``"evidence"`` (best eligible candidate) or ``"fallback"`` (default mapping).
-        reason: why, with the numbers.
+        model: candidate name (a key of the candidates), or :data:`CASH` (position 0).
+        exposure: position scale factor in (0, 1] (1 = full size); 0 for cash.
+        source: ``"evidence"`` (best eligible candidate), ``"fallback"`` (default mapping) or
+            ``"cash"`` (the candidate either gave did not beat cash on the regime's bars).
+        reason: why, with the numbers (the cash verdict's figures included).
         metric: selection metric name.
-        value: the chosen model's metric in the regime (evidence) or over all bars (fallback).
-        n_trades: the chosen model's trades entered in the regime.
+        value: the candidate's metric in the regime (evidence) or over all bars (fallback).
+        n_trades: the candidate's trades entered in the regime.
+        candidate: the model checked against cash (``model`` unless cash; None in a choice
+            made before the cash floor existed).
+        cash: the cash verdict of ``candidate`` on the regime's bars
+            (:meth:`huracan.evaluation.evidence.CashVerdict.as_dict`), None before the floor.
     """
 
     regime: str
@@ -155,6 +166,13 @@ class RegimeChoice:
     metric: str
     value: float
     n_trades: int
+    candidate: str | None = None
+    cash: dict[str, Any] | None = None
+
+    @property
+    def is_cash(self) -> bool:
+        """True when the regime trades nothing (position 0)."""
+        return self.model == CASH
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -202,8 +220,12 @@ def select_per_regime(
     min_trades: int = SelectionSettings.min_trades,
     fallback: Mapping[str, str] = DEFAULT_FALLBACK,
     extreme_exposure: float = 0.25,
+    *,
+    returns: Mapping[str, pd.DataFrame],
+    min_psr: float = 0.9,
 ) -> dict[str, RegimeChoice]:
-    """Per regime, the best candidate with enough evidence there, else the default mapping.
+    """Per regime, the best candidate with enough evidence there, else the default mapping; and
+    cash when that candidate does not beat cash on the regime's bars.
 
     Evidence: a candidate is eligible in a regime when it entered ``>= min_trades`` trades there
     and its metric is finite (enough bars, see ``min_bars`` of :func:`per_regime_metrics`); the
@@ -221,6 +243,17 @@ def select_per_regime(
     ``XGBoostForecaster``; several matches: the best overall among them); when nothing
     matches, the best overall candidate is used and the reason says so.
 
+    Cash floor (Huracan convention 18): the candidate chosen either way (evidence or fallback)
+    is kept only when :func:`huracan.evaluation.evidence.beats_cash` says its net returns on
+    the regime's bars (``returns[model]`` rows whose ``regime`` is that regime, as the
+    execution model charged them) beat cash with its trades entered there at ``min_psr``: a
+    positive compounded net return and a PSR of at least ``min_psr``. Otherwise the regime maps
+    to :data:`~huracan.evaluation.evidence.CASH` (``model="cash"``, exposure 0, source
+    ``cash``) and the reason gives the verdict's figures and the candidate that failed; a
+    candidate without per-bar returns, or without bars in the regime, cannot beat cash. Only
+    the chosen candidate is checked (checking runner-ups until one passes would be a search
+    for a lucky PSR).
+
     Args:
         candidates: model name -> :func:`per_regime_metrics` frame.
         metric: one of :data:`huracan.evaluation.metrics.METRIC_NAMES`; higher is better except
@@ -228,14 +261,20 @@ def select_per_regime(
         min_trades: trades a candidate needs in a regime to be chosen on evidence.
         fallback: regime -> model name or token, for every regime.
         extreme_exposure: exposure of the ``extreme`` fallback, in (0, 1].
+        returns: model name -> the per-bar frame its metrics were computed from (an
+            :func:`~huracan.evaluation.execution.execute` returns frame on the selection window
+            with a ``regime`` column; only ``strategy_return`` and ``regime`` are read).
+        min_psr: the cash floor's PSR (``registry.min_psr``), in [0, 1].
 
     Returns:
         regime -> :class:`RegimeChoice`, for every name of :data:`REGIMES`.
 
     Raises:
         ValueError: no candidates; unknown metric; a malformed frame (no ``all`` row, or
-            without the columns ``n_trades``, ``max_drawdown`` and ``metric``); a fallback
-            missing a regime; ``min_trades < 1``; ``extreme_exposure`` outside (0, 1].
+            without the columns ``n_trades``, ``max_drawdown`` and ``metric``); a returns frame
+            without ``strategy_return`` or ``regime``; a fallback missing a regime;
+            ``min_trades < 1``; ``extreme_exposure`` outside (0, 1]; ``min_psr`` outside
+            [0, 1].
     """
     if not candidates:
         raise ValueError("no candidate models to select from")
@@ -245,6 +284,13 @@ def select_per_regime(
         raise ValueError(f"min_trades must be >= 1, got {min_trades}")
     if not 0.0 < extreme_exposure <= 1.0:
         raise ValueError(f"extreme_exposure must be in (0, 1], got {extreme_exposure}")
+    if not 0.0 <= float(min_psr) <= 1.0:
+        raise ValueError(f"min_psr must be in [0, 1], got {min_psr}")
+    for name, frame in returns.items():
+        cols = [c for c in ("strategy_return", "regime") if c not in frame.columns]
+        if cols:
+            raise ValueError(f"returns of candidate {name!r} lack columns {cols} (an executed "
+                             "returns frame with a regime column)")
     lacking = [r for r in REGIMES if r not in fallback]
     if lacking:
         raise ValueError(f"fallback has no entry for regimes {lacking}")
@@ -275,8 +321,9 @@ def select_per_regime(
                       f"({value[best]:.4f} over {candidates[best].loc[regime, 'bars']:.0f} bars "
                       f"and {trades[best]} trades >= {min_trades}){runner}; "
                       f"{len(eligible)} of {len(names)} candidates eligible")
-            out[regime] = RegimeChoice(regime, best, 1.0, "evidence", reason, metric,
-                                       value[best], trades[best])
+            out[regime] = _cash_floor(RegimeChoice(regime, best, 1.0, "evidence", reason,
+                                                   metric, value[best], trades[best]),
+                                      returns, min_psr)
             continue
 
         counts = ", ".join(f"{m} {trades[m]}" for m in names)
@@ -313,9 +360,34 @@ def select_per_regime(
                        f"({overall[model]:.4f})")
         if exposure != 1.0:
             how += f", at exposure {exposure:g}"
-        out[regime] = RegimeChoice(regime, model, exposure, "fallback", f"{why}; {how}", metric,
-                                   overall[model], trades[model])
+        out[regime] = _cash_floor(RegimeChoice(regime, model, exposure, "fallback",
+                                               f"{why}; {how}", metric, overall[model],
+                                               trades[model]), returns, min_psr)
     return out
+
+
+def _cash_floor(choice: RegimeChoice, returns: Mapping[str, pd.DataFrame],
+                min_psr: float) -> RegimeChoice:
+    """``choice`` when its model beats cash on the regime's bars of ``returns[model]``
+    (:func:`~huracan.evaluation.evidence.beats_cash`, its trades entered in the regime), with
+    the verdict in its reason; else the cash choice for the regime, saying why."""
+    what = f"{choice.model} in regime {choice.regime}"
+    frame = returns.get(choice.model)
+    if frame is None:
+        why = f"no per-bar net returns of {choice.model} to check against cash"
+        verdict = None
+    else:
+        mask = as_regimes(frame["regime"]) == choice.regime
+        net = frame["strategy_return"].to_numpy(np.float64)[mask]
+        v = beats_cash(net, choice.n_trades, min_psr, what=what)
+        if v.beats:
+            return replace(choice, reason=f"{choice.reason}; {v.reason}",
+                           candidate=choice.model, cash=v.as_dict())
+        why, verdict = v.reason, v.as_dict()
+    return RegimeChoice(choice.regime, CASH, 0.0, CASH,
+                        f"cash: {why} (the {choice.source} choice was {choice.model}: "
+                        f"{choice.reason})", choice.metric, choice.value, choice.n_trades,
+                        candidate=choice.model, cash=verdict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,7 +409,8 @@ def switching_backtest(
 
     At bar t (regime ``r_t`` detected at the close of bar t, causal) the position held over bar
     t+1 is ``exposure(r_t) * positions_from_forecast(predictions[model(r_t)][t], threshold,
-    long_only)``; bars of ``unknown`` regime are flat. The positions are executed on ``bars``
+    long_only)``; bars of ``unknown`` regime and of a cash regime (:attr:`RegimeChoice.is_cash`)
+    are flat. The positions are executed on ``bars``
     by :func:`huracan.evaluation.execution.execute` (fills, costs per unit of turnover, fractional
     sizes included, from a flat start; a same-side resize stays in its trade).
 
@@ -353,8 +426,9 @@ def switching_backtest(
 
     Returns:
         a :class:`BacktestResult` whose ``returns`` has execute's columns (``prediction`` = the
-        traded model's forecast, 0 on unknown bars) plus ``regime``, ``model`` (None when flat
-        for an unknown regime) and ``exposure``.
+        traded model's forecast, 0 on unknown and cash bars) plus ``regime``, ``model`` (None
+        when flat for an unknown regime, ``cash`` in a cash regime) and ``exposure`` (0 when
+        flat).
 
     Raises:
         ValueError: length mismatch; unknown regime names; a regime present in ``regimes``
@@ -384,13 +458,16 @@ def switching_backtest(
         if regime not in selection:
             raise ValueError(f"regime {regime!r} occurs but has no selection")
         choice = selection[regime]
+        m = reg == regime
+        if choice.is_cash:
+            model[m] = CASH  # flat: position, forecast and exposure stay 0
+            continue
         if choice.model not in preds:
             raise ValueError(f"regime {regime!r} selects {choice.model!r}, which has no "
                              f"predictions (have {sorted(preds)})")
         if not 0.0 < choice.exposure <= 1.0:
             raise ValueError(f"exposure of regime {regime!r} must be in (0, 1], "
                              f"got {choice.exposure}")
-        m = reg == regime
         p = preds[choice.model][m]
         pos[m] = choice.exposure * positions_from_forecast(p, threshold, long_only)
         pred[m] = p

@@ -268,7 +268,7 @@ class RegistryGate(Callback):
         """The per-regime choice of this registered model's candidates, as gated aliases."""
         from mlflow.tracking import MlflowClient
 
-        from huracan.regime.registry import assign_aliases, choose
+        from huracan.regime.registry import assign_aliases, choose, selection_frames
         from huracan.settings import RegimeSettings, build
 
         rnode = node.get("regime") or {}
@@ -276,9 +276,11 @@ class RegistryGate(Callback):
             return
         rs = build(RegimeSettings, rnode, "regime")
         mine = [r for r in results if r.get("registered_model") == name]
-        chosen = choose(mine, reg.metric, rs.min_trades, rs.extreme_exposure)
+        client = MlflowClient()
+        chosen = choose(mine, reg.metric, rs.min_trades, rs.extreme_exposure,
+                        returns=selection_frames(client, mine), min_psr=reg.min_psr)
         if chosen:
-            assign_aliases(MlflowClient(), engine, name, chosen, metric=reg.metric,
+            assign_aliases(client, engine, name, chosen, metric=reg.metric,
                            tolerance=reg.tolerance, min_eval_bars=rs.min_eval_bars,
                            notifier=notifier, min_psr=reg.min_psr)
 

@@ -2,7 +2,7 @@
 
 MLflow store: ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` (default the local store
 ``sqlite:///mlruns/mlflow.db``). Brain store: ``--db-url`` or ``HURACAN_DB_URL`` (default
-``sqlite:///huracan.db``). Exit codes: 0 done, 1 refused (nothing to roll back, no production
+``sqlite:///huracan.db``). Exit codes: 0 done, 1 refused (production already cash, no production
 version) or store error, 2 unusable input (a NAME the registry does not hold: one line naming the
 registered models), 3 (``monitor``) no bars newer than production's training and validation data
 yet.
@@ -71,7 +71,8 @@ def _fmt(x: float | None) -> str:
 @registry_app.command()
 def history(name: Name, as_json: Annotated[bool, typer.Option("--json")] = False,
             db_url: DbUrl = None) -> None:
-    """Every promotion, rejection and rollback of NAME, oldest first."""
+    """Every promotion, rejection and rollback of NAME, oldest first (a rollback to the cash
+    policy shows its candidate as cash/<version>)."""
     with _engine(db_url) as engine:
         rows = events.history(engine, name)
     if as_json:
@@ -83,14 +84,18 @@ def history(name: Name, as_json: Annotated[bool, typer.Option("--json")] = False
     typer.echo(f"{'time':<33}{'event':<13}{'alias':<16}{'candidate':>10}{'champion':>10}{'cand_score':>12}"
                f"{'champ_score':>12}{'tol':>6}  reason")
     for r in rows:
-        typer.echo(f"{r.time:<33}{r.event:<13}{r.alias:<16}{r.candidate_version or '-':>10}"
+        cand = r.candidate_version or "-"
+        if (r.evidence or {}).get("to") == "cash":  # production went to the cash policy
+            cand = f"cash/{cand}"
+        typer.echo(f"{r.time:<33}{r.event:<13}{r.alias:<16}{cand:>10}"
                    f"{r.champion_version or '-':>10}{_fmt(r.candidate_score):>12}"
                    f"{_fmt(r.champion_score):>12}{_fmt(r.tolerance)[:5]:>6}  {r.reason}")
 
 
 @registry_app.command()
 def show(name: Name, tracking_uri: TrackingUri = None) -> None:
-    """The production and staging versions of NAME with their manifests (JSON)."""
+    """The production and staging versions of NAME with their manifests (JSON); a production
+    that is the cash policy says "policy": "cash" and the reason."""
     from huracan.registry.promotion import describe
 
     client = _client(tracking_uri)
@@ -100,8 +105,14 @@ def show(name: Name, tracking_uri: TrackingUri = None) -> None:
 
 @registry_app.command()
 def rollback(name: Name, reason: Annotated[str, typer.Option(help="Recorded with the event.")]
-             = "manual rollback", tracking_uri: TrackingUri = None, db_url: DbUrl = None) -> None:
-    """Move production of NAME back to the version that held it before."""
+             = "manual rollback",
+             to_cash: Annotated[bool, typer.Option(
+                 "--to-cash", help="Go to the cash policy (position 0) instead of the previous "
+                 "version.")] = False,
+             tracking_uri: TrackingUri = None, db_url: DbUrl = None) -> None:
+    """Move production of NAME back to the version that held it before; to cash (position 0)
+    when there is none, or with --to-cash. Recorded (registry history) and alerted."""
+    from huracan.evaluation.evidence import CASH
     from huracan.registry.promotion import RegistryError
     from huracan.registry.promotion import rollback as do_rollback
 
@@ -109,11 +120,15 @@ def rollback(name: Name, reason: Annotated[str, typer.Option(help="Recorded with
     _require_registered(client, name)
     with _engine(db_url) as engine:
         try:
-            old, new = do_rollback(client, engine, name, reason=reason,
+            old, new = do_rollback(client, engine, name, reason=reason, to_cash=to_cash,
                                    notifier=notifier_from_env())
         except RegistryError as exc:
             raise _fail(str(exc), 1) from None
-    typer.echo(f"{name}: production v{old} -> v{new} ({reason})")
+    if new == CASH:
+        typer.echo(f"{name}: production v{old} -> cash (position 0): {reason}"
+                   + ("" if to_cash else " (no earlier production version)"))
+    else:
+        typer.echo(f"{name}: production v{old} -> v{new} ({reason})")
 
 
 def _window_bars(window: str, timeframe: str) -> int:
@@ -199,14 +214,18 @@ def monitor(
 ) -> None:
     """Re-score production on the newest WINDOW of data, counting only bars after the last bar
     its model saw in training or validation; roll back if it degraded by more than TOLERANCE
-    relative to its score at promotion. Exit code 3 when fewer than MIN_BARS such bars exist.
+    relative to its score at promotion (to cash when there is no earlier version). Exit code 3
+    when fewer than MIN_BARS such bars exist. A production that is cash is not scored: it says
+    so and exits 0.
 
     First (with --drift, the default) the drift check compares the model's inputs on WINDOW
     with its training window (huracan drift report): over DRIFT_SHARE it records a retrain
     request, a drift event in registry history (with the report's MLflow run) and an alert. A
     failed drift check is reported and alerted, and the performance check still runs."""
     from huracan.data.ohlcv import DataValidationError, bars_per_year
+    from huracan.evaluation.evidence import CASH
     from huracan.pipeline import rebuild_features, run_settings
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
     from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version, seen_until
     from huracan.registry.promotion import monitor as do_monitor
@@ -217,6 +236,10 @@ def monitor(
     prod = alias_version(client, name, PRODUCTION)
     if prod is None:
         raise _fail(f"{name} has no production version to monitor", 1)
+    if is_cash(prod):
+        typer.echo(f"{name}: production is cash (v{prod.version}, position 0): "
+                   f"{cash_reason(prod)}; nothing to score")
+        return
     if not prod.run_id:
         raise _fail(f"{name} v{prod.version} has no source run to rebuild its features", 1)
     settings = run_settings(client, prod.run_id)
@@ -246,7 +269,10 @@ def monitor(
     first, last = win.frame.loc[win.frame.split == "test", "timestamp"].agg(["min", "max"])
     typer.echo(f"{name} v{res.version} on {first} .. {last}: {metric} {res.current_score:.4f}, "
                f"at promotion {res.score_at_promotion:.4f}, tolerance {tolerance:g}")
-    if res.degraded:
+    if res.degraded and res.rolled_back_to == CASH:
+        typer.echo(f"degraded by more than {100 * tolerance:g} % and no earlier production "
+                   "version: production is now cash (position 0)")
+    elif res.degraded:
         typer.echo(f"degraded by more than {100 * tolerance:g} %: rolled back to "
                    f"v{res.rolled_back_to}")
     else:

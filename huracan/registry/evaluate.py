@@ -85,13 +85,15 @@ class WindowRule:
     source: str = "fitted"
 
     def describe(self) -> dict[str, Any]:
-        """What the evidence records of it: source, kind and the fitted threshold/report."""
+        """What the evidence records of it: source, kind, the fitted threshold and whether it
+        was fitted flat (the threshold grid's cash option: position 0 on every bar)."""
         if self.rule is None:
             return {"source": self.source, "kind": "threshold (backtest.threshold)"}
         report = getattr(self.rule, "fit_report_", {}) or {}
         return {"source": self.source, "kind": str(getattr(self.rule, "kind", "?")),
                 "threshold": report.get("threshold", getattr(self.rule, "threshold", None)),
-                "chosen_on": report.get("chosen_on")}
+                "chosen_on": report.get("chosen_on"),
+                "flat": bool(getattr(self.rule, "flat_", False))}
 
 
 def load_rule(model_uri: str) -> WindowRule:

@@ -11,7 +11,10 @@ a *champion* (the version holding production when the decision was taken):
 | ``skipped``   | ``skipped``          | champion         | candidate (or none)  |
 
 For ``rolled_back`` the champion score is its score on the monitoring window when the rollback
-was automatic. ``skipped`` is a decision not taken for lack of evidence (no eligible candidate,
+was automatic. A rollback with no earlier version to return to (or ``registry rollback
+--to-cash``) goes to cash: ``to_version`` is the registered ``cash`` policy's version
+(:mod:`huracan.registry.cash`) and the evidence is ``{"to": "cash", "cash_version": ...}``.
+``skipped`` is a decision not taken for lack of evidence (no eligible candidate,
 fewer than ``min_eval_bars`` bars both models forecast out of sample): production stays. Every
 event can carry ``eval_bars`` and an ``evidence`` document (the window, how many bars each side
 took from stored forecasts and from its registered model, each model's trades, PSR and DSR, the

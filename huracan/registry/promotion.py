@@ -38,6 +38,7 @@ from huracan.evaluation.evidence import (
     window_evidence,
 )
 from huracan.registry import events
+from huracan.registry.cash import cash_reason, describe_cash, ensure_cash_version, is_cash
 from huracan.registry.evaluate import (
     MODEL,
     STORED,
@@ -64,9 +65,6 @@ log = logging.getLogger(__name__)
 PRODUCTION = "production"
 STAGING = "staging"
 TAG_PREFIX = "huracan."
-#: version tag naming a built-in policy: ``huracan.policy=cash`` marks the registered ``cash``
-#: version (position 0) that production may hold; as a champion it counts as no champion
-POLICY_TAG = f"{TAG_PREFIX}policy"
 #: run tags copied into the version manifest
 MANIFEST_RUN_TAGS = (
     "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
@@ -149,11 +147,6 @@ class Outcome:
     champion_version: str | None
     event: str = ""
     evidence: dict[str, Any] | None = None
-
-
-def is_cash(mv: ModelVersion | None) -> bool:
-    """Whether ``mv`` is the registered ``cash`` policy (version tag ``huracan.policy=cash``)."""
-    return mv is not None and mv.tags.get(POLICY_TAG) == CASH
 
 
 def seen_until(mv: ModelVersion) -> str | None:
@@ -403,59 +396,86 @@ def _score(model_uri: str, window: EvalWindow, metric: str) -> float:
 
 def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "manual rollback",
              notifier: Notifier | None = None, metric: str | None = None,
-             current_score: float | None = None,
-             tolerance: float | None = None) -> tuple[str, str]:
-    """Move ``production`` back to the version that held it before the current one.
+             current_score: float | None = None, tolerance: float | None = None,
+             to_cash: bool = False) -> tuple[str, str]:
+    """Move ``production`` back to the version that held it before the current one, or to cash.
 
     The previous version comes from the promotion event of the current production version in
-    ``registry_events`` (falling back to its ``huracan.previous_production`` tag).
+    ``registry_events`` (falling back to its ``huracan.previous_production`` tag). When there is
+    none (or ``to_cash``), production goes to the registered ``cash`` policy
+    (:func:`huracan.registry.cash.ensure_cash_version`, registered on first use): its
+    ``huracan.cash_reason`` tag is set to the reason before the alias moves. Either way the
+    version taken out is tagged ``huracan.rolled_back``, a ``rolled_back`` event is recorded
+    (``to_version`` the version now serving; moving to cash, its evidence says ``{"to": "cash",
+    ...}``) and a critical alert is sent.
 
     Returns:
-        ``(from_version, to_version)``.
+        ``(from_version, to)``: ``to`` is the restored version, or ``"cash"``.
 
     Raises:
-        RegistryError: no production version, or no earlier version to return to.
+        RegistryError: no production version, or production is already cash.
     """
     with registry_lock(engine, name):
         current = alias_version(client, name, PRODUCTION)
         if current is None:
             raise RegistryError(f"{name} has no production version: nothing to roll back")
-        previous = events.previous_production(engine, name, current.version)
-        if previous is None:
-            previous = current.tags.get(f"{TAG_PREFIX}previous_production")
-        if previous is None:
-            raise RegistryError(f"{name}: production v{current.version} has no earlier "
-                                "production version to roll back to")
-        client.get_model_version(name, previous)  # raises if it was deleted
-        client.set_registered_model_alias(name, PRODUCTION, previous)
+        if is_cash(current):
+            raise RegistryError(f"{name}: production is already cash (v{current.version}: "
+                                f"{cash_reason(current)}): nothing to roll back")
+        previous = None
+        if not to_cash:
+            previous = events.previous_production(engine, name, current.version)
+            if previous is None:
+                previous = current.tags.get(f"{TAG_PREFIX}previous_production")
+        target = None
+        if previous is not None:
+            target = client.get_model_version(name, previous)  # raises if it was deleted
+        evidence: dict[str, Any] | None = None
+        if target is None or is_cash(target):
+            why = reason if to_cash else (
+                f"{reason}; no earlier production version to roll back to: production goes "
+                "to cash (position 0)")
+            target = ensure_cash_version(client, name, reason=why)
+            client.set_model_version_tag(name, target.version, f"{TAG_PREFIX}cash_reason", why)
+            evidence = {"to": CASH, "cash_version": str(target.version),
+                        "requested": "to_cash" if to_cash else "rollback"}
+            reason = why
+        client.set_registered_model_alias(name, PRODUCTION, target.version)
         client.set_model_version_tag(name, current.version, f"{TAG_PREFIX}rolled_back", reason)
         events.record(engine, event="rolled_back", model_name=name,
-                      candidate_version=previous, champion_version=current.version,
+                      candidate_version=target.version, champion_version=current.version,
                       candidate_score=None, champion_score=current_score,
-                      tolerance=tolerance, metric=metric, reason=reason, run_id=current.run_id)
+                      tolerance=tolerance, metric=metric, reason=reason, run_id=current.run_id,
+                      evidence=evidence)
+    to = CASH if evidence is not None else str(target.version)
     if notifier is not None:
-        notifier.notify(Alert(f"{name}: production rolled back v{current.version} -> "
-                              f"v{previous}", "critical", {"reason": reason}))
-    return str(current.version), str(previous)
+        shown = CASH if evidence is not None else f"v{to}"
+        notifier.notify(Alert(f"{name}: production rolled back v{current.version} -> {shown}",
+                              "critical", {"reason": reason}))
+    log.warning("%s: production v%s -> %s: %s", name, current.version, to, reason)
+    return str(current.version), to
 
 
 @dataclass(frozen=True)
 class MonitorResult:
     """What ``registry monitor`` found: the production version, its score now and at promotion,
-    and whether it rolled back."""
+    and whether it rolled back (``rolled_back_to``: a version, ``"cash"`` or None). A cash
+    production is not scored: ``cash_reason`` says why it is cash and the scores are NaN."""
 
     version: str
     current_score: float
     score_at_promotion: float
     degraded: bool
     rolled_back_to: str | None
+    cash_reason: str | None = None
 
 
 def monitor(client: MlflowClient, engine: Engine, name: str, window: EvalWindow, *,
             metric: str = "composite_score", tolerance: float = 0.05,
             notifier: Notifier | None = None) -> MonitorResult:
     """Re-score ``production`` on ``window`` and roll back when it degraded by more than
-    ``tolerance`` relative to its score at promotion.
+    ``tolerance`` relative to its score at promotion (to the previous version, or to cash when
+    there is none: :func:`rollback`). A cash production is not scored.
 
     Raises:
         RegistryError: no production version, or no recorded score at promotion.
@@ -463,6 +483,9 @@ def monitor(client: MlflowClient, engine: Engine, name: str, window: EvalWindow,
     current = alias_version(client, name, PRODUCTION)
     if current is None:
         raise RegistryError(f"{name} has no production version to monitor")
+    if is_cash(current):
+        return MonitorResult(str(current.version), math.nan, math.nan, False, None,
+                             cash_reason(current))
     at_promo = current.tags.get(f"{TAG_PREFIX}score_at_promotion")
     if at_promo is None:
         raise RegistryError(f"{name} v{current.version} has no recorded score at promotion")
@@ -480,7 +503,9 @@ def monitor(client: MlflowClient, engine: Engine, name: str, window: EvalWindow,
 
 
 def describe(client: MlflowClient, name: str) -> dict[str, Any]:
-    """``production`` and ``staging`` versions with their manifests (for ``registry show``)."""
+    """``production`` and ``staging`` versions with their manifests (for ``registry show``); a
+    version that is the ``cash`` policy also says ``"policy": "cash"``, ``"position": 0`` and
+    ``"reason"`` (why production went to cash)."""
     out: dict[str, Any] = {"model_name": name}
     for alias in (PRODUCTION, STAGING):
         mv = alias_version(client, name, alias)
@@ -490,4 +515,6 @@ def describe(client: MlflowClient, name: str) -> dict[str, Any]:
             "manifest": {k.removeprefix(TAG_PREFIX): v for k, v in sorted(mv.tags.items())
                          if k.startswith(TAG_PREFIX)},
         }
+        if is_cash(mv):
+            out[alias] |= describe_cash(mv)
     return out

@@ -30,7 +30,8 @@ rule fitted on the last fold's validation predictions (artifact ``rule``). Given
 
 Every step reads bars ``<= t`` only for bar ``t`` (tested: appending bars never changes the
 answer for earlier bars, sizer included), except the ``barrier`` rule, whose exits need later
-prices: its ``position`` is NaN here.
+prices: its ``position`` is NaN here. A rule fitted flat (no threshold of its grid beat cash on
+validation, :mod:`huracan.evaluation.rules`) answers position 0 on every bar, barrier included.
 
 Request: a DataFrame with columns ``timestamp`` (bar open time: ISO-8601 string, datetime, or
 epoch milliseconds; UTC), ``open, high, low, close, volume`` (+ ``family_columns``), one row per
@@ -298,8 +299,9 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
         estimator, scaler: the fitted forecaster and its train-only scaler.
         rule: the fitted trading rule (None: positions NaN).
         version: the registered version of this model (None when unknown).
-        sizer: the production sizer's policy (:class:`huracan.sizing.serve.ReplayPolicy`), or
-            None: ``size = |position|``, ``leverage = 1``.
+        sizer: the production sizer's policy (:class:`huracan.sizing.serve.ReplayPolicy`),
+            ``"cash"`` (its production is the cash policy: ``size = leverage = 0``), or None:
+            ``size = |position|``, ``leverage = 1``.
         sizer_label: what the ``sizer`` column says, e.g. ``huracan-sizer-BTCUSDT-1h/2:ppo``
             (None without a sizer).
 
@@ -346,7 +348,9 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
                           "min_bars")
     rows, idx, forecast = rows[keep], idx[keep], forecast[keep]
     kept_starts = gap_starts(idx, spec.timeframe)
-    if rule is None or spec.rule_kind == "barrier":
+    if rule is not None and getattr(rule, "flat_", False):
+        position = np.zeros(len(idx))  # fitted flat: nothing beat cash on validation
+    elif rule is None or spec.rule_kind == "barrier":
         position = np.full(len(idx), np.nan)
     else:
         nan = np.full(len(idx), np.nan)
@@ -363,6 +367,8 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
     if sizer is None:
         size = np.abs(position)
         leverage = np.where(np.isnan(position), math.nan, 1.0)
+    elif isinstance(sizer, str) and sizer == "cash":  # the production sizer is cash: no exposure
+        size, leverage = np.zeros(len(idx)), np.zeros(len(idx))
     else:
         size, leverage = _sized(sizer, idx, forecast, rows, candles, spec.timeframe, regimes)
     return pd.DataFrame({
@@ -383,12 +389,15 @@ def _sized(policy: Any, idx: pd.DatetimeIndex, forecast: np.ndarray, rows: pd.Da
            candles: pd.DataFrame, timeframe: str,
            regimes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(size, leverage)`` per answered bar: ``policy`` replayed over them from a flat account
-    (:func:`huracan.sizing.serve.replay`, restarting after a liquidation), the latest bar's and
-    each pre-gap bar's next return unknown (0), no funding."""
+    (:func:`huracan.sizing.serve.replay`, restarting after a liquidation) on the execution
+    model's bars of the sizer run (:meth:`huracan.sizing.serve.ReplayPolicy.market`), the
+    latest bar's and each pre-gap bar's next return unknown (0), no funding; a ``flat`` policy
+    answers size 0."""
     from huracan.sizing.serve import replay, sizing_inputs
 
     data = sizing_inputs(idx, forecast, rows["next_return"].to_numpy(np.float64), candles,
-                         timeframe, regimes=regimes if policy.needs_regime else None)
+                         timeframe, regimes=regimes if policy.needs_regime else None,
+                         bars=policy.market(idx, candles))
     out = replay(policy, data, restart_after_liquidation=True)
     return (out["size"].to_numpy(np.float64).copy(),
             out["leverage"].to_numpy(np.float64).copy())

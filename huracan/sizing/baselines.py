@@ -1,9 +1,16 @@
 """Simple sizing rules on the same bars, costs and liquidation rule as the PPO sizer's environment.
 
 Every rule turns the bars into a path of actions ``(size, leverage)`` known at the close of each
-bar; :func:`simulate` then applies the environment's arithmetic to the whole path at once
-(vectorised; the environment's step rule, see :mod:`huracan.sizing.env`, checked equal to a
-:class:`~huracan.sizing.env.SizingEnv` rollout in the tests):
+bar; :func:`simulate` then trades the whole path at once through the ONE execution model
+(:func:`huracan.evaluation.execution.bar_components`, the per-bar formula of
+:func:`~huracan.evaluation.execution.execute`, on the data's
+:class:`~huracan.evaluation.execution.MarketBars`: fill, fee + half-spread + slippage, impact,
+funding legs, borrow) and applies the environment's liquidation and reward (vectorised; equal
+to :func:`~huracan.evaluation.execution.execute` of the same positions and to a
+:class:`~huracan.sizing.env.SizingEnv` rollout in the tests). Trades come from
+:func:`huracan.evaluation.execution.extract_trades`, the backtest's one extraction. The rules:
+
+- :func:`flat`: size 0 on every bar (cash), the floor of the sizer gate;
 
 - :func:`fixed_fraction`: size ``fraction``, leverage ``leverage`` on every bar; ``(1, 1)`` is
   "full size 1x", the product's fixed sizing.
@@ -32,18 +39,28 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from huracan.evaluation.execution import (
+    MarketBars,
+    bar_components,
+    exit_legs,
+    extract_trades,
+    trade_cost,
+)
 from huracan.evaluation.metrics import TradingMetrics, compute_metrics
 from huracan.evaluation.statistics import probabilistic_sharpe_ratio
 from huracan.sizing.env import (
     EPISODE_COLUMNS,
     EnvConfig,
     SizingData,
-    bar_costs,
     day_ends,
     forecast_volatility,
     margin_call,
     position_sign,
+    sizing_bars,
 )
+
+#: the do-nothing policy: position 0 on every bar (the cash floor of the sizer gate)
+FLAT = "flat"
 
 
 @dataclass
@@ -58,6 +75,8 @@ class SizingResult:
         metrics: :class:`~huracan.evaluation.metrics.TradingMetrics` of ``strategy_return``
             (annualised by ``periods_per_year``).
         psr: Probabilistic Sharpe Ratio against a zero Sharpe (probability).
+        trades: the trades (:func:`huracan.evaluation.execution.extract_trades` columns), when
+            extracted.
     """
 
     name: str
@@ -65,6 +84,7 @@ class SizingResult:
     trade_returns: np.ndarray
     metrics: TradingMetrics
     psr: float
+    trades: pd.DataFrame | None = None
 
     @property
     def liquidated(self) -> str:
@@ -97,45 +117,39 @@ def split_exposure(exposure: np.ndarray, max_leverage: float) -> tuple[np.ndarra
     return np.minimum(e, 1.0), np.clip(e, 1.0, max_leverage)
 
 
-def trade_returns(position: np.ndarray, strategy_return: np.ndarray,
-                  fee_cost: np.ndarray, fee: float) -> np.ndarray:
-    """Compounded net return of each trade: a maximal run of bars holding one side (sign).
+def previous_positions(position: np.ndarray, liquidated: np.ndarray | None = None) -> np.ndarray:
+    """``p_{t-1}`` per row: the position shifted by one row, starting flat, and flat after a
+    liquidation (the account was closed at that bar; a restarted account starts flat)."""
+    p = np.asarray(position, dtype=np.float64)
+    prev = np.concatenate([[0.0], p[:-1]])
+    if liquidated is not None and len(p):
+        hit = np.asarray(liquidated, dtype=object) != ""
+        prev[1:][hit[:-1]] = 0.0
+    return prev
 
-    Size changes inside a run stay in the trade (their fees included). The fee of closing a trade
-    (``fee x |p|`` of its last bar, charged by the environment on the following bar) is moved
-    into the trade, so a flip's fee is split between the trade closed and the trade opened, as in
-    :func:`huracan.evaluation.backtest.extract_trades`. Vectorised (``np.add.reduceat`` of log
-    returns).
+
+def frame_trades(timestamps: pd.DatetimeIndex, position: np.ndarray, net: np.ndarray,
+                 bars: MarketBars, liquidated: np.ndarray | None = None) -> pd.DataFrame:
+    """The trades of a per-bar path (:func:`huracan.evaluation.execution.extract_trades`, the
+    backtest's extraction): a trade is a run of bars on one side; a flip's cost is split by
+    turnover between the trade closed and the one opened
+    (:func:`~huracan.evaluation.execution.exit_legs`); a trade ended by a liquidation ends
+    there with ``exit_reason`` ``margin`` or ``drawdown`` (the liquidation bar's return holds
+    its exit).
+
+    Args:
+        timestamps: ``(n,)``. position: ``p_t``, ``(n,)``. net: ``g_t``, ``(n,)``.
+        bars: the rows' market. liquidated: per row ``""`` or the rule's name.
 
     Returns:
-        shape ``(k,)``, fractions (a liquidated trade gives -1).
+        :data:`huracan.evaluation.execution.TRADE_COLUMNS`.
     """
     p = np.asarray(position, dtype=np.float64)
-    g = np.asarray(strategy_return, dtype=np.float64)
-    n = len(p)
-    if n == 0:
-        return np.zeros(0)
-    s = np.sign(p)
-    s_prev = np.concatenate([[0.0], s[:-1]])
-    p_prev = np.concatenate([[0.0], p[:-1]])
-    closes = (s != s_prev) & (s_prev != 0)
-    exit_cost = np.where(closes, np.minimum(fee_cost, fee * np.abs(p_prev)), 0.0)
-    g_adj = g + exit_cost  # the next trade's first bar no longer pays the previous exit
-    starts = np.flatnonzero((s != s_prev) & (s != 0))
-    if len(starts) == 0:
-        return np.zeros(0)
-    # each run ends before the next change of sign
-    change = np.flatnonzero(s != s_prev)
-    ends = np.empty(len(starts), dtype=np.int64)
-    nxt = np.searchsorted(change, starts, side="right")
-    ends[:] = np.where(nxt < len(change), change[np.minimum(nxt, len(change) - 1)], n)
-    with np.errstate(divide="ignore"):
-        logs = np.log1p(np.maximum(g_adj, -1.0))
-    cuts = np.empty(2 * len(starts), dtype=np.int64)
-    cuts[0::2], cuts[1::2] = starts, ends
-    sums = np.add.reduceat(np.concatenate([logs, [0.0]]), cuts)[0::2]
-    exit_paid = np.where(ends < n, exit_cost[np.minimum(ends, n - 1)], 0.0)
-    return np.asarray(np.exp(sums) * (1.0 - exit_paid) - 1.0)
+    prev = previous_positions(p, liquidated)
+    cost = bar_components(prev, p, *bars.arrays())[1]
+    leg = exit_legs(prev, p, bars.gap, bars.funding_gap, cost)
+    reasons = None if liquidated is None else np.asarray(liquidated, dtype=object)
+    return extract_trades(timestamps, p, net, leg, reasons)
 
 
 def step_rewards(strategy_return: np.ndarray, drawdown: np.ndarray, timestamps: pd.DatetimeIndex,
@@ -177,7 +191,8 @@ def step_rewards(strategy_return: np.ndarray, drawdown: np.ndarray, timestamps: 
 
 def simulate(data: SizingData, size: np.ndarray, leverage: np.ndarray, cfg: EnvConfig,
              name: str = "policy") -> SizingResult:
-    """Apply the environment's costs, liquidation and reward to a path of actions (vectorised).
+    """Trade a path of actions through the execution model, with the environment's
+    liquidation and reward (vectorised).
 
     Row ``t``'s action is taken at the close of bar ``t``; the window starts flat at row 0 and
     runs to the last row (as a :class:`~huracan.sizing.env.SizingEnv` episode with
@@ -188,8 +203,9 @@ def simulate(data: SizingData, size: np.ndarray, leverage: np.ndarray, cfg: EnvC
         data: the bars, ``n`` rows.
         size: ``(n,)`` in ``[0, 1]``; leverage: ``(n,)`` in ``[1, max_leverage]`` (both clipped,
             as the environment clips actions).
-        cfg: the environment's settings (``fee``, ``maintenance_margin``, ``drawdown_limit``,
-            reward weights, ``long_only``, ``periods_per_year``).
+        cfg: the environment's settings (``maintenance_margin``, ``drawdown_limit``, reward
+            weights, ``long_only``, ``periods_per_year``; ``fee`` only without
+            ``data.bars``).
         name: the policy's name in the result.
 
     Raises:
@@ -204,12 +220,16 @@ def simulate(data: SizingData, size: np.ndarray, leverage: np.ndarray, cfg: EnvC
         raise ValueError("size and leverage must be finite")
     s = np.clip(s, 0.0, 1.0)
     lev = np.clip(lev, 1.0, cfg.max_leverage)
-    r = data.next_return
+    bars = sizing_bars(data, cfg.fee)
     p = position_sign(data.forecast, cfg.long_only) * s * lev
-    net, turnover, fee_cost, funding_cost = bar_costs(p, r, cfg.fee, data.funding)
-    mc = margin_call(p, r, fee_cost + funding_cost, cfg.maintenance_margin, data.low_return,
-                     data.high_return)
-    g = np.where(mc, -1.0, net)
+    # the execution model's per-bar parts, as execute() computes them (its metrics and trades
+    # come after the liquidation rule, from the path actually held)
+    prev = np.concatenate([[0.0], p[:-1]])
+    gross, cost, funding_cost, borrow_cost = bar_components(prev, p, *bars.arrays())
+    g = gross - cost - funding_cost - borrow_cost
+    turnover = np.abs(p - prev)
+    mc = margin_call(p, bars, cfg.maintenance_margin, data.low_return, data.high_return)
+    g = np.where(mc, -1.0, g)
     equity = np.cumprod(1.0 + g)
     peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
     event = mc.copy()
@@ -220,10 +240,10 @@ def simulate(data: SizingData, size: np.ndarray, leverage: np.ndarray, cfg: EnvC
     if event.any():
         last = int(np.argmax(event))
         liquidated[last] = "margin" if mc[last] else "drawdown"
-        if not mc[last]:
-            g[last] = net[last] - cfg.fee * abs(p[last])
+        if not mc[last]:  # closed at the bar's close: the exit through the shared cost
+            g[last] -= trade_cost(abs(p[last]), bars.cost_lin[last], bars.impact[last])
         after = slice(last + 1, n)
-        for a in (g, p, s, lev, turnover, fee_cost, funding_cost):
+        for a in (g, p, s, lev, turnover, cost, funding_cost, borrow_cost):
             a[after] = 0.0
         equity = np.cumprod(1.0 + g)
         peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
@@ -231,9 +251,10 @@ def simulate(data: SizingData, size: np.ndarray, leverage: np.ndarray, cfg: EnvC
     reward = step_rewards(g, dd, data.timestamps, last, bool(liquidated[last]), cfg)
     frame = pd.DataFrame({
         "timestamp": data.timestamps, "forecast": data.forecast, "size": s, "leverage": lev,
-        "position": p, "asset_return": r, "turnover": turnover, "fee_cost": fee_cost,
-        "funding_cost": funding_cost, "strategy_return": g, "equity": equity, "drawdown": dd,
-        "liquidated": liquidated, "reward": reward})[list(EPISODE_COLUMNS)]
+        "position": p, "asset_return": bars.next_return, "turnover": turnover, "cost": cost,
+        "funding_cost": funding_cost, "borrow_cost": borrow_cost, "strategy_return": g,
+        "equity": equity, "drawdown": dd, "liquidated": liquidated,
+        "reward": reward})[list(EPISODE_COLUMNS)]
     return result_from_frame(name, frame, data, cfg)
 
 
@@ -256,12 +277,13 @@ def result_from_frame(name: str, frame: pd.DataFrame, data: SizingData,
     """
     check_rows(frame, data.timestamps)
     g = frame["strategy_return"].to_numpy(np.float64)
-    trades = trade_returns(frame["position"].to_numpy(np.float64), g,
-                           frame["fee_cost"].to_numpy(np.float64), cfg.fee)
+    trades = frame_trades(data.timestamps, frame["position"].to_numpy(np.float64), g,
+                          sizing_bars(data, cfg.fee), frame["liquidated"].to_numpy(dtype=object))
     label = data.label if data.label is not None else data.next_return
-    metrics = compute_metrics(g, trades, data.forecast, label, cfg.periods_per_year)
-    return SizingResult(name=name, returns=frame, trade_returns=trades, metrics=metrics,
-                        psr=probabilistic_sharpe_ratio(g))
+    metrics = compute_metrics(g, trades["return"].to_numpy(np.float64), data.forecast, label,
+                              cfg.periods_per_year)
+    return SizingResult(name=name, returns=frame, trade_returns=trades["return"].to_numpy(),
+                        metrics=metrics, psr=probabilistic_sharpe_ratio(g), trades=trades)
 
 
 def fixed_fraction(data: SizingData, cfg: EnvConfig, fraction: float = 1.0,
@@ -371,3 +393,11 @@ def evaluate_baselines(data: SizingData, cfg: EnvConfig, *, target_vol: float = 
 def comparison_table(results: dict[str, SizingResult]) -> pd.DataFrame:
     """One row per policy (:meth:`SizingResult.summary`), indexed by policy name."""
     return pd.DataFrame([r.summary() for r in results.values()]).set_index("policy")
+
+
+def flat(data: SizingData, cfg: EnvConfig) -> SizingResult:
+    """The do-nothing policy :data:`FLAT` (cash): size 0 on every bar, so every return is 0 and
+    no trade is taken; the floor the sizer gate's served policy must beat
+    (:func:`huracan.evaluation.evidence.beats_cash`)."""
+    n = len(data)
+    return simulate(data, np.zeros(n), np.ones(n), cfg, FLAT)

@@ -22,8 +22,8 @@ def size_command(
     timeframe: Annotated[str, typer.Option(help="Bar size of the registered models.")] = "1h",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     policy: Annotated[str | None, typer.Option(
-        help="ppo, fixed, sign_rule, volatility_target or kelly (default: the registry's "
-             "choice).")] = None,
+        help="ppo, fixed, sign_rule, volatility_target, kelly or flat (default: the "
+             "registry's choice).")] = None,
     bars: Annotated[int, typer.Option(help="Bars the policy is played over.")] = 720,
     data: Annotated[Path | None, typer.Option(help="OHLCV file with the newest candles (default: "
                                               "the forecaster's training file).")] = None,
@@ -32,7 +32,8 @@ def size_command(
     """Suggested position size and leverage for SYMBOL's latest bar.
 
     The production forecaster's forecast times the production sizer's size and leverage (or the
-    best baseline on validation when no sizer is in production)."""
+    best baseline on validation when no sizer is in production); size 0 when the sizer serves
+    flat (nothing beat cash on its unseen bars), with the reason."""
     from huracan.data.ohlcv import DataValidationError
     from huracan.sizing.serve import suggest
 

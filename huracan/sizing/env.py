@@ -3,36 +3,48 @@
 The environment walks a stitched walk-forward out-of-sample (OOS) prediction series bar by bar, so
 the agent only ever sees forecasts made by models that never trained on that bar.
 
-Timing (the backtest's, :mod:`huracan.evaluation.backtest`): row ``t`` is the bar opening at
-``timestamps[t]``; its forecast is made at the close of bar ``t``; the position chosen then is held
-over the next bar and earns ``next_return[t] = close_{t+1} / close_t - 1``. The observation of row
-``t`` therefore holds data known at the close of bar ``t`` only: ``forecast[: t + 1]``,
+Execution: the ONE execution model of :mod:`huracan.evaluation.execution` (the forecaster's
+backtest's: :func:`~huracan.evaluation.execution.market_bars` with the forecaster run's
+``backtest`` settings, see :func:`huracan.sizing.job.sizer_bars`). Row ``t`` is the bar opening
+at ``timestamps[t]``; its forecast is made at the close ``C_t`` of bar ``t``; the position chosen
+then is FILLED at ``F_t`` (``backtest.fill``: the next bar's open by default), the close-to-fill
+gap leg is held by the previous position and the fill-to-``C_{t+1}`` hold leg by the new one.
+The observation of row ``t`` holds data known at ``C_t`` only: ``forecast[: t + 1]``,
 ``next_return[: t]`` (the returns of bars ``1 .. t``) and the agent's own PnL up to that close.
+Without :attr:`SizingData.bars` (unit tests, old frames) the bars are
+:func:`~huracan.evaluation.execution.close_bars` (fill at ``C_t``, the fee ``EnvConfig.fee`` as the
+only cost).
 
 Step ``t`` (one bar), all amounts fractions of the equity ``E_t`` at the start of the step:
 
 - action ``a = (size, leverage)``, clipped to ``[0, 1] x [1, max_leverage]``;
   position ``p_t = sign(forecast_t) x size x leverage`` (units of equity; ``sign`` is 0 for a zero
   forecast, and negative signs map to 0 with ``long_only``); the episode starts flat (``p = 0``).
-- turnover ``|p_t - p_{t-1}|``; fee cost ``fee x turnover`` (the backtest's rule: a flip pays
-  twice); funding cost ``p_t x funding_t`` (positive funding: longs pay, shorts receive);
-- net return ``g_t = p_t x next_return_t - fee x |p_t - p_{t-1}| - p_t x funding_t``;
-  ``E_{t+1} = E_t (1 + g_t)``.
+- net return ``g_t = bar_return(p_{t-1}, p_t, *bars[t])``
+  (:func:`huracan.evaluation.execution.bar_return`, the formula and its sources in that module's
+  docstring): the two legs' gross return, minus ``cost_lin x |p_t - p_{t-1}|`` (fee + half-spread
+  + slippage per unit of turnover; a flip pays twice) and the square-root impact, minus the
+  funding legs (settled funding: positive rates, longs pay, shorts receive) and the borrow of a
+  spot short; ``E_{t+1} = E_t (1 + g_t)``. :func:`huracan.evaluation.execution.execute` of the
+  same positions on the same bars gives the same ``g_t`` (tested to 1e-12).
 
 Liquidation (checked on every bar with ``p_t != 0``; ``m = maintenance_margin``):
 
 - margin: the equity left at the bar's close, or at its worst intrabar price when
   ``low_return``/``high_return`` are given (the low for a long, the high for a short), is at or
   below the maintenance margin of the position's notional at that price:
-  ``1 + p_t w - fee x |p_t - p_{t-1}| - p_t funding_t <= m |p_t| (1 + w)`` for
-  ``w = next_return_t`` (and ``w = low_return_t`` / ``high_return_t``). Equivalently the leverage
-  exceeds what the bar's adverse move allows. The exchange closes the position and the remaining
-  margin is forfeited (cross margin, insurance fund): ``g_t = -1``, the equity goes to 0.
+  ``1 + bar_return(p_{t-1}, p_t, gap_t, h, ...) <= m |p_t| (1 + h)`` for the hold leg
+  ``h = hold_t`` (the close) and ``h = (1 + w) / (1 + gap_t) - 1`` with ``w = low_return_t`` /
+  ``high_return_t`` (extremes relative to ``C_t``). Equivalently the leverage exceeds what the
+  bar's adverse move allows. The exchange closes the position and the remaining margin is
+  forfeited (cross margin, insurance fund): ``g_t = -1``, the equity goes to 0.
 - drawdown stop (only with ``drawdown_limit``): the drawdown after the bar reaches the limit; the
-  position is closed at the bar's close paying the exit fee: ``g_t -= fee x |p_t|``.
+  position is closed at the bar's close paying the exit through the execution model's cost
+  function: ``g_t -= trade_cost(|p_t|, cost_lin_t, impact_t)``
+  (:func:`huracan.evaluation.execution.trade_cost`).
 
 Either ends the episode (``terminated=True``, ``info["liquidated"] = "margin"`` or
-``"drawdown"``). The check uses close-to-close returns unless the intrabar extremes are given, so
+``"drawdown"``). The check uses the close unless the intrabar extremes are given, so
 without them it misses liquidations by wicks.
 
 Reward of step ``t`` (the product's "daily PnL - drawdown_penalty x max drawdown +
@@ -83,6 +95,7 @@ Learning Environments* (gymnasium 1.x).
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -93,11 +106,17 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
-from huracan.data.ohlcv import timeframe_to_timedelta
 from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.execution import (
+    MarketBars,
+    bar_components,
+    bar_return,
+    close_bars,
+    trade_cost,
+)
 
 #: names of the optional per-bar arrays of :class:`SizingData`, with their allowed ranks
-_OPTIONAL_1D = ("confidence", "volatility", "funding", "liquidation_density", "low_return",
+_OPTIONAL_1D = ("confidence", "volatility", "liquidation_density", "low_return",
                 "high_return", "label")
 
 
@@ -125,9 +144,6 @@ class SizingData:
         regime: optional regime one-hot, ``(n, k)``, each row one 1 and zeros elsewhere.
         volatility: optional per-bar volatility forecast (std of one bar's return, fraction,
             known at the close of the bar), ``>= 0``, ``(n,)``; default a trailing realised vol.
-        funding: optional funding rate charged on the position held over the next bar, fraction of
-            notional, positive = longs pay, 0 on bars without a settlement, ``(n,)``
-            (see :func:`funding_per_bar`).
         liquidation_density: optional market liquidation density per bar (scale-free, e.g.
             liquidated notional over its trailing mean), ``(n,)``; observed as given.
         importance_trend: optional trend of the top features' importance, ``(n,)`` or ``(n, m)``;
@@ -137,12 +153,15 @@ class SizingData:
             neither, ``low <= next_return <= high``, ``low > -1``; used by the liquidation check.
         label: optional realised label for the directional accuracy metric; default
             ``next_return``.
+        bars: optional :class:`~huracan.evaluation.execution.MarketBars` of the same rows (the
+            execution model: fill, costs, funding legs, borrow); ``None``: the close fill with
+            the environment's fee only (:func:`sizing_bars`).
 
     Raises:
         ValueError: no rows, misaligned lengths, non-increasing timestamps, NaN/inf values,
             ``next_return <= -1``, negative confidence/volatility, a regime row that is not
             one-hot, only one of ``low_return``/``high_return``, or extremes not bracketing the
-            close.
+            close, bars of other rows than ``timestamps``.
     """
 
     timestamps: pd.DatetimeIndex
@@ -151,12 +170,12 @@ class SizingData:
     confidence: np.ndarray | None = None
     regime: np.ndarray | None = None
     volatility: np.ndarray | None = None
-    funding: np.ndarray | None = None
     liquidation_density: np.ndarray | None = None
     importance_trend: np.ndarray | None = None
     low_return: np.ndarray | None = None
     high_return: np.ndarray | None = None
     label: np.ndarray | None = None
+    bars: MarketBars | None = None
 
     def __post_init__(self) -> None:
         ts = pd.DatetimeIndex(self.timestamps)
@@ -203,6 +222,10 @@ class SizingData:
             if ((self.low_return > r + 1e-12).any()
                     or (self.high_return < r - 1e-12).any()):
                 raise ValueError("low_return <= next_return <= high_return must hold on every bar")
+        if self.bars is not None and (len(self.bars) != n
+                                      or not (self.bars.timestamps == ts).all()):
+            raise ValueError(f"bars must cover the same {n} rows as timestamps, got "
+                             f"{len(self.bars)} bars")
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -217,10 +240,20 @@ class SizingData:
         stop = n if stop is None else stop
         if not 0 <= start < stop <= n:
             raise ValueError(f"slice [{start}, {stop}) is empty or outside the {n} rows")
+        return self.take(slice(start, stop))
+
+    def take(self, rows: builtins.slice | np.ndarray) -> SizingData:
+        """The rows ``rows`` (a slice, integer positions or a boolean mask), every array and
+        the bars cut alike."""
         cut: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            cut[f.name] = None if value is None else value[start:stop]
+            if value is None:
+                cut[f.name] = None
+            elif isinstance(value, MarketBars):
+                cut[f.name] = value.take(rows)
+            else:
+                cut[f.name] = value[rows]
         return SizingData(**cut)
 
     def row_of(self, boundary: int | str | pd.Timestamp) -> int:
@@ -241,14 +274,15 @@ class SizingData:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, forecast: str = "prediction",
-                   next_return: str | None = None) -> SizingData:
+                   next_return: str | None = None,
+                   bars: MarketBars | None = None) -> SizingData:
         """Build from a per-bar frame such as ``backtest/oos_returns.parquet``.
 
         Columns read: ``timestamp`` (or a DatetimeIndex), ``forecast`` (default ``prediction``),
         ``next_return`` (default ``next_return`` if present else ``asset_return``), and when
-        present ``confidence``, ``volatility``, ``funding_rate``, ``liquidation_density``,
+        present ``confidence``, ``volatility``, ``liquidation_density``,
         ``low_return``, ``high_return``, ``label``, the one-hot columns ``regime_*`` and the
-        columns ``importance_trend*``.
+        columns ``importance_trend*``; ``bars`` as given (funding is part of them).
 
         Raises:
             ValueError: a required column missing, or any :class:`SizingData` check failing.
@@ -274,47 +308,10 @@ class SizingData:
             timestamps=ts, forecast=frame[forecast].to_numpy(np.float64),
             next_return=frame[ret_col].to_numpy(np.float64), confidence=col("confidence"),
             regime=frame[regime_cols].to_numpy(np.float64) if regime_cols else None,
-            volatility=col("volatility"), funding=col("funding_rate"),
-            liquidation_density=col("liquidation_density"),
+            volatility=col("volatility"), liquidation_density=col("liquidation_density"),
             importance_trend=frame[imp_cols].to_numpy(np.float64) if imp_cols else None,
-            low_return=col("low_return"), high_return=col("high_return"), label=col("label"))
-
-
-def funding_per_bar(timestamps: pd.DatetimeIndex, settlements: pd.DataFrame,
-                    timeframe: str) -> np.ndarray:
-    """Funding rate charged on the position of each row (vectorised).
-
-    The position of row ``t`` is held over ``[timestamps[t] + bar, timestamps[t] + 2 bar)`` (the
-    next bar); every settlement whose time falls in it is summed (Binance USDⓈ-M settles every 8h).
-
-    Args:
-        timestamps: bar open times of the rows, shape ``(n,)``.
-        settlements: columns ``timestamp`` (settlement time) and ``funding_rate`` (fraction per
-            settlement, positive = longs pay).
-        timeframe: bar size (``1h``).
-
-    Returns:
-        shape ``(n,)``, fractions of notional; 0 for bars without a settlement.
-
-    Raises:
-        ValueError: missing columns, NaN rates, or an unknown timeframe.
-    """
-    for c in ("timestamp", "funding_rate"):
-        if c not in settlements.columns:
-            raise ValueError(f"settlements have no {c!r} column")
-    s = settlements.sort_values("timestamp")
-    rates = s["funding_rate"].to_numpy(np.float64)
-    if not np.isfinite(rates).all():
-        raise ValueError("funding_rate contains NaN or infinite values")
-    when = pd.DatetimeIndex(s["timestamp"])
-    ts = pd.DatetimeIndex(timestamps)
-    if when.tz is None and ts.tz is not None:
-        when = when.tz_localize("UTC")
-    bar = timeframe_to_timedelta(timeframe)
-    cs = np.concatenate([[0.0], np.cumsum(rates)])
-    lo = when.searchsorted(ts + bar, "left")
-    hi = when.searchsorted(ts + 2 * bar, "left")
-    return np.asarray(cs[hi] - cs[lo], dtype=np.float64)
+            low_return=col("low_return"), high_return=col("high_return"), label=col("label"),
+            bars=bars)
 
 
 @dataclass(frozen=True)
@@ -323,7 +320,9 @@ class EnvConfig:
 
     Attributes:
         max_leverage: upper bound of the leverage action (``sizer.max_leverage``), >= 1.
-        fee: cost per unit of turnover, fraction (the backtest's ``fee``).
+        fee: cost per unit of turnover, fraction, of the close-fill bars used when the data
+            carry no :class:`~huracan.evaluation.execution.MarketBars` (:func:`sizing_bars`);
+            with bars, their costs apply.
         maintenance_margin: margin rate of the liquidation rule, fraction of notional (exchanges'
             lowest tiers: 0.4-0.5 %).
         drawdown_limit: optional stop-out drawdown (fraction in ``(0, 1)``); ``None``: off.
@@ -480,57 +479,53 @@ def day_ends(timestamps: pd.DatetimeIndex) -> np.ndarray:
     return np.concatenate([days[1:] != days[:-1], [True]])
 
 
-def bar_costs(position: np.ndarray, next_return: np.ndarray, fee: float,
-              funding: np.ndarray | None = None,
-              previous: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Net return of a path of positions before liquidation (vectorised; the env's step rule).
-
-    Args:
-        position: ``p_t`` per bar, units of equity, ``(n,)``.
-        next_return: the bar's asset return, fraction, ``(n,)``.
-        fee: per unit of turnover, fraction.
-        funding: funding rate per bar (positive = longs pay), ``(n,)``, or ``None``.
-        previous: the position before the first bar (0: start flat).
-
-    Returns:
-        ``(net, turnover, fee_cost, funding_cost)``, each ``(n,)``, fractions of equity:
-        ``net = p r - fee |p_t - p_{t-1}| - p funding``.
-    """
-    p = np.asarray(position, dtype=np.float64)
-    r = np.asarray(next_return, dtype=np.float64)
-    turnover = np.abs(np.diff(np.concatenate([[previous], p])))
-    fee_cost = fee * turnover
-    funding_cost = p * funding if funding is not None else np.zeros_like(p)
-    return p * r - fee_cost - funding_cost, turnover, fee_cost, funding_cost
+def sizing_bars(data: SizingData, fee: float = BacktestConfig.fee) -> MarketBars:
+    """The execution model's bars of ``data``: ``data.bars``, else the close fill with ``fee``
+    per unit of turnover as the only cost (:func:`huracan.evaluation.execution.close_bars`)."""
+    if data.bars is not None:
+        return data.bars
+    return close_bars(data.timestamps, data.next_return, fee,
+                      notes=("no market bars given: close fill, the fee only",))
 
 
-def margin_call(position: np.ndarray, next_return: np.ndarray, costs: np.ndarray,
-                maintenance_margin: float, low_return: np.ndarray | None = None,
-                high_return: np.ndarray | None = None) -> np.ndarray:
+def adverse_hold(gap: Any, extreme: Any) -> Any:
+    """The hold leg's return at an intrabar extreme ``extreme`` (relative to ``C_t``, e.g.
+    ``low_{t+1} / C_t - 1``) when the fill was ``gap`` away from ``C_t``:
+    ``(1 + extreme) / (1 + gap) - 1`` (scalars or arrays)."""
+    return (1.0 + extreme) / (1.0 + gap) - 1.0
+
+
+def margin_call(position: np.ndarray, bars: MarketBars, maintenance_margin: float,
+                low_return: np.ndarray | None = None, high_return: np.ndarray | None = None,
+                previous: np.ndarray | None = None) -> np.ndarray:
     """Where the margin liquidation rule fires (vectorised; see the module docstring).
 
-    ``1 + p w - costs <= m |p| (1 + w)`` at ``w = next_return`` and, when given, at the adverse
-    extreme (``low_return`` for a long, ``high_return`` for a short); never for ``p = 0``.
+    ``1 + bar_return(p_{t-1}, p_t, gap, h, ...) <= m |p_t| (1 + h)`` at the hold leg ``h =
+    hold_t`` and, when given, at the adverse extreme (``low_return`` for a long,
+    ``high_return`` for a short; :func:`adverse_hold`); never for ``p_t = 0``.
 
     Args:
-        position: ``(n,)``, units of equity. next_return: ``(n,)``, fraction.
-        costs: fee plus funding cost per bar, ``(n,)``, fraction of equity.
+        position: ``p_t``, ``(n,)``, units of equity.
+        bars: the rows' :class:`~huracan.evaluation.execution.MarketBars`.
         maintenance_margin: ``m``, fraction of notional.
-        low_return, high_return: optional ``(n,)`` intrabar extremes.
+        low_return, high_return: optional ``(n,)`` intrabar extremes relative to ``C_t``.
+        previous: ``p_{t-1}`` per row (default: ``position`` shifted, starting flat).
 
     Returns:
         boolean ``(n,)``.
     """
     p = np.asarray(position, dtype=np.float64)
+    prev = np.concatenate([[0.0], p[:-1]]) if previous is None else previous
     ap = np.abs(p)
+    _gap, _hold, *rest = bars.arrays()
 
-    def fires(w: np.ndarray) -> np.ndarray:
-        return (1.0 + p * w - costs <= maintenance_margin * ap * (1.0 + w)) & (p != 0)
+    def fires(h: np.ndarray) -> np.ndarray:
+        g = bar_return(prev, p, bars.gap, h, *rest)
+        return (1.0 + g <= maintenance_margin * ap * (1.0 + h)) & (p != 0)
 
-    hit = fires(np.asarray(next_return, dtype=np.float64))
+    hit = fires(bars.hold)
     if low_return is not None and high_return is not None:
-        worst = np.where(p > 0, low_return, high_return)
-        hit |= fires(worst)
+        hit |= fires(adverse_hold(bars.gap, np.where(p > 0, low_return, high_return)))
     return hit
 
 
@@ -552,9 +547,10 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``reset(seed=..., options={"start": row})`` starts at a given row. ``step`` returns the
     gymnasium 5-tuple; ``info`` holds ``row``, ``size``, ``leverage``, ``position``,
-    ``turnover``, ``fee_cost``, ``funding_cost``, ``return`` (``g_t``), ``equity``, ``drawdown``,
-    ``max_drawdown``, ``streak``, ``day_bonus`` (``B_t``), ``liquidated`` (``None``,
-    ``"margin"``, ``"drawdown"``).
+    ``turnover``, ``cost`` (fee + half-spread + slippage + impact of the fill), ``funding_cost``,
+    ``borrow_cost`` (the parts of :func:`huracan.evaluation.execution.bar_components`),
+    ``return`` (``g_t``), ``equity``, ``drawdown``, ``max_drawdown``, ``streak``, ``day_bonus``
+    (``B_t``), ``liquidated`` (``None``, ``"margin"``, ``"drawdown"``).
 
     Raises:
         ValueError: (at ``step``) an action that is not 2 finite numbers, stepping a finished
@@ -581,9 +577,11 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
                                        dtype=np.float32)
         # plain Python floats for the per-step arithmetic (numpy scalars are ~10x slower)
         self._sign = position_sign(data.forecast, cfg.long_only).tolist()
-        self._ret = data.next_return.tolist()
+        self.bars = sizing_bars(data, cfg.fee)
+        # per-bar Python lists (a list index gives a float: the scalar formula costs ~1 us)
+        (self._gap, self._hold, self._cost_lin, self._impact, self._f_gap, self._f_hold,
+         self._borrow) = self.bars.step_lists()
         zeros = [0.0] * self.n
-        self._funding = data.funding.tolist() if data.funding is not None else zeros
         self._has_extremes = data.low_return is not None and data.high_return is not None
         self._low = data.low_return.tolist() if data.low_return is not None else zeros
         self._high = data.high_return.tolist() if data.high_return is not None else zeros
@@ -642,11 +640,13 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
         obs[j + 1] = self._lev
         return obs.copy()
 
-    def _settle(self, t: int, g: float, gross: float, liquidated: str | None
+    def _settle(self, t: int, g: float, exposed: bool, exit_cost: float,
+                liquidated: str | None
                 ) -> tuple[float, float, float, float, int, float, str | None]:
         """Book bar ``t``'s net return ``g`` (module docstring): equity, drawdown, the drawdown
-        stop (exit fee on the gross exposure ``gross``), the day streak and the reward. Advances
-        the row and marks the episode done when it ends.
+        stop (when ``exposed``; it pays ``exit_cost``, the execution model's cost of closing the
+        positions), the day streak and the reward. Advances the row and marks the episode done
+        when it ends.
 
         Returns:
             ``(g, equity, drawdown, max_drawdown, day_bonus, reward, liquidated)``.
@@ -655,10 +655,10 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
         equity = self._equity * (1.0 + g)
         peak = max(self._peak, equity)
         dd = 1.0 - equity / peak
-        if (liquidated is None and cfg.drawdown_limit is not None and gross != 0.0
+        if (liquidated is None and cfg.drawdown_limit is not None and exposed
                 and dd >= cfg.drawdown_limit):
             liquidated = "drawdown"
-            g -= cfg.fee * gross
+            g -= exit_cost
             equity = self._equity * (1.0 + g)
             dd = 1.0 - equity / peak
         mdd = max(self._mdd, dd)
@@ -701,37 +701,45 @@ class SizingEnv(gym.Env[np.ndarray, np.ndarray]):
         lev = min(max(float(a[1]), 1.0), cfg.max_leverage)
         t = self._t
         p = self._sign[t] * size * lev
-        r = self._ret[t]
-        turnover = abs(p - self._pos)
-        fee_cost = cfg.fee * turnover
-        funding_cost = p * self._funding[t]
-        costs = fee_cost + funding_cost
-        g = p * r - costs
+        prev = self._pos
+        gap, hold, cost_lin, impact = self._gap[t], self._hold[t], self._cost_lin[t], \
+            self._impact[t]
+        f_gap, f_hold, borrow = self._f_gap[t], self._f_hold[t], self._borrow[t]
+        gross, cost, funding_cost, borrow_cost = bar_components(
+            prev, p, gap, hold, cost_lin, impact, f_gap, f_hold, borrow)
+        g = gross - cost - funding_cost - borrow_cost
         liquidated: str | None = None
+        exit_cost = 0.0
         if p != 0.0:
             m_ap = cfg.maintenance_margin * abs(p)
-            hit = 1.0 + g <= m_ap * (1.0 + r)
+            hit = 1.0 + g <= m_ap * (1.0 + hold)
             if self._has_extremes and not hit:
-                w = self._low[t] if p > 0 else self._high[t]
-                hit = 1.0 + p * w - costs <= m_ap * (1.0 + w)
+                h = adverse_hold(gap, self._low[t] if p > 0 else self._high[t])
+                g_w = bar_return(prev, p, gap, h, cost_lin, impact, f_gap, f_hold, borrow)
+                hit = 1.0 + g_w <= m_ap * (1.0 + h)
             if hit:
                 liquidated, g = "margin", -1.0
-        g, equity, dd, mdd, bonus, reward, liquidated = self._settle(t, g, abs(p), liquidated)
+            elif cfg.drawdown_limit is not None:
+                exit_cost = trade_cost(abs(p), cost_lin, impact)
+        g, equity, dd, mdd, bonus, reward, liquidated = self._settle(t, g, p != 0.0, exit_cost,
+                                                                     liquidated)
         self._pos = 0.0 if liquidated is not None else p
         self._lev = lev
         terminated = liquidated is not None
         truncated = not terminated and self._t >= self._stop
-        info = {"row": t, "size": size, "leverage": lev, "position": p, "turnover": turnover,
-                "fee_cost": fee_cost, "funding_cost": funding_cost, "return": g,
-                "equity": equity, "drawdown": dd, "max_drawdown": mdd, "streak": self._streak,
-                "day_bonus": bonus, "liquidated": liquidated}
+        info = {"row": t, "size": size, "leverage": lev, "position": p,
+                "turnover": abs(p - prev), "cost": cost, "funding_cost": funding_cost,
+                "borrow_cost": borrow_cost, "return": g, "equity": equity, "drawdown": dd,
+                "max_drawdown": mdd, "streak": self._streak, "day_bonus": bonus,
+                "liquidated": liquidated}
         return self._observation(), float(reward), terminated, truncated, info
 
 
 #: columns of :func:`run_episode`'s frame, in order
 EPISODE_COLUMNS: tuple[str, ...] = (
     "timestamp", "forecast", "size", "leverage", "position", "asset_return", "turnover",
-    "fee_cost", "funding_cost", "strategy_return", "equity", "drawdown", "liquidated", "reward")
+    "cost", "funding_cost", "borrow_cost", "strategy_return", "equity", "drawdown",
+    "liquidated", "reward")
 
 
 def run_episode(env: gym.Env[Any, Any], act: Callable[[np.ndarray], np.ndarray], *,
@@ -762,25 +770,25 @@ def run_episode(env: gym.Env[Any, Any], act: Callable[[np.ndarray], np.ndarray],
         done = terminated or truncated
         t = step["row"]
         rows.append((t, step["size"], step["leverage"], step["position"], step["turnover"],
-                     step["fee_cost"], step["funding_cost"], step["return"], step["equity"],
-                     step["drawdown"], step["liquidated"] or "", reward))
+                     step["cost"], step["funding_cost"], step["borrow_cost"], step["return"],
+                     step["equity"], step["drawdown"], step["liquidated"] or "", reward))
     last = rows[-1]
     if pad:
         for t in range(last[0] + 1, stop):
-            rows.append((t, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, last[8], last[9], "", 0.0))
+            rows.append((t, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, last[9], last[10], "", 0.0))
     idx = np.array([r[0] for r in rows], dtype=np.int64)
-    data = base.data
     frame = pd.DataFrame(rows, columns=["row", "size", "leverage", "position", "turnover",
-                                        "fee_cost", "funding_cost", "strategy_return", "equity",
-                                        "drawdown", "liquidated", "reward"])
-    frame.insert(0, "timestamp", data.timestamps[idx])
-    frame.insert(1, "forecast", data.forecast[idx])
-    frame.insert(5, "asset_return", data.next_return[idx])
+                                        "cost", "funding_cost", "borrow_cost",
+                                        "strategy_return", "equity", "drawdown", "liquidated",
+                                        "reward"])
+    frame.insert(0, "timestamp", base.data.timestamps[idx])
+    frame.insert(1, "forecast", base.data.forecast[idx])
+    frame.insert(5, "asset_return", base.bars.next_return[idx])
     return frame[list(EPISODE_COLUMNS)].reset_index(drop=True)
 
 
 __all__ = [
-    "EPISODE_COLUMNS", "EnvConfig", "SizingData", "SizingEnv", "bar_costs", "day_ends",
-    "forecast_volatility", "forecast_zscore", "funding_per_bar", "margin_call",
-    "observation_features", "position_sign", "realised_volatility", "run_episode",
+    "EPISODE_COLUMNS", "EnvConfig", "SizingData", "SizingEnv", "adverse_hold", "day_ends",
+    "forecast_volatility", "forecast_zscore", "margin_call", "observation_features",
+    "position_sign", "realised_volatility", "run_episode", "sizing_bars",
 ]

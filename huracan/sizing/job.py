@@ -4,9 +4,13 @@ baselines on the same bars, one MLflow run, the registry gate; and the live sugg
 
 Data: the stitched walk-forward OOS predictions of the forecaster (its run's
 ``backtest/oos_returns.parquet``: every forecast made by a model that never trained on that bar),
-with the bar's next return, the run's regime (one-hot), the next bar's low/high relative to the
-close (the liquidation check sees wicks) and, when ``../shared/data`` (or the store) has it, the
-perpetual's funding. The series is cut by time into three parts (``sizer.split``, default
+the run's regime (one-hot), the next bar's low/high relative to the close (the liquidation check
+sees wicks), and the execution model's bars of those rows (:func:`sizer_bars`:
+:func:`huracan.evaluation.execution.market_bars` with the forecaster run's ``backtest`` settings:
+fills at the next open by default, fee + half-spread + slippage (+ impact), borrow on spot shorts,
+and the perpetual's funding legs when ``../shared/data`` (or the store) has its funding): the
+sizer trades on the bars and costs the forecaster's backtest used. The series is cut by time
+into three parts (``sizer.split``, default
 60/20/20 %): PPO trains on random 30-day episodes of the first, early-stops on the second
 (deterministic episodes over the whole part, SB3 ``EvalCallback`` +
 ``StopTrainingOnNoModelImprovement``, the best evaluation's policy kept), and the last part is
@@ -14,11 +18,16 @@ touched once, by every policy alike: PPO, fixed size 1 x 1, the forecaster's sig
 volatility targeting and fractional Kelly (:mod:`huracan.sizing.baselines`).
 
 Which policy to serve is decided on the validation part (``sizer.serve``: ``auto`` = the best
-composite score there); the evaluation part is reported as it comes. The registry version
-(``huracan-sizer-<SYMBOL>-<tf>``) goes through a gate of the same shape as the forecasters':
-the candidate PPO's composite score on the unseen evaluation bars against the production
-sizer's on the same bars (5 % tolerance), and it must not lose to the best baseline there; every
-decision is a ``registry_events`` row.
+composite score there), and cash is the floor: the chosen policy is served only when it beats
+``flat`` (size 0) on the unseen evaluation part
+(:func:`huracan.evaluation.evidence.beats_cash`: net return > 0 with PSR >= ``registry.min_psr``,
+default 0.9), else the sizer serves ``flat``, the reason in the run (tag ``serve_reason``,
+``sizer/cash_floor.json``). The registry version (``huracan-sizer-<SYMBOL>-<tf>``) goes through
+a gate of the same shape as the forecasters' (:func:`register_sizer`): a run serving flat is
+promoted so production answers size 0 (unless the production PPO still beats cash on the same
+bars); otherwise the candidate PPO must beat cash, must not lose to the best baseline, and is
+compared with the production sizer on the same bars (5 % tolerance); every decision is a
+``registry_events`` row.
 """
 
 from __future__ import annotations
@@ -27,16 +36,18 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.execution import MarketBars, market_bars
 from huracan.regime.detection import REGIMES, UNKNOWN
-from huracan.sizing.baselines import SizingResult, comparison_table, evaluate_baselines
-from huracan.sizing.env import EnvConfig, SizingData, funding_per_bar
+from huracan.sizing.baselines import FLAT, SizingResult, comparison_table, evaluate_baselines, flat
+from huracan.sizing.env import EnvConfig, SizingData
 from huracan.sizing.portfolio import PortfolioData, evaluate_portfolio_baselines
 
 log = logging.getLogger(__name__)
@@ -101,8 +112,9 @@ class SizerSettings:
             self.forecaster_runs = [str(x) for x in self.forecaster_runs]
             if self.symbols is None or len(self.forecaster_runs) != len(self.symbols):
                 raise ValueError("sizer.forecaster_runs needs sizer.symbols, one run id each")
-        if self.serve not in ("auto", *POLICIES, *PORTFOLIO_POLICIES):
-            raise ValueError(f"sizer.serve must be auto or one of {POLICIES}, got {self.serve!r}")
+        if self.serve not in ("auto", *POLICIES, *PORTFOLIO_POLICIES, FLAT):
+            raise ValueError(f"sizer.serve must be auto, {FLAT} or one of {POLICIES}, got "
+                             f"{self.serve!r}")
 
     def env_config(self, fee: float, periods_per_year: float) -> EnvConfig:
         """The training environment (random 30-day episodes by default)."""
@@ -189,16 +201,103 @@ def intrabar_returns(timestamps: pd.DatetimeIndex, candles: pd.DataFrame, timefr
     return low, high
 
 
+def candle_frame(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """What :func:`huracan.evaluation.execution.market_bars` reads, per candle (index: open
+    time): ``bar_close``, ``bar_high``, ``bar_low``, ``bar_volume``, and from the NEXT bar of the
+    grid ``next_open`` and ``next_return`` (``close_{t+1} / close_t - 1``), NaN when the next bar
+    is missing (the last candle, a data gap), as the feature frame defines them."""
+    from huracan.data.ohlcv import timeframe_to_timedelta
+
+    c = candles.set_index(pd.DatetimeIndex(candles["timestamp"])).sort_index()
+    c = c[~c.index.duplicated(keep="last")]
+    nxt = c.reindex(c.index + timeframe_to_timedelta(timeframe))
+    close = c["close"].to_numpy(np.float64)
+    out = pd.DataFrame({
+        "bar_close": close, "bar_high": c["high"].to_numpy(np.float64),
+        "bar_low": c["low"].to_numpy(np.float64),
+        "bar_volume": c["volume"].to_numpy(np.float64) if "volume" in c else np.nan,
+        "next_open": nxt["open"].to_numpy(np.float64),
+        "next_return": nxt["close"].to_numpy(np.float64) / close - 1.0}, index=c.index)
+    out.index.name = "timestamp"
+    return out
+
+
+def sizer_bars(timestamps: pd.DatetimeIndex, candles: pd.DataFrame, timeframe: str,
+               cfg: BacktestConfig, *, funding: pd.DataFrame | None = None,
+               perpetual: bool = False, unknown_flat: bool = False,
+               fine: pd.DataFrame | None = None) -> MarketBars:
+    """The execution model's bars of the sizer's rows: :func:`market_bars` over every candle
+    with a known next bar (so the spread estimator's trailing window is the candles', as in the
+    forecaster's backtest), with the forecaster run's ``backtest`` settings ``cfg`` (fill, fee,
+    half-spread, slippage, impact, borrow), then the rows ``timestamps``.
+
+    Args:
+        timestamps: the sizer's rows (bar open times), ``(n,)``.
+        candles: ``timestamp, open, high, low, close[, volume]`` covering the rows and the bar
+            after each.
+        timeframe: bar size.
+        cfg: the forecaster run's :class:`~huracan.evaluation.backtest.BacktestConfig`.
+        funding: funding settlements (``timestamp, funding_rate``), charged on the legs by
+            :func:`huracan.evaluation.execution.settle_funding`; None: no funding.
+        perpetual: the market is a perpetual (no borrow on shorts; funding instead).
+        unknown_flat: a row whose next bar is not known yet (serving: the latest bar, the bar
+            before a gap) earns 0 on both legs (next open = close, next return 0) instead of
+            raising.
+        fine: the finer series of ``fill=delay``.
+
+    Returns:
+        :class:`~huracan.evaluation.execution.MarketBars` of ``timestamps``, in order.
+
+    Raises:
+        ValueError: a row without a candle, or (without ``unknown_flat``) without its next bar.
+    """
+    from huracan.data.ohlcv import bars_per_year
+
+    frame = candle_frame(candles, timeframe)
+    ts = pd.DatetimeIndex(timestamps)
+    missing = ~ts.isin(frame.index)
+    if missing.any():
+        raise ValueError(f"the sizer's bars: {int(missing.sum())} row(s) without a candle, first "
+                         f"{ts[np.argmax(missing)]}")
+    known = np.isfinite(frame["next_open"].to_numpy()) & np.isfinite(
+        frame["next_return"].to_numpy())
+    if unknown_flat:
+        frame["next_open"] = frame["next_open"].where(known, frame["bar_close"])
+        frame["next_return"] = frame["next_return"].where(known, 0.0)
+    else:
+        gone = ts[~ts.isin(frame.index[known])]
+        if len(gone):
+            raise ValueError(f"the sizer's bars: {len(gone)} row(s) without a next bar (a data "
+                             f"gap or the data end), first {gone[0]}")
+        frame = frame[known]
+    if cfg.notional is None:
+        frame = frame.drop(columns="bar_volume")
+    bars = market_bars(frame, cfg, bars_per_year(timeframe), perpetual=perpetual,
+                       funding=funding, fine=fine)
+    return bars.take(frame.index.get_indexer(ts))
+
+
 def sizing_frame(oos: pd.DataFrame, candles: pd.DataFrame | None, timeframe: str,
-                 funding: pd.DataFrame | None) -> pd.DataFrame:
+                 bars: MarketBars | None = None) -> pd.DataFrame:
     """The per-bar frame :meth:`SizingData.from_frame` reads, from a walk-forward OOS frame
-    (``timestamp, prediction, asset_return, label[, regime]``)."""
+    (``timestamp, prediction, asset_return, label[, regime]``); with ``bars``
+    (:func:`sizer_bars` of the frame's rows, in time order) the rows' ``asset_return`` is the
+    bars' close-to-close return. Rows with a non-finite prediction or return are left out.
+
+    Raises:
+        ValueError: ``bars`` of other rows than the kept ones.
+    """
     f = oos.sort_values("timestamp").reset_index(drop=True)
     f = f[np.isfinite(f["prediction"].to_numpy(np.float64))
           & np.isfinite(f["asset_return"].to_numpy(np.float64))].reset_index(drop=True)
     ts = pd.DatetimeIndex(f["timestamp"])
+    ret = f["asset_return"].to_numpy(np.float64)
+    if bars is not None:
+        if len(bars) != len(ts) or not (bars.timestamps == ts).all():
+            raise ValueError("the bars must cover the OOS frame's rows, in order")
+        ret = bars.next_return
     out = pd.DataFrame({"timestamp": ts, "prediction": f["prediction"].to_numpy(np.float64),
-                        "asset_return": f["asset_return"].to_numpy(np.float64)})
+                        "asset_return": ret})
     if "label" in f:
         out["label"] = np.nan_to_num(f["label"].to_numpy(np.float64))
     out = pd.concat([out, regime_onehot(f["regime"] if "regime" in f else [UNKNOWN] * len(f))],
@@ -206,9 +305,15 @@ def sizing_frame(oos: pd.DataFrame, candles: pd.DataFrame | None, timeframe: str
     if candles is not None:
         out["low_return"], out["high_return"] = intrabar_returns(
             ts, candles, timeframe, out["asset_return"].to_numpy())
-    if funding is not None and len(funding):
-        out["funding_rate"] = funding_per_bar(ts, funding, timeframe)
     return out
+
+
+def oos_rows(oos: pd.DataFrame) -> pd.DatetimeIndex:
+    """The rows :func:`sizing_frame` keeps, in order (finite prediction and return)."""
+    f = oos.sort_values("timestamp")
+    ok = np.isfinite(f["prediction"].to_numpy(np.float64)) & np.isfinite(
+        f["asset_return"].to_numpy(np.float64))
+    return pd.DatetimeIndex(f["timestamp"][ok])
 
 
 def load_funding(mode: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp,
@@ -243,7 +348,10 @@ def load_funding(mode: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp,
 # ----------------------------------------------------------------------------------- training
 @dataclass
 class SizerOutcome:
-    """What :func:`train_and_evaluate` produced."""
+    """What :func:`train_and_evaluate` produced: ``val`` and ``test`` hold every policy's
+    result (``flat`` included), ``serve`` the policy to serve (``flat`` when the chosen one
+    does not beat cash on the evaluation part), ``serve_reason`` why, ``cash`` the cash
+    verdict's figures (:class:`huracan.evaluation.evidence.CashVerdict`)."""
 
     sizer: Any
     data: SizingData | PortfolioData
@@ -254,20 +362,50 @@ class SizerOutcome:
     val_curve: pd.DataFrame
     serve: str
     seconds: dict[str, float]
+    serve_reason: str = ""
+    cash: dict[str, Any] = field(default_factory=dict)
 
 
 def _best_on(results: dict[str, SizingResult], metric: str = "composite_score") -> str:
-    scores = {k: float(v.metrics.as_dict()[metric]) for k, v in results.items()}
+    """The best policy on ``metric`` (flat aside: it enters through the cash floor)."""
+    scores = {k: float(v.metrics.as_dict()[metric]) for k, v in results.items() if k != FLAT}
     finite = {k: v for k, v in scores.items() if math.isfinite(v)}
     return max(finite, key=lambda k: finite[k]) if finite else "fixed"
 
 
+def cash_floor(chosen: str, test: dict[str, SizingResult], min_psr: float,
+               bars: int) -> tuple[str, str, dict[str, Any]]:
+    """The sizer's cash floor: the policy ``chosen`` on validation is served only when it beats
+    cash on the evaluation part (:func:`huracan.evaluation.evidence.beats_cash` of its net
+    returns and trades at ``min_psr``); otherwise ``flat``.
+
+    Returns:
+        ``(serve, reason, verdict)``: the policy to serve, why, and the verdict's figures.
+    """
+    from dataclasses import asdict
+
+    from huracan.evaluation.evidence import beats_cash
+
+    if chosen == FLAT:
+        return FLAT, "sizer.serve=flat: serving flat (size 0)", {}
+    res = test[chosen]
+    verdict = beats_cash(res.returns["strategy_return"].to_numpy(np.float64),
+                         int(res.metrics.n_trades), min_psr, what=chosen)
+    figures = asdict(verdict)
+    if verdict.beats:
+        return chosen, f"{verdict.reason} on the {bars} unseen bars: serving {chosen}", figures
+    return FLAT, (f"{verdict.reason} on the {bars} unseen bars: nothing served beats cash, "
+                  "the sizer serves flat (size 0)"), figures
+
+
 def train_and_evaluate(data: SizingData | PortfolioData, s: SizerSettings, env: EnvConfig,
-                       seed: int, threshold: float = 0.0) -> SizerOutcome:
+                       seed: int, threshold: float = 0.0, min_psr: float = 0.9) -> SizerOutcome:
     """PPO on the first part, early stopping on the second, every policy on the third
-    (the single-symbol baselines, or the portfolio ones for a :class:`PortfolioData`);
-    ``threshold`` is the forecaster's own entry threshold (a return, fraction) for
-    ``sign_rule``.
+    (the single-symbol baselines and ``flat``, or the portfolio ones for a
+    :class:`PortfolioData`); ``threshold`` is the forecaster's own entry threshold (a return,
+    fraction) for ``sign_rule``. The policy chosen on validation (``sizer.serve``) is served
+    only when it beats cash on the third part at ``min_psr`` (:func:`cash_floor`), else
+    ``flat``.
 
     Raises:
         ValueError: a part with fewer than ``2 x episode_bars`` rows for training or fewer than
@@ -311,17 +449,19 @@ def train_and_evaluate(data: SizingData | PortfolioData, s: SizerSettings, env: 
         if isinstance(part, PortfolioData):
             return evaluate_portfolio_baselines(part, eval_cfg)
         return evaluate_baselines(part, eval_cfg, target_vol=s.target_vol,
-                                  kelly_fraction=s.kelly_fraction, threshold=threshold)
+                                  kelly_fraction=s.kelly_fraction,
+                                  threshold=threshold) | {FLAT: flat(part, eval_cfg)}
 
     val = {"ppo": evaluate_ppo(sizer, data, a, b)} | baselines(data.slice(a, b))
     test = {"ppo": evaluate_ppo(sizer, data, b)} | baselines(data.slice(b))
     timer["evaluate"] = time.perf_counter() - t0
-    serve = _best_on(val) if s.serve == "auto" else s.serve
+    chosen = _best_on(val) if s.serve == "auto" else s.serve
+    serve, reason, cash = cash_floor(chosen, test, min_psr, n - b)
     ts = data.timestamps
     bounds = {"train_start": str(ts[0]), "train_end": str(ts[a - 1]), "val_start": str(ts[a]),
               "val_end": str(ts[b - 1]), "test_start": str(ts[b]), "test_end": str(ts[-1])}
     return SizerOutcome(sizer, data, bounds, {"train": a, "val": b - a, "test": n - b}, val,
-                        test, val_curve, serve, timer)
+                        test, val_curve, serve, timer, reason, {"chosen": chosen, **cash})
 
 
 # ----------------------------------------------------------------------------------- MLflow
@@ -390,8 +530,8 @@ def log_outcome(outcome: SizerOutcome, s: SizerSettings, env: EnvConfig, *, symb
     mlflow.set_tags({"huracan.role": "sizer", "symbol": symbol, "timeframe": timeframe,
                      "model_type": "ppo_sizer", "forecaster_run_id": forecaster["run_id"],
                      "forecaster_version": str(forecaster.get("version")),
-                     "serve_policy": outcome.serve, **{f"sizer_{k}": v for k, v in
-                                                        outcome.bounds.items()}})
+                     "serve_policy": outcome.serve, "serve_reason": outcome.serve_reason[:5000],
+                     **{f"sizer_{k}": v for k, v in outcome.bounds.items()}})
     params = {f"env.{k}": v for k, v in env.as_dict().items()}
     params |= {f"ppo.{k}": v for k, v in outcome.sizer.ppo_config.as_dict().items()}
     params |= {"sizer.split": list(s.split), "sizer.eval_every": s.eval_every,
@@ -399,8 +539,17 @@ def log_outcome(outcome: SizerOutcome, s: SizerSettings, env: EnvConfig, *, symb
                "sizer.kelly_fraction": s.kelly_fraction, "sizer.funding": s.funding,
                "sizer.retrain_every": s.retrain_every, "data.path": mask_url(
                    str(forecaster.get("data_path", "")))}
+    bt = forecaster.get("backtest")
+    if bt is not None:  # the execution model the sizer traded on (serving replays on it)
+        params |= {f"backtest.{k}": v for k, v in asdict(bt).items()}
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
     mlflow.log_metrics(_flat("val", outcome.val) | _flat("test", outcome.test))
+    if outcome.cash:
+        mlflow.log_metrics({"cash_beaten": float(bool(outcome.cash.get("beats"))),
+                            "cash_psr": float(outcome.cash.get("psr", 0.0)),
+                            "cash_min_psr": float(outcome.cash.get("min_psr", 0.0))})
+        mlflow.log_dict({"serve": outcome.serve, "reason": outcome.serve_reason,
+                         **outcome.cash}, "sizer/cash_floor.json")
     mlflow.log_metrics({"train_bars": outcome.rows["train"], "val_bars": outcome.rows["val"],
                         "test_bars": outcome.rows["test"],
                         "train_seconds": outcome.seconds["train"],
@@ -434,17 +583,28 @@ def log_outcome(outcome: SizerOutcome, s: SizerSettings, env: EnvConfig, *, symb
 
 # ----------------------------------------------------------------------------------- registry
 def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
-                   s: SizerSettings, name: str, notifier: Any = None) -> dict[str, Any]:
+                   s: SizerSettings, name: str, notifier: Any = None,
+                   min_psr: float = 0.9) -> dict[str, Any]:
     """Log the pyfunc, register a version of ``name`` and put it through the sizer gate.
 
-    Gate: candidate = PPO's composite score on the unseen evaluation bars; it is rejected when
-    it is not finite, when the best baseline beats it on those bars, or when the production
-    sizer scores better by more than ``s.tolerance`` (relative) on the same bars
-    (:func:`huracan.registry.gate.decide`). Returns the decision (``event``, ``reason``,
-    ``version``).
+    Cash is the floor (:func:`huracan.evaluation.evidence.beats_cash` at ``min_psr`` on the
+    unseen evaluation bars):
+
+    - the run serves ``flat`` (nothing it would serve beats cash, :func:`cash_floor`): the
+      version is promoted so production serves flat (size 0) with that reason, unless the
+      production sizer's PPO still beats cash on the same bars (then it stays);
+    - otherwise the candidate is PPO's composite score on those bars; it is rejected when it is
+      not finite, when PPO does not beat cash there, when the best baseline beats it there, or
+      when the production sizer scores better by more than ``s.tolerance`` (relative) on the
+      same bars (:func:`huracan.registry.gate.decide`); a production sizer serving flat is no
+      champion to beat (cash is).
+
+    Returns:
+        the decision (``event``, ``reason``, ``version``, ``serve``).
     """
     import mlflow
 
+    from huracan.evaluation.evidence import beats_cash
     from huracan.registry import events
     from huracan.registry.gate import decide
     from huracan.registry.promotion import PRODUCTION, alias_version, register_version
@@ -460,31 +620,53 @@ def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
     version = register_version(client, name, info.model_uri, manifest)
     cand = float(outcome.test["ppo"].metrics.composite_score)
     baselines = {k: float(v.metrics.composite_score) for k, v in outcome.test.items()
-                 if k != "ppo"}
+                 if k not in ("ppo", FLAT)}
     best_base = max(baselines, key=lambda k: baselines[k])
     champ = alias_version(client, name, PRODUCTION)
     champ_score = None
+    champ_cash = None
+    bars = outcome.rows["test"]
     evidence: dict[str, Any] = {"eval_start": outcome.bounds["test_start"],
                                 "eval_end": outcome.bounds["test_end"],
-                                "eval_bars": outcome.rows["test"], "baselines": baselines,
-                                "serve_policy": outcome.serve}
+                                "eval_bars": bars, "baselines": baselines,
+                                "serve_policy": outcome.serve,
+                                "serve_reason": outcome.serve_reason, "cash": outcome.cash}
     if champ is not None and champ.run_id:
-        with tempfile.TemporaryDirectory() as tmp:
-            old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT, tmp))
-        b = outcome.rows["train"] + outcome.rows["val"]
-        try:
-            champ_score = float(evaluate_ppo(old, outcome.data, b).metrics.composite_score)
-        except ValueError as exc:  # it trained on these bars, or another observation layout
-            evidence["champion_not_scored"] = str(exc)
-    if not math.isfinite(cand):
-        promote, reason = False, f"PPO composite_score is not finite ({cand}): rejected"
-    elif baselines[best_base] > cand:
-        promote, reason = False, (
-            f"PPO composite_score {cand:.4f} < {best_base} {baselines[best_base]:.4f} on the "
-            f"same {outcome.rows['test']} unseen bars: rejected, the baselines stay")
+        champ_policy = client.get_run(champ.run_id).data.tags.get("serve_policy", "ppo")
+        evidence["champion_serve_policy"] = champ_policy
+        if champ_policy != FLAT:
+            with tempfile.TemporaryDirectory() as tmp:
+                old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT, tmp))
+            b = outcome.rows["train"] + outcome.rows["val"]
+            try:
+                res = evaluate_ppo(old, outcome.data, b)
+                champ_score = float(res.metrics.composite_score)
+                champ_cash = beats_cash(res.returns["strategy_return"].to_numpy(np.float64),
+                                        int(res.metrics.n_trades), min_psr,
+                                        what=f"production v{champ.version}")
+            except ValueError as exc:  # it trained on these bars, or another observation layout
+                evidence["champion_not_scored"] = str(exc)
+    if outcome.serve == FLAT:
+        if champ is not None and champ_cash is not None and champ_cash.beats:
+            promote, reason = False, (f"{outcome.serve_reason}; but {champ_cash.reason}: "
+                                      f"production v{champ.version} stays")
+        else:
+            promote, reason = True, outcome.serve_reason
     else:
-        d = decide(cand, champ_score, s.tolerance, "composite_score")
-        promote, reason = d.promote, d.reason
+        ppo_cash = beats_cash(outcome.test["ppo"].returns["strategy_return"].to_numpy(np.float64),
+                              int(outcome.test["ppo"].metrics.n_trades), min_psr, what="PPO")
+        evidence["ppo_cash"] = ppo_cash.reason
+        if not math.isfinite(cand):
+            promote, reason = False, f"PPO composite_score is not finite ({cand}): rejected"
+        elif not ppo_cash.beats:
+            promote, reason = False, f"{ppo_cash.reason} on the {bars} unseen bars: rejected"
+        elif baselines[best_base] > cand:
+            promote, reason = False, (
+                f"PPO composite_score {cand:.4f} < {best_base} {baselines[best_base]:.4f} on the "
+                f"same {bars} unseen bars: rejected, the baselines stay")
+        else:
+            d = decide(cand, champ_score, s.tolerance, "composite_score")
+            promote, reason = d.promote, d.reason
     event = "promoted" if promote else "rejected"
     if promote:
         client.set_registered_model_alias(name, PRODUCTION, version.version)
@@ -492,18 +674,21 @@ def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
                                      repr(cand))
     client.set_model_version_tag(name, version.version, "huracan.gate", event)
     client.set_model_version_tag(name, version.version, "huracan.gate_reason", reason)
+    client.set_model_version_tag(name, version.version, "huracan.serve_policy", outcome.serve)
     events.record(engine, event=event, model_name=name, candidate_version=version.version,
                   champion_version=None if champ is None else champ.version,
                   candidate_score=cand, champion_score=champ_score, tolerance=s.tolerance,
                   metric="composite_score", reason=reason, run_id=run_id,
-                  eval_bars=outcome.rows["test"], evidence=evidence)
-    if not promote and notifier is not None:
+                  eval_bars=bars, evidence=evidence)
+    if notifier is not None and (not promote or outcome.serve == FLAT):
         from huracan.alerts import Alert
 
-        notifier.notify(Alert(f"{name}: candidate v{version.version} {event}", "warning",
+        notifier.notify(Alert(f"{name}: candidate v{version.version} {event}"
+                              + (" (serving flat)" if promote else ""), "warning",
                               {"reason": reason}))
     print(f"registry: {name} v{version.version} {event.upper()}: {reason}", flush=True)
-    return {"event": event, "reason": reason, "version": str(version.version)}
+    return {"event": event, "reason": reason, "version": str(version.version),
+            "serve": outcome.serve}
 
 
 # ----------------------------------------------------------------------------------- job
@@ -512,8 +697,9 @@ def forecaster_run(client: Any, symbol: str, timeframe: str, s: SizerSettings) -
     ``sizer.forecaster`` (an alias of ``huracan-<SYMBOL>-<tf>``).
 
     Raises:
-        SizerError: neither exists.
+        SizerError: neither exists, or the alias holds the cash policy.
     """
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import alias_version, registered_model_name
 
     if s.forecaster_run:
@@ -523,6 +709,9 @@ def forecaster_run(client: Any, symbol: str, timeframe: str, s: SizerSettings) -
         mv = alias_version(client, name, s.forecaster)
     except Exception:
         mv = None
+    if is_cash(mv):
+        raise SizerError(f"{s.forecaster} of {name} is cash (position 0): no forecaster to size "
+                         f"({cash_reason(mv)}); pass sizer.forecaster_run=RUN_ID to size a run")
     if mv is None or not mv.run_id:
         raise SizerError(
             f"no {s.forecaster} version of {name}: train a walk-forward forecaster first "
@@ -549,9 +738,10 @@ def load_oos(client: Any, run_id: str) -> pd.DataFrame:
 
 def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
                  cfg: dict[str, Any]) -> tuple[dict[str, Any], float, pd.DataFrame, SizingData]:
-    """One symbol's forecaster run (with its backtest ``threshold``), its backtest fee, its
-    candles and its :class:`SizingData`
-    (OOS forecasts, intrabar extremes, funding). The run is ``sizer.forecaster_runs[symbol]``
+    """One symbol's forecaster run (with its backtest ``threshold`` and settings), its backtest
+    fee, its candles and its :class:`SizingData` (OOS forecasts, intrabar extremes, and the
+    execution model's bars: :func:`sizer_bars` with the run's ``backtest`` settings and the
+    perpetual's funding of ``sizer.funding``). The run is ``sizer.forecaster_runs[symbol]``
     (several symbols: the run id at the symbol's place in ``sizer.symbols``),
     ``sizer.forecaster_run`` (one symbol) or the holder of the ``sizer.forecaster`` alias.
 
@@ -559,6 +749,7 @@ def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
         SizerError: no forecaster, a forecaster of another symbol/timeframe, no OOS frame.
     """
     from huracan import stages
+    from huracan.data.ohlcv import timeframe_to_timedelta
     from huracan.pipeline import run_settings
 
     pinned = s.forecaster_run
@@ -571,13 +762,25 @@ def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
                          f"{fsettings.data.timeframe}, not {symbol} {timeframe}")
     fc["data_path"] = fsettings.data.path
     fc["threshold"] = float(fsettings.backtest.threshold)
+    fc["backtest"] = fsettings.backtest
     oos = load_oos(client, fc["run_id"])
     candles = stages.load_validated(fsettings.data, log_quality=False)
-    ts = pd.DatetimeIndex(oos["timestamp"])
-    funding = load_funding(s.funding, symbol, ts.min(), ts.max(), cfg.get("db", {}).get("url"))
-    data = SizingData.from_frame(sizing_frame(oos, candles, timeframe, funding))
-    log.info("sizer: %s: %d OOS bars from run %s, funding %s", symbol, len(data), fc["run_id"],
-             "on" if funding is not None else "off")
+    rows = oos_rows(oos)
+    bar = timeframe_to_timedelta(timeframe)
+    funding = load_funding(s.funding, symbol, rows.min(), rows.max() + 2 * bar,
+                           cfg.get("db", {}).get("url"))
+    fine = None
+    if fsettings.backtest.fill == "delay":
+        inputs = stages.execution_inputs(fsettings.backtest, fsettings.data, candles,
+                                         cfg.get("db", {}).get("url"))
+        fine = inputs.fine
+    # the sizer trades the perpetual whose funding it charges (no borrow on its shorts)
+    bars = sizer_bars(rows, candles, timeframe, fsettings.backtest, funding=funding,
+                      perpetual=stages.is_perpetual(symbol) or funding is not None, fine=fine)
+    data = SizingData.from_frame(sizing_frame(oos, candles, timeframe, bars), bars=bars)
+    log.info("sizer: %s: %d OOS bars from run %s, fill %s, median cost %.2f bps per unit "
+             "turnover, funding %s", symbol, len(data), fc["run_id"], bars.fill,
+             bars.describe()["cost_bps_median"], "on" if funding is not None else "off")
     return fc, float(fsettings.backtest.fee), candles, data
 
 
@@ -615,7 +818,9 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     prep = time.perf_counter() - t0
     log.info("sizer: %d OOS bars of %s %s (%s .. %s)", len(data), symbol, timeframe,
              data.timestamps.min(), data.timestamps.max())
-    outcome = train_and_evaluate(data, s, env, seed, threshold=float(fc.get("threshold", 0.0)))
+    min_psr = float((cfg.get("registry") or {}).get("min_psr", 0.9))
+    outcome = train_and_evaluate(data, s, env, seed, threshold=float(fc.get("threshold", 0.0)),
+                                 min_psr=min_psr)
     outcome.seconds["data"] = prep
     close = (None if s.symbols else
              candles.set_index(pd.DatetimeIndex(candles["timestamp"]))["close"])
@@ -634,7 +839,7 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
                 migrate.upgrade(engine)
                 decision = register_sizer(client, engine, run_id, outcome, s, name,
                                           instantiate(dict(cfg["alerts"]))
-                                          if cfg.get("alerts") else None)
+                                          if cfg.get("alerts") else None, min_psr=min_psr)
             finally:
                 engine.dispose()
     table = comparison_table(outcome.test)
@@ -647,8 +852,9 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     print(f"\nsizing on the unseen part: {outcome.rows['test']} bars {outcome.bounds['test_start']}"
           f" .. {outcome.bounds['test_end']} (PPO trained on {outcome.rows['train']} bars in "
           f"{outcome.seconds['train']:.1f} s, early-stopped on {outcome.rows['val']}); served "
-          f"policy (best on validation): {outcome.serve}")
+          f"policy: {outcome.serve} ({outcome.serve_reason})")
     print(table[cols].to_string(float_format=lambda x: f"{x:.3f}"), flush=True)
     return {"run_id": run_id, "registered_model": name, "decision": decision,
-            "serve": outcome.serve, "rows": outcome.rows, "seconds": outcome.seconds,
+            "serve": outcome.serve, "serve_reason": outcome.serve_reason, "rows": outcome.rows,
+            "seconds": outcome.seconds,
             "test": {k: v.summary() for k, v in outcome.test.items()}}

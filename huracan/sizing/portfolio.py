@@ -1,20 +1,26 @@
 """Several symbols at once: the PPO sizer allocates weights across them ("asset allocation
 weights"), per-symbol sizes summing to at most 1, one leverage for the account.
 
-:class:`PortfolioEnv` is :class:`~huracan.sizing.env.SizingEnv`'s rules (timing, fees, funding,
-liquidation, reward; see :mod:`huracan.sizing.env`) on ``k`` symbols sharing one cross-margin
-account, on the bars all of them have (:class:`PortfolioData` aligns them by inner join):
+:class:`PortfolioEnv` is :class:`~huracan.sizing.env.SizingEnv`'s rules (the execution model's
+fills and costs, funding legs, liquidation, reward; see :mod:`huracan.sizing.env`) on ``k``
+symbols sharing one cross-margin account, on the bars all of them have (:class:`PortfolioData`
+aligns them by inner join):
 
 - action ``(w_1 .. w_k, leverage)``: raw weights clipped to ``[0, 1]`` and scaled down to sum to 1
   when their sum exceeds 1 (:func:`allocation_weights`; the rest stays in cash), leverage clipped
   to ``[1, max_leverage]``;
 - positions ``p_i = sign(forecast_i) x w_i x leverage`` (units of equity), so the gross exposure
   ``sum |p_i| <= leverage``;
-- ``g_t = sum_i p_i r_i - fee x sum_i |p_i - p_i'| - sum_i p_i funding_i``;
-- margin liquidation on the account: ``1 + sum_i p_i w_i - costs <= m sum_i |p_i| (1 + w_i)`` at the
-  close (``w_i = r_i``) and, with intrabar extremes, with every symbol at its adverse extreme at
-  once (conservative: the extremes of different symbols need not coincide);
-- the drawdown stop closes every position (exit fee on the gross exposure); the reward is the
+- ``g_t = sum_i bar_return(p_i', p_i, *bars_i[t])``
+  (:func:`huracan.evaluation.execution.bar_return` on each symbol's
+  :class:`~huracan.evaluation.execution.MarketBars`; the cross terms ``p_i' gap_i x p_j hold_j``,
+  ``i != j``, second order in the close-to-fill gap, are left out), so the account's return is
+  the sum of what :func:`~huracan.evaluation.execution.execute` gives each symbol's positions;
+- margin liquidation on the account: ``1 + sum_i bar_return_i(h_i) <= m sum_i |p_i| (1 + h_i)``
+  at the close (``h_i`` the hold leg) and, with intrabar extremes, with every symbol at its
+  adverse extreme at once (conservative: the extremes of different symbols need not coincide);
+- the drawdown stop closes every position (exit through the shared cost function,
+  :func:`~huracan.evaluation.execution.trade_cost` of each ``|p_i|``); the reward is the
   single-symbol one on the account's equity.
 
 Observation: each symbol's bar block (``<symbol>:forecast_z``, ``<symbol>:confidence``,
@@ -38,16 +44,24 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
+from huracan.evaluation.execution import BAR_ARRAYS, bar_components, bar_return, trade_cost
 from huracan.evaluation.metrics import compute_metrics
 from huracan.evaluation.statistics import probabilistic_sharpe_ratio
-from huracan.sizing.baselines import SizingResult, check_rows, trade_returns
+from huracan.sizing.baselines import (
+    SizingResult,
+    check_rows,
+    frame_trades,
+    previous_positions,
+)
 from huracan.sizing.env import (
     EnvConfig,
     SizingData,
     SizingEnv,
+    adverse_hold,
     forecast_volatility,
     observation_features,
     position_sign,
+    sizing_bars,
 )
 
 
@@ -97,14 +111,8 @@ class PortfolioData:
         assert common is not None
         if len(common) == 0:
             raise ValueError(f"the symbols {list(data)} share no bar")
-        parts = []
-        for part in data.values():
-            keep = np.flatnonzero(part.timestamps.isin(common))
-            cut: dict[str, Any] = {}
-            for name in SizingData.__dataclass_fields__:
-                value = getattr(part, name)
-                cut[name] = None if value is None else value[keep]
-            parts.append(SizingData(**cut))
+        parts = [part.take(np.flatnonzero(part.timestamps.isin(common)))
+                 for part in data.values()]
         return cls(tuple(data), tuple(parts))
 
     def __len__(self) -> int:
@@ -133,8 +141,9 @@ class PortfolioEnv(SizingEnv):
             :attr:`observation_names`.
 
     ``info`` of a step holds ``row``, ``weights`` ``(k,)``, ``leverage``, ``positions`` ``(k,)``,
-    ``gross_exposure``, ``turnover``, ``fee_cost``, ``funding_cost``, ``return``, ``equity``,
-    ``drawdown``, ``max_drawdown``, ``streak``, ``day_bonus``, ``liquidated``.
+    ``gross_exposure``, ``turnover``, ``cost``, ``funding_cost``, ``borrow_cost`` (summed over
+    the symbols), ``return``, ``equity``, ``drawdown``, ``max_drawdown``, ``streak``,
+    ``day_bonus``, ``liquidated``.
 
     Raises:
         ValueError: (at ``step``) an action that is not ``k + 1`` finite numbers, stepping a
@@ -166,9 +175,10 @@ class PortfolioEnv(SizingEnv):
             np.array([1.0] * k + [cfg.max_leverage], dtype=np.float32), dtype=np.float32)
         self._sign_m = np.column_stack([position_sign(p.forecast, cfg.long_only)
                                         for p in data.parts])
-        self._ret_m = np.column_stack([p.next_return for p in data.parts])
-        self._funding_m = np.column_stack([p.funding if p.funding is not None
-                                           else np.zeros(self.n) for p in data.parts])
+        self.part_bars = tuple(sizing_bars(p, cfg.fee) for p in data.parts)
+        # one (n, k) matrix per execution array, in bar_return's order
+        self._bars_m = tuple(np.column_stack([getattr(b, name) for b in self.part_bars])
+                             for name in BAR_ARRAYS)
         self._has_extremes = all(p.low_return is not None for p in data.parts)
         if self._has_extremes:
             self._low_m = np.column_stack([np.asarray(p.low_return) for p in data.parts])
@@ -200,30 +210,37 @@ class PortfolioEnv(SizingEnv):
         lev = min(max(float(a[-1]), 1.0), cfg.max_leverage)
         t = self._t
         p = self._sign_m[t] * w * lev
-        r = self._ret_m[t]
+        prev = self._pos_v
+        gap, hold, cost_lin, impact, f_gap, f_hold, borrow = (m[t] for m in self._bars_m)
+        parts = bar_components(prev, p, gap, hold, cost_lin, impact, f_gap, f_hold, borrow)
+        cost, funding_cost, borrow_cost = (float(x.sum()) for x in parts[1:])
+        g = float(parts[0].sum()) - cost - funding_cost - borrow_cost
         gross = float(np.abs(p).sum())
-        turnover = float(np.abs(p - self._pos_v).sum())
-        fee_cost = cfg.fee * turnover
-        funding_cost = float(p @ self._funding_m[t])
-        costs = fee_cost + funding_cost
-        g = float(p @ r) - costs
+        turnover = float(np.abs(p - prev).sum())
         liquidated: str | None = None
+        exit_cost = 0.0
         if gross != 0.0:
             m = cfg.maintenance_margin
-            hit = 1.0 + g <= m * float(np.abs(p) @ (1.0 + r))
+            hit = 1.0 + g <= m * float(np.abs(p) @ (1.0 + hold))
             if self._has_extremes and not hit:
-                adv = np.where(p > 0, self._low_m[t], self._high_m[t])
-                hit = 1.0 + float(p @ adv) - costs <= m * float(np.abs(p) @ (1.0 + adv))
+                h = adverse_hold(gap, np.where(p > 0, self._low_m[t], self._high_m[t]))
+                g_w = float(bar_return(prev, p, gap, h, cost_lin, impact, f_gap, f_hold,
+                                       borrow).sum())
+                hit = 1.0 + g_w <= m * float(np.abs(p) @ (1.0 + h))
             if hit:
                 liquidated, g = "margin", -1.0
-        g, equity, dd, mdd, bonus, reward, liquidated = self._settle(t, g, gross, liquidated)
+            elif cfg.drawdown_limit is not None:
+                exit_cost = float(trade_cost(np.abs(p), cost_lin, impact).sum())
+        g, equity, dd, mdd, bonus, reward, liquidated = self._settle(t, g, gross != 0.0,
+                                                                     exit_cost, liquidated)
         self._pos_v = np.zeros(self.k) if liquidated is not None else p
         self._lev = lev
         terminated = liquidated is not None
         truncated = not terminated and self._t >= self._stop
         info = {"row": t, "weights": w, "leverage": lev, "positions": p,
-                "gross_exposure": gross, "turnover": turnover, "fee_cost": fee_cost,
-                "funding_cost": funding_cost, "return": g, "equity": equity, "drawdown": dd,
+                "gross_exposure": gross, "turnover": turnover, "cost": cost,
+                "funding_cost": funding_cost, "borrow_cost": borrow_cost, "return": g,
+                "equity": equity, "drawdown": dd,
                 "max_drawdown": mdd, "streak": self._streak, "day_bonus": bonus,
                 "liquidated": liquidated}
         return self._observation(), float(reward), terminated, truncated, info
@@ -236,8 +253,9 @@ def run_portfolio_episode(env: gym.Env[Any, Any], act: Callable[[np.ndarray], np
 
     Returns:
         one row per bar: ``timestamp``, ``weight:<sym>`` and ``position:<sym>`` per symbol,
-        ``leverage``, ``gross_exposure``, ``turnover``, ``fee_cost``, ``funding_cost``,
-        ``strategy_return`` (fraction), ``equity``, ``drawdown``, ``liquidated``, ``reward``.
+        ``leverage``, ``gross_exposure``, ``turnover``, ``cost``, ``funding_cost``,
+        ``borrow_cost``, ``strategy_return`` (fraction), ``equity``, ``drawdown``,
+        ``liquidated``, ``reward``.
 
     Raises:
         ValueError: ``env`` does not wrap a :class:`PortfolioEnv`.
@@ -255,7 +273,8 @@ def run_portfolio_episode(env: gym.Env[Any, Any], act: Callable[[np.ndarray], np
         rows.append({"row": step["row"], "weights": step["weights"],
                      "positions": step["positions"], "leverage": step["leverage"],
                      "gross_exposure": step["gross_exposure"], "turnover": step["turnover"],
-                     "fee_cost": step["fee_cost"], "funding_cost": step["funding_cost"],
+                     "cost": step["cost"], "funding_cost": step["funding_cost"],
+                     "borrow_cost": step["borrow_cost"],
                      "strategy_return": step["return"], "equity": step["equity"],
                      "drawdown": step["drawdown"], "liquidated": step["liquidated"] or "",
                      "reward": reward})
@@ -263,8 +282,9 @@ def run_portfolio_episode(env: gym.Env[Any, Any], act: Callable[[np.ndarray], np
     zeros = np.zeros(base.k)
     for t in range(last["row"] + 1, stop):
         rows.append({"row": t, "weights": zeros, "positions": zeros, "leverage": 0.0,
-                     "gross_exposure": 0.0, "turnover": 0.0, "fee_cost": 0.0,
-                     "funding_cost": 0.0, "strategy_return": 0.0, "equity": last["equity"],
+                     "gross_exposure": 0.0, "turnover": 0.0, "cost": 0.0,
+                     "funding_cost": 0.0, "borrow_cost": 0.0, "strategy_return": 0.0,
+                     "equity": last["equity"],
                      "drawdown": last["drawdown"], "liquidated": "", "reward": 0.0})
     data: PortfolioData = base.data  # type: ignore[assignment]
     idx = np.array([r["row"] for r in rows], dtype=np.int64)
@@ -274,7 +294,7 @@ def run_portfolio_episode(env: gym.Env[Any, Any], act: Callable[[np.ndarray], np
     for i, sym in enumerate(data.symbols):
         frame[f"weight:{sym}"] = weights[:, i]
         frame[f"position:{sym}"] = positions[:, i]
-    for c in ("leverage", "gross_exposure", "turnover", "fee_cost", "funding_cost",
+    for c in ("leverage", "gross_exposure", "turnover", "cost", "funding_cost", "borrow_cost",
               "strategy_return", "equity", "drawdown", "liquidated", "reward"):
         frame[c] = [r[c] for r in rows]
     return frame
@@ -284,7 +304,8 @@ def portfolio_result(name: str, frame: pd.DataFrame, data: PortfolioData,
                      cfg: EnvConfig) -> SizingResult:
     """Metrics of a :func:`run_portfolio_episode` frame: Sharpe, drawdown... of the account's
     ``strategy_return``; trades are every symbol's runs on one side
-    (:func:`~huracan.sizing.baselines.trade_returns` per symbol, fees split by turnover share);
+    (:func:`~huracan.sizing.baselines.frame_trades` per symbol on its own bars: its own return
+    stream, a flip's cost split by turnover);
     accuracy over every symbol-bar. ``returns`` gains ``position`` (the gross exposure) and
     ``size`` (the summed weights), so :meth:`SizingResult.summary` reads as for one symbol.
 
@@ -294,14 +315,16 @@ def portfolio_result(name: str, frame: pd.DataFrame, data: PortfolioData,
     check_rows(frame, data.timestamps)
     g = frame["strategy_return"].to_numpy(np.float64)
     trades = []
+    liquidated = frame["liquidated"].to_numpy(dtype=object)
     for sym, part in zip(data.symbols, data.parts, strict=True):
         p = frame[f"position:{sym}"].to_numpy(np.float64)
-        prev = np.concatenate([[0.0], p[:-1]])
-        fee_i = cfg.fee * np.abs(p - prev)
-        # the symbol's own return stream: its PnL less its own fees and funding
-        g_i = p * part.next_return - fee_i - p * (part.funding if part.funding is not None
-                                                  else 0.0)
-        trades.append(trade_returns(p, g_i, fee_i, cfg.fee))
+        bars = sizing_bars(part, cfg.fee)
+        # the symbol's own return stream: the execution model on its bars
+        gross, cost, funding, borrow = bar_components(previous_positions(p, liquidated), p,
+                                                      *bars.arrays())
+        g_i = gross - cost - funding - borrow
+        trades.append(frame_trades(data.timestamps, p, g_i, bars, liquidated)["return"]
+                      .to_numpy(np.float64))
     forecast = np.concatenate([p.forecast for p in data.parts])
     label = np.concatenate([p.label if p.label is not None else p.next_return
                             for p in data.parts])

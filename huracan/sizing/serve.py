@@ -4,12 +4,16 @@
    its data (features rebuilt through the same stages, the latest bar included although its label
    is not known yet).
 2. The policy: the production sizer of ``huracan-sizer-<SYMBOL>-<tf>`` serves the policy its run
-   chose on validation (tag ``serve_policy``: PPO or a baseline); without a production sizer, the
-   best baseline on the validation part of the latest sizer run; without any sizer run, ``fixed``
-   (size 1, leverage 1). ``policy=`` overrides.
-3. The policy is played over those bars from a flat start (the environment's rules: fees,
-   funding, liquidation; the agent's own recent PnL and drawdown are part of the PPO
-   observation), and the action of the last bar is the suggestion.
+   chose (tag ``serve_policy``: PPO, a baseline, or ``flat`` when nothing beat cash on its
+   unseen bars: size 0, with the run's ``serve_reason``); without a production sizer, ``flat``
+   when the latest sizer run says so, else the best baseline on the validation part of the
+   latest sizer run; without any sizer run, ``fixed`` (size 1, leverage 1). ``policy=``
+   overrides. A production forecaster or sizer that is the ``cash`` policy
+   (:mod:`huracan.registry.cash`) answers size 0, position 0, and why.
+3. The policy is played over those bars from a flat start (the environment's rules on the
+   execution model's bars of the sizer run's ``backtest`` settings: fills, costs, funding legs,
+   liquidation; the agent's own recent PnL and drawdown are part of the PPO observation), and
+   the action of the last bar is the suggestion.
 
 The replay itself (:class:`ReplayPolicy`, :func:`sizing_inputs`, :func:`replay`) takes
 already-computed per-bar forecasts, so the served forecaster
@@ -28,9 +32,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.evidence import CASH
+from huracan.evaluation.execution import MarketBars
+from huracan.sizing.baselines import FLAT
 from huracan.sizing.env import EnvConfig, SizingData
 
 BASELINE_POLICIES = ("fixed", "sign_rule", "volatility_target", "kelly")
+#: every policy a sizer can serve: PPO, the baselines, and flat (cash: size 0)
+SERVABLE = ("ppo", *BASELINE_POLICIES, FLAT)
 
 
 @dataclass
@@ -67,18 +77,23 @@ class SizeSuggestion:
 
 
 def _sizer_choice(client: Any, name: str, policy: str | None) -> dict[str, Any]:
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version
 
     try:
         prod = alias_version(client, name, PRODUCTION)
     except Exception:
         prod = None
-    if prod is not None and prod.run_id:
+    if is_cash(prod) and policy is None:
+        return {"run": None, "version": str(prod.version), "policy": CASH,
+                "reason": f"production sizer v{prod.version} is cash: {cash_reason(prod)}"}
+    if prod is not None and prod.run_id and not is_cash(prod):
         run = client.get_run(prod.run_id)
         chosen = policy or run.data.tags.get("serve_policy", "ppo")
+        why = run.data.tags.get("serve_reason") or "best on its validation part"
         return {"run": run, "version": str(prod.version), "policy": chosen,
                 "reason": "forced by --policy" if policy else
-                f"production sizer v{prod.version}: best on its validation part"}
+                f"production sizer v{prod.version}: {why}"}
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except Exception:
@@ -86,6 +101,10 @@ def _sizer_choice(client: Any, name: str, policy: str | None) -> dict[str, Any]:
     if versions:
         latest = max(versions, key=lambda v: int(v.version))
         run = client.get_run(latest.run_id)
+        if policy is None and run.data.tags.get("serve_policy") == FLAT:
+            return {"run": run, "version": None, "policy": FLAT,
+                    "reason": f"no production sizer; the latest sizer run (v{latest.version}): "
+                              f"{run.data.tags.get('serve_reason', 'nothing beats cash')}"}
         m = run.data.metrics
         scores = {p: m.get(f"val_{p}_composite_score", -math.inf) for p in BASELINE_POLICIES}
         best = max(scores, key=lambda p: scores[p])
@@ -109,10 +128,12 @@ class ReplayPolicy:
     """A sizing policy ready to be replayed over bars.
 
     Attributes:
-        name: ``ppo`` or one of :data:`BASELINE_POLICIES`.
+        name: ``ppo``, one of :data:`BASELINE_POLICIES` or ``flat`` (size 0 on every bar).
         timeframe: bar size (``1h``), for the baselines' annualisation.
-        fee: the forecaster's backtest fee per unit of turnover (fraction), for the baselines
-            (PPO uses its own training environment's fee).
+        fee: the forecaster's backtest fee per unit of turnover (fraction): the only cost when
+            there is no ``backtest`` (close-fill bars).
+        backtest: the execution model's settings the sizer run traded on (its ``backtest.*``
+            params), or None (a run logged before them: close fill, ``fee`` only).
         threshold: the forecaster's rule threshold (forward return, fraction), for ``sign_rule``.
         params: the sizer run's logged params (strings: ``sizer.target_vol``,
             ``sizer.kelly_fraction``, ``sizer.funding``, ``env.max_leverage``,
@@ -126,11 +147,11 @@ class ReplayPolicy:
     threshold: float = 0.0
     params: dict[str, str] = field(default_factory=dict)
     sizer: Any = None
+    backtest: BacktestConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in ("ppo", *BASELINE_POLICIES):
-            raise ValueError(f"unknown policy {self.name!r}; expected ppo or one of "
-                             f"{BASELINE_POLICIES}")
+        if self.name not in SERVABLE:
+            raise ValueError(f"unknown policy {self.name!r}; expected one of {SERVABLE}")
         if self.name == "ppo" and self.sizer is None:
             raise ValueError("policy ppo needs the loaded PPO sizer")
 
@@ -156,6 +177,22 @@ class ReplayPolicy:
                           maintenance_margin=float(env_keys.get("maintenance_margin", 0.005)))
         return replace(cfg, random_start=False, episode_bars=None)
 
+    def market(self, timestamps: pd.DatetimeIndex, candles: pd.DataFrame, *,
+               funding: pd.DataFrame | None = None) -> MarketBars | None:
+        """The execution model's bars the policy is replayed on
+        (:func:`huracan.sizing.job.sizer_bars` with :attr:`backtest`; a bar whose next bar is
+        not known yet earns 0; ``fill=delay`` replays at the next open, no finer series being
+        at hand), or None without :attr:`backtest` (close fill, :attr:`fee` only)."""
+        if self.backtest is None:
+            return None
+        from huracan.sizing.job import sizer_bars
+
+        cfg = self.backtest
+        if cfg.fill == "delay":
+            cfg = replace(cfg, fill="next_open")
+        return sizer_bars(timestamps, candles, self.timeframe, cfg, funding=funding,
+                          perpetual=funding is not None, unknown_flat=True)
+
 
 def load_policy(client: Any, run: Any, name: str, *, fee: float, threshold: float,
                 timeframe: str) -> ReplayPolicy:
@@ -176,13 +213,19 @@ def load_policy(client: Any, run: Any, name: str, *, fee: float, threshold: floa
         with tempfile.TemporaryDirectory() as tmp:
             sizer = load_sizer(client.download_artifacts(run.info.run_id, POLICY_ARTIFACT, tmp))
     params = dict(run.data.params) if run is not None else {}
+    backtest = None
+    if "backtest.fee" in params:
+        from huracan.evaluation.execution import backtest_config_from_params
+
+        backtest = backtest_config_from_params(params)
     return ReplayPolicy(name=name, timeframe=timeframe, fee=float(fee),
-                        threshold=float(threshold), params=params, sizer=sizer)
+                        threshold=float(threshold), params=params, sizer=sizer,
+                        backtest=backtest)
 
 
 def sizing_inputs(timestamps: pd.DatetimeIndex, forecast: np.ndarray, next_return: np.ndarray,
                   candles: pd.DataFrame, timeframe: str, *, regimes: Any = None,
-                  funding: np.ndarray | None = None) -> SizingData:
+                  bars: MarketBars | None = None) -> SizingData:
     """The :class:`SizingData` a policy is replayed over, from per-bar forecasts.
 
     Args:
@@ -195,8 +238,9 @@ def sizing_inputs(timestamps: pd.DatetimeIndex, forecast: np.ndarray, next_retur
         timeframe: bar size.
         regimes: regime labels per bar (``low``/``normal``/``high``/``extreme``; others ->
             ``unknown``) for a policy observing them, else None.
-        funding: funding rate charged on each bar's position (fraction of notional,
-            :func:`huracan.sizing.env.funding_per_bar`), or None (no funding).
+        bars: the execution model's bars of the rows (:meth:`ReplayPolicy.market`: fills,
+            costs, funding legs); their close-to-close return replaces ``next_return``. None:
+            close fill with the policy's fee only.
 
     Raises:
         ValueError: misaligned lengths or a :class:`SizingData` check failing.
@@ -205,11 +249,13 @@ def sizing_inputs(timestamps: pd.DatetimeIndex, forecast: np.ndarray, next_retur
 
     ts = pd.DatetimeIndex(timestamps)
     nxt = np.nan_to_num(np.asarray(next_return, dtype=np.float64))
+    if bars is not None:
+        nxt = bars.next_return
     low, high = intrabar_returns(ts, candles, timeframe, nxt)
     onehot = None if regimes is None else regime_onehot(np.asarray(regimes, dtype=object))
     return SizingData(timestamps=ts, forecast=np.nan_to_num(np.asarray(forecast, np.float64)),
                       next_return=nxt, regime=None if onehot is None else onehot.to_numpy(),
-                      funding=funding, low_return=low, high_return=high)
+                      low_return=low, high_return=high, bars=bars)
 
 
 def replay(policy: ReplayPolicy, data: SizingData, *,
@@ -262,7 +308,9 @@ def _baseline(policy: ReplayPolicy, data: SizingData, cfg: EnvConfig) -> pd.Data
 
     target_vol = float(policy.params.get("sizer.target_vol", 0.5))
     kelly_fraction = float(policy.params.get("sizer.kelly_fraction", 0.5))
-    if policy.name == "fixed":
+    if policy.name == FLAT:
+        result = bl.flat(data, cfg)
+    elif policy.name == "fixed":
         result = bl.fixed_fraction(data, cfg)
     elif policy.name == "sign_rule":
         result = bl.sign_rule(data, cfg, policy.threshold)
@@ -292,11 +340,12 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
     from huracan import stages
     from huracan.pipeline import load_run_model, rebuild_features, run_settings
     from huracan.regime.live import load_detector
+    from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version, registered_model_name
     from huracan.sizing.job import load_funding, registered_sizer_name
 
-    if policy is not None and policy not in ("ppo", *BASELINE_POLICIES):
-        raise ValueError(f"unknown policy {policy!r}; expected ppo or one of {BASELINE_POLICIES}")
+    if policy is not None and policy not in SERVABLE:
+        raise ValueError(f"unknown policy {policy!r}; expected one of {SERVABLE}")
     fname = registered_model_name(symbol, timeframe)
     try:
         fv = alias_version(client, fname, PRODUCTION)
@@ -304,13 +353,21 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         fv = None
     if fv is None or not fv.run_id:
         raise LookupError(f"{fname} has no production forecaster to size")
+    if is_cash(fv):  # nothing beats cash: flat, and why
+        return SizeSuggestion(
+            symbol=symbol, timeframe=timeframe, last_bar="-", forecast=0.0, size=0.0,
+            leverage=0.0, position=0.0, policy=CASH, forecaster_version=str(fv.version),
+            sizer_version=None, sizer_run_id=None,
+            reason=f"production forecaster is cash: {cash_reason(fv)}", bars_played=0,
+            liquidated_in_window="")
     settings = run_settings(client, fv.run_id)
     choice = _sizer_choice(client, registered_sizer_name(symbol, timeframe), policy)
     run = choice["run"]
     with tempfile.TemporaryDirectory() as tmp:
         estimator, scaler = load_run_model(client, fv.run_id, Path(tmp))
-    pol = load_policy(client, run, choice["policy"], fee=settings.backtest.fee,
-                      threshold=settings.backtest.threshold, timeframe=timeframe)
+    pol = None if choice["policy"] == CASH else load_policy(
+        client, run, choice["policy"], fee=settings.backtest.fee,
+        threshold=settings.backtest.threshold, timeframe=timeframe)
     fs, candles = rebuild_features(settings, data, keep_unlabelled=True)
     frame = fs.frame.iloc[-int(bars):]
     if len(frame) < 50:
@@ -320,6 +377,12 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
     X = scaler.transform(frame[names].to_numpy(np.float64)).astype(np.float32)
     forecast = np.asarray(estimator.predict(X, starts=starts), dtype=np.float64)
     ts = pd.DatetimeIndex(frame.index)
+    if pol is None:  # the production sizer is cash: size 0
+        return SizeSuggestion(
+            symbol=symbol, timeframe=timeframe, last_bar=str(ts[-1]), forecast=float(forecast[-1]),
+            size=0.0, leverage=0.0, position=0.0, policy=CASH,
+            forecaster_version=str(fv.version), sizer_version=choice["version"],
+            sizer_run_id=None, reason=choice["reason"], bars_played=0, liquidated_in_window="")
     labels = None
     if pol.needs_regime:
         from huracan.regime.detection import HMMRegime, realized_volatility_24h, regime_features
@@ -334,16 +397,14 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         else:
             labels = det.classify(realized_volatility_24h(close, timeframe, segment_start=seg))
         labels = pd.Series(labels, index=close.index).reindex(ts).to_numpy()
-    funding = load_funding(pol.params.get("sizer.funding", "none"), symbol, ts.min(), ts.max(),
-                           None)
-    fr = None
-    if funding is not None:
-        from huracan.sizing.env import funding_per_bar
+    from huracan.data.ohlcv import timeframe_to_timedelta
 
-        fr = funding_per_bar(ts, funding, timeframe)
+    bar = timeframe_to_timedelta(timeframe)
+    funding = load_funding(pol.params.get("sizer.funding", "none"), symbol, ts.min(),
+                           ts.max() + 2 * bar, None)
     # the last bar's next return is unknown yet: 0
     sd = sizing_inputs(ts, forecast, frame["next_return"].to_numpy(np.float64), candles,
-                       timeframe, regimes=labels, funding=fr)
+                       timeframe, regimes=labels, bars=pol.market(ts, candles, funding=funding))
     cfg = pol.env_config()
     out = replay(pol, sd)
     last = out.iloc[-1]

@@ -477,7 +477,7 @@ class SweepRun(Callback):
             from huracan.regime.jobs import format_switching, sweep_switching
 
             report = sweep_switching(client, results, cfg["regime"], metric=cfg["metric"],
-                                     fee=cfg["fee"],
+                                     fee=cfg["fee"], min_psr=cfg["min_psr"],
                                      periods_per_year=bars_per_year(cfg["timeframe"]))
         except Exception:  # evidence, not a reason to fail the sweep
             log.exception("regime switching of sweep %s failed", self.run_id)
@@ -523,7 +523,7 @@ def _switching_settings(config: DictConfig) -> dict[str, Any] | None:
     reg = build(RegistrySettings, _node(config, "registry"), "registry")
     bt = build(BacktestConfig, _node(config, "backtest"), "backtest")
     return {"regime": regime, "metric": reg.metric, "fee": float(bt.fee),
-            "timeframe": str(config.data.timeframe)}
+            "min_psr": float(reg.min_psr), "timeframe": str(config.data.timeframe)}
 
 
 def _node(config: DictConfig, group: str) -> dict[str, Any] | None:

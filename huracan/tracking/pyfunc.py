@@ -12,7 +12,9 @@ for serving, the run's feature spec, regime detector and fitted trading rule.
   :mod:`huracan.serving.raw`) and returns a DataFrame per bar: ``timestamp, forecast, regime,
   position, size, leverage, sizer, registered_model, model_version, run_id``; ``size`` and
   ``leverage`` come from the production sizer ``huracan-sizer-<SYMBOL>-<tf>`` when there is one
-  (looked up once, at the first raw request), else ``|position|`` and 1.
+  (looked up once, at the first raw request; 0 and 0 when its production is the cash policy;
+  a sizer serving ``flat``, because nothing beat cash on its unseen bars, answers size 0),
+  else ``|position|`` and 1.
 
 Bad input raises :class:`huracan.serving.raw.InputRuleError` (an ``MlflowException`` with
 ``INVALID_PARAMETER_VALUE``) naming the column, row and rule: HTTP 400 under ``mlflow models
@@ -139,7 +141,8 @@ class ForecasterPyfunc(PythonModel):
 def _production_sizer(spec: Any) -> tuple[Any, str | None]:
     """The production sizer of ``spec``'s symbol and timeframe (see
     :meth:`ForecasterPyfunc.sizer`); ``(None, None)`` when the registry has no such model or
-    alias.
+    alias; ``("cash", "<name>/<version>:cash")`` when its production is the cash policy
+    (:mod:`huracan.registry.cash`: the answer's size and leverage are then 0).
 
     Raises:
         mlflow.exceptions.MlflowException: the registry cannot be reached (or fails otherwise).
@@ -148,6 +151,8 @@ def _production_sizer(spec: Any) -> tuple[Any, str | None]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from huracan.evaluation.evidence import CASH
+    from huracan.registry.cash import is_cash
     from huracan.registry.promotion import PRODUCTION
     from huracan.sizing.job import registered_sizer_name
     from huracan.sizing.serve import load_policy
@@ -163,9 +168,18 @@ def _production_sizer(spec: Any) -> tuple[Any, str | None]:
     if prod is None or not prod.run_id:
         log.info("no production sizer %s: size = |position|, leverage = 1", name)
         return None, None
+    if is_cash(prod):  # the sizer's production is the cash policy: size 0
+        log.info("production sizer %s is cash: size 0, leverage 0", name)
+        return CASH, f"{name}/{prod.version}:{CASH}"
     run = client.get_run(prod.run_id)
     chosen = run.data.tags.get("serve_policy", "ppo")
     fee, threshold = 0.0, 0.0
+    if chosen == "flat":  # nothing beat cash on the sizer's unseen bars: size 0
+        policy = load_policy(client, run, chosen, fee=fee, threshold=threshold,
+                             timeframe=spec.timeframe)
+        label = f"{name}/{prod.version}:flat"
+        log.info("production sizer %s: %s", label, run.data.tags.get("serve_reason", ""))
+        return policy, label
     if chosen != "ppo":  # the baselines trade at the forecaster's fee and rule threshold
         from huracan.pipeline import run_settings
 

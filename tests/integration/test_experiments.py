@@ -50,3 +50,10 @@ def test_model_config_kwargs_are_the_params(name):
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
               if k != "_target_"}
     assert est.get_params() == kwargs
+
+
+def test_the_freqai_parity_preset_fills_as_freqtrade_backtests():
+    # freqtrade fills at the next candle's open and charges the fee only (no spread, no slippage)
+    bt = _compose("experiment=freqai_parity").backtest
+    assert (bt.fill, float(bt.half_spread), float(bt.slippage_bps), float(bt.fee)) == \
+        ("next_open", 0.0, 0.0, 0.001)

@@ -36,6 +36,17 @@ def test_triple_barrier_walk_forward_with_the_barrier_rule(compose_cfg, tmp_path
         fit = json.load(fh)
     assert fit["rule"] == "barrier" and len(fit["folds"]) == len(folds)
     assert all(f["chosen_on"] == "validation" for f in fit["folds"])
+    # flat is a candidate of each fold's grid: the run tags say how many folds chose it and
+    # what the served (last) fold chose, with the reason when it is flat
+    flat = [f["chosen"] == "flat" for f in fit["folds"]]
+    assert run.data.tags["rule_flat_folds"] == f"{sum(flat)}/{len(flat)}"
+    assert run.data.tags["rule_chosen"] == fit["folds"][-1]["chosen"]
+    assert ("rule_flat_reason" in run.data.tags) == flat[-1]
+    min_trades = int(run.data.params["selection.min_trades"])
+    for f in fit["folds"]:
+        enough = {g[0] for g in f["grid"] if g[2] >= min_trades}
+        assert (f["chosen"] == "flat") == (not any(c["beats"] for c in f["cash"]
+                                                   if c["threshold"] in enough))
     trades = pd.read_parquet(client.download_artifacts(res.run_id, "backtest/oos_trades.parquet",
                                                        str(tmp_path)))
     assert set(trades.exit_reason) <= {"upper", "lower", "time", "signal", "end_of_data"}

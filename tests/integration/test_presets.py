@@ -171,7 +171,9 @@ SLICES: dict[str, Slice] = {
     "regimes_1h_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-04-15")),
     # monthly steps: 2 folds (2024-01-01 .. 2024-02-05), each fitting its rule on its own val
     "rules_1h_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-02-05")),
-    "rules_btc_1h": Slice(),
+    # the grid rules (validated_threshold, barrier, meta) go flat on the sample (no threshold
+    # beats cash on validation) and the fixed threshold trades 16 times (< 30): the gate skips
+    "rules_btc_1h": Slice(candidate=False),
     # weekly steps: 2 folds (2024-08-01 .. 2024-08-15)
     "walkforward_btc_1h": Slice(("split.oos_start=2024-08-01", "split.oos_end=2024-08-15")),
     "zoo_btc_1h": Slice(),
@@ -330,7 +332,10 @@ def test_preset_runs_end_to_end_on_a_small_slice(name, tmp_path):
             regime_map = json.loads(client.get_registered_model(d["model"]).tags[REGIME_MAP_TAG])
             assert regime_map and set(regime_map) <= set(REGIMES), regime_map
             assert {e["decision"] for e in regime_map.values()} <= {"promoted", "rejected",
-                                                                    "skipped"}, regime_map
+                                                                    "skipped", "cash"}, regime_map
+            for e in regime_map.values():  # a cash regime holds no version
+                assert (e["decision"] == "cash") == (e["model"] == "cash"), e
+                assert e["decision"] != "cash" or e["version"] is None, e
 
 
 def _check_single_job(name: str, cfg, sl: Slice, tmp: Path, client: MlflowClient,
@@ -359,7 +364,10 @@ def _check_single_job(name: str, cfg, sl: Slice, tmp: Path, client: MlflowClient
     assert production[0].candidate_version == result["version"], production
     if cfg.regime.kind != "none":
         aliases = {e.alias for e in history} - {"production"}
-        assert aliases and aliases <= {f"regime-{r}" for r in REGIMES}, history
+        assert aliases <= {f"regime-{r}" for r in REGIMES}, history
         regime_map = json.loads(client.get_registered_model(
             result["registered_model"]).tags[REGIME_MAP_TAG])
-        assert {f"regime-{r}" for r in regime_map} == aliases
+        assert regime_map, "no regime map"
+        # every model choice met the gate; a cash regime takes none
+        assert {f"regime-{r}" for r, e in regime_map.items() if e["decision"] != "cash"} \
+            == aliases

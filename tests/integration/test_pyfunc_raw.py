@@ -169,3 +169,25 @@ def test_feature_input_still_returns_one_forecast_per_row(served):
     assert isinstance(pred, np.ndarray) and pred.shape == (7,) and np.isfinite(pred).all()
     msg = _error(model, pd.DataFrame(rng.normal(size=(3, 2)), columns=names[:2]))
     assert names[2] in msg and "[rule: required_columns]" in msg
+
+
+def test_a_cash_production_sizer_answers_size_and_leverage_0(served):
+    """The sizer's production is the registered cash policy: every answered bar has size 0 and
+    leverage 0 (no exposure), the label names it; forecasts and the rule's positions unchanged."""
+    from huracan.registry.cash import ensure_cash_version
+
+    res, client, _, candles, _ = served
+    bars = candles.iloc[-300:].reset_index(drop=True)
+    plain = mlflow.pyfunc.load_model(f"models:/{NAME}/{res.version}").predict(bars)
+    sizer = "huracan-sizer-BTCUSDT-1h"
+    cash = ensure_cash_version(client, sizer, reason="PPO did not beat cash")
+    client.set_registered_model_alias(sizer, "production", cash.version)
+    try:
+        out = mlflow.pyfunc.load_model(f"models:/{NAME}/{res.version}").predict(bars)
+    finally:
+        client.delete_registered_model_alias(sizer, "production")
+    assert plain["sizer"].isna().all() and (plain["size"] == plain["position"].abs()).all()
+    assert (out["size"] == 0.0).all() and (out["leverage"] == 0.0).all()
+    assert set(out["sizer"]) == {f"{sizer}/{cash.version}:cash"}
+    np.testing.assert_array_equal(out["forecast"], plain["forecast"])
+    np.testing.assert_array_equal(out["position"], plain["position"])

@@ -25,8 +25,10 @@ from typer.testing import CliRunner
 from huracan.cli import app
 from huracan.db import migrate
 from huracan.db.session import make_engine
+from huracan.evaluation.evidence import CASH
 from huracan.registry import events
 from huracan.registry.callback import best_candidates
+from huracan.registry.cash import is_cash
 from huracan.registry.evaluate import load_window, score_model
 from huracan.registry.gate import decide
 from huracan.registry.promotion import (
@@ -191,7 +193,7 @@ def test_rejection_leaves_production_and_alerts(reg):
     assert events.history(engine, name)[-1].event == "rejected"
 
 
-def test_rollback_then_refusal(reg):
+def test_rollback_then_cash_then_refusal(reg):
     client, engine, name, versions, _ = reg
     gate_candidate(client, engine, name, versions[0])
     gate_candidate(client, engine, name, versions[1], tolerance=1e9)  # promotes whatever
@@ -203,11 +205,20 @@ def test_rollback_then_refusal(reg):
     ev = events.history(engine, name)[-1]
     assert (ev.event, ev.candidate_version, ev.champion_version) == (
         "rolled_back", versions[0], versions[1])
-    with pytest.raises(RegistryError, match="no earlier production version"):
+    # nothing earlier than versions[0]: production goes to cash, recorded and alerted
+    assert rollback(client, engine, name, notifier=rec) == (versions[0], CASH)
+    prod = alias_version(client, name, PRODUCTION)
+    assert is_cash(prod) and "no earlier production version" in prod.tags["huracan.cash_reason"]
+    ev = events.history(engine, name)[-1]
+    assert (ev.event, ev.candidate_version, ev.champion_version) == (
+        "rolled_back", str(prod.version), versions[0])
+    assert ev.evidence["to"] == CASH
+    assert rec.alerts[-1].severity == "critical" and "-> cash" in rec.alerts[-1].title
+    with pytest.raises(RegistryError, match="already cash"):
         rollback(client, engine, name)
 
 
-def test_cli_history_json_show_and_rollback_refusal(reg, db_url):
+def test_cli_history_json_show_and_rollback_to_cash(reg, db_url):
     client, engine, name, versions, uri = reg
     gate_candidate(client, engine, name, versions[0])
     runner = CliRunner()
@@ -223,8 +234,16 @@ def test_cli_history_json_show_and_rollback_refusal(reg, db_url):
     assert shown["production"]["manifest"]["model_type"]
     res = runner.invoke(app, ["registry", "rollback", name, "--tracking-uri", uri,
                               "--db-url", db_url])
-    assert res.exit_code == 1
+    assert res.exit_code == 0, res.output
+    assert f"production v{versions[0]} -> cash" in res.output
     assert "no earlier production version" in res.output
+    res = runner.invoke(app, ["registry", "show", name, "--tracking-uri", uri])
+    shown = json.loads(res.output)
+    assert shown["production"]["policy"] == "cash"
+    assert "no earlier production version" in shown["production"]["reason"]
+    res = runner.invoke(app, ["registry", "rollback", name, "--tracking-uri", uri,
+                              "--db-url", db_url])
+    assert res.exit_code == 1 and "already cash" in res.output
 
 
 def test_monitor_rolls_back_only_beyond_tolerance(reg):
@@ -250,6 +269,29 @@ def test_monitor_rolls_back_only_beyond_tolerance(reg):
     assert ev.champion_score == pytest.approx(now)
 
 
+def test_monitor_degraded_with_nothing_earlier_goes_to_cash(reg):
+    client, engine, name, versions, _ = reg
+    # the first production (as the gate leaves it): nothing earlier to roll back to
+    client.set_registered_model_alias(name, PRODUCTION, versions[0])
+    window = load_window(client, client.get_model_version(name, versions[0]).run_id)
+    now = score_model(f"models:/{name}/{versions[0]}", window).metrics.as_dict()[METRIC]
+    client.set_model_version_tag(name, versions[0], "huracan.score_at_promotion",
+                                 repr(abs(now) * 2 + 1.0))
+    rec = Recorder()
+    res = monitor(client, engine, name, window, notifier=rec)
+    assert res.degraded and res.rolled_back_to == CASH
+    prod = alias_version(client, name, PRODUCTION)
+    assert is_cash(prod) and "degraded by more than 5 %" in prod.tags["huracan.cash_reason"]
+    ev = events.history(engine, name)[-1]
+    assert ev.event == "rolled_back" and ev.evidence["to"] == CASH
+    assert ev.champion_version == versions[0] and ev.champion_score == pytest.approx(now)
+    assert [a.severity for a in rec.alerts] == ["critical"]
+    # monitoring a cash production: not scored, says why
+    again = monitor(client, engine, name, window)
+    assert not again.degraded and again.cash_reason == prod.tags["huracan.cash_reason"]
+    assert math.isnan(again.current_score)
+
+
 def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():
     def res(model, version, selection, test):
         return {"registered_model": model, "version": version, "status": "ok",
@@ -264,20 +306,26 @@ def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():
 
 
 def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli, edge_sample_path):
+    from huracan.regime.registry import REGIME_MAP_TAG
+
+    uri = default_tracking_uri(tmp_path / "mlruns")
+    client = MlflowClient(tracking_uri=uri)
+    gated = []  # the regime aliases each sweep's map sent to the gate (cash takes none)
     for _ in range(2):
         proc = train_cli(["model=lightgbm,xgboost", "explain.max_rows=20",
                           f"data.path={edge_sample_path}", "-m"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "registry: huracan-BTCUSDT-1h" in proc.stdout
+        regime_map = json.loads(client.get_registered_model(
+            "huracan-BTCUSDT-1h").tags[REGIME_MAP_TAG])
+        assert set(regime_map) == {"low", "normal", "high", "extreme"}
+        gated += [f"regime-{r}" for r, e in regime_map.items() if e["decision"] != "cash"]
     engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
     every = events.history(engine, "huracan-BTCUSDT-1h")
     evs = [e for e in every if e.alias == "production"]
     assert len(evs) == 2  # one production decision per sweep, not per job
-    # and one per regime alias per sweep (regime=volatility is the default)
-    assert sorted(e.alias for e in every if e.alias != "production") == sorted(
-        f"regime-{r}" for r in ("low", "normal", "high", "extreme") for _ in range(2))
-    uri = default_tracking_uri(tmp_path / "mlruns")
-    client = MlflowClient(tracking_uri=uri)
+    # and one per regime alias of a model choice per sweep (regime=volatility is the default)
+    assert sorted(e.alias for e in every if e.alias != "production") == sorted(gated)
     exp = client.get_experiment_by_name("huracan")
     runs = [r for r in client.search_runs([exp.experiment_id],
                                           order_by=["attributes.start_time ASC"])

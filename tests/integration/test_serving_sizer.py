@@ -1,9 +1,9 @@
 """The served forecaster sizes its raw-candle answers with the production sizer
 (``huracan-sizer-<SYMBOL>-<tf>@production``): ``size``/``leverage`` per bar equal the policy's
 replay over the answered bars (:func:`huracan.sizing.serve.replay`), lie in ``[0, 1] x [1,
-max_leverage]``, never change when bars are appended; without a sizer (or without a reachable
-registry) the fallback ``|position|`` x 1 is used and ``sizer`` is null. Timings print with
-``-s``."""
+max_leverage]``, never change when bars are appended; a sizer serving ``flat`` (nothing beat
+cash) answers size 0; without a sizer (or without a reachable registry) the fallback
+``|position|`` x 1 is used and ``sizer`` is null. Timings print with ``-s``."""
 
 from __future__ import annotations
 
@@ -86,9 +86,11 @@ def _direct_replay(client, sv, model, candles: pd.DataFrame, out: pd.DataFrame,
                       threshold=settings.backtest.threshold, timeframe="1h")
     close = candles.set_index("timestamp")["close"]
     nxt = (close.shift(-1) / close - 1.0).reindex(pd.DatetimeIndex(out["timestamp"]))
-    data = sizing_inputs(pd.DatetimeIndex(out["timestamp"]), out["forecast"].to_numpy(),
-                         nxt.to_numpy(), candles, "1h",
-                         regimes=out["regime"].to_numpy() if pol.needs_regime else None)
+    ts = pd.DatetimeIndex(out["timestamp"])
+    assert pol.backtest is not None and pol.backtest.fill == "next_open"  # the run's execution
+    data = sizing_inputs(ts, out["forecast"].to_numpy(), nxt.to_numpy(), candles, "1h",
+                         regimes=out["regime"].to_numpy() if pol.needs_regime else None,
+                         bars=pol.market(ts, candles))
     return replay(pol, data, restart_after_liquidation=True)
 
 
@@ -137,6 +139,16 @@ def test_a_baseline_sizer_choice_is_served_too(registry):
     t = _check_sized(client, sv, fv, candles, "kelly")
     print(f"\nkelly sizer: first request {t['first_900']:.2f} s; 200-bar request "
           f"{t['warm_200'] * 1000:.0f} ms")
+
+
+@pytest.mark.slow
+def test_a_flat_sizer_answers_size_zero(registry):
+    _, client, fv, sv, candles = registry
+    model = _serve_with(client, sv, fv, "flat")
+    out = model.predict(candles.iloc[-400:].reset_index(drop=True))
+    assert (out["sizer"] == f"{SIZER}/{sv.version}:flat").all()
+    assert (out["size"] == 0.0).all() and (out["leverage"] == 1.0).all()
+    assert out["position"].abs().sum() > 0  # the rule would trade; the sizer says cash
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
-"""The sizer end to end on the shipped sample's bars (with synthetic prices carrying a real edge,
-``edge_sample_path``, so the forecaster beats cash and its gate promotes it): a walk-forward
+"""The sizer end to end on the shipped sample's bars (synthetic prices with a real edge,
+``edge_sample_path``: the forecaster beats cash and its gate promotes it): a walk-forward
 forecaster,
-``python -m huracan.sizer`` (PPO with early stopping, the baselines on the same unseen bars, one
-MLflow run, the registry gate), the registered pyfunc, and ``huracan size``."""
+``python -m huracan.sizer`` (PPO with early stopping, the baselines and flat on the same unseen
+bars of the execution model, one MLflow run, the cash floor and the registry gate), the
+registered pyfunc, ``huracan size``, and random forecasts leaving the sizer on cash."""
 
 from __future__ import annotations
 
@@ -63,7 +64,12 @@ def test_the_run_logs_every_policy_on_the_same_unseen_bars(trained):
          ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end")}
     assert t["train_end"] < t["val_start"] <= t["val_end"] < t["test_start"] <= t["test_end"]
     assert m["train_bars"] > 2 * 720 and m["test_bars"] >= 50
-    assert tags["serve_policy"] in POLICIES
+    assert tags["serve_policy"] in (*POLICIES, "flat")
+    # the served policy beat cash on the unseen bars, or the sizer serves flat; the reason says
+    beaten = m["cash_beaten"] == 1.0
+    assert (tags["serve_policy"] != "flat") == beaten
+    assert ("does not beat cash" in tags["serve_reason"]) == (not beaten)
+    assert 0.0 <= m["cash_psr"] <= 1.0 and m["cash_min_psr"] == 0.9
     history = client.get_metric_history(run.info.run_id, "val_reward")
     assert len(history) >= 1
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "sizer")}
@@ -75,8 +81,19 @@ def test_the_run_logs_every_policy_on_the_same_unseen_bars(trained):
     ret = pd.read_parquet(client.download_artifacts(run.info.run_id,
                                                     "sizer/test_returns.parquet", str(tmp)))
     stamps = {p: tuple(g["timestamp"]) for p, g in ret.groupby("policy")}
-    assert len(set(stamps.values())) == 1 and set(stamps) == set(POLICIES)
+    assert len(set(stamps.values())) == 1 and set(stamps) == {*POLICIES, "flat"}
     assert min(stamps["ppo"]) == t["test_start"]
+    # flat earns nothing; every other policy pays the execution model's costs when it trades
+    cash = ret[ret.policy == "flat"]
+    assert (cash["strategy_return"] == 0).all() and (cash["position"] == 0).all()
+    fixed = ret[ret.policy == "fixed"]
+    assert (fixed["cost"] > 0).any()
+    # fills at the next open: the costs are more than the fee (half-spread and slippage too)
+    first = fixed[fixed["turnover"] > 0].iloc[0]
+    assert first["cost"] > 0.0004 * first["turnover"]
+    params = run.data.params
+    assert params["backtest.fill"] == "next_open"
+    assert float(params["backtest.slippage_bps"]) > 0
 
 
 def test_the_sizer_version_went_through_the_gate(trained):
@@ -84,16 +101,22 @@ def test_the_sizer_version_went_through_the_gate(trained):
     versions = client.search_model_versions(f"name='{SIZER}'")
     assert len(versions) == 1 and versions[0].run_id is not None
     v = versions[0]
-    # seeded: on the unseen bars PPO trails the best baseline by far: the gate rejects it
-    assert v.tags["huracan.gate"] == "rejected"
     evs = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), SIZER)
     assert len(evs) == 1 and evs[0].candidate_version == str(v.version)
     assert evs[0].candidate_score == pytest.approx(run.data.metrics["test_ppo_composite_score"])
-    best_base = max(run.data.metrics[f"test_{p}_composite_score"] for p in POLICIES
-                    if p != "ppo")
-    assert evs[0].event == "rejected"
-    assert run.data.metrics["test_ppo_composite_score"] < best_base
+    assert v.tags["huracan.gate"] == evs[0].event
+    assert v.tags["huracan.serve_policy"] == run.data.tags["serve_policy"]
     assert set(evs[0].evidence["baselines"]) == set(POLICIES) - {"ppo"}
+    m = run.data.metrics
+    best_base = max(m[f"test_{p}_composite_score"] for p in POLICIES if p != "ppo")
+    if run.data.tags["serve_policy"] == "flat":
+        # nothing served beat cash on the unseen bars: production serves flat (no champion)
+        assert evs[0].event == "promoted" and "serves flat" in evs[0].reason
+    elif evs[0].event == "promoted":  # PPO beat cash and every baseline there
+        assert "beats cash" in evs[0].evidence["ppo_cash"]
+        assert m["test_ppo_composite_score"] >= best_base
+    else:
+        assert "rejected" in evs[0].reason
 
 
 def test_the_registered_pyfunc_acts_as_the_policy(trained):
@@ -187,3 +210,46 @@ def test_several_symbols_share_one_account_with_weights_within_capital(trained):
     # a portfolio run is logged, not registered: only the single-symbol sizer is in the registry
     sizers = [r.name for r in client.search_registered_models() if "sizer" in r.name]
     assert sizers == [SIZER]
+
+
+def test_random_forecasts_leave_the_sizer_on_cash(trained, tmp_path):
+    """A forecaster run whose OOS forecasts are noise: whatever the sizer would serve does not
+    beat cash on the unseen bars, so the job serves flat, says why, production answers size 0."""
+    tmp, uri, client, fc_run, _, _ = trained
+    oos = pd.read_parquet(client.download_artifacts(fc_run, "backtest/oos_returns.parquet",
+                                                    str(tmp_path)))
+    rng = np.random.default_rng(0)
+    oos["prediction"] = rng.normal(0.0, float(oos["prediction"].std()), len(oos))
+    exp = client.get_experiment_by_name("huracan")
+    noise = client.create_run(exp.experiment_id, tags={"mlflow.runName": "random-forecasts"})
+    rid = noise.info.run_id
+    client.log_artifact(rid, client.download_artifacts(fc_run, "config/resolved.yaml",
+                                                       str(tmp_path)), "config")
+    path = tmp_path / "oos_returns.parquet"
+    oos.to_parquet(path, index=False)
+    client.log_artifact(rid, str(path), "backtest")
+    client.set_terminated(rid)
+    before = {v.version for v in client.search_model_versions(f"name='{SIZER}'")}
+    proc = run_module("huracan.sizer", ["sizer.total_timesteps=1024", "sizer.eval_every=512",
+                                        "sizer.ppo.n_steps=256", f"sizer.forecaster_run={rid}",
+                                        f"hydra.run.dir={tmp / 'sz_noise'}"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "served policy: flat" in proc.stdout and "serves flat" in proc.stdout
+    run = next(r for r in client.search_runs([exp.experiment_id])
+               if r.data.tags.get("forecaster_run_id") == rid)
+    assert run.data.tags["serve_policy"] == "flat"
+    assert "does not beat cash" in run.data.tags["serve_reason"]
+    assert run.data.metrics["cash_beaten"] == 0.0
+    (new,) = [v for v in client.search_model_versions(f"name='{SIZER}'")
+              if v.version not in before]
+    prod = client.get_model_version_by_alias(SIZER, "production")
+    evs = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), SIZER)
+    if prod.version == new.version:  # flat went to production
+        assert evs[-1].event == "promoted" and "serves flat" in evs[-1].reason
+        answer = CliRunner().invoke(app, ["size", "BTC/USDT", "--json", "--tracking-uri", uri])
+        assert answer.exit_code == 0, answer.output
+        got = json.loads(answer.output)
+        assert got["policy"] == "flat" and got["size"] == 0.0 and got["position"] == 0.0
+        assert "does not beat cash" in got["reason"]
+    else:  # a production PPO that still beats cash on these bars stays
+        assert evs[-1].event == "rejected" and "stays" in evs[-1].reason

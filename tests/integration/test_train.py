@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,8 @@ from omegaconf import OmegaConf
 
 from huracan import stages
 from huracan.data.ohlcv import bars_per_year
+from huracan.evaluation.diagnostics import window_diagnostics
+from huracan.evaluation.execution import bars_of_returns
 from huracan.evaluation.metrics import compute_metrics
 from huracan.settings import JobSettings
 from huracan.tracking.run import default_tracking_uri
@@ -88,6 +92,18 @@ def test_artifacts_and_test_metrics_recomputed_from_returns(gbdt_sweep, tmp_path
         for name in ("test_sharpe", "test_max_drawdown", "test_total_return", "test_n_trades",
                      "test_profit_factor", "test_accuracy"):
             assert r.data.metrics[name] == pytest.approx(m[name], rel=1e-9, abs=1e-12)
+        # every scored window logs its diagnostics and cost-sensitivity plot; the test ones
+        # come from these returns, buy & hold executed on the same bars
+        assert {"plots/cost_sensitivity_val.png", "plots/cost_sensitivity_test.png"} <= files
+        for split in ("val", "test"):
+            for name in ("breakeven_bps", "ic", "rank_ic", "excess_return",
+                         "information_ratio"):
+                assert f"{split}_{name}" in r.data.metrics
+        hold = stages.buy_and_hold(bars_of_returns(ret), bars_per_year("1h"))
+        diag = window_diagnostics(SimpleNamespace(returns=ret), hold, split="test",
+                                  periods_per_year=bars_per_year("1h"))
+        for name, value in diag.items():
+            assert r.data.metrics[name] == pytest.approx(value, rel=1e-9, nan_ok=True), name
         imp = pd.read_csv(client.download_artifacts(r.info.run_id, "shap/mean_abs_shap.csv",
                                                     str(tmp_path)))
         assert list(imp.columns) == ["feature", "mean_abs_shap"]

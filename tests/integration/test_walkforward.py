@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from huracan import stages
 from huracan.data.ohlcv import bars_per_year, timeframe_to_timedelta
 from huracan.db.session import make_engine
+from huracan.evaluation.diagnostics import window_diagnostics
 from huracan.evaluation.evidence import lagged_execution
 from huracan.evaluation.execution import bars_of_returns, close_bars, execute, trades_of
 from huracan.evaluation.metrics import compute_metrics
@@ -156,6 +158,18 @@ def test_stitched_oos_metrics_equal_metrics_from_the_logged_returns(wf_run):
         close.metrics.total_return, rel=1e-9, abs=1e-12)
     assert result.objective == "oos_composite_score"
     assert result.objective_value == pytest.approx(run.data.metrics["oos_composite_score"])
+    # the OOS window diagnostics (per-fold IC mean and ICIR from the fold column) against buy &
+    # hold on the same bars, and the cost-sensitivity plot
+    hold = stages.buy_and_hold(bars_of_returns(ret), bars_per_year("1h"))
+    diag = window_diagnostics(SimpleNamespace(returns=ret), hold, split="oos",
+                              periods_per_year=bars_per_year("1h"))
+    assert {"oos_breakeven_bps", "oos_ic", "oos_rank_ic", "oos_ic_mean", "oos_icir",
+            "oos_excess_return", "oos_information_ratio"} <= set(diag)
+    for name, value in diag.items():
+        assert run.data.metrics[name] == pytest.approx(value, rel=1e-9, nan_ok=True), name
+    assert run.data.metrics["oos_ic_folds"] == result.n_folds
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert "plots/cost_sensitivity_oos.png" in plots
 
 
 def test_folds_table_and_the_registered_model_is_the_last_fold(wf_run):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huracan.evaluation import metrics as m
+from huracan.evaluation import execution as ex
 from huracan.evaluation.diagnostics import FOLD_DIAGNOSTICS, WINDOW_DIAGNOSTICS, window_diagnostics
 from huracan.evaluation.plots import cost_sensitivity_figure
 
@@ -85,11 +85,11 @@ def test_cost_sensitivity_figure_draws_the_curve_cash_and_the_breakeven():
     net = pos * rng.normal(0.0, 0.01, 400) + 0.002 * turnover  # ~20 bps of edge per trade
     fig = cost_sensitivity_figure(net, turnover, 8760, "BTC/USDT val")
     ax = fig.axes[0]
-    curve = m.cost_sensitivity(net, turnover, 8760)
+    curve = ex.cost_sensitivity(net, turnover, 8760)
     line = ax.lines[0]
     assert list(line.get_xdata()) == list(range(51))
     assert np.allclose(line.get_ydata(), curve["sharpe"])
-    be = m.breakeven_bps(net, turnover)
+    be = ex.breakeven_bps(net, turnover)
     assert 0 < be < 50
     marks = [ln for ln in ax.lines if "breakeven" in str(ln.get_label())]
     assert len(marks) == 1 and marks[0].get_xdata()[0] == pytest.approx(be)
@@ -98,3 +98,71 @@ def test_cost_sensitivity_figure_draws_the_curve_cash_and_the_breakeven():
     # a breakeven beyond the plotted range is not marked
     far = cost_sensitivity_figure(net + 0.05 * turnover, turnover, 8760, "t")
     assert not [ln for ln in far.axes[0].lines if "breakeven" in str(ln.get_label())]
+
+
+# ---------------------------------------------------------------------------- through the stages
+def _feature_set(seed: int = 3, n: int = 1500):
+    from huracan.features.build import FeatureConfig, build_features
+
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.01, n))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    candles = pd.DataFrame({"timestamp": idx, "open": open_,
+                            "high": np.maximum(open_, close) * 1.002,
+                            "low": np.minimum(open_, close) * 0.998, "close": close,
+                            "volume": rng.uniform(1, 2, n)})
+    return build_features(candles, "1h", FeatureConfig()), rng
+
+
+SCORED = ("breakeven_bps", "ic", "rank_ic", "excess_return", "information_ratio")
+
+
+def test_every_scored_window_of_a_forward_and_a_walk_forward_evaluation_logs_its_diagnostics():
+    """evaluate_forward and evaluate_walk_forward add window_diagnostics for val/test and OOS,
+    with buy & hold executed on the same bars, and a cost-sensitivity plot per window."""
+    from huracan.data.ohlcv import bars_per_year
+    from huracan.evaluation.backtest import BacktestConfig
+    from huracan.splits import Fold, forward_split
+    from huracan.stages import FoldOutcome, evaluate_forward, evaluate_walk_forward
+
+    fs, rng = _feature_set()
+    bt = BacktestConfig(threshold=0.0)
+    ppy = bars_per_year("1h")
+    fold = forward_split(len(fs.frame), embargo=1, horizon=1)
+    preds = {"val": rng.normal(0, 0.002, len(fold.val)),
+             "test": rng.normal(0, 0.002, len(fold.test))}
+    fwd = evaluate_forward(fs, FoldOutcome(fold, preds, 0.0, 0.0, 0.0), bt, "1h", "t")
+    for split in ("val", "test"):
+        assert {f"{split}_{k}" for k in SCORED} <= set(fwd.metrics)
+        res = fwd.results[split]
+        hold = ex.execute(np.ones(len(res.returns)), ex.bars_of_returns(res.returns), ppy)
+        again = window_diagnostics(res, hold.returns["strategy_return"].to_numpy(), split=split,
+                                   periods_per_year=ppy)
+        for k, v in again.items():
+            assert fwd.metrics[k] == pytest.approx(v, nan_ok=True), k
+        # buy & hold on the same bars: every bar's return (these bars open at the previous
+        # close: no gap), less one entry cost at the first fill
+        a = res.returns["asset_return"].to_numpy()
+        entry = res.returns["exec_cost_lin"].iloc[0]
+        assert entry == pytest.approx(bt.fee + 2e-4)  # fee + 1 bps half-spread + 1 bps slippage
+        assert fwd.metrics[f"{split}_buy_hold_total_return"] == pytest.approx(
+            (1 + a[0] - entry) * np.prod(1 + a[1:]) - 1.0, rel=1e-9)
+        assert f"plots/cost_sensitivity_{split}.png" in fwd.figures
+        fig = fwd.figures[f"plots/cost_sensitivity_{split}.png"]()
+        assert fig.axes[0].get_xlabel() == "extra cost per unit turnover (bps)"
+    assert "val_icir" not in fwd.metrics  # one fold: no per-fold figures
+
+    n = len(fs.frame)
+    folds = [Fold(index=k, train=range(0, 400 + 200 * k), val=range(402 + 200 * k, 500 + 200 * k),
+                  test=range(502 + 200 * k, 700 + 200 * k), embargo=2) for k in range(3)]
+    assert folds[-1].test.stop <= n
+    outs = [FoldOutcome(f, {"val": rng.normal(0, 0.002, len(f.val)),
+                            "test": rng.normal(0, 0.002, len(f.test))}, 0.0, 0.0, 0.0)
+            for f in folds]
+    wf = evaluate_walk_forward(fs, outs, bt, "1h", "t")
+    assert {f"oos_{k}" for k in (*SCORED, "ic_mean", "icir", "rank_ic_mean", "rank_icir")} \
+        <= set(wf.metrics)
+    assert wf.metrics["oos_ic_folds"] == 3.0 and math.isfinite(wf.metrics["oos_icir"])
+    assert "plots/cost_sensitivity_oos.png" in wf.figures
+    assert math.isfinite(wf.metrics["oos_breakeven_bps"])  # threshold 0: it trades

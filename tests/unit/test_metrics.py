@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from huracan.evaluation import execution as ex
 from huracan.evaluation import metrics as m
 
 R = np.array([0.01, -0.02, 0.03, 0.0])
@@ -130,7 +131,7 @@ def test_drawdown_counts_the_starting_capital_as_a_peak_like_empyrical():
 def test_breakeven_bps_solves_the_compounded_return_exactly():
     # (1.5 - x)(0.6 - x) = 1  ->  x^2 - 2.1 x - 0.1 = 0  ->  x = (2.1 - sqrt(4.81)) / 2
     x = (2.1 - math.sqrt(4.81)) / 2  # -0.0465856: a rebate of 465.9 bps per unit turnover
-    assert m.breakeven_bps(np.array([0.5, -0.4]), np.array([1.0, 1.0])) == pytest.approx(
+    assert ex.breakeven_bps(np.array([0.5, -0.4]), np.array([1.0, 1.0])) == pytest.approx(
         1e4 * x, abs=1e-6)
 
 
@@ -139,7 +140,7 @@ def test_breakeven_bps_charges_only_the_traded_bars_and_sits_near_the_first_orde
     # (1.02 - x) * 1.01 * (0.995 - x) = 1  ->  x^2 - 2.015 x + (1.0149 - 1/1.01) = 0
     c = 1.0149 - 1 / 1.01
     x = (2.015 - math.sqrt(2.015**2 - 4 * c)) / 2  # 0.0123843
-    be = m.breakeven_bps(net, turnover)
+    be = ex.breakeven_bps(net, turnover)
     assert be == pytest.approx(1e4 * x, abs=1e-6)
     assert np.prod(1 + net - be * 1e-4 * turnover) == pytest.approx(1.0, abs=1e-12)
     # first order: 1e4 * sum(net) / sum(turnover) = 1e4 * 0.025 / 2 = 125 bps (exact: 123.84)
@@ -148,18 +149,18 @@ def test_breakeven_bps_charges_only_the_traded_bars_and_sits_near_the_first_orde
 
 
 def test_breakeven_bps_of_a_strategy_that_breaks_even_is_zero():
-    assert m.breakeven_bps(np.array([0.1, -1 / 11]), np.array([1.0, 1.0])) == pytest.approx(
+    assert ex.breakeven_bps(np.array([0.1, -1 / 11]), np.array([1.0, 1.0])) == pytest.approx(
         0.0, abs=1e-6)  # 1.1 * (10 / 11) = 1
 
 
 def test_breakeven_bps_is_nan_without_turnover_or_after_a_total_loss():
-    assert math.isnan(m.breakeven_bps(np.array([0.01, 0.02]), np.zeros(2)))
+    assert math.isnan(ex.breakeven_bps(np.array([0.01, 0.02]), np.zeros(2)))
     # a bar without trading already wiped the account out: no cost brings the return to 0
-    assert math.isnan(m.breakeven_bps(np.array([0.01, -1.0]), np.array([1.0, 0.0])))
+    assert math.isnan(ex.breakeven_bps(np.array([0.01, -1.0]), np.array([1.0, 0.0])))
     with pytest.raises(ValueError, match="turnover must be >= 0"):
-        m.breakeven_bps(np.array([0.01]), np.array([-1.0]))
+        ex.breakeven_bps(np.array([0.01]), np.array([-1.0]))
     with pytest.raises(ValueError, match="returns have 2 bars and turnover 1"):
-        m.breakeven_bps(np.array([0.01, 0.0]), np.array([1.0]))
+        ex.breakeven_bps(np.array([0.01, 0.0]), np.array([1.0]))
 
 
 # strategy R = [0.01, -0.02, 0.03, 0.0] against a benchmark B on the same 4 bars
@@ -191,7 +192,7 @@ def test_information_ratio_agrees_with_empyrical_excess_sharpe(real_strategy_ret
 
 
 def test_cost_sensitivity_charges_the_extra_cost_per_unit_turnover():
-    curve = m.cost_sensitivity(np.array([0.01, 0.01]), np.array([1.0, 0.0]), PPY,
+    curve = ex.cost_sensitivity(np.array([0.01, 0.01]), np.array([1.0, 0.0]), PPY,
                                extra_bps=(0.0, 50.0))
     assert list(curve["extra_bps"]) == [0.0, 50.0]
     # 0 bps: a constant series scores Sharpe 0 (module convention); total 1.01^2 - 1
@@ -199,4 +200,4 @@ def test_cost_sensitivity_charges_the_extra_cost_per_unit_turnover():
     # 50 bps on the first bar only: [0.005, 0.01]; mean 0.0075, sd 0.0035355 -> * sqrt(4)
     assert curve["sharpe"][1] == pytest.approx(0.0075 / math.sqrt(1.25e-5) * 2)
     assert curve["total_return"][1] == pytest.approx(1.005 * 1.01 - 1)
-    assert len(m.cost_sensitivity(R, np.ones(4), PPY)["sharpe"]) == 51  # 0, 1, ..., 50 bps
+    assert len(ex.cost_sensitivity(R, np.ones(4), PPY)["sharpe"]) == 51  # 0, 1, ..., 50 bps

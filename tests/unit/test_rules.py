@@ -100,7 +100,10 @@ def test_threshold_choice_never_reads_test_rows():
                             "volume": rng.uniform(1, 2, len(idx))})
     fs = build_features(candles, "1h", FeatureConfig())
     fold = forward_split(len(fs.frame), embargo=1, horizon=1)
-    preds = {"val": rng.normal(0, 0.002, len(fold.val)),
+    # validation forecasts with an edge: they see the return the next-open fill earns (these
+    # bars open at their own close, so bar t+1's close-to-close return), and beat cash there
+    held = fs.frame["next_return"].to_numpy()[fold.val.start + 1 : fold.val.stop + 1]
+    preds = {"val": held + rng.normal(0, 0.002, len(fold.val)),
              "test": rng.normal(0, 0.002, len(fold.test))}
     rule = ThresholdRule(grid=(0.0005, 0.001, 0.002), min_trades=1)
     out = FoldOutcome(fold, preds, 0.0, 0.0, 0.0)
@@ -108,6 +111,7 @@ def test_threshold_choice_never_reads_test_rows():
     scrambled = dict(preds, test=-10 * preds["test"][::-1])
     b = evaluate_forward(fs, FoldOutcome(fold, scrambled, 0.0, 0.0, 0.0), BT, "1h", "t", rule)
     assert a.reports["rule/fit.json"] == b.reports["rule/fit.json"]
+    assert a.reports["rule/fit.json"]["chosen"] != "flat"
     assert a.metrics["val_sharpe"] == b.metrics["val_sharpe"]
     assert a.metrics["test_sharpe"] != b.metrics["test_sharpe"]
 
@@ -177,3 +181,108 @@ def test_train_rows_are_weighted_by_hand_computed_label_uniqueness():
     lt = LabelTimes(ts.asi8, end.asi8, uniqueness=True)
     np.testing.assert_allclose(lt.weights(range(0, 3)), [0.75, 0.5, 0.5])
     assert LabelTimes(ts.asi8, end.asi8, uniqueness=False).weights(range(0, 3)) is None
+
+
+# ---------------------------------------------------------------------------- flat: the cash floor
+def _random_walk(seed: int, n: int = 600) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 100 * np.cumprod(1 + rng.normal(0, 0.01, n))
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_random_forecasts_leave_the_threshold_grid_flat(seed):
+    close = _random_walk(seed)
+    forecast = np.random.default_rng(seed + 100).normal(0, 1, len(close))  # no edge
+    val = _window(close, forecast)
+    rule = ThresholdRule(grid=(0.5, 1.0, 1.5, 2.0), min_trades=5, min_psr=0.9).fit(val, BT, 8760)
+    assert rule.flat_ and rule.chosen == "flat" and rule.chosen_ is None
+    assert rule.flat_reason_.startswith("flat: ") and "cash" in rule.flat_reason_
+    report = rule.fit_report_
+    assert report["chosen"] == "flat" and report["flat_reason"] == rule.flat_reason_
+    # every candidate was judged against cash and none cleared it
+    assert [c["threshold"] for c in report["cash"]] == [0.5, 1.0, 1.5, 2.0]
+    assert not any(c["beats"] for c in report["cash"])
+    # a flat rule trades nothing anywhere: all positions 0, no trade
+    rp = rule.positions(_window(_random_walk(seed + 1, 300), np.full(300, 5.0)))
+    assert (rp.positions == 0).all()
+    assert val.bars is not None
+    assert execute(rule.positions(val).positions, val.bars, 8760).metrics.n_trades == 0
+
+
+def test_a_forecast_with_a_real_edge_gets_a_threshold_that_beats_cash():
+    close = _random_walk(6)
+    nxt = np.append(close[1:] / close[:-1] - 1.0, 0.0)
+    # noisy but informative: correlation with the next return about 0.45
+    forecast = (nxt + np.random.default_rng(7).normal(0, 0.02, len(close))) / 0.02
+    val = _window(close, forecast)
+    rule = ThresholdRule(grid=(0.5, 1.0, 1.5, 2.0), min_trades=5, min_psr=0.9).fit(val, BT, 8760)
+    assert not rule.flat_ and rule.chosen_ in (0.5, 1.0, 1.5, 2.0)
+    assert rule.chosen == f"threshold={rule.chosen_:g}" and rule.flat_reason_ == ""
+    chosen = next(c for c in rule.fit_report_["cash"] if c["threshold"] == rule.chosen_)
+    assert chosen["beats"] and chosen["psr"] >= 0.9 and chosen["net_return"] > 0
+    assert rule.fit_report_["val_psr"] == chosen["psr"]
+    # the choice is the best metric among the candidates that beat cash
+    beats = {c["threshold"] for c in rule.fit_report_["cash"] if c["beats"]}
+    best = max((g for g in rule.fit_report_["grid"] if g[0] in beats and g[2] >= 5),
+               key=lambda g: g[1])
+    assert rule.chosen_ == best[0]
+    assert np.abs(rule.positions(val).positions).sum() > 0
+
+
+def test_min_psr_decides_between_flat_and_a_threshold():
+    close = _random_walk(8)
+    nxt = np.append(close[1:] / close[:-1] - 1.0, 0.0)
+    forecast = (nxt + np.random.default_rng(9).normal(0, 0.05, len(close))) / 0.05  # weak edge
+    val = _window(close, forecast)
+    grid = (0.5, 1.0, 1.5)
+    loose = ThresholdRule(grid=grid, min_trades=5, min_psr=0.0).fit(val, BT, 8760)
+    psrs = [c["psr"] for c in loose.fit_report_["cash"]]
+    strict = ThresholdRule(grid=grid, min_trades=5, min_psr=1.0).fit(val, BT, 8760)
+    assert strict.flat_  # a PSR of exactly 1 is never reached on 600 noisy bars
+    assert max(psrs) < 1.0
+    positive = [c for c in loose.fit_report_["cash"] if c["net_return"] > 0]
+    assert loose.flat_ == (not positive)
+
+
+def test_no_grid_keeps_the_fixed_threshold_and_is_never_flat():
+    close = _random_walk(10, 200)
+    val = _window(close, np.random.default_rng(11).normal(0, 1, 200))
+    rule = ThresholdRule(threshold=0.5).fit(val, BT, 8760)
+    assert not rule.flat_ and rule.chosen == "threshold=0.5"
+    assert rule.fit_report_["chosen_on"] == "fixed"
+
+
+def test_barrier_and_meta_rules_go_flat_on_random_forecasts():
+    close = _random_walk(12)
+    rng = np.random.default_rng(13)
+    forecast = rng.normal(0, 1, len(close))
+    val = _window(close, forecast, close * 1.003, close * 0.997, rng.normal(size=(len(close), 3)))
+    barrier = BarrierRule(grid=(0.5, 1.0, 2.0), max_holding=6, vol_window=12,
+                          min_trades=5).fit(val, BT, 8760)
+    assert barrier.flat_ and barrier.chosen == "flat"
+    assert (barrier.positions(val).positions == 0).all()
+    meta = MetaRule(primary_params={"grid": (0.5, 1.0, 2.0), "min_trades": 5}, max_holding=6,
+                    vol_window=12, n_estimators=20).fit(val, BT, 8760)
+    assert meta.flat_ and meta.chosen == "flat" and "cash" in meta.flat_reason_
+    assert meta.fit_report_["chosen"] == "flat" and meta.classifier_ is None
+    assert (meta.positions(val).positions == 0).all()
+
+
+def test_min_psr_is_a_declared_rule_key_and_defaults_to_the_registrys():
+    from huracan.settings import JobSettings, UnknownKeyError
+
+    assert make_rule({"kind": "threshold", "grid": [1], "min_psr": 0.8}).min_psr == 0.8
+    with pytest.raises(ValueError, match="min_psr"):
+        make_rule({"kind": "threshold", "min_psr": 1.5})
+    with pytest.raises(UnknownKeyError, match=r"rule\.min_pssr"):
+        make_rule({"kind": "threshold", "min_pssr": 0.8})
+    base = {"data": {"path": "x.parquet", "symbol": "BTC/USDT", "timeframe": "1h"},
+            "model": {"_target_": "huracan.models.lightgbm.LightGBMForecaster"},
+            "registry": {"min_psr": 0.75}}
+    s = JobSettings.from_dict({**base, "rule": {"kind": "threshold", "grid": [1.0]}})
+    assert s.make_rule().min_psr == 0.75  # no rule.min_psr: the registry's floor
+    s = JobSettings.from_dict({**base, "rule": {"kind": "threshold", "grid": [1.0],
+                                                "min_psr": 0.6}})
+    assert s.make_rule().min_psr == 0.6
+    s = JobSettings.from_dict({**base, "rule": {"kind": "meta", "primary_params": {}}})
+    assert s.make_rule()._primary().min_psr == 0.75

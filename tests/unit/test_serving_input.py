@@ -100,3 +100,42 @@ def test_valid_candles_come_back_normalised():
     assert list(out.columns) == ["timestamp", "open", "high", "low", "close", "volume"]
     assert str(out["timestamp"].dtype).endswith("UTC]") and out["close"].tolist() == [
         100.0, 101.0, 102.0, 103.0, 104.0, 105.0]
+
+
+@pytest.mark.parametrize("kind", ["threshold", "barrier"])
+def test_a_rule_fitted_flat_is_served_as_position_zero(kind):
+    from dataclasses import asdict
+
+    from sklearn.preprocessing import StandardScaler
+
+    from huracan.evaluation.rules import BarrierRule, ThresholdRule
+    from huracan.features.build import FeatureConfig, build_features
+    from huracan.serving.raw import predict_candles, price_config
+
+    rng = np.random.default_rng(0)
+    n = 300
+    ts = pd.date_range("2024-03-01", periods=n, freq="1h", tz="UTC")
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.01, n))
+    frame = pd.DataFrame({"timestamp": ts, "open": close, "high": close * 1.002,
+                          "low": close * 0.998, "close": close, "volume": rng.uniform(1, 2, n)})
+    features = asdict(FeatureConfig())
+    fs = build_features(frame, "1h", price_config(features), keep_unlabelled=True)
+    names = list(fs.feature_names)
+    spec = ServingSpec(symbol="BTC/USDT", timeframe="1h", registered_model="huracan-BTCUSDT-1h",
+                       run_id=None, features=features, feature_names=names,
+                       warmup_bars=n - len(fs.frame), lookback=1, rule_kind=kind)
+
+    class Strong:  # forecasts far beyond any threshold: an unfitted rule would trade every bar
+        def predict(self, X, starts=None, context=None):
+            return np.where(np.arange(len(X)) % 2 == 0, 5.0, -5.0)
+
+    scaler = StandardScaler().fit(fs.frame[names].to_numpy(np.float64))
+    cls = ThresholdRule if kind == "threshold" else BarrierRule
+    flat = cls(grid=(1.0,), flat_=True, flat_reason_="flat: no threshold beats cash")
+    out = predict_candles(frame, spec, Strong(), scaler, flat)
+    assert len(out) > 0 and (out["position"] == 0.0).all() and (out["size"] == 0.0).all()
+    trading = predict_candles(frame, spec, Strong(), scaler, cls(threshold=1.0))
+    if kind == "threshold":
+        assert (trading["position"].abs() == 1.0).all()
+    else:  # the barrier rule's exits need later prices: not answered unless flat
+        assert trading["position"].isna().all()

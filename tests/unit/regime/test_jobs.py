@@ -9,9 +9,9 @@ import pytest
 
 from huracan.evaluation.execution import close_bars, execute
 from huracan.evaluation.metrics import compute_metrics
-from huracan.regime.detection import UNKNOWN, HMMRegime, VolatilityRegime
+from huracan.regime.detection import REGIMES, UNKNOWN, HMMRegime, VolatilityRegime
 from huracan.regime.jobs import detect_regimes, walk_forward_switching
-from huracan.regime.registry import choose
+from huracan.regime.registry import candidate_name, choose
 from huracan.settings import RegimeSettings
 from huracan.splits import walk_forward_folds
 
@@ -120,13 +120,24 @@ def _result(model: str, version: int, trades: dict[str, int], score: dict[str, f
             "regime_metrics": {"val": per}}
 
 
+def _returns(results: list[dict], mean: float = 0.002, regimes=REGIMES) -> dict:
+    """Per-bar net returns of each result on its selection window, ``mean`` a bar in every
+    regime of ``regimes`` (sd 10 bps, 100 bars each), keyed as :func:`choose` keys them."""
+    rng = np.random.default_rng(11)
+    regime = np.repeat(np.array(regimes, dtype=object), 100)
+    return {candidate_name(r): pd.DataFrame({
+        "strategy_return": mean + rng.normal(0, 0.001, len(regime)), "regime": regime})
+        for r in results}
+
+
 def test_registry_choice_uses_the_fallback_exactly_where_evidence_is_missing():
     results = [
         _result("lightgbm", 1, {"low": 40, "normal": 40}, {"low": 2.0, "normal": 0.3}),
         _result("xgboost", 2, {"low": 40, "normal": 5}, {"low": 1.0, "normal": 9.0}),
         _result("lstm", 3, {}, {}),
     ]
-    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25)
+    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25,
+                    returns=_returns(results))
     got = {r: (c.source, res["model_type"], c.exposure) for r, (c, res) in chosen.items()}
     assert got == {
         "low": ("evidence", "lightgbm", 1.0),       # both eligible: the higher score
@@ -137,11 +148,35 @@ def test_registry_choice_uses_the_fallback_exactly_where_evidence_is_missing():
     # with every trade count above the bar, no regime falls back
     rich = [_result(m, v, dict.fromkeys(("low", "normal", "high", "extreme"), 99),
                     {"high": float(v)}) for m, v in (("lightgbm", 1), ("xgboost", 2))]
-    assert {c.source for c, _ in choose(rich, "composite_score", 30, 0.25).values()} == {
-        "evidence"}
+    assert {c.source for c, _ in choose(rich, "composite_score", 30, 0.25,
+                                        returns=_returns(rich)).values()} == {"evidence"}
     # runs without per-regime evidence (regime=none) or not registered give no choice
-    assert choose([{**results[0], "regime_metrics": {}}], "composite_score", 30, 0.25) == {}
-    assert choose([{**results[0], "version": None}], "composite_score", 30, 0.25) == {}
+    ret = _returns(results)
+    assert choose([{**results[0], "regime_metrics": {}}], "composite_score", 30, 0.25,
+                  returns=ret) == {}
+    assert choose([{**results[0], "version": None}], "composite_score", 30, 0.25,
+                  returns=ret) == {}
+
+
+def test_registry_choice_is_cash_where_the_candidate_loses_on_the_regimes_bars():
+    results = [
+        _result("lightgbm", 1, {"low": 40, "normal": 40}, {"low": 2.0, "normal": 0.3}),
+        _result("xgboost", 2, {"low": 40, "normal": 5}, {"low": 1.0, "normal": 9.0}),
+    ]
+    returns = _returns(results)
+    lose = returns["lightgbm:lightgbm"].copy()  # lightgbm loses 20 bps a bar in normal
+    normal = (lose["regime"] == "normal").to_numpy()
+    lose.loc[normal, "strategy_return"] -= 0.004
+    returns["lightgbm:lightgbm"] = lose
+    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25,
+                    returns=returns, min_psr=0.9)
+    choice, result = chosen["normal"]
+    # the evidence choice (lightgbm) did not beat cash there: the regime is cash, and the
+    # result returned is the candidate that was considered (its run holds the detector)
+    assert (choice.model, choice.source, choice.exposure, choice.candidate) == (
+        "cash", "cash", 0.0, "lightgbm:lightgbm")
+    assert result["model_type"] == "lightgbm" and "does not beat cash" in choice.reason
+    assert chosen["low"][0].model == "lightgbm:lightgbm"  # it still wins low, where it earns
 
 
 def test_registry_choice_when_the_scored_rows_lack_regimes():
@@ -152,16 +187,18 @@ def test_registry_choice_when_the_scored_rows_lack_regimes():
     for r in results:
         for regime in ("high", "extreme"):
             del r["regime_metrics"]["val"][regime]
-    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25)
+    chosen = choose(results, "composite_score", min_trades=30, extreme_exposure=0.25,
+                    returns=_returns(results, regimes=("low", "normal")))
     got = {r: (c.source, res["model_type"], c.exposure) for r, (c, res) in chosen.items()}
     assert got == {
         "low": ("evidence", "lightgbm", 1.0),
         "normal": ("evidence", "lightgbm", 1.0),
-        "high": ("fallback", "xgboost", 1.0),        # no LSTM: the best overall (val 2.5)
-        "extreme": ("fallback", "lightgbm", 0.25),   # the lowest drawdown (0.1)
+        "high": ("cash", "xgboost", 0.0),      # fallback: no LSTM: the best overall (val 2.5)
+        "extreme": ("cash", "lightgbm", 0.0),  # fallback: the lowest drawdown (0.1)
     }
-    for regime in ("high", "extreme"):
+    for regime in ("high", "extreme"):  # no bar there: the fallback cannot beat cash
         assert f"no scored bars in regime {regime}" in chosen[regime][0].reason
+        assert "never trades (0 bars)" in chosen[regime][0].reason
         assert chosen[regime][0].n_trades == 0
 
 
@@ -169,10 +206,11 @@ def test_registry_choice_when_the_scored_rows_lack_regimes():
 
 
 def test_walk_forward_switching_equals_a_hand_computed_one():
-    ts = pd.date_range("2024-01-01", periods=8, freq="1h", tz="UTC")
-    fold = np.array([0, 0, 0, 0, 1, 1, 2, 2])
-    regime = np.array(["low", "low", "high", "high", "low", "high", "high", "low"], dtype=object)
-    r = np.array([0.01, -0.02, 0.03, -0.01, 0.02, -0.03, 0.01, 0.02])
+    ts = pd.date_range("2024-01-01", periods=10, freq="1h", tz="UTC")
+    fold = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    regime = np.array(["low", "low", "low", "high", "high", "high", "low", "high", "high",
+                       "low"], dtype=object)
+    r = np.array([0.01, -0.02, 0.015, 0.03, -0.01, 0.02, 0.02, -0.03, 0.01, 0.02])
 
     def frame(pos):  # a candidate's executed returns: filled at the close, the fee only
         pos = np.asarray(pos, dtype=float)
@@ -180,22 +218,23 @@ def test_walk_forward_switching_equals_a_hand_computed_one():
         return res.returns.assign(fold=fold, regime=regime)
 
     # "A" is right in low, wrong in high; "B" the reverse (fold 0 is the evidence for fold 1)
-    a = frame([1, -1, -1, 1, 1, 1, 1, 1])
-    b = frame([-1, 1, 1, -1, -1, -1, 1, -1])
+    a = frame([1, -1, 1, -1, 1, -1, 1, 1, 1, 1])
+    b = frame([-1, 1, -1, 1, -1, 1, -1, -1, 1, -1])
+    # the floor at its weakest (min_psr 0: a positive net return on the regime's bars)
     out = walk_forward_switching({"lightgbm:A": a, "xgboost:B": b}, fee=0.001,
-                                 periods_per_year=8760, min_trades=1, min_bars=2)
+                                 periods_per_year=8760, min_trades=1, min_bars=2, min_psr=0.0)
     assert out["bars"] == 4
     first = out["choices"][0]
     assert first["fold"] == 1
     assert first["regimes"]["low"]["model"] == "lightgbm:A"
     assert first["regimes"]["high"]["model"] == "xgboost:B"
-    # fold 1 by hand: low bar 4 -> A (+1), high bar 5 -> B (-1); fold 2: evidence from folds 0-1
+    # fold 1 by hand: low bar 6 -> A (+1), high bar 7 -> B (-1); fold 2: evidence from folds 0-1
     second = out["choices"][1]
-    pick = {"lightgbm:A": a, "xgboost:B": b}
+    pick = {"lightgbm:A": a.position, "xgboost:B": b.position, "cash": pd.Series(np.zeros(10))}
     pos = np.array([1.0, -1.0,
-                    pick[second["regimes"]["high"]["model"]].position.iloc[6],
-                    pick[second["regimes"]["low"]["model"]].position.iloc[7]])
-    rr = r[4:]
+                    pick[second["regimes"]["high"]["model"]].iloc[8],
+                    pick[second["regimes"]["low"]["model"]].iloc[9]])
+    rr = r[6:]
     turnover = np.abs(np.diff(np.concatenate([[0.0], pos])))
     net = pos * rr - 0.001 * turnover
     np.testing.assert_allclose(out["switching"].returns["strategy_return"].to_numpy(), net)
@@ -205,21 +244,77 @@ def test_walk_forward_switching_equals_a_hand_computed_one():
     np.testing.assert_allclose(out["buy_hold"].returns["strategy_return"].to_numpy(), bh)
     # the single best is chosen on earlier folds' overall score, fold by fold
     best = [c["single_best"] for c in out["choices"]]
-    single = np.concatenate([pick[best[0]].position.to_numpy()[4:6],
-                             pick[best[1]].position.to_numpy()[6:8]])
+    single = np.concatenate([pick[best[0]].to_numpy()[6:8], pick[best[1]].to_numpy()[8:10]])
     np.testing.assert_allclose(out["single_best"].returns["position"].to_numpy(), single)
     m = compute_metrics(net, out["switching"].trades["return"].to_numpy(), np.zeros(4), rr, 8760)
     assert out["switching"].metrics.sharpe == pytest.approx(m.sharpe)
 
 
 def test_switching_applies_the_extreme_exposure_of_the_fallback():
-    ts = pd.date_range("2024-01-01", periods=6, freq="1h", tz="UTC")
-    r = np.array([0.01, -0.02, 0.03, -0.01, 0.02, -0.03])
-    regime = np.array(["low", "low", "low", "extreme", "extreme", "low"], dtype=object)
-    pos = np.ones(6)
+    ts = pd.date_range("2024-01-01", periods=10, freq="1h", tz="UTC")
+    r = np.array([0.01, -0.02, 0.03, 0.01, 0.02, -0.015, -0.01, -0.01, 0.02, -0.03])
+    regime = np.array(["low", "low", "low", "extreme", "extreme", "extreme", "low",
+                       "extreme", "extreme", "low"], dtype=object)
+    pos = np.ones(10)
     frame = execute(pos, close_bars(ts, r, 0.001), 8760, labels=r).returns.assign(
-        fold=[0, 0, 0, 1, 1, 1], regime=regime)
+        fold=[0] * 7 + [1] * 3, regime=regime)
+    # one long trade entered in low: extreme has no trade entered there, so the fallback
+    # (most conservative, at 0.25), which earned on fold 0's extreme bars (min_psr 0)
     out = walk_forward_switching({"lightgbm:A": frame}, fee=0.001, periods_per_year=8760,
-                                 min_trades=1, min_bars=2, extreme_exposure=0.25)
+                                 min_trades=1, min_bars=2, extreme_exposure=0.25, min_psr=0.0)
+    assert out["choices"][0]["regimes"]["extreme"]["source"] == "fallback"
     np.testing.assert_allclose(out["switching"].returns["position"].to_numpy(),
                                [0.25, 0.25, 1.0])
+    # with the default floor (PSR 0.9) three bars are not evidence enough: both regimes are
+    # cash and the switching strategy stays flat
+    flat = walk_forward_switching({"lightgbm:A": frame}, fee=0.001, periods_per_year=8760,
+                                  min_trades=1, min_bars=2, extreme_exposure=0.25)
+    assert {c["source"] for c in flat["choices"][0]["regimes"].values()} == {"cash"}
+    assert (flat["switching"].returns["position"] == 0).all()
+    assert flat["switching"].metrics.n_trades == 0
+    assert flat["single_best"].metrics.n_trades == 1  # the comparison still trades
+
+
+def test_a_cash_regime_takes_its_alias_off_and_the_map_says_cash(tmp_path):
+    """A regime that was held by a version and now maps to cash: no gate, the alias is removed
+    under the registry lock, the map records cash with the reason and the removed holder."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from huracan.alerts import Alert
+    from huracan.db.session import make_engine
+    from huracan.evaluation.evidence import CASH, beats_cash
+    from huracan.regime.registry import REGIME_MAP_TAG, assign_aliases
+    from huracan.regime.selection import RegimeChoice
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "huracan-TESTUSDT-1h"
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source=str(tmp_path))
+    client.set_registered_model_alias(name, "regime-high", mv.version)
+    verdict = beats_cash(np.array([0.01, -0.02, 0.005]), 2, 0.9, what="lightgbm:abc")
+    choice = RegimeChoice("high", CASH, 0.0, CASH, f"cash: {verdict.reason}", "composite_score",
+                          0.4, 2, candidate="lightgbm:abc", cash=verdict.as_dict())
+    alerts: list[Alert] = []
+
+    class Recorder:
+        def notify(self, alert: Alert) -> None:
+            alerts.append(alert)
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
+    mapping = assign_aliases(client, engine, name,
+                             {"high": (choice, {"version": mv.version, "model_type": "lightgbm"})},
+                             metric="composite_score", tolerance=0.05, min_eval_bars=48,
+                             notifier=Recorder())
+    entry = mapping["high"]
+    assert (entry["model"], entry["source"], entry["decision"], entry["version"],
+            entry["exposure"], entry["removed_version"], entry["candidate_version"]) == (
+        "cash", "cash", "cash", None, 0.0, str(mv.version), str(mv.version))
+    assert "does not beat cash" in entry["reason"]
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias(name, "regime-high")
+    assert json.loads(client.get_registered_model(name).tags[REGIME_MAP_TAG]) == mapping
+    assert [a.severity for a in alerts] == ["info"]
+    assert alerts[0].title == f"{name}: regime-high is cash (position 0)"

@@ -1,5 +1,6 @@
-"""Per-regime metrics, per-regime selection with its fallback, the switching backtest by hand
-(through the execution model; the hand-made bars fill at the close with the fee only)."""
+"""Per-regime metrics, per-regime selection with its fallback and the cash floor, the switching
+backtest by hand (through the execution model; the hand-made bars fill at the close with the fee
+only; the cash-floor series fill at the next open with fee, spread and slippage)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 
 from huracan.evaluation.backtest import BacktestConfig, positions_from_forecast
-from huracan.evaluation.execution import close_bars, execute
+from huracan.evaluation.evidence import beats_cash
+from huracan.evaluation.execution import MarketBars, close_bars, execute
 from huracan.evaluation.metrics import METRIC_NAMES, compute_metrics
 from huracan.regime.detection import REGIMES, UNKNOWN, VolatilityRegime, realized_volatility_24h
 from huracan.regime.selection import (
@@ -114,6 +116,17 @@ def _frame(trades: dict[str, int], score: dict[str, float], overall: float, mdd:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _winning(*names: str) -> dict[str, pd.DataFrame]:
+    """Per-bar net returns that beat cash in every regime (mean 20 bps a bar, sd 10 bps: PSR
+    about 1), for the selection tests whose subject is the ranking, not the floor."""
+    rng = np.random.default_rng(7)
+    regime = np.repeat(np.array(REGIMES, dtype=object), 100)
+    return {m: pd.DataFrame({"strategy_return": 0.002 + rng.normal(0, 0.001, len(regime)),
+                             "regime": regime}) for m in names}
+
+
+WIN = _winning("xgboost", "lstm", "lightgbm", "XGBoostForecaster")
+
 CANDIDATES = {
     # low: both have evidence (lstm better); normal: only lightgbm reaches 30 trades exactly;
     # high and extreme: nobody reaches 30 trades
@@ -127,7 +140,7 @@ CANDIDATES = {
 
 
 def test_selection_uses_evidence_exactly_when_it_exists():
-    sel = select_per_regime(CANDIDATES, min_trades=30)
+    sel = select_per_regime(CANDIDATES, min_trades=30, returns=WIN)
     assert {r: (c.model, c.source, c.exposure) for r, c in sel.items()} == {
         "low": ("lstm", "evidence", 1.0),
         "normal": ("lightgbm", "evidence", 1.0),       # 30 trades: just enough
@@ -140,41 +153,45 @@ def test_selection_uses_evidence_exactly_when_it_exists():
     # one trade fewer for lightgbm in normal: no evidence left, fallback = best overall
     fewer = dict(CANDIDATES)
     fewer["lightgbm"] = _frame({"low": 31, "normal": 29}, {"normal": 0.3}, overall=0.9, mdd=0.2)
-    sel2 = select_per_regime(fewer, min_trades=30)
+    sel2 = select_per_regime(fewer, min_trades=30, returns=WIN)
     assert (sel2["normal"].model, sel2["normal"].source) == ("lightgbm", "fallback")
     assert "best overall" in sel2["normal"].reason
     # no evidence anywhere: every regime falls back, low -> XGBoost
-    sel3 = select_per_regime(CANDIDATES, min_trades=1000)
+    sel3 = select_per_regime(CANDIDATES, min_trades=1000, returns=WIN)
     assert {c.source for c in sel3.values()} == {"fallback"}
     assert sel3["low"].model == "xgboost"
 
 
-def test_a_regime_no_candidate_saw_falls_back_and_says_so():
+def test_a_regime_no_candidate_saw_is_cash_and_says_so():
     # ten days of 5m candles: no high and no extreme bar among the candidates' scored rows
     seen = {m: CANDIDATES[m].drop(index=["high", "extreme"]) for m in ("xgboost", "lightgbm")}
-    sel = select_per_regime(seen, min_trades=30)
-    full = select_per_regime({m: CANDIDATES[m] for m in seen}, min_trades=30)
+    returns = {m: WIN[m][WIN[m]["regime"].isin(["low", "normal"])] for m in seen}
+    sel = select_per_regime(seen, min_trades=30, returns=returns)
+    full = select_per_regime({m: CANDIDATES[m] for m in seen}, min_trades=30, returns=WIN)
     assert sel["low"] == full["low"] and sel["normal"] == full["normal"]  # evidence unchanged
     high, extreme = sel["high"], sel["extreme"]
-    # high -> LSTM is not among them: best overall (lightgbm 0.9); extreme -> lowest drawdown
-    assert (high.model, high.source, high.exposure, high.n_trades) == (
-        "lightgbm", "fallback", 1.0, 0)
-    assert (extreme.model, extreme.source, extreme.exposure, extreme.n_trades) == (
-        "lightgbm", "fallback", 0.25, 0)
-    assert high.reason.startswith("fallback: no scored bars in regime high")
-    assert extreme.reason.startswith("fallback: no scored bars in regime extreme")
-    assert high.value == pytest.approx(0.9)  # a fallback reports the overall metric
+    # the fallback would be: high -> LSTM is not among them: best overall (lightgbm 0.9);
+    # extreme -> lowest drawdown (lightgbm); with no bar there, neither can beat cash
+    assert (high.model, high.source, high.exposure, high.n_trades, high.candidate) == (
+        "cash", "cash", 0.0, 0, "lightgbm")
+    assert (extreme.model, extreme.source, extreme.exposure, extreme.candidate) == (
+        "cash", "cash", 0.0, "lightgbm")
+    assert high.reason.startswith("cash: lightgbm in regime high never trades (0 bars)")
+    assert "fallback: no scored bars in regime high" in high.reason
+    assert "fallback: no scored bars in regime extreme" in extreme.reason
+    assert high.cash is not None and high.cash["beats"] is False and high.cash["bars"] == 0
+    assert high.value == pytest.approx(0.9)  # the fallback's overall metric, as considered
 
 
 def test_a_regime_one_candidate_never_saw_counts_as_zero_trades_there():
     lstm_only_high = {"xgboost": CANDIDATES["xgboost"].drop(index="high"),
                       "lstm": CANDIDATES["lstm"]}
-    sel = select_per_regime(lstm_only_high, min_trades=30)
+    sel = select_per_regime(lstm_only_high, min_trades=30, returns=WIN)
     assert (sel["high"].model, sel["high"].source) == ("lstm", "fallback")
     assert "(trades: lstm 29, xgboost 0)" in sel["high"].reason
     assert "no scored bars in regime high for xgboost" in sel["high"].reason
     # with enough trades, the candidate that saw the regime is chosen on evidence there
-    sel = select_per_regime(lstm_only_high, min_trades=29)
+    sel = select_per_regime(lstm_only_high, min_trades=29, returns=WIN)
     assert (sel["high"].model, sel["high"].source, sel["high"].value) == (
         "lstm", "evidence", pytest.approx(0.1))
 
@@ -182,14 +199,14 @@ def test_a_regime_one_candidate_never_saw_counts_as_zero_trades_there():
 def test_fallback_model_missing_or_spelled_differently():
     renamed = {"XGBoostForecaster": CANDIDATES["xgboost"],
                "lightgbm": CANDIDATES["lightgbm"]}  # no LSTM at all
-    sel = select_per_regime(renamed, min_trades=1000)
+    sel = select_per_regime(renamed, min_trades=1000, returns=WIN)
     assert sel["low"].model == "XGBoostForecaster"
     assert sel["high"].model == "lightgbm"  # best overall (0.9)
     assert "'lstm' is not among the candidates" in sel["high"].reason
 
 
 def test_selection_by_a_lower_is_better_metric_and_round_trip():
-    sel = select_per_regime(CANDIDATES, metric="max_drawdown", min_trades=30)
+    sel = select_per_regime(CANDIDATES, metric="max_drawdown", min_trades=30, returns=WIN)
     assert sel["low"].source == "evidence"
     choice = RegimeChoice.from_dict(json.loads(json.dumps(sel["extreme"].to_dict())))
     assert choice == sel["extreme"]
@@ -197,17 +214,93 @@ def test_selection_by_a_lower_is_better_metric_and_round_trip():
 
 def test_selection_errors():
     with pytest.raises(ValueError, match="no candidate"):
-        select_per_regime({})
+        select_per_regime({}, returns=WIN)
     with pytest.raises(ValueError, match="unknown metric"):
-        select_per_regime(CANDIDATES, metric="alpha")
+        select_per_regime(CANDIDATES, metric="alpha", returns=WIN)
     with pytest.raises(ValueError, match=r"lacks rows \['all'\]"):
-        select_per_regime({"x": CANDIDATES["lstm"].drop(index=ALL)})
+        select_per_regime({"x": CANDIDATES["lstm"].drop(index=ALL)}, returns=WIN)
     with pytest.raises(ValueError, match=r"columns \['max_drawdown'\]"):
-        select_per_regime({"x": CANDIDATES["lstm"].drop(columns="max_drawdown")})
+        select_per_regime({"x": CANDIDATES["lstm"].drop(columns="max_drawdown")}, returns=WIN)
     with pytest.raises(ValueError, match="extreme_exposure"):
-        select_per_regime(CANDIDATES, extreme_exposure=0.0)
+        select_per_regime(CANDIDATES, extreme_exposure=0.0, returns=WIN)
     with pytest.raises(ValueError, match="fallback has no entry"):
-        select_per_regime(CANDIDATES, fallback={"low": "xgboost"})
+        select_per_regime(CANDIDATES, fallback={"low": "xgboost"}, returns=WIN)
+    with pytest.raises(ValueError, match="min_psr"):
+        select_per_regime(CANDIDATES, returns=WIN, min_psr=1.5)
+    with pytest.raises(ValueError, match=r"returns of candidate 'lstm' lack columns \['regime'\]"):
+        select_per_regime(CANDIDATES, returns={"lstm": WIN["lstm"].drop(columns="regime")})
+
+
+# -- the cash floor --------------------------------------------------------------------------
+
+
+def _edge_in_low_only(n: int = 2400, seed: int = 3):
+    """Half the bars in ``low``, half in ``high`` (alternating blocks of 200). ``edge``
+    forecasts the next return's sign with 60 % accuracy in low and is a coin flip in high;
+    ``coin`` is a coin flip everywhere. Filled at the next open with fee, half-spread and
+    slippage (6 bps a unit of turnover, the default costs)."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    regimes = np.where((np.arange(n) // 200) % 2 == 0, "low", "high").astype(object)
+    nxt = rng.normal(0, 0.01, n)
+    gap = rng.normal(0, 0.0005, n)
+    hold = (1 + nxt) / (1 + gap) - 1
+    bars = MarketBars(ts, gap, hold, np.full(n, 6e-4), *np.zeros((4, n)))
+    right = rng.random(n) < np.where(regimes == "low", 0.6, 0.5)
+    sign = np.where(right, np.sign(nxt), -np.sign(nxt))
+    preds = {"edge": sign * 0.01, "coin": np.where(rng.random(n) < 0.5, 0.01, -0.01)}
+    runs = {m: execute(positions_from_forecast(p), bars, 8760, predictions=p,
+                       labels=nxt).returns.assign(regime=regimes) for m, p in preds.items()}
+    return runs, regimes, preds, bars, nxt
+
+
+def test_a_regime_with_real_edge_keeps_its_model_and_one_without_is_cash():
+    runs, regimes, _, _, _ = _edge_in_low_only()
+    metrics = {m: per_regime_metrics(f, regimes, 8760) for m, f in runs.items()}
+    sel = select_per_regime(metrics, min_trades=30, returns=runs, min_psr=0.9)
+    low, high = sel["low"], sel["high"]
+    # low: the 60 % forecast is the best there and beats cash, net of 6 bps a unit turnover
+    assert (low.model, low.source, low.exposure) == ("edge", "evidence", 1.0)
+    assert low.cash is not None and low.cash["beats"] and low.cash["psr"] >= 0.9
+    assert low.cash["total_return"] > 0 and "edge in regime low beats cash" in low.reason
+    # the verdict is beats_cash on exactly the regime's bars of the chosen model's returns
+    net_low = runs["edge"].loc[regimes == "low", "strategy_return"].to_numpy()
+    assert low.cash == beats_cash(net_low, low.n_trades, 0.9,
+                                  what="edge in regime low").as_dict()
+    # high: no forecast has an edge; the best of two coin flips pays its costs and is cash
+    assert (high.model, high.source, high.exposure) == ("cash", "cash", 0.0)
+    assert high.candidate in runs and high.cash is not None and not high.cash["beats"]
+    assert high.cash["psr"] < 0.9 or high.cash["total_return"] <= 0
+    assert high.reason.startswith(f"cash: {high.candidate} in regime high does not beat cash")
+    assert f"the evidence choice was {high.candidate}" in high.reason
+    # regimes without a bar (normal, extreme) cannot beat cash either
+    assert sel["normal"].is_cash and sel["extreme"].is_cash
+    # min_psr = 0: only a positive net return is needed; high still loses its costs
+    lax = select_per_regime(metrics, min_trades=30, returns=runs, min_psr=0.0)
+    assert lax["low"].model == "edge"
+    assert lax["high"].is_cash == (high.cash["total_return"] <= 0)
+    # a chosen candidate without per-bar returns cannot be checked: cash
+    blind = select_per_regime(metrics, min_trades=30, returns={"coin": runs["coin"]})
+    assert blind["low"].is_cash and "no per-bar net returns of edge" in blind["low"].reason
+
+
+def test_switching_is_flat_in_a_cash_regime():
+    runs, regimes, preds, bars, nxt = _edge_in_low_only()
+    metrics = {m: per_regime_metrics(f, regimes, 8760) for m, f in runs.items()}
+    sel = select_per_regime(metrics, min_trades=30, returns=runs)
+    assert not sel["low"].is_cash and sel["high"].is_cash
+    res = switching_backtest(preds, regimes, sel, bars, nxt)
+    out = res.returns
+    high = (out["regime"] == "high").to_numpy()
+    assert (out.loc[high, "position"] == 0).all() and (out.loc[high, "model"] == "cash").all()
+    assert (out.loc[high, "exposure"] == 0).all()
+    # in low it trades exactly the edge model's positions
+    np.testing.assert_array_equal(out.loc[~high, "position"].to_numpy(),
+                                  runs["edge"].loc[~high, "position"].to_numpy())
+    # flat in high: a bar there earns only the gap leg of the position entering it and pays
+    # the fill that closes it (the execution model's accounting), nothing else
+    inside = high & np.r_[False, high[:-1]]  # high bars after a high bar: flat before and after
+    assert (out.loc[inside, "strategy_return"] == 0).all()
 
 
 # -- switching backtest ----------------------------------------------------------------------
@@ -290,9 +383,9 @@ def test_end_to_end_select_then_switch():
     rv = realized_volatility_24h(close, "1h").to_numpy()
     regimes = VolatilityRegime().fit(rv[:2000]).classify(rv)
     preds = {"xgboost": nxt + rng.normal(0, 0.01, n), "lstm": nxt + rng.normal(0, 0.02, n)}
-    metrics = {m: per_regime_metrics(_run(ts, p, nxt).returns, regimes, 8760)
-               for m, p in preds.items()}
-    sel = select_per_regime(metrics)
+    runs = {m: _run(ts, p, nxt).returns.assign(regime=regimes) for m, p in preds.items()}
+    metrics = {m: per_regime_metrics(f, regimes, 8760) for m, f in runs.items()}
+    sel = select_per_regime(metrics, returns=runs)
     assert set(sel) == set(REGIMES)
     res = switching_backtest(preds, regimes, sel, close_bars(ts, nxt), nxt)
     assert np.isfinite(res.metrics.sharpe)

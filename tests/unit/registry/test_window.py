@@ -254,7 +254,7 @@ def test_the_window_is_scored_with_the_runs_fitted_rule_not_the_default_threshol
     w = EvalWindow(frame, cfg, 8760.0, "r", "1h")
     f = rng.normal(0, 0.01, n)
     val_ret = rng.normal(0, 0.01, 200)
-    val = RuleInput(timestamps=T[:200], forecast=rng.normal(0, 0.01, 200),
+    val = RuleInput(timestamps=T[:200], forecast=val_ret,  # foresight: 0.006 beats cash
                     next_return=val_ret, label=rng.normal(0, 0.01, 200),
                     bars=close_bars(T[:200], val_ret, 0.001))
     fitted = ThresholdRule(grid=(0.006,), min_trades=0).fit(val, cfg, 8760.0)
@@ -270,7 +270,7 @@ def test_the_window_is_scored_with_the_runs_fitted_rule_not_the_default_threshol
     assert default.metrics != got.metrics
     assert default.metrics == backtest_forecasts(w, f, WindowRule(None, (), "none")).metrics
     assert rule.describe() == {"source": "fitted", "kind": "threshold", "threshold": 0.006,
-                               "chosen_on": "validation"}
+                               "chosen_on": "validation", "flat": False}
     # gaps: min_holding 3 restarts at the first scored bar after a dropped one
     held = WindowRule(ThresholdRule(threshold=0.0, min_holding=3).fit(val, cfg, 8760.0))
     keep = np.ones(n, bool)

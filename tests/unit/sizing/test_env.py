@@ -1,4 +1,5 @@
-"""Sizing environment: costs, funding, reward and liquidation by hand; causality; gymnasium API."""
+"""Sizing environment: costs, funding, reward and liquidation by hand; the step loop equal to the
+execution model's vectorised execution; causality; gymnasium API."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env
+from sizing_market import COSTLY, funding  # tests/unit/sizing/sizing_market.py
+from sizing_market import bars as market
 
+from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.execution import MarketBars, execute
 from huracan.sizing.env import (
     EnvConfig,
     SizingData,
     SizingEnv,
     day_ends,
     forecast_zscore,
-    funding_per_bar,
     observation_features,
     realised_volatility,
     run_episode,
@@ -28,6 +32,9 @@ TS = pd.DatetimeIndex(["2024-01-01 22:00", "2024-01-01 23:00", "2024-01-02 00:00
 FORECAST = np.array([0.01, 0.01, -0.01, 0.01])
 NEXT = np.array([0.02, -0.01, -0.03, 0.01])
 FUNDING = np.array([0.001, 0.0, 0.002, 0.0])
+#: the close fill with the fee only and funding settled in each bar's hold leg
+Z = np.zeros(4)
+HAND_BARS = MarketBars(TS, Z, NEXT, np.full(4, 0.001), Z, Z, FUNDING, Z, fill="close")
 HAND = EnvConfig(fee=0.001, maintenance_margin=0.005, drawdown_penalty=2.0,
                  consistency_bonus=0.01, reward_scale=1.0, episode_bars=None, random_start=False)
 
@@ -47,14 +54,13 @@ def _full_data(n: int = 400, seed: int = 0) -> SizingData:
     low = np.minimum(r, 0.0) - np.abs(rng.normal(0, 0.003, n))
     high = np.maximum(r, 0.0) + np.abs(rng.normal(0, 0.003, n))
     return _random_data(n, seed, confidence=rng.uniform(0, 1, n), regime=regime,
-                        funding=np.where(np.arange(n) % 8 == 7, 1e-4, 0.0),
                         liquidation_density=rng.uniform(0, 3, n),
                         importance_trend=rng.normal(0, 1, (n, 2)), low_return=low,
                         high_return=high)
 
 
 def test_step_reward_fees_funding_drawdown_and_streak_by_hand():
-    env = SizingEnv(SizingData(TS, FORECAST, NEXT, funding=FUNDING), HAND)
+    env = SizingEnv(SizingData(TS, FORECAST, NEXT, bars=HAND_BARS), HAND)
     env.reset(seed=0)
     # actions (size, leverage) -> positions sign(forecast) x size x leverage: +1, +1, -1.5, +2
     steps = [env.step(np.array(a, dtype=np.float32))
@@ -156,7 +162,7 @@ def test_observation_at_t_uses_no_later_bar():
         return np.concatenate([x[:keep], new])
 
     # change everything that happens after the close of bar t: the forecast and inputs of rows
-    # > t; the returns, wicks and funding of the bars following rows >= t
+    # > t; the returns and wicks of the bars following rows >= t
     r_b = after(a.next_return, t, rng.normal(0, 0.05, n - t))
     b = replace(
         a,
@@ -164,7 +170,6 @@ def test_observation_at_t_uses_no_later_bar():
         next_return=r_b,
         confidence=after(a.confidence, t + 1, np.full(n - t - 1, 0.9)),
         regime=after(a.regime, t + 1, np.eye(3)[np.zeros(n - t - 1, dtype=int)]),
-        funding=after(a.funding, t, np.full(n - t, 0.01)),
         liquidation_density=after(a.liquidation_density, t + 1, np.full(n - t - 1, 50.0)),
         importance_trend=after(a.importance_trend, t + 1, np.full((n - t - 1, 2), -7.0)),
         low_return=after(a.low_return, t, np.minimum(r_b[t:], 0.0) - 0.1),
@@ -239,14 +244,6 @@ def test_features_are_causal_and_documented_units():
     assert day_ends(TS).tolist() == [False, True, False, True]
 
 
-def test_funding_per_bar_charges_the_position_held_at_the_settlement():
-    ts = pd.date_range("2024-01-01 05:00", periods=5, freq="1h", tz="UTC")
-    settle = pd.DataFrame({"timestamp": pd.DatetimeIndex(["2024-01-01 08:00"], tz="UTC"),
-                           "funding_rate": [0.0003]})
-    # row 07:00 closes at 08:00; its position is held over [08:00, 09:00) and pays the 08:00 rate
-    assert funding_per_bar(ts, settle, "1h").tolist() == [0.0, 0.0, 0.0003, 0.0, 0.0]
-
-
 def test_invalid_inputs_raise_clear_errors():
     ts = pd.date_range("2024-01-01", periods=3, freq="1h", tz="UTC")
     with pytest.raises(ValueError, match="rows"):
@@ -265,3 +262,70 @@ def test_invalid_inputs_raise_clear_errors():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="2 finite numbers"):
         env.step(np.array([1.0], dtype=np.float32))
+    with pytest.raises(ValueError, match="same 3 rows"):
+        SizingData(ts, np.zeros(3), np.zeros(3), bars=HAND_BARS)
+
+
+def _stepped(data: SizingData, cfg: EnvConfig, actions: np.ndarray) -> pd.DataFrame:
+    it = iter(actions)
+    return run_episode(SizingEnv(data, cfg), lambda obs: next(it))
+
+
+@pytest.mark.parametrize("market_kind", ["perpetual_funding", "spot_borrow", "estimated_spread"])
+def test_env_steps_equal_execute_on_the_same_bars(market_kind: str):
+    """The step loop (scalar bar_components on MarketBars.step_lists) and the vectorised
+    execution model give the same net returns for the same positions, to 1e-12."""
+    n = 500
+    cfg_bt = COSTLY
+    kw: dict[str, object] = {}
+    if market_kind == "perpetual_funding":
+        kw = {"perpetual": True, "settlements": funding(periods=80, seed=3)}
+    elif market_kind == "estimated_spread":
+        cfg_bt = BacktestConfig(half_spread="abdi_ranaldo", spread_window=24,
+                                notional=1e5, impact_coef=0.5)
+    bars, _, _ = market(n, seed=11, cfg=cfg_bt, **kw)  # type: ignore[arg-type]
+    desc = bars.describe()
+    assert desc["cost_bps_median"] > 4.0  # more than the fee: spread and slippage are charged
+    if market_kind == "perpetual_funding":
+        assert desc["funding"] and not desc["borrow"]
+    elif market_kind == "spot_borrow":
+        assert desc["borrow"] and not desc["funding"]
+    else:
+        assert desc["impact"]
+    assert np.abs(bars.gap).max() > 0  # fills at the next open, away from the close
+    rng = np.random.default_rng(4)
+    forecast = rng.normal(0.0, 0.002, n)
+    data = SizingData(bars.timestamps, forecast, bars.next_return, bars=bars)
+    cfg = EnvConfig(max_leverage=3.0, episode_bars=None, random_start=False)
+    actions = rng.uniform([0.0, 1.0], [1.0, 3.0], (n, 2))
+    actions[::7, 0] = 0.0  # flat now and then: entries, exits and flips
+    frame = _stepped(data, cfg, actions.astype(np.float32))
+    assert frame["liquidated"].eq("").all()
+    pos = frame["position"].to_numpy()
+    assert (np.sign(pos[1:]) != np.sign(pos[:-1])).sum() > 50
+    ex = execute(pos, bars, cfg.periods_per_year).returns
+    np.testing.assert_allclose(frame["strategy_return"], ex["strategy_return"], rtol=0,
+                               atol=1e-12)
+    for col in ("cost", "funding_cost", "borrow_cost", "turnover"):
+        np.testing.assert_allclose(frame[col], ex[col], rtol=0, atol=1e-12, err_msg=col)
+    assert frame["cost"].sum() > 0
+    assert frame["equity"].iloc[-1] == pytest.approx(np.prod(1 + ex["strategy_return"]),
+                                                     rel=1e-12)
+
+
+def test_next_open_fill_gives_the_gap_to_the_old_position():
+    """Row t's gap leg (close to next open) is earned by the position held before the fill."""
+    ts = TS[:2]
+    gap, hold = np.array([0.01, -0.02]), np.array([0.005, 0.03])
+    z = np.zeros(2)
+    bars = MarketBars(ts, gap, hold, np.full(2, 0.001), z, z, z, z)
+    nxt = bars.next_return
+    env = SizingEnv(SizingData(ts, np.array([1.0, -1.0]), nxt, bars=bars),
+                    EnvConfig(episode_bars=None, random_start=False))
+    env.reset()
+    g0 = env.step(np.array([1.0, 1.0], dtype=np.float32))[4]["return"]
+    g1 = env.step(np.array([1.0, 1.0], dtype=np.float32))[4]["return"]
+    # bar 0: flat before (no gap P&L), long over the hold leg, 1 unit of turnover
+    assert g0 == pytest.approx(0.005 - 0.001)
+    # bar 1: the long earns the gap (+1 x -2 %), then the short the hold leg, 2 units of turnover
+    assert g1 == pytest.approx((1 - 0.02) * (1 - 0.03) - 1 - 0.002)

@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env
+from sizing_market import bars as market
+from sizing_market import funding  # tests/unit/sizing/sizing_market.py
 
+from huracan.evaluation.execution import MarketBars, execute
 from huracan.sizing.env import EnvConfig, SizingData
 from huracan.sizing.portfolio import (
     PortfolioData,
@@ -27,8 +30,11 @@ HAND = EnvConfig(fee=0.001, maintenance_margin=0.005, drawdown_penalty=2.0,
 
 
 def _pair() -> PortfolioData:
-    btc = SizingData(TS, np.array([0.01, 0.01, -0.01]), np.array([0.02, -0.01, 0.01]),
-                     funding=np.array([0.001, 0.0, 0.0]))
+    r, z = np.array([0.02, -0.01, 0.01]), np.zeros(3)
+    # close fill, the fee only, a funding rate of 0.1 % settled in bar 0's hold leg
+    bars = MarketBars(TS, z, r, np.full(3, 0.001), z, z, np.array([0.001, 0.0, 0.0]), z,
+                      fill="close")
+    btc = SizingData(TS, np.array([0.01, 0.01, -0.01]), r, bars=bars)
     eth = SizingData(TS, np.array([-0.02, 0.01, 0.01]), np.array([-0.03, 0.02, 0.0]))
     return PortfolioData.align({"BTC/USDT": btc, "ETH/USDT": eth})
 
@@ -168,3 +174,28 @@ def test_seeded_training_reproduces_and_allocations_stay_within_capital():
     frame = run_portfolio_episode(PortfolioEnv(data.slice(900), a.eval_config()),
                                   lambda o: np.array([0.5, 0.5, 1.0]))
     assert len(frame) == 300 and frame["gross_exposure"].max() <= 1.0 + 1e-12
+
+
+def test_the_account_return_is_the_execution_model_per_symbol():
+    """On next-open bars with spread, slippage, funding legs (BTC) and borrow (ETH, spot), the
+    account's return is the sum of execute() of each symbol's positions on its own bars."""
+    n = 300
+    btc_bars, _, _ = market(n, seed=21, perpetual=True, settlements=funding(seed=4))
+    eth_bars, _, _ = market(n, seed=22)
+    rng = np.random.default_rng(8)
+    parts = {sym: SizingData(b.timestamps, rng.normal(0, 0.002, n), b.next_return, bars=b)
+             for sym, b in (("BTC/USDT", btc_bars), ("ETH/USDT", eth_bars))}
+    data = PortfolioData.align(parts)
+    cfg = EnvConfig(episode_bars=None, random_start=False, max_leverage=2.0)
+    actions = np.column_stack([rng.uniform(0, 0.6, (n, 2)), rng.uniform(1, 2, n)])
+    it = iter(actions)
+    frame = run_portfolio_episode(PortfolioEnv(data, cfg), lambda o: next(it))
+    assert frame["liquidated"].eq("").all()
+    per_symbol = [execute(frame[f"position:{s}"].to_numpy(), b, 8760.0).returns
+                  for s, b in (("BTC/USDT", btc_bars), ("ETH/USDT", eth_bars))]
+    total = sum(r["strategy_return"].to_numpy() for r in per_symbol)
+    np.testing.assert_allclose(frame["strategy_return"], total, rtol=0, atol=1e-12)
+    for col in ("cost", "funding_cost", "borrow_cost"):
+        np.testing.assert_allclose(frame[col], sum(r[col].to_numpy() for r in per_symbol),
+                                   rtol=0, atol=1e-12, err_msg=col)
+    assert frame["funding_cost"].abs().sum() > 0 and frame["borrow_cost"].sum() > 0

@@ -357,8 +357,9 @@ class RegistrySettings:
     ``min_psr`` is the cash floor: a candidate is promoted only when its net return on that
     window is positive with a PSR of at least ``min_psr``
     (:func:`huracan.evaluation.evidence.beats_cash`). ``min_dsr`` (off by default) also demands
-    a deflated Sharpe ratio; the score difference gets a stationary-bootstrap interval of
-    ``bootstrap_resamples`` resamples."""
+    a deflated Sharpe ratio, its N counted over every trial on the symbol and timeframe in the
+    tracking store (:func:`huracan.registry.callback.store_trials`); the score difference gets
+    a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
 
     enabled: bool = True
     metric: str = "composite_score"

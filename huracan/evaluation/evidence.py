@@ -163,21 +163,29 @@ def lagged_execution(position: np.ndarray, bars: MarketBars, periods_per_year: f
     return {"sharpe": res.metrics.sharpe, "total_return": res.metrics.total_return}
 
 
-def deflate(candidates: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+def deflate(candidates: Mapping[str, Mapping[str, float]], n_trials: int | None = None,
+            sr_variance: float | None = None) -> dict[str, dict[str, float]]:
     """DSR of every candidate against all of them (Bailey & Lopez de Prado 2014).
 
     Args:
         candidates: ``{run_id: {"sr", "skew", "kurtosis", "bars"}}`` on the same window (the
             per-bar evidence of :func:`window_evidence`).
+        n_trials: the trials actually run (e.g. every training job and tuning trial on the same
+            symbol and timeframe in the tracking store); ``N = max(len(candidates), n_trials)``.
+        sr_variance: the per-bar Sharpe variance across those trials, used only when fewer than
+            two candidates give one of their own (``None``: 0).
 
     Returns:
         ``{run_id: {"dsr", "benchmark_sr", "n_trials", "sr_variance"}}``; the benchmark is the
-        expected maximum per-bar Sharpe of ``N = len(candidates)`` trials whose variance is that
-        of the candidates' Sharpes (ddof 1). With one candidate the benchmark is 0 (DSR = PSR).
+        expected maximum per-bar Sharpe of ``N`` trials whose variance is that of the
+        candidates' Sharpes (ddof 1; with one candidate ``sr_variance``). With ``N = 1`` or no
+        variance the benchmark is 0 (DSR = PSR).
     """
     srs = np.array([float(c["sr"]) for c in candidates.values()], dtype=np.float64)
-    n = len(srs)
-    var = float(np.var(srs, ddof=1)) if n > 1 else 0.0
+    n = max(len(srs), int(n_trials or 0))
+    var = float(np.var(srs, ddof=1)) if len(srs) > 1 else float(sr_variance or 0.0)
+    if not math.isfinite(var) or var < 0:
+        var = 0.0
     bench = st.expected_max_sharpe(n, var) if n > 1 else 0.0
     out = {}
     for run_id, c in candidates.items():

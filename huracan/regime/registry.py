@@ -116,12 +116,13 @@ def choose(results: Sequence[Mapping[str, Any]], metric: str, min_trades: int,
 def assign_aliases(client: Any, engine: Any, name: str,
                    chosen: Mapping[str, tuple[RegimeChoice, Mapping[str, Any]]], *,
                    metric: str, tolerance: float, min_eval_bars: int,
-                   notifier: Any = None) -> dict[str, dict[str, Any]]:
-    """Gate each regime's model choice for its ``regime-<name>`` alias, take the alias off a
-    cash regime, and tag the map on the registered model; returns the map (regime -> version,
-    model, exposure, source, reason, decision; a cash regime: version None, model ``cash``,
-    exposure 0, decision ``cash``, the reason with the cash verdict's figures, the alias's
-    previous holder as ``removed_version``)."""
+                   notifier: Any = None, min_psr: float = 0.9) -> dict[str, dict[str, Any]]:
+    """Gate each regime's model choice for its ``regime-<name>`` alias (the registry gate's rule
+    on the regime's bars, cash floor at ``min_psr`` included), take the alias off a cash regime,
+    and tag the map on the registered model; returns the map (regime -> version, model,
+    exposure, source, reason, decision; a cash regime: version None, model ``cash``, exposure 0,
+    decision ``cash``, the reason with the cash verdict's figures, the alias's previous holder
+    as ``removed_version``)."""
     from huracan.registry.lock import registry_lock
     from huracan.registry.promotion import alias_version, gate_candidate
 
@@ -147,7 +148,8 @@ def assign_aliases(client: Any, engine: Any, name: str,
             continue
         out = gate_candidate(client, engine, name, str(result["version"]), metric=metric,
                              tolerance=tolerance, notifier=notifier,
-                             min_eval_bars=min_eval_bars, alias=f"{ALIAS_PREFIX}{regime}",
+                             min_eval_bars=min_eval_bars, min_psr=min_psr,
+                             alias=f"{ALIAS_PREFIX}{regime}",
                              regime=regime, selection=choice.to_dict())
         holder = client.get_model_version_by_alias(name, f"{ALIAS_PREFIX}{regime}") \
             if out.event == "promoted" else None

@@ -6,6 +6,9 @@ those files (so the gate works under the basic, joblib and ray launchers alike: 
 collected in memory), and the candidate with the best selection score of each registered model
 (the job's objective: ``val_<metric>`` for a forward split, ``oos_<metric>`` for walk-forward;
 selection never looks at test) goes through :func:`huracan.registry.promotion.gate_candidate`.
+The gate's cash floor is ``registry.min_psr``; the candidate's deflated Sharpe ratio counts N
+over every trial run on the same symbol and timeframe in the tracking store (:func:`store_trials`:
+training jobs of earlier sweeps and runs, Optuna trials), not only this sweep's candidates.
 The decision is printed, written to ``<sweep dir>/gate.json`` and tagged on the sweep's parent
 run (``huracan.gate.*``). A sweep in which a job failed raises in Hydra before this point, so it
 promotes nothing. A failure of the gate itself is logged, alerted, and ends the process with exit
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,6 +42,67 @@ log = logging.getLogger(__name__)
 GATE_FILE = "gate.json"
 
 
+@dataclass(frozen=True)
+class StoreTrials:
+    """Trials in the tracking store on one symbol and timeframe: ``n`` runs and, per scored
+    window prefix (``val``, ``oos``...), their annualised net Sharpe ratios (``<w>_sharpe``)."""
+
+    n: int
+    sharpes: dict[str, list[float]]
+    timeframe: str = "1h"
+
+    def sr_variance(self, periods_per_year: float) -> dict[str, float]:
+        """Per window, the variance (ddof 1) of the trials' PER-BAR Sharpes (annualised /
+        sqrt(bars per year)); windows with fewer than two trials are left out."""
+        out = {}
+        for w, values in self.sharpes.items():
+            v = [x for x in values if math.isfinite(x)]
+            if len(v) > 1:
+                out[w] = float(np.var(np.asarray(v) / math.sqrt(periods_per_year), ddof=1))
+        return out
+
+
+def store_trials(client: Any, experiment_ids: list[str], symbol: str,
+                 timeframe: str) -> StoreTrials:
+    """Every trial run on ``symbol`` and ``timeframe`` in the MLflow tracking store: runs tagged
+    ``symbol`` and ``timeframe`` that are training jobs (a ``model_type`` tag: every
+    :func:`huracan.pipeline.run_job` run, sweep jobs included) or tuning trials (the same runs,
+    tagged ``huracan.trial``), FINISHED or pruned by Optuna (``huracan.trial_state=pruned``).
+    Sweep parents, studies, sizer and drift runs (``huracan.role``) are not trials; a job that
+    failed before it scored anything is not either.
+
+    Returns:
+        the count and each trial's ``<window>_sharpe`` metrics (the N and the Sharpe variance
+        of the deflated Sharpe ratio, Bailey & Lopez de Prado 2014).
+    """
+    from mlflow.entities import ViewType
+
+    def q(v: str) -> str:
+        return v.replace("'", "\\'")
+
+    filt = f"tags.symbol = '{q(symbol)}' and tags.timeframe = '{q(timeframe)}'"
+    n, token = 0, None
+    sharpes: dict[str, list[float]] = {}
+    while True:
+        page = client.search_runs(experiment_ids, filt, run_view_type=ViewType.ACTIVE_ONLY,
+                                  max_results=1000, page_token=token)
+        for run in page:
+            tags = run.data.tags
+            if "model_type" not in tags or "huracan.role" in tags:
+                continue
+            if run.info.status != "FINISHED" and tags.get("huracan.trial_state") != "pruned":
+                continue
+            n += 1
+            for key, value in run.data.metrics.items():
+                window, _, rest = key.partition("_")
+                if rest == "sharpe":
+                    sharpes.setdefault(window, []).append(float(value))
+        token = page.token
+        if not token:
+            break
+    return StoreTrials(n, sharpes, timeframe)
+
+
 def best_candidates(results: list[dict[str, Any]],
                     eligible: set[str] | None = None) -> list[dict[str, Any]]:
     """Per registered model, the successful result with the highest ``objective_value`` among
@@ -53,6 +119,20 @@ def best_candidates(results: list[dict[str, Any]],
         if name not in best or score > float(best[name]["objective_value"]):
             best[name] = r
     return list(best.values())
+
+
+def _trials_of(client: Any, cand: dict[str, Any]) -> StoreTrials:
+    """:func:`store_trials` on the candidate's symbol and timeframe (its run's tags) in its run's
+    experiment; no trial when the run cannot be read."""
+    try:
+        run = client.get_run(str(cand["run_id"]))
+    except Exception:  # a result without a readable run: the sweep's own N only
+        log.warning("run %s unreadable: DSR over the sweep's candidates only", cand["run_id"])
+        return StoreTrials(0, {})
+    tags = run.data.tags
+    if "symbol" not in tags or "timeframe" not in tags:
+        return StoreTrials(0, {})
+    return store_trials(client, [run.info.experiment_id], tags["symbol"], tags["timeframe"])
 
 
 class RegistryGate(Callback):
@@ -83,6 +163,7 @@ class RegistryGate(Callback):
             return
         from mlflow.tracking import MlflowClient
 
+        from huracan.data.ohlcv import bars_per_year
         from huracan.db import migrate
         from huracan.db.session import make_engine
         from huracan.registry.promotion import gate_candidate
@@ -97,7 +178,6 @@ class RegistryGate(Callback):
         reg = build(RegistrySettings, node["registry"], "registry")
         min_trades = build(SelectionSettings, node.get("selection"), "selection").min_trades
         elig = eligibility(results, min_trades)
-        dsr = deflate_results([dict(r, metrics=dict(r.get("metrics", {}))) for r in results])
         tr = build(TrackingSettings, node["tracking"], "tracking")
         from hydra.utils import instantiate
 
@@ -132,6 +212,13 @@ class RegistryGate(Callback):
                         continue
                     window = str(cand["objective"]).split("_", 1)[0]
                     m = cand.get("metrics", {})
+                    client = MlflowClient()
+                    trials = _trials_of(client, cand)
+                    ppy = bars_per_year(trials.timeframe)
+                    dsr = deflate_results(
+                        [dict(r, metrics=dict(r.get("metrics", {}))) for r in results],
+                        n_trials=trials.n, sr_variance=trials.sr_variance(ppy))
+                    d = dsr.get(str(cand["run_id"]), {})
                     selection = {
                         "selected_on": cand["objective"],
                         "selection_score": float(cand["objective_value"]),
@@ -140,12 +227,15 @@ class RegistryGate(Callback):
                         "trades": int(m.get(f"{window}_n_trades", 0)),
                         "bars": int(m.get(f"{window}_bars", 0)),
                         "psr": m.get(f"{window}_psr"),
-                        "dsr": dsr.get(str(cand["run_id"]), {}).get(f"{window}_dsr"),
+                        "dsr": d.get(f"{window}_dsr"),
+                        "n_trials": int(d.get(f"{window}_dsr_trials", len(results))),
+                        "n_trials_in_store": trials.n,
                     }
-                    out = gate_candidate(MlflowClient(), engine, name, version,
+                    out = gate_candidate(client, engine, name, version,
                                          metric=reg.metric, tolerance=reg.tolerance,
                                          notifier=notifier, min_eval_bars=reg.min_eval_bars,
-                                         min_dsr=reg.min_dsr, selection=selection,
+                                         min_dsr=reg.min_dsr, min_psr=reg.min_psr,
+                                         selection=selection,
                                          bootstrap_resamples=reg.bootstrap_resamples)
                     self._regime_aliases(node, engine, name, results, reg, notifier)
                 finally:
@@ -192,7 +282,7 @@ class RegistryGate(Callback):
         if chosen:
             assign_aliases(client, engine, name, chosen, metric=reg.metric,
                            tolerance=reg.tolerance, min_eval_bars=rs.min_eval_bars,
-                           notifier=notifier)
+                           notifier=notifier, min_psr=reg.min_psr)
 
     @staticmethod
     def _tag_parent(parent_run_id: str | None, decisions: list[dict[str, Any]]) -> None:

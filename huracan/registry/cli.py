@@ -249,7 +249,7 @@ def monitor(
     except DataValidationError as exc:
         raise _fail(str(exc), 2) from None
     win = window_from_features(fs.frame, _window_bars(window, timeframe), EVAL_CONTEXT_ROWS,
-                               settings.backtest, bars_per_year(timeframe))
+                               settings.backtest, bars_per_year(timeframe), timeframe)
     seen = seen_until(prod)
     win = restrict_window(win, seen)
     if drift:

@@ -22,20 +22,28 @@ the market bars the run logged with its window (``exec_*`` columns: fills, costs
 :func:`huracan.evaluation.execution.bars_from_frame`).
 A window logged before the ``prediction`` column existed has no stored forecasts: its versions
 are scored by their registered model on the bars after ``seen_until`` only (today's rule then).
+
+Forecasts become positions with the rule the version's run FITTED, the one serving applies (the
+pickled ``rule`` artifact of its logged pyfunc model, :func:`load_rule`: e.g. the threshold chosen
+on validation from the grid, a meta classifier); a model logged without one is scored with the
+default threshold rule (``backtest.threshold``), and the evidence says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from huracan.data.ohlcv import bars_per_year
+from huracan.data.ohlcv import bars_per_year, timeframe_to_timedelta
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, positions_from_forecast
 from huracan.evaluation.execution import backtest_config_from_params, bars_from_frame, execute
 from huracan.features.build import LABEL
@@ -51,13 +59,69 @@ MODEL, STORED, NONE = "model", "stored", ""
 
 @dataclass(frozen=True)
 class EvalWindow:
-    """Rows to score (``frame``, with ``split`` = ``context``/``test``), backtest settings and
-    annualisation (bars per year) of the run that produced them."""
+    """Rows to score (``frame``, with ``split`` = ``context``/``test``), backtest settings,
+    annualisation (bars per year) and ``timeframe`` (the bar length, for a rule's gap flags) of
+    the run that produced them."""
 
     frame: pd.DataFrame
     backtest: BacktestConfig
     periods_per_year: float
     run_id: str
+    timeframe: str | None = None
+
+
+#: where the pyfunc model keeps the pickled fitted rule (``huracan.tracking.pyfunc.save_bundle``)
+RULE_ARTIFACT = "artifacts/rule.pkl"
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """The rule a version is scored with: ``rule`` (a fitted :mod:`huracan.evaluation.rules`
+    rule, or ``None`` for the default threshold rule), the feature columns its model reads (a
+    meta rule's classifier inputs) and ``source`` (``fitted``, or why the threshold rule)."""
+
+    rule: Any
+    feature_names: tuple[str, ...] = ()
+    source: str = "fitted"
+
+    def describe(self) -> dict[str, Any]:
+        """What the evidence records of it: source, kind, the fitted threshold and whether it
+        was fitted flat (the threshold grid's cash option: position 0 on every bar)."""
+        if self.rule is None:
+            return {"source": self.source, "kind": "threshold (backtest.threshold)"}
+        report = getattr(self.rule, "fit_report_", {}) or {}
+        return {"source": self.source, "kind": str(getattr(self.rule, "kind", "?")),
+                "threshold": report.get("threshold", getattr(self.rule, "threshold", None)),
+                "chosen_on": report.get("chosen_on"),
+                "flat": bool(getattr(self.rule, "flat_", False))}
+
+
+def load_rule(model_uri: str) -> WindowRule:
+    """The fitted rule a logged pyfunc model carries (its ``rule`` artifact, as serving loads
+    it), with the model's input feature names; a model logged without one gives the default
+    threshold rule (``rule=None``, ``source`` saying so)."""
+    from mlflow.models import get_model_info
+
+    try:
+        schema = get_model_info(model_uri).signature
+        names = tuple(schema.inputs.input_names()) if schema is not None else ()
+    except Exception:  # a model without a readable signature: a meta rule then has no inputs
+        names = ()
+    base = model_uri.rstrip("/")
+    if base.startswith("models:/m-"):  # a logged model (not a registered version): its store
+        with contextlib.suppress(Exception):  # unknown model id: the threshold rule, said below
+            base = str(mlflow.get_logged_model(base.removeprefix("models:/"))
+                       .artifact_location).rstrip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{base}/{RULE_ARTIFACT}", dst_path=tmp)
+        except Exception:  # MLflow raises different types per artifact store
+            return WindowRule(None, names, "threshold: the model was logged without a fitted "
+                                           "rule")
+        with Path(local).open("rb") as fh:
+            rule = pickle.load(fh)
+    return WindowRule(rule, names, "fitted")
 
 
 def load_window(client: MlflowClient, run_id: str) -> EvalWindow:
@@ -74,11 +138,13 @@ def load_window(client: MlflowClient, run_id: str) -> EvalWindow:
             raise FileNotFoundError(f"run {run_id} has no {WINDOW_ARTIFACT}: {exc}") from exc
         frame = pd.read_parquet(Path(path))
     bt = backtest_config_from_params(run.data.params)
-    return EvalWindow(frame, bt, bars_per_year(run.data.tags.get("timeframe", "1h")), run_id)
+    tf = run.data.tags.get("timeframe", "1h")
+    return EvalWindow(frame, bt, bars_per_year(tf), run_id, tf)
 
 
 def window_from_features(frame: pd.DataFrame, n_bars: int, context_rows: int,
-                         backtest: BacktestConfig, periods_per_year: float) -> EvalWindow:
+                         backtest: BacktestConfig, periods_per_year: float,
+                         timeframe: str | None = None) -> EvalWindow:
     """The last ``n_bars`` rows of a feature frame (index = timestamp) as an evaluation window,
     with up to ``context_rows`` earlier rows as context (used by ``registry monitor``)."""
     if n_bars < 2:
@@ -87,7 +153,7 @@ def window_from_features(frame: pd.DataFrame, n_bars: int, context_rows: int,
     out = frame.iloc[start:].reset_index()
     n_ctx = len(out) - min(n_bars, len(frame))
     out["split"] = np.where(np.arange(len(out)) < n_ctx, "context", "test")
-    return EvalWindow(out, backtest, periods_per_year, run_id="")
+    return EvalWindow(out, backtest, periods_per_year, run_id="", timeframe=timeframe)
 
 
 def with_scored(window: EvalWindow, keep: np.ndarray) -> EvalWindow:
@@ -96,7 +162,8 @@ def with_scored(window: EvalWindow, keep: np.ndarray) -> EvalWindow:
     frame = window.frame.copy()
     frame.loc[(frame["split"] == "test").to_numpy() & ~np.asarray(keep, dtype=bool),
               "split"] = "context"
-    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id)
+    return EvalWindow(frame, window.backtest, window.periods_per_year, window.run_id,
+                      window.timeframe)
 
 
 def restrict_window(window: EvalWindow, after: str | pd.Timestamp | None) -> EvalWindow:
@@ -227,27 +294,74 @@ def combine_forecasts(timestamps: pd.DatetimeIndex | pd.Series, sources: np.ndar
     return out
 
 
-def backtest_forecasts(window: EvalWindow, forecasts: np.ndarray) -> BacktestResult:
+def rule_positions(window: EvalWindow, forecasts: np.ndarray, rule: WindowRule
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, exit_reasons)`` of a fitted rule on the window's scored bars (in time
+    order; a NaN forecast reads as 0), from what the rule sees there: forecasts, prices, labels,
+    gap flags (a bar not one ``timeframe`` after the previous scored bar starts a new segment) and
+    the model's features (shapes ``(scored bars,)``)."""
+    from huracan.evaluation.rules import RuleInput
+    from huracan.features.build import NEXT_RETURN
+
+    frame = window.frame
+    test = (frame["split"] == "test").to_numpy()
+    rows = frame[test]
+    idx = pd.DatetimeIndex(pd.to_datetime(rows["timestamp"], utc=True))
+    starts = np.ones(len(idx), dtype=bool)
+    if len(idx) > 1:
+        step = timeframe_to_timedelta(window.timeframe).value if window.timeframe else \
+            int(np.median(np.diff(idx.asi8)))
+        starts[1:] = np.diff(idx.asi8) != step
+    fc = np.nan_to_num(np.asarray(forecasts, dtype=np.float64).reshape(-1)[test], nan=0.0)
+
+    def col(name: str) -> np.ndarray | None:
+        return rows[name].to_numpy(np.float64) if name in rows else None
+
+    names = [c for c in rule.feature_names if c in rows.columns]
+    next_return = col(NEXT_RETURN)
+    ri = RuleInput(timestamps=idx, forecast=fc,
+                   next_return=np.full(len(idx), np.nan) if next_return is None else next_return,
+                   label=rows[LABEL].to_numpy(np.float64), close=col("bar_close"),
+                   high=col("bar_high"), low=col("bar_low"), starts=starts,
+                   features=rows[names].to_numpy(np.float64)
+                   if names and len(names) == len(rule.feature_names) else None)
+    rp = rule.rule.positions(ri)
+    return (np.asarray(rp.positions, dtype=np.float64),
+            np.asarray(rp.exit_reasons, dtype=object))
+
+
+def backtest_forecasts(window: EvalWindow, forecasts: np.ndarray,
+                       rule: WindowRule | None = None) -> BacktestResult:
     """Execute ``forecasts`` (one per row of ``frame``) on the window's scored bars with its
     backtest settings (the scored bars concatenated in time order; a NaN forecast is flat),
     through :func:`huracan.evaluation.execution.execute` on the window's market bars
     (:func:`~huracan.evaluation.execution.bars_from_frame`: the run's logged execution, or for a
     window logged before ``next_open`` the close fill with the fee only, noted in the result's
-    ``execution``)."""
+    ``execution``). Positions come from ``rule`` (the version's fitted rule,
+    :func:`load_rule`) when it holds one, else from the default threshold rule
+    (``backtest.threshold``)."""
     frame = window.frame
     test = (frame["split"] == "test").to_numpy()
     pred = np.asarray(forecasts, dtype=np.float64).reshape(-1)
     bt = window.backtest
     bars = bars_from_frame(frame, bt, window.periods_per_year).take(test)
-    return execute(positions_from_forecast(pred[test], bt.threshold, bt.long_only), bars,
-                   window.periods_per_year, predictions=pred[test],
-                   labels=frame.loc[test, LABEL].to_numpy(np.float64))
+    reasons = None
+    if rule is not None and rule.rule is not None:
+        positions, reasons = rule_positions(window, pred, rule)
+    else:
+        positions = positions_from_forecast(pred[test], bt.threshold, bt.long_only)
+    return execute(positions, bars, window.periods_per_year, predictions=pred[test],
+                   labels=frame.loc[test, LABEL].to_numpy(np.float64), exit_reasons=reasons)
 
 
-def score_model(model_uri: str, window: EvalWindow) -> BacktestResult:
-    """Load ``model_uri`` (pyfunc) and backtest its forecasts on the window's scored bars.
+def score_model(model_uri: str, window: EvalWindow,
+                rule: WindowRule | None = None) -> BacktestResult:
+    """Load ``model_uri`` (pyfunc) and backtest its forecasts on the window's scored bars with
+    ``rule`` (default: the rule the model carries, :func:`load_rule`).
 
     Raises:
         ValueError: the window lacks a feature column the model needs.
     """
-    return backtest_forecasts(window, model_forecasts(model_uri, window))
+    if rule is None:
+        rule = load_rule(model_uri)
+    return backtest_forecasts(window, model_forecasts(model_uri, window), rule)

@@ -31,17 +31,24 @@ from sqlalchemy import Engine
 
 from huracan.alerts import Alert, Notifier
 from huracan.evaluation.backtest import BacktestResult
-from huracan.evaluation.evidence import CASH, score_difference_interval, window_evidence
+from huracan.evaluation.evidence import (
+    CASH,
+    beats_cash,
+    score_difference_interval,
+    window_evidence,
+)
 from huracan.registry import events
 from huracan.registry.cash import cash_reason, describe_cash, ensure_cash_version, is_cash
 from huracan.registry.evaluate import (
     MODEL,
     STORED,
     EvalWindow,
+    WindowRule,
     backtest_forecasts,
     combine_forecasts,
     decision_rows,
     forecast_sources,
+    load_rule,
     load_window,
     model_forecasts,
     only_regime,
@@ -50,7 +57,7 @@ from huracan.registry.evaluate import (
     stored_forecasts,
     with_scored,
 )
-from huracan.registry.gate import GateDecision, decide, degraded, unseen_start
+from huracan.registry.gate import GateDecision, decide_with_floor, degraded, unseen_start
 from huracan.registry.lock import registry_lock
 
 log = logging.getLogger(__name__)
@@ -163,6 +170,7 @@ class _Side:
     seen_until: str | None
     stored: pd.Series | None
     sources: np.ndarray
+    rule: WindowRule
 
     def forecasts(self, name: str, window: EvalWindow, rows: np.ndarray) -> np.ndarray:
         """Forecast per row of ``window.frame``; the pyfunc is loaded only when a bar of
@@ -177,14 +185,16 @@ class _Side:
         return {"version": str(self.version.version), "seen_until": self.seen_until,
                 "stored_forecasts": self.stored is not None,
                 "bars_from_stored": int(((self.sources == STORED) & rows).sum()),
-                "bars_from_model": int(((self.sources == MODEL) & rows).sum())}
+                "bars_from_model": int(((self.sources == MODEL) & rows).sum()),
+                "rule": self.rule.describe()}
 
 
 def _side(client: MlflowClient, mv: ModelVersion, timestamps: pd.Series,
           own: EvalWindow | None = None) -> _Side:
     """A version's forecast sources on ``timestamps``: its registered model after its
     ``seen_until``, else its own run's stored out-of-sample forecasts (``own``: the window
-    already loaded when it is the candidate's)."""
+    already loaded when it is the candidate's), and the rule its model fitted
+    (:func:`~huracan.registry.evaluate.load_rule`)."""
     if own is None and mv.run_id:
         try:
             own = load_window(client, mv.run_id)
@@ -192,7 +202,8 @@ def _side(client: MlflowClient, mv: ModelVersion, timestamps: pd.Series,
             own = None
     stored = None if own is None else stored_forecasts(own)
     until = seen_until(mv)
-    return _Side(mv, until, stored, forecast_sources(timestamps, until, stored))
+    return _Side(mv, until, stored, forecast_sources(timestamps, until, stored),
+                 load_rule(version_uri(mv.name, mv.version)))
 
 
 def gate_candidate(
@@ -206,6 +217,7 @@ def gate_candidate(
     notifier: Notifier | None = None,
     min_eval_bars: int = 200,
     min_dsr: float | None = None,
+    min_psr: float = 0.9,
     selection: dict[str, Any] | None = None,
     bootstrap_resamples: int = 500,
     seed: int = 0,
@@ -225,17 +237,26 @@ def gate_candidate(
     the candidate and the champion have a forecast of, so every bar is predicted by a model
     fitted before it, on both sides. With fewer than ``min_eval_bars`` such bars the decision is
     ``skipped`` (the alias stays). Otherwise both are backtested on it with the candidate run's
-    backtest settings, the pure :func:`~huracan.registry.gate.decide` rule picks (promote iff
-    candidate >= champion - tolerance x |champion|), optionally refusing a candidate whose
-    deflated Sharpe ratio on its selection window is below ``min_dsr``; the alias moves on
-    promotion; the decision is tagged on the version and written to ``registry_events`` with
-    its evidence (the window, how many bars each side scored from stored forecasts and from its
-    registered model, each model's trades and PSR, the candidate's DSR, a paired
-    stationary-bootstrap interval of the score difference); a rejection or a skip alerts.
+    backtest settings, each with the rule its run fitted (the model's ``rule`` artifact, what
+    serving applies; the default threshold rule for a model logged without one, noted in the
+    evidence), and the pure :func:`~huracan.registry.gate.decide_with_floor` rule picks: the
+    candidate must beat cash on the window
+    (:func:`huracan.evaluation.evidence.beats_cash`: net return > 0 with PSR >= ``min_psr``)
+    and, when there is a champion, reach champion - tolerance x |champion|. A champion that is
+    the registered ``cash`` policy (version tag ``huracan.policy=cash``) counts as no champion:
+    beating cash is then the whole test. A candidate whose deflated Sharpe ratio on its
+    selection window is below ``min_dsr`` is refused first. The alias moves on promotion; the
+    decision is tagged on the version and written to ``registry_events`` with its evidence (the
+    window, how many bars each side scored from stored forecasts and from its registered model
+    and with which rule, the cash verdict, each model's trades and PSR, the candidate's DSR, a
+    paired stationary-bootstrap interval of the score difference); a rejection or a skip
+    alerts.
 
     Args:
         selection: what the selection knew of the candidate (``dsr``, ``n_candidates``,
-            ``selected_on``...), recorded with the evidence.
+            ``n_trials``, ``selected_on``...), recorded with the evidence.
+        min_psr: the PSR of the candidate's net returns on the decision window the cash floor
+            demands (``registry.min_psr``), in [0, 1].
         alias: the alias the candidate may take (``production``, or ``regime-<name>`` for the
             per-regime choice); the champion is its current holder. Only ``production`` moves
             ``staging``.
@@ -244,7 +265,10 @@ def gate_candidate(
 
     Raises:
         RegistryError: the candidate version has no source run.
+        ValueError: ``min_psr`` outside [0, 1].
     """
+    if not (0.0 <= float(min_psr) <= 1.0):
+        raise ValueError(f"min_psr must be in [0, 1], got {min_psr}")
     selection = dict(selection or {})
     with registry_lock(engine, name):
         cand = client.get_model_version(name, candidate_version)
@@ -256,6 +280,9 @@ def gate_candidate(
         if champ is not None and champ.version == cand.version:
             champ = None
         champ_version = champ.version if champ is not None else None
+        champ_is_cash = is_cash(champ)
+        if champ_is_cash:  # the cash policy holds the alias: beating cash is the whole test
+            champ = None
         window = load_window(client, cand.run_id)
         if regime is not None:
             window = only_regime(window, regime)
@@ -277,6 +304,8 @@ def gate_candidate(
             | ({} if champ_side is None else {"champion": champ_side.counts(rows)}),
             "selection": selection, "alias": alias, "regime": regime,
         }
+        if champ_is_cash:
+            evidence["champion_policy"] = CASH
         cand_score = champ_score = None
         if bars < int(min_eval_bars):
             event = "skipped"
@@ -291,12 +320,17 @@ def gate_candidate(
                       f"{key}.min_eval_bars={min_eval_bars}: decision skipped, {alias} unchanged")
             decision = GateDecision(False, math.nan, None, tolerance, None, reason)
         else:
-            cand_res = backtest_forecasts(window, cand_side.forecasts(name, window, rows))
+            cand_res = backtest_forecasts(window, cand_side.forecasts(name, window, rows),
+                                          cand_side.rule)
             cand_score = float(cand_res.metrics.as_dict()[metric])
             evidence["candidate"] = _window_evidence(cand_res) | {metric: cand_score}
+            cash = beats_cash(cand_res.returns["strategy_return"].to_numpy(np.float64),
+                              int(cand_res.metrics.n_trades), min_psr=float(min_psr))
+            evidence["cash"] = cash.as_dict()
             champ_res = None
             if champ_side is not None:
-                champ_res = backtest_forecasts(window, champ_side.forecasts(name, window, rows))
+                champ_res = backtest_forecasts(window, champ_side.forecasts(name, window, rows),
+                                               champ_side.rule)
                 champ_score = float(champ_res.metrics.as_dict()[metric])
                 evidence["champion"] = _window_evidence(champ_res) | {metric: champ_score}
                 if metric == "composite_score":
@@ -311,9 +345,10 @@ def gate_candidate(
                 decision = GateDecision(
                     False, cand_score, champ_score, tolerance, None,
                     f"candidate deflated Sharpe ratio {dsr} < registry.min_dsr={min_dsr} "
-                    f"({selection.get('n_candidates', '?')} candidates): rejected")
+                    f"({selection.get('n_candidates', '?')} candidates, "
+                    f"{selection.get('n_trials', '?')} trials): rejected")
             else:
-                decision = decide(cand_score, champ_score, tolerance, metric)
+                decision = decide_with_floor(cash, cand_score, champ_score, tolerance, metric)
             event = "promoted" if decision.promote else "rejected"
         # production keeps its historical tag names; other aliases are namespaced
         ns = TAG_PREFIX if alias == PRODUCTION else f"{TAG_PREFIX}{alias}."

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -251,17 +252,23 @@ def format_table(results: list[dict[str, Any]], min_trades: int | None = None) -
 
 
 # ----------------------------------------------------------------------------- evidence
-def deflate_results(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def deflate_results(results: list[dict[str, Any]], n_trials: int | None = None,
+                    sr_variance: Mapping[str, float] | None = None
+                    ) -> dict[str, dict[str, float]]:
     """``{run_id: {"<window>_dsr": ...}}``: the deflated Sharpe ratio of every successful job on
     every scored window, against the N jobs of the sweep that scored that window (Bailey & Lopez
-    de Prado 2014; N = 1 for a single run, where DSR = PSR). Adds them to each result's metrics."""
+    de Prado 2014; N = 1 for a single run, where DSR = PSR), or against ``n_trials`` when more
+    (the trials in the tracking store, :func:`huracan.registry.callback.store_trials`), with
+    ``sr_variance[window]`` (per-bar) when the sweep has a single candidate there. Adds them to
+    each result's metrics."""
     from huracan.evaluation.evidence import candidate_windows, deflate
 
     ok = [r for r in results if r.get("status", "ok") == "ok" and r.get("run_id")]
     out: dict[str, dict[str, float]] = {str(r["run_id"]): {} for r in ok}
     for w in candidate_windows(ok):
         cands = {str(r["run_id"]): r["evidence"][w] for r in ok if w in r.get("evidence", {})}
-        for rid, d in deflate(cands).items():
+        for rid, d in deflate(cands, n_trials,
+                              (sr_variance or {}).get(w)).items():
             out[rid][f"{w}_dsr"] = d["dsr"]
             out[rid][f"{w}_dsr_trials"] = d["n_trials"]
     for r in ok:

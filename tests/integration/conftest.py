@@ -40,6 +40,16 @@ def train_cli():
     return run_train
 
 
+@pytest.fixture(scope="session")
+def edge_sample_path(tmp_path_factory, sample_path):
+    """The shipped sample's bars with synthetic prices carrying a real, slow edge (a candidate
+    there beats cash): for the tests of gate mechanics that need a promotion
+    (:func:`synthetic.edge_like_sample`)."""
+    from synthetic import edge_like_sample  # tests/integration/synthetic.py
+
+    return edge_like_sample(sample_path, tmp_path_factory.mktemp("edge") / "edge_5m.parquet")
+
+
 @pytest.fixture()
 def compose_cfg(tmp_path):
     """Compose the training config in-process (no Hydra run), pointed at ``tmp_path``."""

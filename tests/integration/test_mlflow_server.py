@@ -100,7 +100,8 @@ def _process_tree(pgid: int) -> list[tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, pg_admin: URL) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, pg_admin: URL,
+           edge_sample_path: Path) -> Iterator[Served]:
     admin = pg_admin
     tmp = tmp_path_factory.mktemp("mlflow_server")
     suffix = uuid.uuid4().hex[:10]
@@ -137,7 +138,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, pg_admin: URL) -> Iterator[
         train_env.update({"MLFLOW_TRACKING_URI": uri, "HURACAN_DB_URL": brain_url,
                           "TF_CPP_MIN_LOG_LEVEL": "2",
                           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+        # the sample's bars with edge prices: a candidate beats cash, so the gate promotes
         overrides = ["model=lightgbm,xgboost", "importance.enabled=false",
+                     f"data.path={edge_sample_path}",
                      "explain.max_rows=20", f"tracking.store_dir={tmp / 'mlruns'}",
                      f"data.quality_log={tmp / 'dq.jsonl'}",
                      f"hydra.run.dir={tmp / 'outputs'}", f"hydra.sweep.dir={sweep_dir}", "-m"]
@@ -212,7 +215,7 @@ def test_gate_decision_recorded_in_mlflow_brain_store_and_gate_json(client, runs
     parent, _ = runs
     (decision,) = json.loads((served.sweep_dir / "gate.json").read_text())["decisions"]
     assert decision["model"] == MODEL_NAME
-    assert decision["decision"] == "promoted"  # a fresh registry has no champion to beat
+    assert decision["decision"] == "promoted"  # no champion: beating cash is the whole test
     assert parent.data.tags["huracan.gate.decision"] == decision["decision"]
     eng = create_engine(served.brain_url)
     try:
@@ -228,7 +231,8 @@ def test_gate_decision_recorded_in_mlflow_brain_store_and_gate_json(client, runs
     prod = client.get_model_version_by_alias(MODEL_NAME, "production")
     assert prod.version == decision["version"] == str(rows[0].to_version)
     assert prod.run_id == decision["candidate_run_id"]
-    assert decision["reason"].startswith("no champion: candidate promoted with composite_score")
+    assert decision["reason"].startswith("candidate beats cash: net return")
+    assert "no champion: candidate promoted with composite_score" in decision["reason"]
 
 
 def test_artifacts_download_through_the_server(client, runs, served: Served, tmp_path):

@@ -70,8 +70,11 @@ def _all_runs(tmp: Path) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
-def test_nightly_offline_then_rerun_only_reports(tmp_path):
-    first = _run(tmp_path)
+def test_nightly_offline_then_rerun_only_reports(tmp_path, edge_sample_path):
+    # the sample's bars with edge prices: its forecaster beats cash, so the gate promotes it
+    # and the monitor has a production model to score (the real sample's does not beat cash)
+    edge = _imports(("BTC/USDT", edge_sample_path))
+    first = _run(tmp_path, edge)
     assert first.returncode == 0, first.stderr[-3000:]
     rows = _rows(tmp_path)
     btc = rows[rows.symbol == "BTC/USDT"].set_index("step")
@@ -104,7 +107,7 @@ def test_nightly_offline_then_rerun_only_reports(tmp_path):
     assert {p.name for p in logs} >= {"train.log", "monitor.log"}
 
     t0 = time.perf_counter()
-    again = _run(tmp_path)
+    again = _run(tmp_path, edge)
     seconds = time.perf_counter() - t0
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(earlier run)" in again.stdout
@@ -129,8 +132,9 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_killed_night_resumes(tmp_path):
-    overrides = ("nightly.monitor.enabled=false",)
+def test_killed_night_resumes(tmp_path, edge_sample_path):
+    # edge prices: the resumed night's forecaster beats cash and reaches production
+    overrides = ("nightly.monitor.enabled=false", _imports(("BTC/USDT", edge_sample_path)))
     proc = subprocess.Popen(_cmd(tmp_path, *overrides), cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -195,10 +199,14 @@ def test_one_symbol_failing_does_not_stop_the_other_joblib(tmp_path):
     assert logged > 0
 
 
-def test_two_symbols_on_local_ray(tmp_path):
+def test_two_symbols_on_local_ray(tmp_path, edge_sample_path):
+    from synthetic import edge_like_sample  # tests/integration/synthetic.py
+
     ray_tmp = Path("/tmp") / f"ray{os.getpid()}"
-    out = _run(tmp_path, "symbols=[BTC/USDT,ETH/USDT]", _imports(("BTC/USDT", BTC),
-                                                                 ("ETH/USDT", ETH)),
+    # edge prices on both samples' bars: each symbol's forecaster beats cash and is promoted
+    eth = edge_like_sample(ETH, tmp_path / "eth_edge_5m.parquet", seed=22)
+    out = _run(tmp_path, "symbols=[BTC/USDT,ETH/USDT]", _imports(("BTC/USDT", edge_sample_path),
+                                                                 ("ETH/USDT", eth)),
                "nightly.executor=ray", "ray.num_cpus=2", f"ray.temp_dir={ray_tmp}",
                "nightly.monitor.enabled=false")
     try:

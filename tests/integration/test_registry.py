@@ -1,6 +1,8 @@
 """Model registry against a real MLflow SQLite store and the brain store on SQLite and Postgres:
 promotion, rejection, rollback, monitoring, history, end-of-sweep selection, the two-process race
-and crash safety."""
+and crash safety. The models train on the shipped sample's bars with synthetic prices carrying a
+real edge (``edge_sample_path``): the gate promotes only candidates that beat cash, and the
+sample's own candidates do not (tests/integration/test_cash_gate.py)."""
 
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, edge_sample_path):
     """Three real training runs (no gating) in one MLflow store: (run_id, model_uri) each."""
     from hydra import compose, initialize_config_dir
 
@@ -71,7 +73,8 @@ def trained(tmp_path_factory):
         name, *extra = model.split()
         with initialize_config_dir(config_dir=conf, version_base="1.3"):
             cfg = compose("train", overrides=[
-                f"model={name}", *extra, f"tracking.store_dir={tmp / 'mlruns'}",
+                f"model={name}", *extra, f"data.path={edge_sample_path}",
+                f"tracking.store_dir={tmp / 'mlruns'}",
                 "tracking.tracking_uri=null", "registry.enabled=false", "explain.max_rows=20",
                 f"data.quality_log={tmp / 'dq.jsonl'}"])
         res = run_config(cfg)
@@ -117,6 +120,7 @@ def test_first_candidate_promoted_and_loadable(reg):
     rec = Recorder()
     out = gate_candidate(client, engine, name, versions[0], notifier=rec)
     assert out.decision.promote and out.champion_version is None
+    assert out.decision.reason.startswith("candidate beats cash") and out.evidence["cash"]["beats"]
     assert alias_version(client, name, PRODUCTION).version == int(versions[0])
     assert alias_version(client, name, STAGING).version == int(versions[0])
     assert rec.alerts == []
@@ -140,7 +144,8 @@ def test_gate_scores_both_on_the_candidate_window_and_follows_the_rule(reg):
     cand = _score_on(client, name, versions[1], cand_run)
     assert out.decision.champion_score == pytest.approx(champ)
     assert out.decision.candidate_score == pytest.approx(cand)
-    assert out.decision.promote == (cand >= champ - 0.05 * abs(champ))
+    assert out.decision.promote == (out.evidence["cash"]["beats"]
+                                    and cand >= champ - 0.05 * abs(champ))
     expected_prod = versions[1] if out.decision.promote else versions[0]
     assert str(alias_version(client, name, PRODUCTION).version) == expected_prod
     assert str(alias_version(client, name, STAGING).version) == versions[1]
@@ -149,6 +154,24 @@ def test_gate_scores_both_on_the_candidate_window_and_follows_the_rule(reg):
     assert last.champion_version == versions[0] and last.tolerance == 0.05
     gate_tag = client.get_model_version(name, versions[1]).tags["huracan.gate"]
     assert gate_tag == ("promoted" if out.decision.promote else "rejected")
+
+
+def test_a_cash_champion_counts_as_no_champion(reg):
+    """Production held by a version tagged huracan.policy=cash (the registered cash policy after
+    a rollback): the candidate is not compared with it, beating cash is the whole test, and the
+    cash version is what a rollback returns to."""
+    client, engine, name, versions, _ = reg
+    cash_version = versions[2]
+    client.set_model_version_tag(name, cash_version, "huracan.policy", "cash")
+    client.set_registered_model_alias(name, PRODUCTION, cash_version)
+    out = gate_candidate(client, engine, name, versions[0])
+    assert str(out.champion_version) == cash_version and out.decision.champion_score is None
+    assert out.evidence["champion_policy"] == "cash" and "champion" not in out.evidence
+    assert out.decision.promote == out.evidence["cash"]["beats"] is True
+    assert "no champion" in out.decision.reason
+    assert str(alias_version(client, name, PRODUCTION).version) == versions[0]
+    assert client.get_model_version(name, versions[0]).tags[
+        "huracan.previous_production"] == cash_version
 
 
 def test_rejection_leaves_production_and_alerts(reg):
@@ -282,14 +305,15 @@ def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():
     assert best == {"m": "2", "n": "1"}
 
 
-def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli):
+def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli, edge_sample_path):
     from huracan.regime.registry import REGIME_MAP_TAG
 
     uri = default_tracking_uri(tmp_path / "mlruns")
     client = MlflowClient(tracking_uri=uri)
     gated = []  # the regime aliases each sweep's map sent to the gate (cash takes none)
     for _ in range(2):
-        proc = train_cli(["model=lightgbm,xgboost", "explain.max_rows=20", "-m"], tmp_path)
+        proc = train_cli(["model=lightgbm,xgboost", "explain.max_rows=20",
+                          f"data.path={edge_sample_path}", "-m"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "registry: huracan-BTCUSDT-1h" in proc.stdout
         regime_map = json.loads(client.get_registered_model(
@@ -314,9 +338,11 @@ def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli):
         best = max(eligible, key=lambda r: r.data.metrics[f"val_{METRIC}"])
         assert ev.run_id == best.info.run_id
         assert ev.candidate_score is not None
-        if ev.champion_score is not None:
-            promote = decide(ev.candidate_score, ev.champion_score, ev.tolerance).promote
-            assert (ev.event == "promoted") == promote
+        # the rule: beat cash, then (with a champion) the 5 % rule
+        promote = ev.evidence["cash"]["beats"] and (
+            ev.champion_score is None
+            or decide(ev.candidate_score, ev.champion_score, ev.tolerance).promote)
+        assert (ev.event == "promoted") == promote
     assert evs[0].champion_score is None and evs[1].champion_score is not None
     assert evs[1].champion_version == evs[0].candidate_version
     mlflow.set_tracking_uri(uri)

@@ -1,4 +1,6 @@
-"""The sizer end to end on the shipped sample: a walk-forward forecaster,
+"""The sizer end to end on the shipped sample's bars (synthetic prices with a real edge,
+``edge_sample_path``: the forecaster beats cash and its gate promotes it): a walk-forward
+forecaster,
 ``python -m huracan.sizer`` (PPO with early stopping, the baselines and flat on the same unseen
 bars of the execution model, one MLflow run, the cash floor and the registry gate), the
 registered pyfunc, ``huracan size``, and random forecasts leaving the sizer on cash."""
@@ -28,9 +30,10 @@ SIZER = "huracan-sizer-BTCUSDT-1h"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, edge_sample_path):
     tmp = tmp_path_factory.mktemp("sizer")
     fc = run_module("huracan.train", ["experiment=walkforward_btc_1h", "model=xgboost",
+                                f"data.path={edge_sample_path}",
                                 "importance.enabled=false", "explain.max_rows=20",
                                 f"data.quality_log={tmp / 'dq.jsonl'}",
                                 f"hydra.run.dir={tmp / 'fc'}"], tmp)
@@ -138,7 +141,7 @@ def test_the_registered_pyfunc_acts_as_the_policy(trained):
     assert got["leverage"].iloc[0] == pytest.approx(1 + (a[1] + 1) / 2 * 4, abs=1e-5)
 
 
-def test_huracan_size_suggests_for_the_latest_bar(trained, sample_path):
+def test_huracan_size_suggests_for_the_latest_bar(trained, edge_sample_path):
     tmp, uri, client, fc_run, _, _ = trained
     # the walk-forward forecaster (weekly steps: a 75-bar last step) was promoted by its gate,
     # on 168 out-of-sample bars, not by hand
@@ -154,7 +157,7 @@ def test_huracan_size_suggests_for_the_latest_bar(trained, sample_path):
     f = json.loads(fixed.output)
     from huracan.data.ohlcv import load_ohlcv
 
-    candles, _ = load_ohlcv(sample_path, "1h")
+    candles, _ = load_ohlcv(edge_sample_path, "1h")
     assert f["last_bar"] == str(candles["timestamp"].iloc[-1])  # the unlabelled latest bar
     assert (f["size"], f["leverage"]) == (1.0, 1.0)
     assert f["position"] == np.sign(f["forecast"])

@@ -2,7 +2,9 @@
 last ``registry.min_eval_bars`` stitched OOS forecasts (a partial last step no longer leaves too
 few), yesterday's walk-forward champion is scored on the same bars from its registered model and
 its own stored forecasts, and a default walk-forward run is promoted and then sized by
-``huracan size`` (as commands, on the shipped sample)."""
+``huracan size`` (as commands, on the shipped sample's bars with synthetic prices carrying a real
+edge, ``edge_sample_path``: a candidate must beat cash to be promoted, and the sample's own do
+not)."""
 
 from __future__ import annotations
 
@@ -38,15 +40,15 @@ def _production_events(tmp):
 
 
 @pytest.fixture(scope="module")
-def nightly(tmp_path_factory, sample_path, train_cli):
+def nightly(tmp_path_factory, edge_sample_path, train_cli):
     """Yesterday: a walk-forward run on the sample without its last 3 days (promoted, the first
     version). Today: the same recipe on the whole sample, gated against it."""
     tmp = tmp_path_factory.mktemp("wf_gate")
     early = tmp / "early.parquet"
-    candles = pd.read_parquet(sample_path)
+    candles = pd.read_parquet(edge_sample_path)
     candles.iloc[: len(candles) - 3 * 24 * 12].to_parquet(early)  # 5m candles: 3 days fewer
     runs = []
-    for path, out in ((early, "yesterday"), (sample_path, "today")):
+    for path, out in ((early, "yesterday"), (edge_sample_path, "today")):
         proc = train_cli([*WEEKLY, f"data.path={path}", f"hydra.run.dir={tmp / out}"], tmp)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs.append(json.loads((tmp / out / "result.json").read_text()))
@@ -109,8 +111,10 @@ def test_yesterdays_champion_is_scored_on_the_full_window_from_both_sources(nigh
     assert str(alias_version(client, NAME, PRODUCTION).version) == today["version"]
 
 
-def test_a_default_walk_forward_run_is_promoted_and_sized(tmp_path, train_cli):
-    proc = train_cli(["model=lightgbm", "split=walk_forward"], tmp_path)
+def test_a_default_walk_forward_run_is_promoted_and_sized(tmp_path, train_cli,
+                                                         edge_sample_path):
+    proc = train_cli(["model=lightgbm", "split=walk_forward", f"data.path={edge_sample_path}"],
+                     tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "PROMOTED to production" in proc.stdout
     [ev] = _production_events(tmp_path)

@@ -234,3 +234,49 @@ def test_the_window_keeps_the_runs_execution_and_is_rescored_on_it():
     want = execute(positions_from_forecast(preds), bars.take(rows), 8760.0, predictions=preds,
                    labels=frame.label.to_numpy()[rows])
     assert got.metrics == want.metrics
+
+
+def test_the_window_is_scored_with_the_runs_fitted_rule_not_the_default_threshold():
+    """A threshold rule fitted on validation (grid) to 0.006, far from backtest.threshold 0.0008:
+    the window's positions follow the fitted threshold, and min_holding over the scored bars
+    restarts after a bar that was dropped from the decision window (a gap)."""
+    from huracan.evaluation.rules import RuleInput, ThresholdRule
+    from huracan.registry.evaluate import WindowRule, rule_positions
+
+    rng = np.random.default_rng(5)
+    n = 60
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n + 1)))
+    frame = pd.DataFrame({"timestamp": T[:n], "label": rng.normal(0, 0.01, n),
+                          "bar_close": close[:-1], "next_open": close[1:],
+                          "next_return": close[1:] / close[:-1] - 1,
+                          "split": ["context"] * 10 + ["test"] * 50})
+    cfg = BacktestConfig(fee=0.001)  # default threshold 0.0008
+    w = EvalWindow(frame, cfg, 8760.0, "r", "1h")
+    f = rng.normal(0, 0.01, n)
+    val_ret = rng.normal(0, 0.01, 200)
+    val = RuleInput(timestamps=T[:200], forecast=val_ret,  # foresight: 0.006 beats cash
+                    next_return=val_ret, label=rng.normal(0, 0.01, 200),
+                    bars=close_bars(T[:200], val_ret, 0.001))
+    fitted = ThresholdRule(grid=(0.006,), min_trades=0).fit(val, cfg, 8760.0)
+    assert fitted.chosen_ == 0.006 != cfg.threshold
+    rule = WindowRule(fitted, (), "fitted")
+    got = backtest_forecasts(w, f, rule)
+    want_pos = np.where(f[10:] > 0.006, 1.0, np.where(f[10:] < -0.006, -1.0, 0.0))
+    bars = market_bars(frame, cfg, 8760.0).take(slice(10, n))
+    want = execute(want_pos, bars, 8760.0, predictions=f[10:],
+                   labels=frame.label.to_numpy()[10:])
+    assert got.metrics == want.metrics
+    default = backtest_forecasts(w, f)  # no rule: backtest.threshold, as before
+    assert default.metrics != got.metrics
+    assert default.metrics == backtest_forecasts(w, f, WindowRule(None, (), "none")).metrics
+    assert rule.describe() == {"source": "fitted", "kind": "threshold", "threshold": 0.006,
+                               "chosen_on": "validation", "flat": False}
+    # gaps: min_holding 3 restarts at the first scored bar after a dropped one
+    held = WindowRule(ThresholdRule(threshold=0.0, min_holding=3).fit(val, cfg, 8760.0))
+    keep = np.ones(n, bool)
+    keep[30] = False
+    pos, _ = rule_positions(with_scored(w, keep), np.where(np.arange(n) == 29, 0.01, -0.01),
+                            held)
+    # scored rows 10..59 without 30: row 29 long, then 31 (after the gap) follows its own
+    # forecast at once instead of being held long
+    assert pos[29 - 10] == 1.0 and pos[30 - 10] == -1.0

@@ -213,11 +213,13 @@ def summary_frame(results: list[dict[str, Any]], min_trades: int | None = None) 
     return frame
 
 
-def floor_line(results: list[dict[str, Any]]) -> str:
+def floor_line(results: list[dict[str, Any]], min_psr: float = 0.9) -> str:
     """One line naming the floor of the sweep's selection: how many successful candidates beat
-    cash (net Sharpe > 0 and net total return > 0) on the window they are selected on (the
-    window of their ``objective``: ``val`` forward, ``oos`` walk-forward), and buy & hold there
-    when logged. ``""`` without a successful job."""
+    cash on the window they are selected on (the window of their ``objective``: ``val``
+    forward, ``oos`` walk-forward), by the rule every decision applies
+    (:func:`huracan.evaluation.evidence.beats_cash`: net total return > 0 and ``<window>_psr``
+    >= ``min_psr``, the ``registry.min_psr`` setting), and buy & hold there when logged. ``""``
+    without a successful job."""
     ok = [r for r in results if r.get("status", "ok") == "ok"]
     if not ok:
         return ""
@@ -225,12 +227,12 @@ def floor_line(results: list[dict[str, Any]]) -> str:
     for window in dict.fromkeys(str(r.get("objective", "val_")).split("_", 1)[0] for r in ok):
         group = [r for r in ok if str(r.get("objective", "val_")).split("_", 1)[0] == window]
         beat = sum(1 for r in group
-                   if float(r.get("metrics", {}).get(f"{window}_sharpe", math.nan)) > 0
-                   and float(r.get("metrics", {}).get(f"{window}_total_return", math.nan)) > 0)
+                   if float(r.get("metrics", {}).get(f"{window}_total_return", math.nan)) > 0
+                   and float(r.get("metrics", {}).get(f"{window}_psr", math.nan)) >= min_psr)
         bh = sorted({float(r["metrics"][f"{window}_buy_hold_sharpe"]) for r in group
                      if f"{window}_buy_hold_sharpe" in r.get("metrics", {})})
-        text = (f"{beat} of {len(group)} candidates beat cash on {window} (net Sharpe > 0 and "
-                "net return > 0)")
+        text = (f"{beat} of {len(group)} candidates beat cash on {window} (net return > 0 and "
+                f"PSR >= {min_psr:g})")
         if bh:
             text += (f"; buy & hold Sharpe there {bh[0]:.3f}" if len(bh) == 1 else
                      f"; buy & hold Sharpe there {bh[0]:.3f} to {bh[-1]:.3f}")
@@ -238,8 +240,10 @@ def floor_line(results: list[dict[str, Any]]) -> str:
     return "floor: cash (never trade: Sharpe 0, return 0); " + "; ".join(parts)
 
 
-def format_table(results: list[dict[str, Any]], min_trades: int | None = None) -> str:
-    """The summary as fixed-width text (run ids left out), then :func:`floor_line`."""
+def format_table(results: list[dict[str, Any]], min_trades: int | None = None,
+                 min_psr: float = 0.9) -> str:
+    """The summary as fixed-width text (run ids left out), then :func:`floor_line` (cash floor
+    at ``min_psr``)."""
     frame = summary_frame(results, min_trades)
     if frame.empty:
         return "(no job results)"
@@ -247,7 +251,7 @@ def format_table(results: list[dict[str, Any]], min_trades: int | None = None) -
     for col in shown.columns[shown.dtypes == "Int64"]:  # na_rep does not reach pd.NA
         shown[col] = [("-" if pd.isna(v) else str(v)) for v in shown[col]]
     table = str(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
-    floor = floor_line(results)
+    floor = floor_line(results, min_psr)
     return f"{table}\n{floor}" if floor else table
 
 
@@ -373,6 +377,7 @@ class SweepRun(Callback):
         self.closed = False
         self.min_trades: int | None = None
         self.pbo_splits = SelectionSettings.pbo_splits
+        self.min_psr = 0.9
         self.switching: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- multirun (parent)
@@ -383,6 +388,7 @@ class SweepRun(Callback):
 
         tr = config.tracking
         self.min_trades, self.pbo_splits = _selection_settings(config)
+        self.min_psr = _min_psr(config)
         self.switching = _switching_settings(config)
         experiment_id = configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
         self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
@@ -435,7 +441,7 @@ class SweepRun(Callback):
             pbo = compute_pbo(selection_returns(client, results), self.pbo_splits)
         except Exception:  # the PBO is evidence, not a reason to fail the sweep
             log.exception("probability of backtest overfitting of sweep %s failed", self.run_id)
-        table = format_table(results, self.min_trades)
+        table = format_table(results, self.min_trades, self.min_psr)
         print("\n" + table, flush=True)
         if pbo is not None:
             print(f"probability of backtest overfitting (CSCV, {int(pbo['pbo_candidates'])} "
@@ -507,7 +513,18 @@ class SweepRun(Callback):
             client = MlflowClient()
             for key, value in deflate_results([result]).get(str(result["run_id"]), {}).items():
                 client.log_metric(str(result["run_id"]), key, float(value))
-        print("\n" + format_table([result], min_trades), flush=True)
+        print("\n" + format_table([result], min_trades, _min_psr(config)), flush=True)
+
+
+def _min_psr(config: DictConfig) -> float:
+    """``registry.min_psr`` of a composed config (the cash floor's PSR; default when absent).
+
+    Raises:
+        huracan.settings.UnknownKeyError: an unknown ``registry`` key.
+    """
+    from huracan.settings import RegistrySettings, build
+
+    return float(build(RegistrySettings, _node(config, "registry"), "registry").min_psr)
 
 
 def _switching_settings(config: DictConfig) -> dict[str, Any] | None:

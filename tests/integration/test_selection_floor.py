@@ -83,11 +83,11 @@ def test_tune_refuses_a_test_objective_with_the_same_rule(tmp_path):
 
 # ----------------------------------------------------------------------------- summary
 def _job(job: int, model: str, sharpe: float, ret: float, bps: float,
-         buy_hold: tuple[float, float] = (0.8, 0.04), run_id: str | None = None
-         ) -> dict[str, Any]:
+         buy_hold: tuple[float, float] = (0.8, 0.04), run_id: str | None = None,
+         psr: float = 0.95) -> dict[str, Any]:
     """A forward job's result.json as :func:`huracan.train.main` writes it: selected on val."""
     metrics = {"val_sharpe": sharpe, "val_total_return": ret, "val_breakeven_bps": bps,
-               "val_composite_score": 0.5 + sharpe / 10, "val_n_trades": 40.0, "val_psr": 0.7,
+               "val_composite_score": 0.5 + sharpe / 10, "val_n_trades": 40.0, "val_psr": psr,
                "test_sharpe": -0.2, "test_total_return": -0.01, "test_breakeven_bps": -1.5,
                "test_composite_score": 0.3, "test_n_trades": 35.0, "test_psr": 0.4,
                "val_buy_hold_sharpe": buy_hold[0], "val_buy_hold_total_return": buy_hold[1],
@@ -136,8 +136,22 @@ def test_the_summary_shows_net_sharpe_and_breakeven_beside_buy_and_hold_and_cash
     assert text[4].split()[:8] == ["all", "buy", "&", "hold", "baseline", "-", "-", "0.800"]
     assert text[5].split()[:7] == ["all", "cash", "baseline", "-", "-", "0.000", "-"]
     assert text[6] == ("floor: cash (never trade: Sharpe 0, return 0); 1 of 2 candidates beat "
-                       "cash on val (net Sharpe > 0 and net return > 0); buy & hold Sharpe "
+                       "cash on val (net return > 0 and PSR >= 0.9); buy & hold Sharpe "
                        "there 0.800")
+
+
+def test_the_floor_line_applies_the_cash_rule_of_every_decision():
+    """A positive return without the PSR the floor demands does not beat cash (the rule of
+    :func:`huracan.evaluation.evidence.beats_cash`), and the bar is the setting's."""
+    from huracan.tracking.callbacks import floor_line
+
+    lucky = _job(0, "lightgbm", 0.9, 0.02, 3.0, psr=0.7)
+    steady = _job(1, "xgboost", 1.8, 0.05, 9.0, psr=0.97)
+    losing = _job(2, "cnn", -0.5, -0.01, -2.0, psr=0.1)
+    line = floor_line([lucky, steady, losing])
+    assert "1 of 3 candidates beat cash on val (net return > 0 and PSR >= 0.9)" in line
+    assert "2 of 3 candidates beat cash on val (net return > 0 and PSR >= 0.6)" in floor_line(
+        [lucky, steady, losing], min_psr=0.6)
 
 
 def test_jobs_on_other_windows_get_a_buy_and_hold_row_each_and_old_results_none(tmp_path):

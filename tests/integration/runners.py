@@ -26,3 +26,24 @@ def run_module(module: str, args: list[str], tmp: Path, timeout: int = 900,
            f"db.url=sqlite:///{tmp / 'brain.db'}", *multirun]
     return subprocess.run(cmd, cwd=REPO, env=child, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def wait_for_ping(srv: subprocess.Popen[bytes], base: str, log: Path, t0: float,
+                  timeout_s: float = 120.0) -> None:
+    """Wait until ``mlflow models serve`` at ``base`` answers ``/ping`` with 200; fail with the
+    server's log tail if it exits, or after ``timeout_s`` seconds counted from ``t0``
+    (``time.perf_counter()``)."""
+    import time
+    import urllib.request
+
+    while True:
+        assert srv.poll() is None, log.read_text()[-3000:]
+        assert time.perf_counter() - t0 < timeout_s, \
+            f"server did not answer /ping in {timeout_s:g} s"
+        try:
+            with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from runners import wait_for_ping  # tests/integration/runners.py
 from typer.testing import CliRunner
 
 from huracan.cli import app
@@ -256,16 +257,7 @@ def test_mlflow_models_serve_of_a_cash_production_answers_position_0(store, engi
     base = f"http://127.0.0.1:{port}"
     try:
         t0 = time.perf_counter()
-        while True:
-            assert srv.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.perf_counter() - t0 < 120, "server did not answer /ping in 120 s"
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_for_ping(srv, base, tmp_path / "serve.log", t0)
         bars = sample_1h.iloc[-10:]
         frame = bars.assign(timestamp=bars["timestamp"].map(lambda t: t.isoformat()))
         split = json.loads(frame.to_json(orient="split", index=False))

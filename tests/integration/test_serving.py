@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from runners import wait_for_ping  # tests/integration/runners.py
 
 from huracan.data.ohlcv import load_ohlcv
 from huracan.tracking.run import default_tracking_uri
@@ -78,16 +79,7 @@ def server(tmp_path_factory, train_cli, sample_path):
                            stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            assert srv.poll() is None, (tmp / "serve.log").read_text()[-3000:]
-            assert time.perf_counter() - t0 < 120, "server did not answer /ping in 120 s"
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_for_ping(srv, base, tmp / "serve.log", t0)
         startup = time.perf_counter() - t0
         candles, _ = load_ohlcv(sample_path, "1h")
         yield base, prod, candles, startup, client

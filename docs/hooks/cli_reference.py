@@ -5,6 +5,10 @@ through ``typer.main.get_command``. This hook builds it when the site is built (
 registers it as the module ``huracan_cli_reference`` (attribute ``command``), so the CLI reference
 page is generated from the app itself and cannot go stale. The app is ``huracan.cli:app`` (the
 console script's entry point), wherever its package keeps it.
+
+The page uses mkdocs-click's ``plain`` style: its ``table`` style picks options out by
+``isinstance(param, click.Option)``, which the options of Typer's vendored Click do not pass, so
+the table would list none.
 """
 
 from __future__ import annotations

@@ -217,3 +217,14 @@ def test_the_mkdocs_hook_builds_the_cli_reference_command_from_the_app():
 ])
 def test_command_path_stops_at_arguments(line, expected):
     assert command_path(typer.main.get_command(app), shlex.split(line)[1:]) == expected
+
+
+def test_the_sphinx_roles_hook_keeps_the_code_and_drops_the_role():
+    spec = importlib.util.spec_from_file_location(
+        "sphinx_roles_hook", REPO / "docs" / "hooks" / "sphinx_roles.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    html = "see :func:<code>execute</code> and :py:class:<code>Fill</code>; a :note: stays"
+    expected = "see <code>execute</code> and <code>Fill</code>; a :note: stays"
+    assert hook.strip_roles(html) == expected

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ZOO    ?= lightgbm,xgboost,lstm,cnn,transformer
 
-.PHONY: setup train test lint benchmark bench-store bench-walkforward bench-execution bench-nightly nightly mlflow-ui clean
+.PHONY: setup train test lint docs docs-build benchmark bench-store bench-walkforward bench-execution bench-nightly nightly mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c requirements-lock.txt -e '.[dev]'
+	$(PY) -m pip install -q -c requirements-lock.txt -e '.[dev,docs]'
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -59,5 +59,13 @@ mlflow-ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
 	    --backend-store-uri sqlite:///mlruns/mlflow.db --port $${MLFLOW_UI_PORT:-5000} --workers 1
 
+# The documentation site (mkdocs.yml, docs/): serve it at http://127.0.0.1:8000 with live reload,
+# or build it into site/ as CI does (--strict: a broken link or a docstring warning fails).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-build: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
+	rm -rf outputs multirun site .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.base import clone as sklearn_clone
 from sklearn.preprocessing import StandardScaler
 
 from huracan.data.ohlcv import bars_per_year, load_ohlcv, timeframe_to_timedelta
@@ -464,8 +465,8 @@ class LabelTimes:
 
 
 def clone(model: Forecaster) -> Forecaster:
-    """A fresh unfitted copy with the same hyperparameters (scikit-learn's ``clone``)."""
-    return type(model)(**model.get_params())
+    """A fresh unfitted copy with the same hyperparameters (``sklearn.base.clone``)."""
+    return sklearn_clone(model)
 
 
 def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,

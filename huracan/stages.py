@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.base import clone as sklearn_clone
 from sklearn.preprocessing import StandardScaler
 
+from huracan import progress
 from huracan.data.ohlcv import bars_per_year, load_ohlcv, timeframe_to_timedelta
 from huracan.data.quality import JsonlQualitySink
 from huracan.data.validate import validate_for_training
@@ -464,8 +466,8 @@ class LabelTimes:
 
 
 def clone(model: Forecaster) -> Forecaster:
-    """A fresh unfitted copy with the same hyperparameters (scikit-learn's ``clone``)."""
-    return type(model)(**model.get_params())
+    """A fresh unfitted copy with the same hyperparameters (``sklearn.base.clone``)."""
+    return sklearn_clone(model)
 
 
 def fit_fold(prototype: Forecaster, X: np.ndarray, y: np.ndarray, fold: Fold,
@@ -549,13 +551,19 @@ def fit_predict_folds(prototype: Forecaster, fs: FeatureSet, folds: Sequence[Fol
     if n_jobs > 1 and len(head) > 0:
         from joblib import Parallel, delayed
 
-        done = Parallel(n_jobs=n_jobs, backend="loky")(
-            delayed(fit_fold)(prototype, X, y, f, names, parts, False, starts, labels)
-            for f in head)
-        outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True, starts, labels)]
+        with progress.bar("walk-forward folds", total=len(folds)) as shown:
+            done = []  # in fold order, as each finishes
+            for o in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+                    delayed(fit_fold)(prototype, X, y, f, names, parts, False, starts, labels)
+                    for f in head):
+                done.append(o)
+                shown.advance()
+            outcomes = [*done, fit_fold(prototype, X, y, last, names, parts, True, starts,
+                                        labels)]
+            shown.advance()
     else:
         outcomes = [fit_fold(prototype, X, y, f, names, parts, f is last, starts, labels)
-                    for f in folds]
+                    for f in progress.track(folds, "walk-forward folds")]
     for o in outcomes:
         log.debug("fold %d: %d train / %d val / %d test rows, fit %.2fs, predict %.2fs",
                   o.fold.index, len(o.fold.train), len(o.fold.val), len(o.fold.test),

@@ -43,6 +43,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from huracan import progress
 from huracan.commands import exit_with
 from huracan.config import register_resolvers
 from huracan.resources import conf_dir, tuned_presets_dir
@@ -338,7 +339,8 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
                                    f"tune.storage={storage}", f"tune.study_name={study_name}",
                                    f"seed={seed + k}",  # each worker's sampler seeded apart
                                    f"hydra.run.dir={store_dir.resolve()}/tune-workers/{k}"],
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                       "HURACAN_PROGRESS": "0"})  # no bars drawn over each other
                  for k in range(n_workers) if quotas[k] > 0]
         codes = [p.wait() for p in procs]
         if any(codes):
@@ -346,9 +348,11 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     elif n_workers <= 1 or is_worker:
         quota = int(t.worker_trials) if is_worker and t.worker_trials else left
         if quota > 0:
-            study.optimize(
-                _objective(resolved, t, space, metric, direction == "maximize", parent),
-                n_trials=quota, catch=(ValueError, RuntimeError, ArithmeticError))
+            with progress.bar("Optuna trials", total=quota) as shown:
+                study.optimize(
+                    _objective(resolved, t, space, metric, direction == "maximize", parent),
+                    n_trials=quota, catch=(ValueError, RuntimeError, ArithmeticError),
+                    callbacks=[progress.optuna_callback(shown)])
     seconds = time.perf_counter() - t0
     if is_worker:
         return {"study": study_name, "worker": True, "seconds": seconds}

@@ -1,10 +1,18 @@
-"""The estimator contract every zoo model follows (scikit-learn manners).
+"""The estimator contract every zoo model follows: scikit-learn's.
 
-- ``__init__`` only stores hyperparameters (keyword arguments, stored under the same names);
-  ``get_params()`` returns exactly those, so the Hydra ``_target_`` kwargs, ``get_params()`` and the
-  params logged to MLflow are one and the same.
-- ``fit(X, y, X_val, y_val)`` returns ``self``; learned state ends in ``_``.
-- ``predict(X, context=None)`` refuses an unfitted model (:class:`NotFittedError`).
+:class:`Forecaster` subclasses :class:`sklearn.base.BaseEstimator` (with
+:class:`sklearn.base.RegressorMixin`), so the zoo behaves as scikit-learn users expect:
+
+- ``__init__`` only stores hyperparameters (keyword arguments, stored under the same names; no
+  validation, no derived attributes: ``fit`` validates); ``get_params(deep=...)`` returns exactly
+  those and ``set_params`` sets them, so the Hydra ``_target_`` kwargs, ``get_params()`` and the
+  params logged to MLflow are one and the same, and ``sklearn.base.clone(model)`` is an unfitted
+  copy with equal params.
+- ``fit(X, y, X_val, y_val)`` returns ``self``; learned state ends in ``_``
+  (``n_features_in_``, ``feature_names_``, the library's model); ``__sklearn_is_fitted__`` says
+  whether it is there, so ``sklearn.utils.validation.check_is_fitted`` works.
+- ``predict(X, context=None)`` refuses an unfitted model (:class:`NotFittedError`, a subclass of
+  ``sklearn.exceptions.NotFittedError``).
 - ``save(path)`` / ``Forecaster.load(path)`` persist the fitted model in the library's own format.
 
 Inputs are already scaled float32 matrices of shape ``(n_rows, n_features)``, one row per bar in
@@ -25,19 +33,27 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 PARAMS_FILE = "params.json"
 
 
-class NotFittedError(RuntimeError):
-    """Raised when ``predict`` or ``save`` is called before ``fit``."""
+class NotFittedError(SklearnNotFittedError, RuntimeError):
+    """Raised when ``predict``, ``save`` or an explainer is called before ``fit``.
+
+    A ``sklearn.exceptions.NotFittedError`` (itself a ``ValueError`` and ``AttributeError``), so
+    scikit-learn code catches it, and still a ``RuntimeError``, as it was before the zoo followed
+    scikit-learn's contract.
+    """
 
 
-class Forecaster(ABC):
-    """Base class of every zoo model: a regressor of the forward return.
+class Forecaster(RegressorMixin, BaseEstimator, ABC):
+    """Base class of every zoo model: a scikit-learn regressor of the forward return.
 
     Subclasses implement ``_fit``, ``_predict``, ``_save_state`` and ``_load_state``; the base owns
-    the order of steps, input checks and parameter handling.
+    the order of steps, input checks and parameter handling. ``score(X, y)`` is scikit-learn's
+    R² of :meth:`predict` (from ``RegressorMixin``).
     """
 
     #: short name used in tags, registry manifests and file names (``lightgbm``, ``lstm``...)
@@ -53,7 +69,9 @@ class Forecaster(ABC):
 
     # ----------------------------------------------------------------- parameters
     @classmethod
-    def _param_names(cls) -> list[str]:
+    def _get_param_names(cls) -> list[str]:
+        """The constructor's parameter names, in signature order (scikit-learn's hook, which
+        sorts them; the signature's order keeps ``repr`` and ``params.json`` as they were)."""
         sig = inspect.signature(cls.__init__)
         return [
             p.name
@@ -61,23 +79,43 @@ class Forecaster(ABC):
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
-    def get_params(self) -> dict[str, Any]:
-        """Return the constructor's hyperparameters, as passed (a fresh dict)."""
-        return {name: getattr(self, name) for name in self._param_names()}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Return the constructor's hyperparameters, as passed (a fresh dict).
+
+        Args:
+            deep: scikit-learn's flag: also return the parameters of nested estimators as
+                ``<name>__<param>``. The zoo's hyperparameters are plain values, so ``deep=True``
+                and ``deep=False`` return the same dict.
+        """
+        return super().get_params(deep=deep)
 
     def set_params(self, **params: Any) -> Forecaster:
-        """Set hyperparameters by name; raises ``ValueError`` on an unknown name."""
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
+        """Set hyperparameters by name (scikit-learn's ``set_params``); returns ``self``.
+
+        Raises:
+            ValueError: on an unknown hyperparameter name.
+        """
+        valid = set(self._get_param_names())
+        for key in params:
+            if key.partition("__")[0] not in valid:
                 raise ValueError(f"{type(self).__name__} has no hyperparameter {key!r}")
-            setattr(self, key, value)
+        super().set_params(**params)
         return self
 
     # ----------------------------------------------------------------- fit/predict
     @property
     def is_fitted(self) -> bool:
+        """Whether ``fit`` (or :meth:`load`) has run: ``n_features_in_`` is set."""
         return getattr(self, "n_features_in_", None) is not None
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """scikit-learn's fitted check (``check_is_fitted``): :attr:`is_fitted`."""
+        return self.is_fitted
+
+    def _check_fitted(self, what: str = "call fit() first") -> None:
+        """Raise :class:`NotFittedError` unless the model is fitted."""
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; {what}")
 
     def fit(
         self,
@@ -154,8 +192,7 @@ class Forecaster(ABC):
             NotFittedError: when the model has not been fitted.
             ValueError: when ``X`` has the wrong number of columns or non-finite values.
         """
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+        self._check_fitted()
         X = self._inputs(X, "X", self.n_features_in_)
         if context is not None and len(context):
             context = self._inputs(context, "context", self.n_features_in_)
@@ -222,8 +259,7 @@ class Forecaster(ABC):
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Save hyperparameters and fitted state under directory ``path``; returns it."""
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; nothing to save")
+        self._check_fitted("nothing to save")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {

@@ -9,7 +9,7 @@ import numpy as np
 import xgboost as xgb
 
 from huracan.models import hooks
-from huracan.models.base import Forecaster, NotFittedError, tree_shap
+from huracan.models.base import Forecaster, tree_shap
 
 MODEL_FILE = "model.ubj"
 
@@ -118,8 +118,7 @@ class XGBoostForecaster(Forecaster):
 
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
         """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        self._check_fitted()
         return tree_shap(self.booster_, np.asarray(X, dtype=np.float32), self.feature_names_)
 
     def _save_state(self, path: Path) -> None:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from huracan import progress
 from huracan.orchestration.runs import NIGHT, PipelineRunStore
 from huracan.orchestration.steps import NightSettings, StepResult, SymbolOutcome, run_symbol
 from huracan.secrets import mask_text
@@ -81,7 +82,7 @@ def run_symbols(s: NightSettings, symbols: list[str], executor: str = "basic", n
     if executor not in EXECUTORS:
         raise ValueError(f"nightly.executor must be one of {EXECUTORS}, got {executor!r}")
     if executor == "basic" or (len(symbols) <= 1 and executor == "joblib"):
-        return [run_symbol(s, sym) for sym in symbols]
+        return [run_symbol(s, sym) for sym in progress.track(symbols, "nightly symbols")]
     cores = os.cpu_count() or 1
     if executor == "joblib":
         from joblib import Parallel, delayed

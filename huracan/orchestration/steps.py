@@ -50,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from huracan import progress
 from huracan.orchestration.runs import PipelineRunStore, StepBusyError
 from huracan.secrets import mask_text
 from huracan.tracking.callbacks import write_json_atomic
@@ -647,7 +648,7 @@ def run_symbol(s: NightSettings, symbol: str) -> SymbolOutcome:
         "sizer": lambda a: step_sizer(s, symbol, store),
     }
     try:
-        for step in STEPS:
+        for step in progress.track(STEPS, f"{symbol} nightly steps"):
             try:
                 claimed = store.claim(s.run_id, symbol, step)
             except StepBusyError as exc:

@@ -40,6 +40,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from huracan import progress
 from huracan.sizing.baselines import SizingResult, result_from_frame
 from huracan.sizing.env import EnvConfig, SizingData, SizingEnv, run_episode
 from huracan.sizing.portfolio import (
@@ -249,7 +250,12 @@ def train_ppo(data: SizingData | PortfolioData, train_stop: int | str | pd.Times
         policy_kwargs={"net_arch": list(cfg.net_arch)}, seed=cfg.seed, device="cpu",
         verbose=verbose)
     t0 = time.perf_counter()
-    model.learn(total_timesteps=cfg.total_timesteps, callback=callback)
+    with progress.bar("PPO timesteps", total=cfg.total_timesteps) as shown:
+        cb: Any = callback
+        if shown.shown:  # no callback at all when nothing is drawn
+            bar_cb = _ProgressCallback(shown)
+            cb = bar_cb if callback is None else [callback, bar_cb]
+        model.learn(total_timesteps=cfg.total_timesteps, callback=cb)
     seconds = time.perf_counter() - t0
     curve = _learning_curve(vec)
     vec.close()
@@ -257,6 +263,26 @@ def train_ppo(data: SizingData | PortfolioData, train_stop: int | str | pd.Times
                       observation_names=tuple(names), train_start=train.timestamps[0],
                       train_end=train.timestamps[-1], train_bars=len(train),
                       fit_seconds=seconds, learning_curve=curve)
+
+
+class _ProgressCallback(BaseCallback):
+    """stable-baselines3 callback moving a :class:`huracan.progress.Bar` to the timesteps done
+    (``num_timesteps``: environment steps over all environments), about 200 times a run."""
+
+    def __init__(self, shown: progress.Bar) -> None:
+        super().__init__()
+        self.shown = shown
+        self._last = 0
+
+    def _on_step(self) -> bool:
+        total = max(int(getattr(self.model, "_total_timesteps", 0) or 0), 1)
+        if self.num_timesteps - self._last >= max(total // 200, 1):
+            self._last = self.num_timesteps
+            self.shown.update(self.num_timesteps)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.shown.update(self.num_timesteps)
 
 
 def _learning_curve(vec: DummyVecEnv) -> pd.DataFrame:

@@ -37,7 +37,6 @@ import numpy as np
 from huracan.models import hooks
 from huracan.models.base import (
     Forecaster,
-    NotFittedError,
     _as_matrix,
     full_windows,
     sequence_windows,
@@ -303,8 +302,7 @@ class KerasForecaster(Forecaster):
         Raises:
             NotFittedError: before ``fit`` (the target scaler is learned there).
         """
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+        self._check_fitted()
         diff = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
         r = np.abs(diff / self.y_std_)
         if self.loss == "mse":
@@ -452,8 +450,7 @@ class KerasForecaster(Forecaster):
         )
 
     def _explain_matrix(self, X: Any, name: str) -> np.ndarray:
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+        self._check_fitted()
         return self._inputs(X, name, self.n_features_in_)
 
 

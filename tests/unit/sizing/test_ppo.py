@@ -112,3 +112,20 @@ def test_training_refuses_an_empty_training_part(data: SizingData):
         train_ppo(data, 1, ENV, PPO_CFG)
     with pytest.raises(ValueError, match="batch_size"):
         PPOConfig(n_steps=64, batch_size=128)
+
+
+def test_training_shows_its_timesteps_on_a_terminal(data: SizingData,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]):
+    """With a bar drawn (forced here), the PPO callback carries it to ``total_timesteps`` and
+    training is unchanged; off a terminal nothing is printed."""
+    from huracan import progress
+
+    cfg = replace(PPO_CFG, total_timesteps=512, n_steps=256, n_epochs=1)
+    quiet = train_ppo(data, BOUNDARY, ENV, cfg)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "enabled", lambda console=None: True)
+    shown = train_ppo(data, BOUNDARY, ENV, cfg)
+    err = capsys.readouterr().err  # a non-terminal console prints the bar's final state
+    assert "PPO timesteps" in err and "512/512" in err
+    np.testing.assert_array_equal(_actions(quiet, data), _actions(shown, data))

@@ -298,7 +298,7 @@ def _decide(client: MlflowClient, name: str, cand: ModelVersion, champ: ModelVer
     champ_is_cash = is_cash(champ)
     if champ_is_cash:  # the cash policy holds the alias: beating cash is the whole test
         champ = None
-    window = load_window(client, cand.run_id)
+    window = load_window(client, str(cand.run_id))  # never empty here (apply_decision)
     if rule.regime is not None:
         window = only_regime(window, rule.regime)
     stamps = window.frame["timestamp"]

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1] / "huracan"
 # Bottom to top. A module belongs to the first layer whose prefix matches its dotted name
 # (longest prefix wins). Every import should run down this list.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("util", ("huracan.timeutil", "huracan.io")),  # import nothing from huracan
     ("db", ("huracan.db",)),
-    ("base", ("huracan.secrets", "huracan.config", "huracan.resources", "huracan.timeutil",
-              "huracan.io", "huracan.models")),
+    ("base", ("huracan.secrets", "huracan.config", "huracan.resources", "huracan.models")),
     ("data", ("huracan.data", "huracan.datasets", "huracan.alerts")),
     ("evaluation", ("huracan.evaluation",)),
     ("features", ("huracan.features", "huracan.labels", "huracan.splits")),

@@ -39,15 +39,13 @@ time. Evidently is imported inside the functions (its import costs about 5 s).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import math
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +53,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
+
+from huracan.timeutil import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -521,14 +522,13 @@ def drift_report(
 
 # ----------------------------------------------------------------------------- windows
 def _utc(value: Any) -> pd.Timestamp:
-    """A time as a UTC Timestamp; naive input is read as UTC (command-line convenience)."""
+    """:func:`huracan.timeutil.to_utc` (naive input is read as UTC, a command-line
+    convenience), an unreadable or missing time raised as :class:`DriftInputError` (what
+    ``huracan drift`` reports in one line)."""
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DriftInputError(f"cannot parse time {value!r}") from exc
-    if ts is pd.NaT:
-        raise DriftInputError(f"cannot parse time {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return to_utc(value)
+    except ValueError as exc:
+        raise DriftInputError(str(exc)) from exc
 
 
 def window_span(spec: str, timeframe: str) -> pd.Timedelta:
@@ -670,15 +670,11 @@ def default_workspace(tracking_uri: str | None) -> Path:
     return Path("mlruns") / "evidently"
 
 
-@contextlib.contextmanager
-def _dir_lock(directory: Path) -> Iterator[None]:
+def _dir_lock(directory: Path) -> FileLock:
+    """An exclusive lock on ``directory/.huracan.lock`` (created with the directory), held by
+    ``with _dir_lock(directory):`` for as long as it takes."""
     directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".huracan.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return FileLock(directory / ".huracan.lock")
 
 
 def add_to_workspace(snapshot: Any, workspace: str | Path, project: str,

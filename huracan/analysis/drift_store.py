@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -20,16 +19,10 @@ from huracan.data.quality import QualityIssue
 from huracan.db.quality import insert_quality_issues, json_safe
 from huracan.db.records import Bind, _write
 from huracan.db.tables import DriftReport, RetrainRequest
+from huracan.timeutil import to_utc
 
 #: ``data_quality_logs.issue_type`` of a drift report over its threshold
 DRIFT_ISSUE = "feature_drift"
-
-
-def _utc(value: Any, name: str) -> datetime:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"{name}={value!r} is naive: pass a UTC-aware time")
-    return ts.tz_convert(UTC).to_pydatetime()
 
 
 def _rows(bind: Bind, stmt: Any) -> list[Any]:
@@ -119,14 +112,13 @@ def record_drift_report(bind: Bind, *, symbol: str, timeframe: str, model_name: 
     """
     if not 0.0 <= float(drift_share) <= 1.0:
         raise ValueError(f"drift_share {drift_share} is not in [0, 1]")
+    times = {"created_at": created_at or datetime.now(UTC),
+             "reference_start": reference_start, "reference_end": reference_end,
+             "current_start": current_start, "current_end": current_end}
     row = {
-        "created_at": _utc(created_at or datetime.now(UTC), "created_at"),
+        **{k: to_utc(v, k, naive="raise").to_pydatetime() for k, v in times.items()},
         "symbol": symbol, "timeframe": timeframe, "model_name": model_name,
         "model_version": None if model_version is None else int(model_version),
-        "reference_start": _utc(reference_start, "reference_start"),
-        "reference_end": _utc(reference_end, "reference_end"),
-        "current_start": _utc(current_start, "current_start"),
-        "current_end": _utc(current_end, "current_end"),
         "reference_rows": int(reference_rows), "current_rows": int(current_rows),
         "n_features": int(n_features), "n_drifted": int(n_drifted),
         "drift_share": float(drift_share), "threshold": float(threshold),
@@ -177,7 +169,8 @@ def record_retrain_request(bind: Bind, *, symbol: str, timeframe: str, model_nam
                 .order_by(RetrainRequest.id).limit(1)).scalar()
             if pending is not None:
                 return int(pending), False
-        row = {"created_at": _utc(created_at or datetime.now(UTC), "created_at"),
+        created = to_utc(created_at or datetime.now(UTC), "created_at", naive="raise")
+        row = {"created_at": created.to_pydatetime(),
                "symbol": symbol, "timeframe": timeframe, "model_name": model_name,
                "model_version": None if model_version is None else int(model_version),
                "reason": reason, "source": source, "drift_report_id": drift_report_id,
@@ -268,7 +261,7 @@ def consume_retrain_requests(bind: Bind, ids: Sequence[int], *, consumed_by: str
     """
     if not ids:
         return 0
-    when = _utc(consumed_at or datetime.now(UTC), "consumed_at")
+    when = to_utc(consumed_at or datetime.now(UTC), "consumed_at", naive="raise").to_pydatetime()
     stmt = (update(RetrainRequest)
             .where(RetrainRequest.id.in_([int(i) for i in ids]),
                    RetrainRequest.consumed_at.is_(None))

@@ -33,20 +33,18 @@ keeps one row per timestamp, :meth:`bounds` takes the min/max over all parts, ap
 any timestamp stored in any part, and the next :meth:`compact` removes the overlap. Readers list
 only ``part-*.parquet``; leftover hidden temporaries of a killed writer are ignored by them (and
 by Arrow's dataset reader, which skips ``.``/``_`` names) and deleted by the next write to that
-partition. Writers of one partition are serialised by an exclusive ``fcntl.flock`` on its
-``.lock`` file (released by the kernel when the holder dies), so a leftover temporary seen by a
-writer holding the lock is always a dead process's. The recipe is the usual one for atomic file
-replacement on POSIX (see e.g. SQLite's and LevelDB's rename-then-fsync-the-directory; POSIX
-``rename(2)``, ``fsync(2)``). Requires a POSIX system (``fcntl``).
+partition. Writers of one partition are serialised by an exclusive lock on its ``.lock`` file
+(the ``filelock`` library's ``flock``, released by the kernel when the holder dies), so a
+leftover temporary seen by a writer holding the lock is always a dead process's. Writes go
+through :func:`huracan.io.atomic_write`, the usual recipe for atomic file replacement on POSIX
+(see e.g. SQLite's and LevelDB's rename-then-fsync-the-directory; POSIX ``rename(2)``,
+``fsync(2)``). Requires a POSIX system.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -54,8 +52,11 @@ from typing import TypeVar
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from huracan.data.ohlcv import OHLCV_COLUMNS, timeframe_to_timedelta
+from huracan.io import atomic_write, fsync_dir
+from huracan.timeutil import to_utc
 
 #: Arrow schema of every part file.
 OHLCV_SCHEMA = pa.schema([
@@ -134,9 +135,9 @@ class CandleLake:
         sorted, one row per timestamp; an empty frame with the OHLCV columns when none."""
         filters = []
         if start is not None:
-            filters.append(("timestamp", ">=", _utc(start)))
+            filters.append(("timestamp", ">=", to_utc(start, naive="raise")))
         if end is not None:
-            filters.append(("timestamp", "<", _utc(end)))
+            filters.append(("timestamp", "<", to_utc(end, naive="raise")))
 
         def load(parts: list[Path]) -> pd.DataFrame:
             if not parts:
@@ -167,7 +168,7 @@ class CandleLake:
         """Half-open ``[start, end)`` ranges of ``[since, until)`` that lie outside the stored
         span: all of it for an empty series, else the part before the first stored bar and the
         part after the last one. What a rerun has to download; empty when up to date."""
-        since, until = _utc(since), _utc(until)
+        since, until = to_utc(since, naive="raise"), to_utc(until, naive="raise")
         if since >= until:
             return []
         stored = self.bounds(exchange, symbol, timeframe)
@@ -260,7 +261,7 @@ class CandleLake:
                 if p != target:
                     p.unlink(missing_ok=True)
                     _checkpoint("compact:deleted-one")
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return target
 
     def series(self) -> list[tuple[str, str, str]]:
@@ -271,13 +272,6 @@ class CandleLake:
             sym = symbol_from_key(directory.parent.name.split("=", 1)[1])
             out.append((ex, sym, directory.name.split("=", 1)[1]))
         return out
-
-
-def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"naive time {value!r}: pass a UTC-aware time")
-    return ts.tz_convert("UTC")
 
 
 def _empty() -> pd.DataFrame:
@@ -311,16 +305,12 @@ def _as_utc(value: object) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``directory/.lock`` (the kernel drops it when the process
-    dies, so a killed writer never leaves the partition locked)."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+def _locked(directory: Path) -> FileLock:
+    """An exclusive lock on ``directory/.lock`` (the ``filelock`` library: an ``flock`` the
+    kernel drops when the holder dies, so a killed writer never leaves the partition locked;
+    no fallback to filelock's soft lock, which a dead holder would leave behind). Use as
+    ``with _locked(directory):``; waits as long as it takes."""
+    return FileLock(directory / LOCK_NAME, fallback_to_soft=False)
 
 
 def _remove_leftovers(directory: Path) -> list[Path]:
@@ -329,14 +319,6 @@ def _remove_leftovers(directory: Path) -> list[Path]:
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_candles(frame: pd.DataFrame, path: Path) -> None:
@@ -348,23 +330,15 @@ def write_candles(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path, step: str = "write") -> None:
-    """Write ``frame`` to ``path``: temporary file in the same directory, flush + fsync, atomic
-    ``os.replace``, fsync of the directory. ``step`` names the checkpoints (``append``,
-    ``compact``); compaction temporaries are ``.compact-*``, others ``.tmp-*``."""
+    """Write ``frame`` to ``path`` with :func:`huracan.io.atomic_write` (temporary file in the
+    same directory, flush + fsync, atomic ``os.replace``, fsync of the directory). ``step``
+    names the checkpoints (``append``, ``compact``); compaction temporaries are ``.compact-*``,
+    others ``.tmp-*``."""
     table = pa.Table.from_pandas(frame.reset_index(drop=True), schema=OHLCV_SCHEMA,
                                  preserve_index=False)
     prefix = ".compact-" if step == "compact" else ".tmp-"
-    tmp = path.with_name(f"{prefix}{uuid.uuid4().hex}.parquet")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        _checkpoint(f"{step}:temp-written")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd"),
+                 temp_name=f"{prefix}{uuid.uuid4().hex}.parquet",
+                 before_replace=lambda: _checkpoint(f"{step}:temp-written"))
     _checkpoint(f"{step}:replaced")
 

@@ -177,11 +177,24 @@ def validate_ohlcv(df: pd.DataFrame, source: str, timeframe: str | None = None) 
 
 
 def infer_timeframe(timestamps: pd.Series) -> str:
-    """The most common spacing of ``timestamps`` as a timeframe string (``5m``, ``1h``...)."""
-    step = pd.Series(timestamps).diff().dropna().mode()
+    """The most common spacing of ``timestamps`` as a timeframe string (``5m``, ``1h``, ``8h``,
+    ``1d``, ``1w``): missing times dropped, the rest sorted, rounded to the minute and
+    de-duplicated first, so clock jitter, repeats and disorder do not change the answer.
+
+    Raises:
+        ValueError: fewer than two distinct timestamps, a spacing that is not a whole number of
+            minutes, or one of 28 days or more (calendar-monthly series: their spacings vary).
+    """
+    ts = pd.Series(timestamps)
+    clean = pd.Series(ts.dropna().sort_values().dt.round("min").unique())
+    step = clean.diff().dropna()
+    step = step[step > pd.Timedelta(0)].mode()
     if step.empty:
-        raise ValueError("cannot infer a timeframe from fewer than two timestamps")
+        raise ValueError("cannot infer a timeframe from fewer than two distinct timestamps")
     seconds = int(step.iloc[0].total_seconds())
+    if seconds >= 28 * 86400:
+        raise ValueError(f"timestamp spacing of {seconds}s is 28 days or more (calendar-monthly "
+                         "spacings vary): no fixed timeframe")
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"

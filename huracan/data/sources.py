@@ -62,6 +62,7 @@ from huracan.data.lake import CandleLake
 from huracan.data.ohlcv import OHLCV_COLUMNS, timeframe_to_timedelta
 from huracan.data.quality import QualityIssue, QualitySink, record
 from huracan.data.validate import SuiteRunner, ValidationConfig, ValidationReport, validate_frame
+from huracan.timeutil import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -316,11 +317,6 @@ def _ms(ts: pd.Timestamp) -> int:
     return int(pd.Timestamp(ts).value // 1_000_000)
 
 
-def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
@@ -504,7 +500,7 @@ class Downloader:
         """``until`` clamped to the open time of the bar still forming (default: that time),
         so that only closed bars are requested."""
         current_bar = self.now().floor(timeframe_to_timedelta(timeframe))
-        return current_bar if until is None else min(_utc(until), current_bar)
+        return current_bar if until is None else min(to_utc(until), current_bar)
 
     # ---- downloads -----------------------------------------------------------------------
 
@@ -526,7 +522,7 @@ class Downloader:
         """
         step = timeframe_to_timedelta(timeframe)
         msym = market_symbol(symbol, market or self.markets.get(symbol, "spot"))
-        start, end = _utc(since), self.closed_until(until, timeframe)
+        start, end = to_utc(since), self.closed_until(until, timeframe)
 
         def fetch(ex: ccxt.Exchange, ex_id: str, attempt: Attempt, ranges: list[Any]
                   ) -> pd.DataFrame:
@@ -549,8 +545,8 @@ class Downloader:
         """Settled funding rates of the USDT perpetual of ``symbol`` in ``[since, until)``:
         frame ``timestamp, funding_rate`` (fraction per interval)."""
         msym = market_symbol(symbol, "perp")
-        start = _utc(since)
-        end = _utc(until) if until is not None else self.now()
+        start = to_utc(since)
+        end = to_utc(until) if until is not None else self.now()
         step = timeframe_to_timedelta(FUNDING_STEP)
 
         def fetch(ex: ccxt.Exchange, ex_id: str, attempt: Attempt, ranges: list[Any]
@@ -583,7 +579,7 @@ class Downloader:
         units), ``open_interest_usd`` (NaN where the exchange gives no USD value)."""
         step = timeframe_to_timedelta(timeframe)
         msym = market_symbol(symbol, "perp")
-        start, end = _utc(since), self.closed_until(until, timeframe)
+        start, end = to_utc(since), self.closed_until(until, timeframe)
 
         def fetch(ex: ccxt.Exchange, ex_id: str, attempt: Attempt, ranges: list[Any]
                   ) -> pd.DataFrame:
@@ -743,7 +739,7 @@ def download_ohlcv(
     measured against the requested ranges) and appended unless critical row rules fail.
     """
     msym = market_symbol(symbol, market or downloader.markets.get(symbol, "spot"))
-    start, end = _utc(since), downloader.closed_until(until, timeframe)
+    start, end = to_utc(since), downloader.closed_until(until, timeframe)
 
     def missing(ex_id: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         return lake.missing_ranges(ex_id, msym, timeframe, start, end) if start < end else []
@@ -780,7 +776,7 @@ def download_derivatives(
 
     model: Any = FundingRate if kind == "funding" else OpenInterest
     pair = pair_of(market_symbol(symbol, "perp"))
-    start = _utc(since)
+    start = to_utc(since)
 
     def missing(ex_id: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         with engine.connect() as conn:
@@ -788,7 +784,7 @@ def download_derivatives(
                 model.exchange == ex_id, model.symbol == pair)).scalar_one()
         first = start if newest is None else max(start, pd.Timestamp(newest) + pd.Timedelta(
             1, "ms"))
-        end = (_utc(until) if until is not None else downloader.now()) if kind == "funding" \
+        end = (to_utc(until) if until is not None else downloader.now()) if kind == "funding" \
             else downloader.closed_until(until, timeframe)
         return [(first, end)] if first < end else []
 

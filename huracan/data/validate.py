@@ -63,6 +63,7 @@ from huracan.data.ohlcv import (
     DataValidationError,
     Gap,
     find_gaps,
+    infer_timeframe,
     timeframe_to_timedelta,
 )
 from huracan.data.quality import QualityIssue, QualitySink, record
@@ -572,24 +573,6 @@ def _snap(ts: pd.Series, timeframe: str) -> pd.Series:
     return ts - pd.to_timedelta(offsets, unit="ns")
 
 
-def infer_timeframe(ts: pd.Series) -> str | None:
-    """The most common spacing of (minute-rounded) timestamps as a timeframe (``5m``, ``1h``,
-    ``8h``, ``1d``); ``None`` for fewer than two timestamps, a spacing that is not a whole number
-    of minutes, or a calendar-monthly series (spacings of 28+ days vary)."""
-    clean = pd.Series(ts.dropna().sort_values().dt.round("min").unique())
-    step = clean.diff().dropna()
-    step = step[step > pd.Timedelta(0)].mode()
-    if step.empty:
-        return None
-    seconds = int(step.iloc[0].total_seconds())
-    if seconds >= 28 * 86400 or seconds % 60:
-        return None
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return None  # pragma: no cover - every whole minute matches "m"
-
-
 def _grid_window(first: pd.Timestamp, last: pd.Timestamp, timeframe: str) -> int:
     step = timeframe_to_timedelta(timeframe)
     return int((last - first) / step) + 1
@@ -740,7 +723,11 @@ def validate_frame(
     grid = {"on_timeframe_grid", "gap", "coverage"} & checks
     tf = timeframe or hmeta.get("default_timeframe")
     if grid and aware and ts is not None:
-        tf = tf or infer_timeframe(ts)
+        if not tf:
+            try:
+                tf = infer_timeframe(ts)
+            except ValueError:  # no regular spacing to check against: the grid rules skip
+                tf = None
         if tf is not None:
             timeframe_to_timedelta(tf)  # ValueError on a bad --timeframe
             gaps, expected, coverage, min_rows = _check_time_grid(

@@ -26,6 +26,7 @@ from huracan.db.tables import (
     SentimentScore,
     TunedHyperparameters,
 )
+from huracan.timeutil import to_utc
 
 Bind: TypeAlias = Engine | Connection | Session
 TimeLike: TypeAlias = datetime | pd.Timestamp | str
@@ -36,14 +37,6 @@ def _execute(bind: Bind, stmt: Executable) -> list[Any]:
         with bind.connect() as conn:
             return list(conn.execute(stmt).all())
     return list(bind.execute(stmt).all())
-
-
-def _utc(value: TimeLike, name: str) -> datetime:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(
-            f"{name}={value!r} is naive: pass a UTC-aware time (e.g. '2024-01-01T00:00Z')")
-    return ts.tz_convert("UTC").to_pydatetime()
 
 
 def _frame(rows: list[Any], columns: list[str], time_columns: tuple[str, ...] = ("timestamp",)
@@ -58,8 +51,8 @@ def _series_query(model: Any, columns: list[str], symbol: str, start: TimeLike, 
                   exchange: str | None) -> Select[Any]:
     stmt = select(*(getattr(model, c) for c in columns)).where(
         model.symbol == symbol,
-        model.timestamp >= _utc(start, "start"),
-        model.timestamp < _utc(end, "end"))
+        model.timestamp >= to_utc(start, "start", naive="raise").to_pydatetime(),
+        model.timestamp < to_utc(end, "end", naive="raise").to_pydatetime())
     if exchange is not None:
         stmt = stmt.where(model.exchange == exchange)
     return stmt.order_by(model.timestamp, *(getattr(model, c) for c in columns[1:2]))
@@ -116,7 +109,9 @@ def sentiment_frame(bind: Bind, symbol: str, start: TimeLike, end: TimeLike, *,
     """
     m = SentimentScore
     stmt = select(m.timestamp, m.source, m.score, m.n_items).where(
-        m.symbol == symbol, m.timestamp >= _utc(start, "start"), m.timestamp < _utc(end, "end"))
+        m.symbol == symbol,
+        m.timestamp >= to_utc(start, "start", naive="raise").to_pydatetime(),
+        m.timestamp < to_utc(end, "end", naive="raise").to_pydatetime())
     if source is not None:
         stmt = stmt.where(m.source == source)
     return _frame(_execute(bind, stmt.order_by(m.timestamp, m.source)),
@@ -171,7 +166,8 @@ def quality_summary(bind: Bind, start: TimeLike, end: TimeLike, *, symbol: str |
                    func.sum(case((q.resolved.is_(False), 1), else_=0)).label("unresolved"),
                    func.min(q.timestamp).label("first_seen"),
                    func.max(q.timestamp).label("last_seen"))
-            .where(q.timestamp >= _utc(start, "start"), q.timestamp < _utc(end, "end"))
+            .where(q.timestamp >= to_utc(start, "start", naive="raise").to_pydatetime(),
+                   q.timestamp < to_utc(end, "end", naive="raise").to_pydatetime())
             .group_by(q.issue_type, q.severity)
             .order_by(count.desc(), q.issue_type, q.severity))
     if symbol is not None:

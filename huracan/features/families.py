@@ -65,6 +65,7 @@ from huracan.features.derivatives import (
 )
 from huracan.features.liquidations import liquidation_features, minute_aggregates_to_events
 from huracan.features.sentiment import daily_index_features, headline_features, score_headlines
+from huracan.timeutil import to_utc
 
 FAMILIES: tuple[str, ...] = ("funding", "basis", "open_interest", "liquidations", "sentiment",
                              "headlines")
@@ -321,17 +322,10 @@ def build_family_features(
 # Loading
 # --------------------------------------------------------------------------------------------
 
-def _utc(value: Any, name: str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"{name}={value!r} is naive: pass a UTC-aware time "
-                         "(e.g. '2024-01-01T00:00Z')")
-    return ts.tz_convert("UTC")
-
-
 def _window(start: Any, end: Any, lookback: str | pd.Timedelta) -> tuple[pd.Timestamp,
                                                                          pd.Timestamp]:
-    return _utc(start, "start") - to_timedelta(lookback, "lookback"), _utc(end, "end")
+    return (to_utc(start, "start", naive="raise") - to_timedelta(lookback, "lookback"),
+            to_utc(end, "end", naive="raise"))
 
 
 def load_sources(
@@ -466,8 +460,9 @@ def load_sources_from_files(
         raise ValueError(f"data_dir {root} is not a directory")
     if liquidations not in ("events", "minute"):
         raise ValueError(f"liquidations={liquidations!r}: expected 'events' or 'minute'")
-    lo = None if start is None else _utc(start, "start") - to_timedelta(lookback, "lookback")
-    hi = None if end is None else _utc(end, "end")
+    lo = None if start is None else (to_utc(start, "start", naive="raise")
+                                     - to_timedelta(lookback, "lookback"))
+    hi = None if end is None else to_utc(end, "end", naive="raise")
     sym, base = _compact(symbol)
     out: dict[str, Any] = {}
 

@@ -47,6 +47,7 @@ from huracan.data.ohlcv import bars_per_year, timeframe_to_timedelta
 from huracan.evaluation.backtest import BacktestConfig, BacktestResult, positions_from_forecast
 from huracan.evaluation.execution import backtest_config_from_params, bars_from_frame, execute
 from huracan.features.build import LABEL
+from huracan.timeutil import to_utc
 
 WINDOW_ARTIFACT = "data/eval_window.parquet"
 #: column of the window: the run's out-of-sample forecast of a scored bar (NaN on context rows)
@@ -172,7 +173,7 @@ def restrict_window(window: EvalWindow, after: str | pd.Timestamp | None) -> Eva
     if after is None:
         return window
     ts = pd.to_datetime(window.frame["timestamp"], utc=True)
-    return with_scored(window, (ts > _utc(after)).to_numpy())
+    return with_scored(window, (ts > to_utc(after)).to_numpy())
 
 
 def only_regime(window: EvalWindow, regime: str) -> EvalWindow:
@@ -233,13 +234,8 @@ def forecast_sources(timestamps: pd.DatetimeIndex | pd.Series, seen_until: str |
     if seen_until is None:
         out[:] = MODEL
     else:
-        out[np.asarray(ts > _utc(seen_until))] = MODEL
+        out[np.asarray(ts > to_utc(seen_until))] = MODEL
     return out
-
-
-def _utc(t: str | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def decision_rows(scored: np.ndarray, candidate: np.ndarray,

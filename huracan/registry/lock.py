@@ -4,7 +4,10 @@ Postgres brain store: a session-level advisory lock (``pg_advisory_lock``) keyed
 held on a dedicated connection for the whole read-champion / decide / move-alias / record sequence.
 SQLite brain store: an exclusive file lock (the ``filelock`` library) beside the database file.
 Either way two training processes finishing at once decide one after the other, the second seeing
-the first one's outcome as its champion.
+the first one's outcome as its champion. Every gate decision takes it through
+:func:`huracan.registry.decision.apply_decision` (the model gate and the sizer's gate); rollbacks
+and the per-regime cash aliases take it directly. It is not re-entrant: a holder must not call
+:func:`registry_lock` (or ``apply_decision``) for the same model again.
 """
 
 from __future__ import annotations

@@ -39,6 +39,15 @@ from huracan.evaluation.evidence import (
 )
 from huracan.registry import events
 from huracan.registry.cash import cash_reason, describe_cash, ensure_cash_version, is_cash
+from huracan.registry.decision import (
+    PRODUCTION,
+    STAGING,
+    TAG_PREFIX,
+    Decision,
+    RegistryError,
+    alias_version,
+    apply_decision,
+)
 from huracan.registry.evaluate import (
     MODEL,
     STORED,
@@ -62,9 +71,6 @@ from huracan.registry.lock import registry_lock
 
 log = logging.getLogger(__name__)
 
-PRODUCTION = "production"
-STAGING = "staging"
-TAG_PREFIX = "huracan."
 #: run tags copied into the version manifest
 MANIFEST_RUN_TAGS = (
     "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
@@ -75,10 +81,6 @@ MANIFEST_RUN_TAGS = (
     "label_kind", "rule_kind", "feature_families", "family_coverage", "regime_kind",
     "regime_shares",
 )
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot proceed (no version to roll back to, unknown model...)."""
 
 
 def registered_model_name(symbol: str, timeframe: str) -> str:
@@ -123,14 +125,6 @@ def register_version(client: MlflowClient, name: str, model_uri: str, manifest: 
     if mv.status != "READY":
         raise RegistryError(f"{name} v{mv.version} is {mv.status}, not READY")
     return mv
-
-
-def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version holding ``alias``, or ``None``."""
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
 
 
 def version_uri(name: str, version: str | int) -> str:
@@ -269,112 +263,125 @@ def gate_candidate(
     """
     if not (0.0 <= float(min_psr) <= 1.0):
         raise ValueError(f"min_psr must be in [0, 1], got {min_psr}")
-    selection = dict(selection or {})
-    with registry_lock(engine, name):
-        cand = client.get_model_version(name, candidate_version)
-        if not cand.run_id:
-            raise RegistryError(f"{name} v{candidate_version} has no source run to evaluate")
-        if alias == PRODUCTION:
-            client.set_registered_model_alias(name, STAGING, cand.version)
-        champ = alias_version(client, name, alias)
-        if champ is not None and champ.version == cand.version:
-            champ = None
-        champ_version = champ.version if champ is not None else None
-        champ_is_cash = is_cash(champ)
-        if champ_is_cash:  # the cash policy holds the alias: beating cash is the whole test
-            champ = None
-        window = load_window(client, cand.run_id)
-        if regime is not None:
-            window = only_regime(window, regime)
-        stamps = window.frame["timestamp"]
-        cand_side = _side(client, cand, stamps, own=window)
-        champ_side = _side(client, champ, stamps) if champ is not None else None
-        scored = (window.frame["split"] == "test").to_numpy()
-        rows = decision_rows(scored, cand_side.sources,
-                             None if champ_side is None else champ_side.sources)
-        window = with_scored(window, rows)
-        bars = scored_bars(window)
-        test = window.frame[rows]
-        evidence: dict[str, Any] = {
-            "window_start": None if test.empty else str(test["timestamp"].iloc[0]),
-            "window_end": None if test.empty else str(test["timestamp"].iloc[-1]),
-            "eval_bars": bars, "candidate_window_bars": int(scored.sum()),
-            "min_eval_bars": int(min_eval_bars),
-            "forecasts": {"candidate": cand_side.counts(rows)}
-            | ({} if champ_side is None else {"champion": champ_side.counts(rows)}),
-            "selection": selection, "alias": alias, "regime": regime,
-        }
-        if champ_is_cash:
-            evidence["champion_policy"] = CASH
-        cand_score = champ_score = None
-        if bars < int(min_eval_bars):
-            event = "skipped"
-            seen = ", ".join(f"{who} {side.seen_until}" for who, side in
-                             (("candidate", cand_side), ("champion", champ_side))
-                             if side is not None)
-            key = "registry" if alias == PRODUCTION else "regime"
-            reason = (f"only {bars} bar(s){'' if regime is None else f' of regime {regime}'} "
-                      "forecast out of sample by "
-                      f"{'both models' if champ_side is not None else 'the candidate'} (of the "
-                      f"candidate's {int(scored.sum())} scored; seen until: {seen}); "
-                      f"{key}.min_eval_bars={min_eval_bars}: decision skipped, {alias} unchanged")
-            decision = GateDecision(False, math.nan, None, tolerance, None, reason)
-        else:
-            cand_res = backtest_forecasts(window, cand_side.forecasts(name, window, rows),
-                                          cand_side.rule)
-            cand_score = float(cand_res.metrics.as_dict()[metric])
-            evidence["candidate"] = _window_evidence(cand_res) | {metric: cand_score}
-            cash = beats_cash(cand_res.returns["strategy_return"].to_numpy(np.float64),
-                              int(cand_res.metrics.n_trades), min_psr=float(min_psr))
-            evidence["cash"] = cash.as_dict()
-            champ_res = None
-            if champ_side is not None:
-                champ_res = backtest_forecasts(window, champ_side.forecasts(name, window, rows),
-                                               champ_side.rule)
-                champ_score = float(champ_res.metrics.as_dict()[metric])
-                evidence["champion"] = _window_evidence(champ_res) | {metric: champ_score}
-                if metric == "composite_score":
-                    evidence["score_difference"] = score_difference_interval(
-                        cand_res.returns, champ_res.returns,
-                        window.periods_per_year, n_resamples=bootstrap_resamples, seed=seed)
-            dsr = selection.get("dsr")
-            if not math.isfinite(cand_score):
-                decision = GateDecision(False, cand_score, champ_score, tolerance, None,
-                                        f"candidate {metric} is not finite: rejected")
-            elif min_dsr is not None and (dsr is None or float(dsr) < float(min_dsr)):
-                decision = GateDecision(
-                    False, cand_score, champ_score, tolerance, None,
-                    f"candidate deflated Sharpe ratio {dsr} < registry.min_dsr={min_dsr} "
-                    f"({selection.get('n_candidates', '?')} candidates, "
-                    f"{selection.get('n_trials', '?')} trials): rejected")
-            else:
-                decision = decide_with_floor(cash, cand_score, champ_score, tolerance, metric)
-            event = "promoted" if decision.promote else "rejected"
-        # production keeps its historical tag names; other aliases are namespaced
-        ns = TAG_PREFIX if alias == PRODUCTION else f"{TAG_PREFIX}{alias}."
-        client.set_model_version_tag(name, cand.version, f"{ns}gate", event)
-        client.set_model_version_tag(name, cand.version, f"{ns}gate_reason", decision.reason)
-        if decision.promote:
-            if champ_version is not None:
-                client.set_model_version_tag(name, cand.version, f"{ns}previous_{alias}"
-                                             if alias != PRODUCTION else
-                                             f"{TAG_PREFIX}previous_production", champ_version)
-            client.set_model_version_tag(name, cand.version, f"{ns}score_at_promotion",
-                                         repr(cand_score))
-            client.set_model_version_tag(name, cand.version, f"{ns}promoted_window_end",
-                                         str(evidence["window_end"]))
-            client.set_registered_model_alias(name, alias, cand.version)
-        events.record(engine, event=event, model_name=name, candidate_version=cand.version,
-                      champion_version=champ_version, candidate_score=cand_score,
-                      champion_score=champ_score, tolerance=tolerance, metric=metric,
-                      reason=decision.reason, run_id=cand.run_id, eval_bars=bars,
-                      evidence=evidence, alias=alias)
-    log.info("%s v%s: %s", name, cand.version, decision.reason)
-    if not decision.promote and notifier is not None:
-        what = "" if alias == PRODUCTION else f" for {alias}"
-        notifier.notify(Alert(f"{name}: candidate v{cand.version}{what} {event}", "warning",
-                              {"reason": decision.reason}))
-    return Outcome(decision, cand.version, champ_version, event, evidence)
+    rule = _GateRule(metric, tolerance, int(min_eval_bars), min_dsr, float(min_psr),
+                     dict(selection or {}), bootstrap_resamples, seed, alias, regime)
+    applied = apply_decision(
+        client, engine, name, candidate_version,
+        lambda cand, champ: _decide(client, name, cand, champ, rule),
+        alias=alias, notifier=notifier)
+    d = applied.decision
+    return Outcome(d.verdict, applied.candidate.version, applied.champion_version, d.event,
+                   d.evidence)
+
+
+@dataclass(frozen=True)
+class _GateRule:
+    """The settings of one :func:`gate_candidate` call (its arguments, same meanings)."""
+
+    metric: str
+    tolerance: float
+    min_eval_bars: int
+    min_dsr: float | None
+    min_psr: float
+    selection: dict[str, Any]
+    bootstrap_resamples: int
+    seed: int
+    alias: str
+    regime: str | None
+
+
+def _decide(client: MlflowClient, name: str, cand: ModelVersion, champ: ModelVersion | None,
+            rule: _GateRule) -> Decision:
+    """The model gate's rule on ``cand`` against ``champ`` (the alias's holder; a ``cash``
+    policy counts as none), called by :func:`~huracan.registry.decision.apply_decision` with
+    the lock held: the decision window, then ``skipped`` (too few bars) or :func:`_judge`."""
+    champ_is_cash = is_cash(champ)
+    if champ_is_cash:  # the cash policy holds the alias: beating cash is the whole test
+        champ = None
+    window = load_window(client, str(cand.run_id))  # never empty here (apply_decision)
+    if rule.regime is not None:
+        window = only_regime(window, rule.regime)
+    stamps = window.frame["timestamp"]
+    cand_side = _side(client, cand, stamps, own=window)
+    champ_side = _side(client, champ, stamps) if champ is not None else None
+    scored = (window.frame["split"] == "test").to_numpy()
+    rows = decision_rows(scored, cand_side.sources,
+                         None if champ_side is None else champ_side.sources)
+    window = with_scored(window, rows)
+    bars = scored_bars(window)
+    test = window.frame[rows]
+    evidence: dict[str, Any] = {
+        "window_start": None if test.empty else str(test["timestamp"].iloc[0]),
+        "window_end": None if test.empty else str(test["timestamp"].iloc[-1]),
+        "eval_bars": bars, "candidate_window_bars": int(scored.sum()),
+        "min_eval_bars": rule.min_eval_bars,
+        "forecasts": {"candidate": cand_side.counts(rows)}
+        | ({} if champ_side is None else {"champion": champ_side.counts(rows)}),
+        "selection": rule.selection, "alias": rule.alias, "regime": rule.regime,
+    }
+    if champ_is_cash:
+        evidence["champion_policy"] = CASH
+    if bars < rule.min_eval_bars:
+        reason = _skip_reason(bars, int(scored.sum()), cand_side, champ_side, rule)
+        verdict = GateDecision(False, math.nan, None, rule.tolerance, None, reason)
+        event = "skipped"
+    else:
+        verdict = _judge(name, window, rows, cand_side, champ_side, evidence, rule)
+        event = "promoted" if verdict.promote else "rejected"
+    return Decision(verdict, event, rule.metric, bars, evidence,
+                    window_end=evidence["window_end"])
+
+
+def _skip_reason(bars: int, scored: int, cand_side: _Side, champ_side: _Side | None,
+                 rule: _GateRule) -> str:
+    """Why a decision with fewer than ``min_eval_bars`` bars both sides forecast is skipped."""
+    seen = ", ".join(f"{who} {side.seen_until}" for who, side in
+                     (("candidate", cand_side), ("champion", champ_side))
+                     if side is not None)
+    key = "registry" if rule.alias == PRODUCTION else "regime"
+    regime = rule.regime
+    return (f"only {bars} bar(s){'' if regime is None else f' of regime {regime}'} "
+            "forecast out of sample by "
+            f"{'both models' if champ_side is not None else 'the candidate'} (of the "
+            f"candidate's {scored} scored; seen until: {seen}); "
+            f"{key}.min_eval_bars={rule.min_eval_bars}: decision skipped, {rule.alias} "
+            "unchanged")
+
+
+def _judge(name: str, window: EvalWindow, rows: np.ndarray, cand_side: _Side,
+           champ_side: _Side | None, evidence: dict[str, Any], rule: _GateRule) -> GateDecision:
+    """Backtest both sides on the decision window and apply the rule: a non-finite candidate
+    score or a DSR below ``min_dsr`` is rejected, else :func:`decide_with_floor`. Adds each
+    side's figures, the cash verdict and the bootstrap interval to ``evidence``."""
+    metric, tolerance, selection = rule.metric, rule.tolerance, rule.selection
+    cand_res = backtest_forecasts(window, cand_side.forecasts(name, window, rows),
+                                  cand_side.rule)
+    cand_score = float(cand_res.metrics.as_dict()[metric])
+    evidence["candidate"] = _window_evidence(cand_res) | {metric: cand_score}
+    cash = beats_cash(cand_res.returns["strategy_return"].to_numpy(np.float64),
+                      int(cand_res.metrics.n_trades), min_psr=rule.min_psr)
+    evidence["cash"] = cash.as_dict()
+    champ_score = None
+    if champ_side is not None:
+        champ_res = backtest_forecasts(window, champ_side.forecasts(name, window, rows),
+                                       champ_side.rule)
+        champ_score = float(champ_res.metrics.as_dict()[metric])
+        evidence["champion"] = _window_evidence(champ_res) | {metric: champ_score}
+        if metric == "composite_score":
+            evidence["score_difference"] = score_difference_interval(
+                cand_res.returns, champ_res.returns,
+                window.periods_per_year, n_resamples=rule.bootstrap_resamples, seed=rule.seed)
+    dsr, min_dsr = selection.get("dsr"), rule.min_dsr
+    if not math.isfinite(cand_score):
+        return GateDecision(False, cand_score, champ_score, tolerance, None,
+                            f"candidate {metric} is not finite: rejected")
+    if min_dsr is not None and (dsr is None or float(dsr) < float(min_dsr)):
+        return GateDecision(
+            False, cand_score, champ_score, tolerance, None,
+            f"candidate deflated Sharpe ratio {dsr} < registry.min_dsr={min_dsr} "
+            f"({selection.get('n_candidates', '?')} candidates, "
+            f"{selection.get('n_trials', '?')} trials): rejected")
+    return decide_with_floor(cash, cand_score, champ_score, tolerance, metric)
 
 
 def record_no_candidate(engine: Engine, name: str, reason: str, metric: str,

@@ -599,15 +599,23 @@ def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
       same bars (:func:`huracan.registry.gate.decide`); a production sizer serving flat is no
       champion to beat (cash is).
 
+    The decision is taken and applied as the model gate's, by
+    :func:`huracan.registry.decision.apply_decision` under the per-model registry lock:
+    ``staging`` moves to the version, the champion is read, the version is tagged
+    (``huracan.gate``, ``huracan.gate_reason``, ``huracan.serve_policy``; on promotion
+    ``huracan.previous_production``, ``huracan.score_at_promotion``,
+    ``huracan.promoted_window_end`` = the last evaluation bar) before ``production`` moves, the
+    ``registry_events`` row is written, and a rejection or a promotion to flat alerts.
+
     Returns:
         the decision (``event``, ``reason``, ``version``, ``serve``).
     """
     import mlflow
 
     from huracan.evaluation.evidence import beats_cash
-    from huracan.registry import events
-    from huracan.registry.gate import decide
-    from huracan.registry.promotion import PRODUCTION, alias_version, register_version
+    from huracan.registry.decision import Decision, apply_decision
+    from huracan.registry.gate import GateDecision, decide
+    from huracan.registry.promotion import register_version
     from huracan.sizing.ppo import evaluate_ppo, load_sizer
     from huracan.sizing.pyfunc import SizerPyfunc
 
@@ -622,72 +630,68 @@ def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
     baselines = {k: float(v.metrics.composite_score) for k, v in outcome.test.items()
                  if k not in ("ppo", FLAT)}
     best_base = max(baselines, key=lambda k: baselines[k])
-    champ = alias_version(client, name, PRODUCTION)
-    champ_score = None
-    champ_cash = None
     bars = outcome.rows["test"]
-    evidence: dict[str, Any] = {"eval_start": outcome.bounds["test_start"],
-                                "eval_end": outcome.bounds["test_end"],
-                                "eval_bars": bars, "baselines": baselines,
-                                "serve_policy": outcome.serve,
-                                "serve_reason": outcome.serve_reason, "cash": outcome.cash}
-    if champ is not None and champ.run_id:
-        champ_policy = client.get_run(champ.run_id).data.tags.get("serve_policy", "ppo")
-        evidence["champion_serve_policy"] = champ_policy
-        if champ_policy != FLAT:
-            with tempfile.TemporaryDirectory() as tmp:
-                old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT, tmp))
-            b = outcome.rows["train"] + outcome.rows["val"]
-            try:
-                res = evaluate_ppo(old, outcome.data, b)
-                champ_score = float(res.metrics.composite_score)
-                champ_cash = beats_cash(res.returns["strategy_return"].to_numpy(np.float64),
-                                        int(res.metrics.n_trades), min_psr,
-                                        what=f"production v{champ.version}")
-            except ValueError as exc:  # it trained on these bars, or another observation layout
-                evidence["champion_not_scored"] = str(exc)
-    if outcome.serve == FLAT:
-        if champ is not None and champ_cash is not None and champ_cash.beats:
-            promote, reason = False, (f"{outcome.serve_reason}; but {champ_cash.reason}: "
-                                      f"production v{champ.version} stays")
-        else:
-            promote, reason = True, outcome.serve_reason
-    else:
-        ppo_cash = beats_cash(outcome.test["ppo"].returns["strategy_return"].to_numpy(np.float64),
-                              int(outcome.test["ppo"].metrics.n_trades), min_psr, what="PPO")
-        evidence["ppo_cash"] = ppo_cash.reason
-        if not math.isfinite(cand):
-            promote, reason = False, f"PPO composite_score is not finite ({cand}): rejected"
-        elif not ppo_cash.beats:
-            promote, reason = False, f"{ppo_cash.reason} on the {bars} unseen bars: rejected"
-        elif baselines[best_base] > cand:
-            promote, reason = False, (
-                f"PPO composite_score {cand:.4f} < {best_base} {baselines[best_base]:.4f} on the "
-                f"same {bars} unseen bars: rejected, the baselines stay")
-        else:
-            d = decide(cand, champ_score, s.tolerance, "composite_score")
-            promote, reason = d.promote, d.reason
-    event = "promoted" if promote else "rejected"
-    if promote:
-        client.set_registered_model_alias(name, PRODUCTION, version.version)
-        client.set_model_version_tag(name, version.version, "huracan.score_at_promotion",
-                                     repr(cand))
-    client.set_model_version_tag(name, version.version, "huracan.gate", event)
-    client.set_model_version_tag(name, version.version, "huracan.gate_reason", reason)
-    client.set_model_version_tag(name, version.version, "huracan.serve_policy", outcome.serve)
-    events.record(engine, event=event, model_name=name, candidate_version=version.version,
-                  champion_version=None if champ is None else champ.version,
-                  candidate_score=cand, champion_score=champ_score, tolerance=s.tolerance,
-                  metric="composite_score", reason=reason, run_id=run_id,
-                  eval_bars=bars, evidence=evidence)
-    if notifier is not None and (not promote or outcome.serve == FLAT):
-        from huracan.alerts import Alert
 
-        notifier.notify(Alert(f"{name}: candidate v{version.version} {event}"
-                              + (" (serving flat)" if promote else ""), "warning",
-                              {"reason": reason}))
-    print(f"registry: {name} v{version.version} {event.upper()}: {reason}", flush=True)
-    return {"event": event, "reason": reason, "version": str(version.version),
+    def sizer_gate(_: Any, champ: Any) -> Decision:
+        """The rule above, on the production sizer ``champ`` (lock held)."""
+        champ_score = None
+        champ_cash = None
+        evidence: dict[str, Any] = {"eval_start": outcome.bounds["test_start"],
+                                    "eval_end": outcome.bounds["test_end"],
+                                    "eval_bars": bars, "baselines": baselines,
+                                    "serve_policy": outcome.serve,
+                                    "serve_reason": outcome.serve_reason, "cash": outcome.cash}
+        if champ is not None and champ.run_id:
+            champ_policy = client.get_run(champ.run_id).data.tags.get("serve_policy", "ppo")
+            evidence["champion_serve_policy"] = champ_policy
+            if champ_policy != FLAT:
+                with tempfile.TemporaryDirectory() as tmp:
+                    old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT,
+                                                               tmp))
+                b = outcome.rows["train"] + outcome.rows["val"]
+                try:
+                    res = evaluate_ppo(old, outcome.data, b)
+                    champ_score = float(res.metrics.composite_score)
+                    champ_cash = beats_cash(res.returns["strategy_return"].to_numpy(np.float64),
+                                            int(res.metrics.n_trades), min_psr,
+                                            what=f"production v{champ.version}")
+                except ValueError as exc:  # it trained on these bars, or another layout
+                    evidence["champion_not_scored"] = str(exc)
+        if outcome.serve == FLAT:
+            if champ is not None and champ_cash is not None and champ_cash.beats:
+                promote, reason = False, (f"{outcome.serve_reason}; but {champ_cash.reason}: "
+                                          f"production v{champ.version} stays")
+            else:
+                promote, reason = True, outcome.serve_reason
+            verdict = GateDecision(promote, cand, champ_score, s.tolerance, None, reason)
+        else:
+            ppo = outcome.test["ppo"]
+            ppo_cash = beats_cash(ppo.returns["strategy_return"].to_numpy(np.float64),
+                                  int(ppo.metrics.n_trades), min_psr, what="PPO")
+            evidence["ppo_cash"] = ppo_cash.reason
+            if not math.isfinite(cand):
+                reason = f"PPO composite_score is not finite ({cand}): rejected"
+            elif not ppo_cash.beats:
+                reason = f"{ppo_cash.reason} on the {bars} unseen bars: rejected"
+            elif baselines[best_base] > cand:
+                reason = (f"PPO composite_score {cand:.4f} < {best_base} "
+                          f"{baselines[best_base]:.4f} on the same {bars} unseen bars: "
+                          "rejected, the baselines stay")
+            else:
+                reason = ""
+            verdict = GateDecision(False, cand, champ_score, s.tolerance, None, reason) \
+                if reason else decide(cand, champ_score, s.tolerance, "composite_score")
+        return Decision(verdict, "promoted" if verdict.promote else "rejected",
+                        "composite_score", bars, evidence,
+                        window_end=outcome.bounds["test_end"],
+                        tags={"serve_policy": outcome.serve},
+                        note=" (serving flat)" if verdict.promote and outcome.serve == FLAT
+                        else "")
+
+    d = apply_decision(client, engine, name, version.version, sizer_gate,
+                       notifier=notifier).decision
+    print(f"registry: {name} v{version.version} {d.event.upper()}: {d.reason}", flush=True)
+    return {"event": d.event, "reason": d.reason, "version": str(version.version),
             "serve": outcome.serve}
 
 

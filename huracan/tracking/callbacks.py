@@ -26,7 +26,6 @@ import atexit
 import json
 import logging
 import math
-import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +35,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from huracan.io import atomic_write_text
 from huracan.secrets import mask_text, mask_url
 from huracan.settings import SelectionSettings
 
@@ -48,11 +48,10 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- files
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically and durably (temporary file, fsync, rename): a reader, or a rerun
+    """Write JSON atomically and durably (:func:`huracan.io.atomic_write`): a reader, or a rerun
     after a crash, never sees half a file. Values JSON lacks are written as floats (NumPy
     scalars) or, failing that, as text (timestamps)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
     def default(value: Any) -> Any:
         try:
@@ -60,11 +59,7 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
         except (TypeError, ValueError):
             return str(value)
 
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(payload, indent=2, default=default))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=default))
 
 
 write_json_atomic = _write_json
@@ -344,9 +339,7 @@ class MaskSecrets(Callback):
             text = path.read_text()
             masked = mask_text(text)
             if masked != text:
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(masked)
-                os.replace(tmp, path)
+                atomic_write_text(path, masked)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         install_log_masking()  # job logging is configured (again) just before this call

@@ -106,6 +106,15 @@ def test_the_sizer_version_went_through_the_gate(trained):
     assert evs[0].candidate_score == pytest.approx(run.data.metrics["test_ppo_composite_score"])
     assert v.tags["huracan.gate"] == evs[0].event
     assert v.tags["huracan.serve_policy"] == run.data.tags["serve_policy"]
+    # the model gate's write path (huracan.registry.decision.apply_decision): staging marks the
+    # candidate, and a promotion carries what rollback and monitor read
+    assert client.get_model_version_by_alias(SIZER, "staging").version == v.version
+    assert v.tags["huracan.gate_reason"] == evs[0].reason
+    if evs[0].event == "promoted":
+        assert float(v.tags["huracan.score_at_promotion"]) == pytest.approx(
+            evs[0].candidate_score, nan_ok=True)
+        assert v.tags["huracan.promoted_window_end"] == evs[0].evidence["eval_end"]
+        assert client.get_model_version_by_alias(SIZER, "production").version == v.version
     assert set(evs[0].evidence["baselines"]) == set(POLICIES) - {"ppo"}
     m = run.data.metrics
     best_base = max(m[f"test_{p}_composite_score"] for p in POLICIES if p != "ppo")

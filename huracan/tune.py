@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -265,9 +266,160 @@ def _store_best(db_url: str | None, row: dict[str, Any]) -> None:
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class StudyPlan:
+    """What one tuning job searches, resolved from the job's config and ``tune`` settings.
+
+    Attributes:
+        settings: the job's :class:`huracan.settings.JobSettings` (trials start from it).
+        model: ``lightgbm``, ``lstm``... (:func:`model_name`).
+        metric: the objective (a validation or walk-forward OOS metric, never test).
+        space: the search space's parameters (the model's, plus the labels' when asked).
+        direction: ``maximize`` or ``minimize``.
+        sym: the symbol without separators (``BTCUSDT``).
+        study_name: ``tune-<SYM>-<timeframe>-<model>[-wf]`` unless named.
+        store_dir: the tracking store directory (created).
+        storage: Optuna RDB storage URL (default: ``optuna.db`` in ``store_dir``).
+        n_trials: finished trials the study should hold in the end.
+        seed: the job's seed (worker ``k`` gets ``seed + k``).
+    """
+
+    settings: Any
+    model: str
+    metric: str
+    space: list[Any]
+    direction: str
+    sym: str
+    study_name: str
+    store_dir: Path
+    storage: str
+    n_trials: int
+    seed: int
+
+
+def _plan_study(resolved: dict[str, Any], t: TuneSettings) -> StudyPlan:
+    """The :class:`StudyPlan` of ``resolved`` and ``t``; creates ``tracking.store_dir``.
+
+    Raises:
+        TuneError: a bad search space (a key the config lacks) or a test metric.
+        huracan.settings.UnknownKeyError: an unknown key in the job's config.
+    """
+    from huracan import pipeline
+    from huracan.settings import JobSettings
+    from huracan.tuning import SPACE_DIR, apply, check_metric, load_space
+
+    settings = JobSettings.from_dict(resolved)
+    model = model_name(resolved)
+    metric = check_metric(str(t.metric or pipeline.objective_of(settings)))
+    space = load_space(t.search_space or SPACE_DIR / f"{model}.yaml")
+    if t.search_labels:
+        space += load_space(SPACE_DIR / "labels.yaml")
+    apply(resolved, {p.key: None for p in space})  # every key exists (TuneError otherwise)
+    data = settings.data
+    sym = data.symbol.replace("/", "").replace(":", "")
+    wf = settings.split.scheme == "walk_forward"
+    study_name = str(t.study_name or f"tune-{sym}-{data.timeframe}-{model}"
+                     f"{'-wf' if wf else ''}")
+    store_dir = Path(settings.tracking.store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    storage = str(t.storage or f"sqlite:///{store_dir.resolve() / 'optuna.db'}")
+    return StudyPlan(settings=settings, model=model, metric=metric, space=space,
+                     direction=t.direction, sym=sym, study_name=study_name,
+                     store_dir=store_dir, storage=storage, n_trials=int(t.n_trials),
+                     seed=int(resolved.get("seed", 42)))
+
+
+def _create_study(plan: StudyPlan, t: TuneSettings) -> Any:
+    """The Optuna study in ``plan.storage`` (loaded when it exists), with the sampler and pruner
+    of ``t``; created once here, before any worker starts (concurrent creation races on
+    Postgres).
+
+    Raises:
+        TuneError: an unknown sampler or pruner.
+    """
+    import optuna
+
+    from huracan.tuning import make_pruner, make_sampler
+
+    wf = plan.settings.split.scheme == "walk_forward"
+    warmup = 1 if wf else int(t.n_warmup_steps)
+    sampler = make_sampler(str(t.sampler), plan.seed, int(t.n_startup_trials))
+    pruner = make_pruner(str(t.pruner), int(t.n_startup_trials), warmup)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(storage=plan.storage, study_name=plan.study_name,
+                               direction="maximize" if plan.direction == "maximize"
+                               else "minimize",
+                               sampler=sampler, pruner=pruner, load_if_exists=True)
+
+
+def _run_trials(study: Any, plan: StudyPlan, resolved: dict[str, Any], t: TuneSettings,
+                parent: str, task_overrides: list[str] | None) -> float:
+    """Run the trials the study still lacks (``plan.n_trials`` minus its finished ones): in
+    ``tune.n_workers`` worker processes (:func:`_run_workers`), or here (:func:`_optimize`;
+    a worker runs its ``tune.worker_trials`` quota); returns the wall seconds.
+
+    Raises:
+        TuneError: a worker process failed.
+    """
+    import optuna
+
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    t0 = time.perf_counter()
+    n_workers = int(t.n_workers)
+    is_worker = bool(t.parent_run_id)
+    left = plan.n_trials - len(study.get_trials(states=finished))
+    if n_workers > 1 and not is_worker and left > 0:
+        _run_workers(plan, parent, task_overrides, left, n_workers)
+    elif n_workers <= 1 or is_worker:
+        quota = int(t.worker_trials) if is_worker and t.worker_trials else left
+        if quota > 0:
+            _optimize(study, _objective(resolved, t, plan.space, plan.metric,
+                                        plan.direction == "maximize", parent), quota)
+    return time.perf_counter() - t0
+
+
+def _optimize(study: Any, objective: Any, n_trials: int) -> None:
+    """Run ``n_trials`` trials of ``study`` in this process (``study.optimize``); a trial that
+    raises ``ValueError``, ``RuntimeError`` or ``ArithmeticError`` is recorded as failed and the
+    study goes on."""
+    with progress.bar("Optuna trials", total=n_trials) as shown:
+        study.optimize(objective, n_trials=n_trials,
+                       catch=(ValueError, RuntimeError, ArithmeticError),
+                       callbacks=[progress.optuna_callback(shown)])
+
+
+def _run_workers(plan: StudyPlan, parent: str, task_overrides: list[str] | None, left: int,
+                 n_workers: int) -> None:
+    """Split the ``left`` trials between ``n_workers`` ``python -m huracan.tune`` processes
+    (exactly ``left`` in total; each worker's sampler seeded apart) and wait for them.
+
+    Raises:
+        TuneError: a worker exited with a non-zero code.
+    """
+    quotas = [left // n_workers + (k < left % n_workers) for k in range(n_workers)]
+    procs = [subprocess.Popen([sys.executable, "-m", "huracan.tune", *(task_overrides or []),
+                               "tune.n_workers=1", f"tune.parent_run_id={parent}",
+                               f"+tune.worker_trials={quotas[k]}",
+                               f"tune.storage={plan.storage}",
+                               f"tune.study_name={plan.study_name}",
+                               f"seed={plan.seed + k}",  # each worker's sampler seeded apart
+                               f"hydra.run.dir={plan.store_dir.resolve()}/tune-workers/{k}"],
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                   "HURACAN_PROGRESS": "0"})  # no bars drawn over each other
+             for k in range(n_workers) if quotas[k] > 0]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise TuneError(f"tune workers exited with {codes}")
+
+
 def run_study(resolved: dict[str, Any], t: TuneSettings,
               task_overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole tuning job (see the module docstring); returns a summary dict.
+
+    Steps: :func:`_plan_study`, :func:`_create_study`, the parent MLflow run, the trials
+    (:func:`_run_trials`); then, not in a worker, the summary (:func:`_study_summary`), its
+    logging on the parent run (:func:`_log_study`) and the cash verdict with the preset
+    (:func:`_preset_if_beats_cash`).
 
     Raises:
         TuneError: a bad search space, a test metric, an unknown sampler or pruner.
@@ -277,101 +429,59 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from huracan import pipeline
     from huracan.secrets import mask_url
-    from huracan.settings import JobSettings
     from huracan.tracking.run import configure
-    from huracan.tuning import (
-        SPACE_DIR,
-        apply,
-        check_metric,
-        load_space,
-        make_pruner,
-        make_sampler,
-        preset_text,
-    )
 
-    settings = JobSettings.from_dict(resolved)
-    model = model_name(resolved)
-    metric = check_metric(str(t.metric or pipeline.objective_of(settings)))
-    space = load_space(t.search_space or SPACE_DIR / f"{model}.yaml")
-    if t.search_labels:
-        space += load_space(SPACE_DIR / "labels.yaml")
-    apply(resolved, {p.key: None for p in space})  # every key exists (TuneError otherwise)
-    direction = t.direction
-    data = settings.data
-    sym = data.symbol.replace("/", "").replace(":", "")
-    wf = settings.split.scheme == "walk_forward"
-    study_name = str(t.study_name or f"tune-{sym}-{data.timeframe}-{model}"
-                     f"{'-wf' if wf else ''}")
-    store_dir = Path(settings.tracking.store_dir)
-    store_dir.mkdir(parents=True, exist_ok=True)
-    storage = str(t.storage or f"sqlite:///{store_dir.resolve() / 'optuna.db'}")
-    n_trials = int(t.n_trials)
-    seed = int(resolved.get("seed", 42))
-    warmup = 1 if wf else int(t.n_warmup_steps)
-    sampler = make_sampler(str(t.sampler), seed, int(t.n_startup_trials))
-    pruner = make_pruner(str(t.pruner), int(t.n_startup_trials), warmup)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # created once here, before any worker starts (concurrent creation races on Postgres)
-    study = optuna.create_study(storage=storage, study_name=study_name,
-                                direction="maximize" if direction == "maximize" else "minimize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
-    experiment_id = configure(settings.tracking.tracking_uri, store_dir,
+    plan = _plan_study(resolved, t)
+    study = _create_study(plan, t)
+    settings, data = plan.settings, plan.settings.data
+    experiment_id = configure(settings.tracking.tracking_uri, plan.store_dir,
                               settings.tracking.experiment_name)
     client = MlflowClient()
     parent = str(t.parent_run_id or "") or _parent_run(
-        client, experiment_id, study_name,
-        {"symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
-         "metric": metric, "direction": direction, "storage": mask_url(storage),
-         "split_scheme": settings.split.scheme})
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    t0 = time.perf_counter()
-    n_workers = int(t.n_workers)
-    is_worker = bool(t.parent_run_id)
-    left = n_trials - len(study.get_trials(states=finished))
-    if n_workers > 1 and not is_worker and left > 0:
-        # the remaining trials split between the workers: exactly n_trials in total
-        quotas = [left // n_workers + (k < left % n_workers) for k in range(n_workers)]
-        procs = [subprocess.Popen([sys.executable, "-m", "huracan.tune", *(task_overrides or []),
-                                   "tune.n_workers=1", f"tune.parent_run_id={parent}",
-                                   f"+tune.worker_trials={quotas[k]}",
-                                   f"tune.storage={storage}", f"tune.study_name={study_name}",
-                                   f"seed={seed + k}",  # each worker's sampler seeded apart
-                                   f"hydra.run.dir={store_dir.resolve()}/tune-workers/{k}"],
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                       "HURACAN_PROGRESS": "0"})  # no bars drawn over each other
-                 for k in range(n_workers) if quotas[k] > 0]
-        codes = [p.wait() for p in procs]
-        if any(codes):
-            raise TuneError(f"tune workers exited with {codes}")
-    elif n_workers <= 1 or is_worker:
-        quota = int(t.worker_trials) if is_worker and t.worker_trials else left
-        if quota > 0:
-            with progress.bar("Optuna trials", total=quota) as shown:
-                study.optimize(
-                    _objective(resolved, t, space, metric, direction == "maximize", parent),
-                    n_trials=quota, catch=(ValueError, RuntimeError, ArithmeticError),
-                    callbacks=[progress.optuna_callback(shown)])
-    seconds = time.perf_counter() - t0
-    if is_worker:
-        return {"study": study_name, "worker": True, "seconds": seconds}
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    # finished trials only: a worker killed mid-trial leaves one RUNNING forever (no heartbeat)
+        client, experiment_id, plan.study_name,
+        {"symbol": data.symbol, "timeframe": data.timeframe, "model_type": plan.model,
+         "metric": plan.metric, "direction": plan.direction,
+         "storage": mask_url(plan.storage), "split_scheme": settings.split.scheme})
+    seconds = _run_trials(study, plan, resolved, t, parent, task_overrides)
+    if t.parent_run_id:  # a worker: the study's parent process sums up
+        return {"study": plan.study_name, "worker": True, "seconds": seconds}
+    study = optuna.load_study(study_name=plan.study_name, storage=plan.storage)
+    summary, best = _study_summary(client, parent, plan, study, seconds)
+    _log_study(client, parent, plan.metric, study, best, summary)
+    _preset_if_beats_cash(client, parent, plan, t, best, summary)
+    client.set_terminated(parent, "FINISHED")
+    summary["parent_run_id"] = parent
+    return summary
+
+
+def _study_summary(client: Any, parent: str, plan: StudyPlan, study: Any, seconds: float
+                   ) -> tuple[dict[str, Any], Any]:
+    """``(summary, best trial)`` of the finished trials (a worker killed mid-trial leaves one
+    RUNNING forever, with no heartbeat: left out): counts, best value, parameters and run,
+    mean trial seconds, the best trial's DSR (:func:`best_trial_dsr`).
+
+    Raises:
+        TuneError: no trial completed (the parent run ends FAILED).
+    """
+    import optuna
+
+    from huracan.secrets import mask_url
+
     trials = [x for x in study.trials if x.state.is_finished()]
     complete = [x for x in trials if x.state == optuna.trial.TrialState.COMPLETE]
     pruned = [x for x in trials if x.state == optuna.trial.TrialState.PRUNED]
     ineligible = [x for x in pruned if "ineligible" in x.user_attrs]
     if not complete:
         client.set_terminated(parent, "FAILED")
-        raise TuneError(f"study {study_name}: no trial completed ({len(pruned)} pruned, "
+        raise TuneError(f"study {plan.study_name}: no trial completed ({len(pruned)} pruned, "
                         f"{len(trials) - len(pruned)} failed)")
     best = study.best_trial
     best_value = float(best.value) if best.value is not None else math.nan
     durations = [x.duration.total_seconds() for x in trials if x.duration is not None]
     dsr = best_trial_dsr(study)
     summary = {
-        "study": study_name, "storage": mask_url(storage), "metric": metric,
+        "study": plan.study_name, "storage": mask_url(plan.storage), "metric": plan.metric,
         "n_trials": len(trials), "complete": len(complete), "pruned": len(pruned),
         "ineligible": len(ineligible),
         "best_value": best_value, "best_trial": best.number,
@@ -380,6 +490,15 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
         "mean_trial_seconds": sum(durations) / len(durations) if durations else math.nan,
         "dsr": dsr,
     }
+    return summary, best
+
+
+def _log_study(client: Any, parent: str, metric: str, study: Any, best: Any,
+               summary: dict[str, Any]) -> None:
+    """Log the summary on the parent run: the best parameters (``best.<key>`` params; a
+    resumed study's new best as tags, params being immutable), the counts, best value and DSR
+    as metrics, ``best_run_id``, and Optuna's plots (``summary["plots"]``)."""
+    dsr = summary["dsr"]
     logged = client.get_run(parent).data.params
     for k, v in best.params.items():  # params are immutable: a resumed study's new best -> tag
         name = f"best.{k}"
@@ -387,9 +506,9 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
             client.log_param(parent, name, str(v))
         elif logged[name] != str(v):
             client.set_tag(parent, name, str(v))
-    metrics = {"n_trials": len(trials), "n_complete": len(complete), "n_pruned": len(pruned),
-               "n_ineligible": len(ineligible),
-               f"best_{metric}": best_value, "best_trial": best.number,
+    metrics = {"n_trials": summary["n_trials"], "n_complete": summary["complete"],
+               "n_pruned": summary["pruned"], "n_ineligible": summary["ineligible"],
+               f"best_{metric}": summary["best_value"], "best_trial": best.number,
                "mean_trial_seconds": summary["mean_trial_seconds"]}
     if dsr is not None:
         metrics |= {f"best_{metric.split('_', 1)[0]}_dsr": dsr["dsr"],
@@ -399,11 +518,24 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
             client.log_metric(parent, k, float(v))
     client.set_tag(parent, "best_run_id", str(summary["best_run_id"]))
     summary["plots"] = _log_plots(client, parent, study)
+
+
+def _preset_if_beats_cash(client: Any, parent: str, plan: StudyPlan, t: TuneSettings,
+                          best: Any, summary: dict[str, Any]) -> None:
+    """The best trial's cash verdict (:func:`best_trial_cash`, logged on the parent run); when
+    it beats cash, the preset ``<tune.preset_dir>/<sym>_<timeframe>_<model>.yaml``, its
+    artifact and tag, and the ``tuned_hyperparameters`` row; otherwise no preset (an older one
+    is left as it was), ``preset=none`` and the reason in ``summary["no_preset"]``."""
+    from huracan.secrets import mask_url
+    from huracan.tuning import preset_text
+
+    metric, model, data, study_name = plan.metric, plan.model, plan.settings.data, plan.study_name
+    best_value, n_trials = summary["best_value"], summary["n_trials"]
     values = {k: v for k, v in best.params.items()}
     evidence = best.user_attrs.get("evidence") or {}
     best_run = best.user_attrs.get("run_id")
     cash = best_trial_cash(client, None if best_run is None else str(best_run), metric,
-                           settings.registry.min_psr,
+                           plan.settings.registry.min_psr,
                            None if "trades" not in evidence else int(evidence["trades"]))
     summary["cash"] = cash.as_dict()
     prefix = metric.split("_", 1)[0]
@@ -411,19 +543,19 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     client.log_metric(parent, f"best_{prefix}_cash_psr", float(cash.psr))
     client.set_tag(parent, "cash_verdict", cash.reason[:5000])
     preset_dir = Path(t.preset_dir or tuned_presets_dir())  # never site-packages
-    preset = preset_dir / f"{sym.lower()}_{data.timeframe}_{model}.yaml"
+    preset = preset_dir / f"{plan.sym.lower()}_{data.timeframe}_{model}.yaml"
     if cash.beats:
         preset_dir.mkdir(parents=True, exist_ok=True)
-        preset.write_text(preset_text(model, values, study=study_name, n_trials=len(trials),
+        preset.write_text(preset_text(model, values, study=study_name, n_trials=n_trials,
                                       metric=metric, value=best_value,
-                                      storage=mask_url(storage)))
+                                      storage=mask_url(plan.storage)))
         client.log_artifact(parent, str(preset), "study")
         client.set_tag(parent, "preset", str(preset))
         summary["preset"] = str(preset)
-        _store_best(settings.db_url, {
+        _store_best(plan.settings.db_url, {
             "symbol": data.symbol, "timeframe": data.timeframe, "model_type": model,
             "study_name": study_name, "metric": metric, "value": best_value,
-            "params": values, "n_trials": len(trials), "run_id": summary["best_run_id"]})
+            "params": values, "n_trials": n_trials, "run_id": summary["best_run_id"]})
     else:
         kept = " (the existing one is left as it was)" if preset.exists() else ""
         summary["preset"] = None
@@ -432,9 +564,6 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
                                 "parameters are recommended")
         client.set_tag(parent, "preset", "none")
         log.warning("%s", summary["no_preset"])
-    client.set_terminated(parent, "FINISHED")
-    summary["parent_run_id"] = parent
-    return summary
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")

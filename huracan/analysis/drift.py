@@ -46,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -380,6 +380,103 @@ def _column_drift(column: str, role: str, parsed: Mapping[str, Any]) -> ColumnDr
     return ColumnDrift(column, role, method, score, threshold, kind, bool(drifted))
 
 
+@dataclass(frozen=True)
+class _ReportColumns:
+    """The columns one drift report tests.
+
+    Attributes:
+        roles: column -> ``feature``, ``prediction`` or ``target``, in test order (features,
+            then the forecast, then the label).
+        use_target: the label is tested (present in the reference, enough matured rows).
+        target_note: why the label is or is not tested.
+    """
+
+    roles: dict[str, str]
+    use_target: bool
+    target_note: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The tested columns, in test order."""
+        return list(self.roles)
+
+
+def _report_columns(reference: pd.DataFrame, current: pd.DataFrame, features: list[str],
+                    prediction_col: str | None, target_col: str | None, drift_share: float,
+                    min_target_rows: int) -> _ReportColumns:
+    """Check :func:`drift_report`'s inputs and choose its columns (the label only with at least
+    ``min_target_rows`` matured labels in the current window).
+
+    Raises:
+        DriftInputError: as :func:`drift_report`, but for the scaler's width.
+    """
+    if not features:
+        raise DriftInputError("no features to test")
+    if not 0.0 < float(drift_share) <= 1.0:
+        raise DriftInputError(f"drift_share {drift_share} must be in (0, 1]")
+    for label, frame in (("reference", reference), ("current", current)):
+        if len(frame) < 2:
+            raise DriftInputError(f"the {label} window has {len(frame)} row(s); need >= 2")
+    roles = {f: "feature" for f in features}
+    if prediction_col is not None:
+        roles[prediction_col] = "prediction"
+    target_note = ""
+    use_target = False
+    if target_col is not None:
+        matured = int(current[target_col].notna().sum()) if target_col in current else 0
+        if target_col not in reference:
+            target_note = f"no {target_col!r} column in the reference"
+        elif matured < int(min_target_rows):
+            target_note = (f"{matured} matured label(s) in the current window "
+                           f"(< {min_target_rows}): target drift not computed")
+        else:
+            use_target = True
+            roles[target_col] = "target"
+            target_note = f"{matured} matured label(s) in the current window"
+    columns = list(roles)
+    for label, frame in (("reference", reference), ("current", current)):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DriftInputError(f"the {label} frame lacks column(s) {missing}")
+        bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise DriftInputError(f"the {label} frame has non-numeric column(s) {bad}")
+    return _ReportColumns(roles=roles, use_target=use_target, target_note=target_note)
+
+
+def _run_evidently(reference: pd.DataFrame, current: pd.DataFrame, features: list[str],
+                   cols: _ReportColumns, drift_share: float, *, name: str | None,
+                   timestamp: datetime | None, metadata: Mapping[str, Any] | None,
+                   tags: Sequence[str]) -> tuple[Any, float, float]:
+    """Evidently's ``Report`` (``DataDriftPreset`` over ``features``, a ``ValueDrift`` per
+    forecast/label column, ``DataSummaryPreset``; with tests) run on ``cols.columns``.
+
+    Returns:
+        ``(snapshot, import seconds, Report.run seconds)``.
+    """
+    columns, roles = cols.columns, cols.roles
+    t_import = time.perf_counter()
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    import_s = time.perf_counter() - t_import
+    definition = DataDefinition(numerical_columns=columns)
+    ref_ds = Dataset.from_pandas(reference[columns].reset_index(drop=True),
+                                 data_definition=definition)
+    cur_ds = Dataset.from_pandas(current[columns].reset_index(drop=True),
+                                 data_definition=definition)
+    items: list[Any] = [DataDriftPreset(columns=features, drift_share=float(drift_share))]
+    items += [ValueDrift(column=c) for c in columns if roles[c] != "feature"]
+    items.append(DataSummaryPreset())
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    t0 = time.perf_counter()
+    snapshot = Report(items, include_tests=True).run(
+        current_data=cur_ds, reference_data=ref_ds, timestamp=timestamp, metadata=meta,
+        tags=list(tags), name=name)
+    return snapshot, import_s, time.perf_counter() - t0
+
+
 def drift_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -433,57 +530,12 @@ def drift_report(
     """
     t_start = time.perf_counter()
     features = [str(f) for f in features]
-    if not features:
-        raise DriftInputError("no features to test")
-    if not 0.0 < float(drift_share) <= 1.0:
-        raise DriftInputError(f"drift_share {drift_share} must be in (0, 1]")
-    for label, frame in (("reference", reference), ("current", current)):
-        if len(frame) < 2:
-            raise DriftInputError(f"the {label} window has {len(frame)} row(s); need >= 2")
-    roles = {f: "feature" for f in features}
-    if prediction_col is not None:
-        roles[prediction_col] = "prediction"
-    target_note = ""
-    use_target = False
-    if target_col is not None:
-        matured = int(current[target_col].notna().sum()) if target_col in current else 0
-        if target_col not in reference:
-            target_note = f"no {target_col!r} column in the reference"
-        elif matured < int(min_target_rows):
-            target_note = (f"{matured} matured label(s) in the current window "
-                           f"(< {min_target_rows}): target drift not computed")
-        else:
-            use_target = True
-            roles[target_col] = "target"
-            target_note = f"{matured} matured label(s) in the current window"
-    columns = list(roles)
-    for label, frame in (("reference", reference), ("current", current)):
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DriftInputError(f"the {label} frame lacks column(s) {missing}")
-        bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
-        if bad:
-            raise DriftInputError(f"the {label} frame has non-numeric column(s) {bad}")
-
-    t_import = time.perf_counter()
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset, DataSummaryPreset
-
-    import_s = time.perf_counter() - t_import
-    definition = DataDefinition(numerical_columns=columns)
-    ref_ds = Dataset.from_pandas(reference[columns].reset_index(drop=True),
-                                 data_definition=definition)
-    cur_ds = Dataset.from_pandas(current[columns].reset_index(drop=True),
-                                 data_definition=definition)
-    items: list[Any] = [DataDriftPreset(columns=features, drift_share=float(drift_share))]
-    items += [ValueDrift(column=c) for c in columns if roles[c] != "feature"]
-    items.append(DataSummaryPreset())
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
-    t0 = time.perf_counter()
-    snapshot = Report(items, include_tests=True).run(
-        current_data=cur_ds, reference_data=ref_ds, timestamp=timestamp, metadata=meta,
-        tags=list(tags), name=name)
+    cols = _report_columns(reference, current, features, prediction_col, target_col,
+                           drift_share, min_target_rows)
+    roles, columns = cols.roles, cols.columns
+    snapshot, import_s, run_s = _run_evidently(
+        reference, current, features, cols, drift_share, name=name, timestamp=timestamp,
+        metadata=metadata, tags=tags)
     t1 = time.perf_counter()
     drift, ev_share, ev_summary = _parse_snapshot(snapshot.dict())
     missing_tests = [c for c in columns if c not in drift]
@@ -492,7 +544,7 @@ def drift_report(
     per_feature = [_column_drift(f, "feature", drift[f]) for f in features]
     prediction = (None if prediction_col is None
                   else _column_drift(prediction_col, "prediction", drift[prediction_col]))
-    target = None if not use_target or target_col is None else _column_drift(
+    target = None if not cols.use_target or target_col is None else _column_drift(
         target_col, "target", drift[target_col])
     n_drifted = sum(c.drifted for c in per_feature)
     t2 = time.perf_counter()
@@ -510,8 +562,8 @@ def drift_report(
         evidently_share=ev_share, scaling=scaling, summary=summary,
         reference_rows=len(reference), current_rows=len(current),
         reference_start=ref_bounds[0], reference_end=ref_bounds[1],
-        current_start=cur_bounds[0], current_end=cur_bounds[1], target_note=target_note,
-        timings={"import": import_s, "evidently_run": t1 - t0, "parse": t2 - t1,
+        current_start=cur_bounds[0], current_end=cur_bounds[1], target_note=cols.target_note,
+        timings={"import": import_s, "evidently_run": run_s, "parse": t2 - t1,
                  "scaling": t3 - t2, "summary": t4 - t3},
         snapshot=snapshot)
     if out_dir is not None:
@@ -820,6 +872,83 @@ def _window_frames(settings: Any, data_path: str | Path | None, start: pd.Timest
     return cur_frame, ref_fs.frame
 
 
+@dataclass(frozen=True)
+class DriftModel:
+    """The registered version under check, its training run and its model (the resolve step).
+
+    Attributes:
+        mv: the MLflow ``ModelVersion``; name, version: its name and number as strings.
+        reference_start, reference_end: its training window (manifest ``huracan.train_start``
+            .. ``huracan.train_end``, else the run's ``train_start``/``train_end`` tags), UTC.
+        settings: its run's :class:`huracan.settings.JobSettings`
+            (:func:`huracan.pipeline.run_settings`).
+        pyfunc: its loaded pyfunc model (:func:`load_pyfunc`).
+        features: the estimator's ``f`` input columns, in its order.
+        lookback: bars of context the estimator reads per forecast (1 for tabular models).
+        scaler: the train-only scaler saved with the model (``mean_``, ``scale_`` of shape
+            ``(f,)``).
+    """
+
+    mv: Any
+    name: str
+    version: str
+    reference_start: pd.Timestamp
+    reference_end: pd.Timestamp
+    settings: Any
+    pyfunc: Any
+    features: list[str]
+    lookback: int
+    scaler: Any
+
+    @property
+    def symbol(self) -> str:
+        """The run's market symbol (``BTC/USDT``)."""
+        return str(self.settings.data.symbol)
+
+    @property
+    def timeframe(self) -> str:
+        """The run's bar timeframe (``1h``)."""
+        return str(self.settings.data.timeframe)
+
+
+@dataclass(frozen=True)
+class DriftWindows:
+    """The rebuilt feature rows (the rebuild step).
+
+    Attributes:
+        reference_frame, current_frame: the feature frames (``DatetimeIndex``, UTC, sorted) the
+            windows were cut from; the current one comes from ``data_path``, the reference one
+            too when it covers the training window, else from the run's own data file. Earlier
+            rows serve as context for sequence models' forecasts.
+        reference: rows of the training window, ``(n_ref >= 2, ...)``.
+        current: rows of the current window (:func:`select_window`), ``(n_cur >= 2, ...)``;
+            both carry a :data:`PREDICTION` column once the report step has forecast them.
+    """
+
+    reference_frame: pd.DataFrame
+    current_frame: pd.DataFrame
+    reference: pd.DataFrame
+    current: pd.DataFrame
+
+
+@dataclass
+class ReportedDrift:
+    """The report step's output, what the record and alert steps read.
+
+    Attributes:
+        result: the :class:`ModelDriftResult` (report, workspace ids, reference check; the
+            record step fills its run and store ids).
+        windows: the windows with their :data:`PREDICTION` column.
+        workspace: the Evidently workspace directory the snapshot went to.
+        created: UTC time stamped on the store rows (also in the default report directory).
+    """
+
+    result: ModelDriftResult
+    windows: DriftWindows
+    workspace: Path
+    created: datetime
+
+
 def drift_for_model(
     client: Any,
     engine: Any,
@@ -856,7 +985,8 @@ def drift_for_model(
     ``huracan.last_drift_run`` and ``huracan.last_drift_share``; a ``drift_reports`` row. Over
     threshold (``drift_share`` of features drifted or more): a ``data_quality_logs`` row
     (``feature_drift``, warning), a ``retrain_requests`` row (unless one is still pending for the
-    model) and an alert.
+    model) and an alert. In code: :func:`_resolve_model`, :func:`_rebuild_windows`,
+    :func:`_report_windows`, :func:`_record_report`, :func:`_alert_drift`.
 
     Reference forecasts are in-sample (the model was fitted on those rows), so a model that
     fits its training rows closely shows a wider reference forecast distribution than it will
@@ -887,15 +1017,32 @@ def drift_for_model(
         mlflow.exceptions.MlflowException, sqlalchemy.exc.SQLAlchemyError: store failures (the
             monitoring run, if created, ends FAILED).
     """
-    from huracan.alerts import Alert, LogNotifier
-    from huracan.analysis import drift_store
-    from huracan.pipeline import run_settings
-    from huracan.registry.promotion import seen_until
-
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     if not 0.0 < float(drift_share) <= 1.0:
         raise DriftInputError(f"drift_share {drift_share} must be in (0, 1]")
+    model = _resolve_model(client, model_name_or_uri, timings)
+    windows = _rebuild_windows(model, data_path, current, timings)
+    reported = _report_windows(client, model, windows, drift_share=drift_share,
+                               workspace=workspace, out_dir=out_dir, shift_limit=shift_limit,
+                               ratio_limit=ratio_limit, timings=timings)
+    _record_report(client, engine, reported, experiment_name=experiment_name, started=t_all)
+    _alert_drift(reported.result, notifier)
+    return reported.result
+
+
+def _resolve_model(client: Any, model_name_or_uri: str, timings: dict[str, float]
+                   ) -> DriftModel:
+    """Resolve step: the version (:func:`resolve_version`), its training window, its run's
+    settings and its pyfunc model; records ``timings["load_model"]`` (seconds).
+
+    Raises:
+        LookupError: unknown model, alias or version; no source run; no
+            ``train_start``/``train_end`` in the manifest or the run's tags.
+        DriftInputError: an unparseable training-window bound.
+    """
+    from huracan.pipeline import run_settings
+
     mv = resolve_version(client, model_name_or_uri)
     name, version = str(mv.name), str(mv.version)
     if not mv.run_id:
@@ -906,7 +1053,6 @@ def drift_for_model(
         raise LookupError(f"{name} v{version}: no train_start/train_end in its manifest")
     ref_start, ref_end = _utc(bounds[0]), _utc(bounds[1])
     settings = run_settings(client, mv.run_id)
-    symbol, timeframe = settings.data.symbol, settings.data.timeframe
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         pyfunc = load_pyfunc(client, mv, Path(tmp) / "model")
@@ -915,34 +1061,90 @@ def drift_for_model(
     lookback = int(getattr(wrapper.estimator, "lookback", 1))
     scaler = wrapper.scaler
     timings["load_model"] = time.perf_counter() - t
+    return DriftModel(mv=mv, name=name, version=version, reference_start=ref_start,
+                      reference_end=ref_end, settings=settings, pyfunc=pyfunc,
+                      features=features, lookback=lookback, scaler=scaler)
+
+
+def _rebuild_windows(model: DriftModel, data_path: str | Path | None,
+                     current: str | tuple[Any, Any], timings: dict[str, float]) -> DriftWindows:
+    """Rebuild step: the model's features rebuilt with its run's settings
+    (:func:`_window_frames`), cut to the training window and to the ``current`` window;
+    records ``timings["features"]`` (seconds).
+
+    Raises:
+        LookupError: the run's configuration does not build a feature the model needs.
+        DriftInputError: fewer than 2 rebuilt rows in the training window; a bad or empty
+            current window.
+        huracan.data.ohlcv.DataValidationError: the data file breaks a rule.
+    """
+    ref_start, ref_end = model.reference_start, model.reference_end
     t = time.perf_counter()
-    cur_frame, ref_frame = _window_frames(settings, data_path, ref_start, ref_end)
-    missing = [f for f in features if f not in cur_frame.columns]
+    cur_frame, ref_frame = _window_frames(model.settings, data_path, ref_start, ref_end)
+    missing = [f for f in model.features if f not in cur_frame.columns]
     if missing:
-        raise LookupError(f"{name} v{version}: feature(s) {missing} are not built by its run's "
-                          "configuration")
+        raise LookupError(f"{model.name} v{model.version}: feature(s) {missing} are not built "
+                          "by its run's configuration")
     ref_rows = ref_frame[(ref_frame.index >= ref_start) & (ref_frame.index <= ref_end)]
     if len(ref_rows) < 2:
-        raise DriftInputError(f"{name} v{version}: the training window {ref_start} .. {ref_end} "
-                              f"holds {len(ref_rows)} rebuilt row(s)")
-    cur_rows = select_window(cur_frame, current, timeframe)
+        raise DriftInputError(f"{model.name} v{model.version}: the training window {ref_start} "
+                              f".. {ref_end} holds {len(ref_rows)} rebuilt row(s)")
+    cur_rows = select_window(cur_frame, current, model.timeframe)
     timings["features"] = time.perf_counter() - t
+    return DriftWindows(reference_frame=ref_frame, current_frame=cur_frame, reference=ref_rows,
+                        current=cur_rows)
+
+
+def _predict_windows(model: DriftModel, windows: DriftWindows, timings: dict[str, float]
+                     ) -> DriftWindows:
+    """Both windows with the model's forecast (fraction, forward return) in a
+    :data:`PREDICTION` column (:func:`predict_window`); records ``timings["predict"]``."""
     t = time.perf_counter()
-    ref_rows = ref_rows.assign(**{PREDICTION: predict_window(pyfunc, ref_frame, ref_rows,
-                                                             features, lookback)})
-    cur_rows = cur_rows.assign(**{PREDICTION: predict_window(pyfunc, cur_frame, cur_rows,
-                                                             features, lookback)})
+    ref_rows = windows.reference.assign(**{PREDICTION: predict_window(
+        model.pyfunc, windows.reference_frame, windows.reference, model.features,
+        model.lookback)})
+    cur_rows = windows.current.assign(**{PREDICTION: predict_window(
+        model.pyfunc, windows.current_frame, windows.current, model.features, model.lookback)})
     timings["predict"] = time.perf_counter() - t
-    ref_x = ref_rows[features].to_numpy(np.float64)
+    return replace(windows, reference=ref_rows, current=cur_rows)
+
+
+def _reference_check(model: DriftModel, reference: pd.DataFrame) -> float:
+    """Max over features of |reference mean - scaler mean| / scaler scale (0 when the rebuilt
+    training window holds exactly the model's training rows); warns above 1e-3."""
+    scaler = model.scaler
+    ref_x = reference[model.features].to_numpy(np.float64)
     scale = np.where(np.asarray(scaler.scale_) > 0, np.asarray(scaler.scale_), 1.0)
     reference_check = float(np.max(np.abs(ref_x.mean(axis=0) - scaler.mean_) / scale))
     if reference_check > 1e-3:
         log.warning("%s v%s: the rebuilt training window differs from the model's training rows "
-                    "(reference mean vs scaler mean: up to %.3g training std)", name, version,
-                    reference_check)
-    seen = seen_until(mv)
+                    "(reference mean vs scaler mean: up to %.3g training std)", model.name,
+                    model.version, reference_check)
+    return reference_check
+
+
+def _report_windows(client: Any, model: DriftModel, windows: DriftWindows, *,
+                    drift_share: float, workspace: str | Path | None,
+                    out_dir: str | Path | None, shift_limit: float, ratio_limit: float,
+                    timings: dict[str, float]) -> ReportedDrift:
+    """Report step: forecasts of both windows, :func:`drift_report` (saved under ``out_dir``,
+    default ``<workspace>/../drift_reports/<model>/v<version>-<current end>-<created>-<id>``)
+    and its snapshot added to the Evidently workspace (project = the registered model);
+    records ``timings["predict"]``, ``["report"]`` and ``["workspace"]`` (seconds).
+
+    Raises:
+        DriftInputError: as :func:`drift_report`.
+        OSError: the report or the workspace cannot be written.
+    """
+    from huracan.registry.promotion import seen_until
+
+    name, version, symbol, timeframe = model.name, model.version, model.symbol, model.timeframe
+    windows = _predict_windows(model, windows, timings)
+    ref_rows, cur_rows = windows.reference, windows.current
+    reference_check = _reference_check(model, ref_rows)
+    seen = seen_until(model.mv)
     overlaps = bool(seen is not None and cur_rows.index[0] <= _utc(seen)
-                    and cur_rows.index[-1] >= ref_start)
+                    and cur_rows.index[-1] >= model.reference_start)
     cur_end = pd.Timestamp(cur_rows.index[-1])
     ws = Path(workspace) if workspace is not None else default_workspace(client.tracking_uri)
     created = datetime.now(UTC)
@@ -952,8 +1154,8 @@ def drift_for_model(
                    f"{uuid.uuid4().hex[:6]}")
     t = time.perf_counter()
     report = drift_report(
-        ref_rows, cur_rows, features, prediction_col=PREDICTION, target_col=TARGET,
-        drift_share=drift_share, scaler=scaler, out_dir=out_dir,
+        ref_rows, cur_rows, model.features, prediction_col=PREDICTION, target_col=TARGET,
+        drift_share=drift_share, scaler=model.scaler, out_dir=out_dir,
         name=f"{name} v{version} {cur_rows.index[0]:%Y-%m-%d %H:%M} .. {cur_end:%Y-%m-%d %H:%M}",
         timestamp=cur_end.tz_convert("UTC").tz_localize(None).to_pydatetime(),
         metadata={"model": name, "version": version, "symbol": symbol, "timeframe": timeframe,
@@ -962,111 +1164,40 @@ def drift_for_model(
         tags=[name, f"v{version}", symbol], shift_limit=shift_limit, ratio_limit=ratio_limit)
     timings["report"] = time.perf_counter() - t
     out = ModelDriftResult(report=report, model_name=name, version=version,
-                           model_run_id=str(mv.run_id), symbol=symbol, timeframe=timeframe,
-                           workspace=ws, reference_check=reference_check,
+                           model_run_id=str(model.mv.run_id), symbol=symbol,
+                           timeframe=timeframe, workspace=ws, reference_check=reference_check,
                            current_overlaps_training=overlaps, timings=timings)
     t = time.perf_counter()
     out.workspace_project_id, out.snapshot_id = add_to_workspace(
         report.snapshot, ws, name, f"Huracan drift reports of {name} ({symbol} {timeframe})")
     timings["workspace"] = time.perf_counter() - t
+    return ReportedDrift(result=out, windows=windows, workspace=ws, created=created)
 
+
+def _record_report(client: Any, engine: Any, reported: ReportedDrift, *, experiment_name: str,
+                   started: float) -> None:
+    """Record step: the monitoring MLflow run (:func:`_start_drift_run`,
+    :func:`_log_drift_run`), then the store rows (:func:`_store_drift_rows`) and the step
+    timings (``mlflow``, ``store``, ``total`` since ``started``, a ``time.perf_counter()``
+    value). Fills ``reported.result``'s ``report_run_id``, ``drift_report_id`` and retrain
+    request fields; the run ends FINISHED, or FAILED when anything here raises.
+
+    Raises:
+        mlflow.exceptions.MlflowException, sqlalchemy.exc.SQLAlchemyError: store failures.
+    """
+    out, report, timings = reported.result, reported.result.report, reported.result.timings
     t = time.perf_counter()
-    exp_id = _monitoring_experiment(client, experiment_name, mv.run_id)
-    run = client.create_run(exp_id, run_name=f"drift-{name}-v{version}", tags={
-        f"{TAG}role": "drift", f"{TAG}monitored_model": name,
-        f"{TAG}monitored_version": version, f"{TAG}monitored_run": str(mv.run_id),
-        "symbol": symbol, "timeframe": timeframe,
-        f"{TAG}drift.reference": f"{report.reference_start} .. {report.reference_end}",
-        f"{TAG}drift.current": f"{report.current_start} .. {report.current_end}",
-        f"{TAG}drift.dataset_drift": str(report.dataset_drift).lower(),
-        f"{TAG}drift.drifted_features": ",".join(report.drifted_features)[:5000],
-        f"{TAG}evidently_snapshot": str(out.snapshot_id),
-        f"{TAG}evidently_workspace": str(ws.resolve()),
-        f"{TAG}evidently_project": str(out.workspace_project_id),
-    })
-    run_id = str(run.info.run_id)
+    run_id = _start_drift_run(client, reported, experiment_name)
     out.report_run_id = run_id
     status = "FAILED"
     try:
-        metrics = {"drift_share": report.drift_share, "n_drifted": report.n_drifted,
-                   "n_features": report.n_features, "drift_threshold": report.threshold,
-                   "dataset_drift": float(report.dataset_drift),
-                   "reference_rows": report.reference_rows, "current_rows": report.current_rows,
-                   "n_scaling_flagged": len(report.scaling_flagged),
-                   "reference_check": reference_check}
-        if report.prediction is not None:
-            metrics["prediction_drift_score"] = report.prediction.score
-            metrics["prediction_drifted"] = float(report.prediction.drifted)
-        if report.target is not None:
-            metrics["target_drift_score"] = report.target.score
-            metrics["target_drifted"] = float(report.target.drifted)
-        metrics |= {f"drift_score.{c.column}": c.score for c in report.features}
-        metrics |= {f"scale_shift.{s.feature}": s.mean_shift for s in report.scaling}
-        metrics |= {f"scale_ratio.{s.feature}": s.std_ratio for s in report.scaling}
-        metrics |= {f"time_{k}_s": v for k, v in {**timings, **{
-            f"evidently_{k}": v for k, v in report.timings.items()}}.items()}
-        client.log_batch(run_id, metrics=_finite_metrics(metrics))
-        client.log_param(run_id, "drift_share_threshold", str(report.threshold))
-        with tempfile.TemporaryDirectory() as tmp:
-            report.columns_frame().to_csv(Path(tmp) / "columns.csv", index=False)
-            report.scaling_frame().to_csv(Path(tmp) / "scaling.csv", index=False)
-            client.log_artifact(run_id, str(Path(tmp) / "columns.csv"), "drift")
-            client.log_artifact(run_id, str(Path(tmp) / "scaling.csv"), "drift")
-        for path in (report.html_path, report.json_path, report.summary_path):
-            if path is not None:
-                client.log_artifact(run_id, str(path), "drift")
-        client.set_model_version_tag(name, version, f"{TAG}last_drift_run", run_id)
-        client.set_model_version_tag(name, version, f"{TAG}last_drift_share",
-                                     f"{report.drift_share:.4f}")
+        _log_drift_run(client, run_id, out)
         timings["mlflow"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        details = {k: v for k, v in report.as_dict().items() if k not in ("summary",)}
-        details |= {"summary": report.summary, "reference_check": reference_check,
-                    "current_overlaps_training": overlaps, "model_run_id": str(mv.run_id),
-                    "workspace": str(ws), "snapshot_id": out.snapshot_id,
-                    "step_timings": timings}
-        reason = (f"{report.n_drifted}/{report.n_features} features drifted (share "
-                  f"{report.drift_share:.2f} >= {report.threshold:g}) on "
-                  f"{report.current_start} .. {report.current_end} vs the training window "
-                  f"{report.reference_start} .. {report.reference_end}: "
-                  f"{', '.join(report.drifted_features)}; report run {run_id}")
-        with engine.begin() as conn:
-            out.drift_report_id = drift_store.record_drift_report(
-                conn, symbol=symbol, timeframe=timeframe, model_name=name,
-                model_version=version, reference_start=ref_rows.index[0],
-                reference_end=ref_rows.index[-1], current_start=cur_rows.index[0],
-                current_end=cur_end, reference_rows=report.reference_rows,
-                current_rows=report.current_rows, n_features=report.n_features,
-                n_drifted=report.n_drifted, drift_share=report.drift_share,
-                threshold=report.threshold, drifted=report.dataset_drift,
-                drifted_features=report.drifted_features,
-                prediction_drift_score=None if report.prediction is None
-                else report.prediction.score,
-                prediction_drifted=None if report.prediction is None
-                else report.prediction.drifted,
-                target_drift_score=None if report.target is None else report.target.score,
-                target_drifted=None if report.target is None else report.target.drifted,
-                details=details, report_run_id=run_id, created_at=created)
-            if report.dataset_drift:
-                drift_store.record_drift_issue(
-                    conn, symbol=symbol, source=f"huracan drift {name} v{version}",
-                    details={"model": name, "version": version, "timeframe": timeframe,
-                             "drift_share": report.drift_share,
-                             "threshold": report.threshold,
-                             "drifted_features": report.drifted_features,
-                             "current": [report.current_start, report.current_end],
-                             "reference": [report.reference_start, report.reference_end],
-                             "report_run_id": run_id, "drift_report_id": out.drift_report_id},
-                    timestamp=created)
-                out.retrain_request_id, out.retrain_request_created = (
-                    drift_store.record_retrain_request(
-                        conn, symbol=symbol, timeframe=timeframe, model_name=name,
-                        model_version=version, reason=reason,
-                        drift_report_id=out.drift_report_id, report_run_id=run_id,
-                        created_at=created))
+        _store_drift_rows(engine, reported, run_id)
         timings["store"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - t_all
+        timings["total"] = time.perf_counter() - started
         client.log_batch(run_id, metrics=_finite_metrics(
             {f"time_{k}_s": v for k, v in timings.items() if k in ("mlflow", "store", "total")}))
         if out.drift_report_id is not None:
@@ -1075,17 +1206,145 @@ def drift_for_model(
     finally:
         client.set_terminated(run_id, status)
     log.info("%s v%s: drift share %.2f (%d/%d features; threshold %g) on %s .. %s; run %s",
-             name, version, report.drift_share, report.n_drifted, report.n_features,
-             report.threshold, report.current_start, report.current_end, run_id)
+             out.model_name, out.version, report.drift_share, report.n_drifted,
+             report.n_features, report.threshold, report.current_start, report.current_end,
+             run_id)
+
+
+def _start_drift_run(client: Any, reported: ReportedDrift, experiment_name: str) -> str:
+    """Create the monitoring run (tags ``huracan.role=drift``, the monitored model, version and
+    run, the windows, the verdict, the Evidently snapshot) in ``experiment_name`` (created
+    beside the model's experiment when missing); returns its id."""
+    out, report, ws = reported.result, reported.result.report, reported.workspace
+    name, version = out.model_name, out.version
+    exp_id = _monitoring_experiment(client, experiment_name, out.model_run_id)
+    run = client.create_run(exp_id, run_name=f"drift-{name}-v{version}", tags={
+        f"{TAG}role": "drift", f"{TAG}monitored_model": name,
+        f"{TAG}monitored_version": version, f"{TAG}monitored_run": out.model_run_id,
+        "symbol": out.symbol, "timeframe": out.timeframe,
+        f"{TAG}drift.reference": f"{report.reference_start} .. {report.reference_end}",
+        f"{TAG}drift.current": f"{report.current_start} .. {report.current_end}",
+        f"{TAG}drift.dataset_drift": str(report.dataset_drift).lower(),
+        f"{TAG}drift.drifted_features": ",".join(report.drifted_features)[:5000],
+        f"{TAG}evidently_snapshot": str(out.snapshot_id),
+        f"{TAG}evidently_workspace": str(ws.resolve()),
+        f"{TAG}evidently_project": str(out.workspace_project_id),
+    })
+    return str(run.info.run_id)
+
+
+def _log_drift_run(client: Any, run_id: str, out: ModelDriftResult) -> None:
+    """Log the report on the monitoring run ``run_id``: metrics (shares, per-feature scores,
+    scaling shifts, step timings so far), the threshold param, the ``drift/`` artifacts; tag the
+    version with ``huracan.last_drift_run`` and ``huracan.last_drift_share``."""
+    report, timings = out.report, out.timings
+    metrics = {"drift_share": report.drift_share, "n_drifted": report.n_drifted,
+               "n_features": report.n_features, "drift_threshold": report.threshold,
+               "dataset_drift": float(report.dataset_drift),
+               "reference_rows": report.reference_rows, "current_rows": report.current_rows,
+               "n_scaling_flagged": len(report.scaling_flagged),
+               "reference_check": out.reference_check}
+    if report.prediction is not None:
+        metrics["prediction_drift_score"] = report.prediction.score
+        metrics["prediction_drifted"] = float(report.prediction.drifted)
+    if report.target is not None:
+        metrics["target_drift_score"] = report.target.score
+        metrics["target_drifted"] = float(report.target.drifted)
+    metrics |= {f"drift_score.{c.column}": c.score for c in report.features}
+    metrics |= {f"scale_shift.{s.feature}": s.mean_shift for s in report.scaling}
+    metrics |= {f"scale_ratio.{s.feature}": s.std_ratio for s in report.scaling}
+    metrics |= {f"time_{k}_s": v for k, v in {**timings, **{
+        f"evidently_{k}": v for k, v in report.timings.items()}}.items()}
+    client.log_batch(run_id, metrics=_finite_metrics(metrics))
+    client.log_param(run_id, "drift_share_threshold", str(report.threshold))
+    with tempfile.TemporaryDirectory() as tmp:
+        report.columns_frame().to_csv(Path(tmp) / "columns.csv", index=False)
+        report.scaling_frame().to_csv(Path(tmp) / "scaling.csv", index=False)
+        client.log_artifact(run_id, str(Path(tmp) / "columns.csv"), "drift")
+        client.log_artifact(run_id, str(Path(tmp) / "scaling.csv"), "drift")
+    for path in (report.html_path, report.json_path, report.summary_path):
+        if path is not None:
+            client.log_artifact(run_id, str(path), "drift")
+    client.set_model_version_tag(out.model_name, out.version, f"{TAG}last_drift_run", run_id)
+    client.set_model_version_tag(out.model_name, out.version, f"{TAG}last_drift_share",
+                                 f"{report.drift_share:.4f}")
+
+
+def _store_drift_rows(engine: Any, reported: ReportedDrift, run_id: str) -> None:
+    """Write, in one transaction, the ``drift_reports`` row and, over threshold, a
+    ``data_quality_logs`` row (``feature_drift``, warning) and a ``retrain_requests`` row (or
+    the pending one for the model: ``retrain_request_created`` False); their ids go into
+    ``reported.result``. ``run_id`` is the monitoring run the rows point to.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the store refuses a row.
+    """
+    from huracan.analysis import drift_store
+
+    out, report, created = reported.result, reported.result.report, reported.created
+    ref_rows, cur_rows = reported.windows.reference, reported.windows.current
+    symbol, timeframe, name, version = out.symbol, out.timeframe, out.model_name, out.version
+    details = {k: v for k, v in report.as_dict().items() if k not in ("summary",)}
+    details |= {"summary": report.summary, "reference_check": out.reference_check,
+                "current_overlaps_training": out.current_overlaps_training,
+                "model_run_id": out.model_run_id, "workspace": str(reported.workspace),
+                "snapshot_id": out.snapshot_id, "step_timings": out.timings}
+    reason = (f"{report.n_drifted}/{report.n_features} features drifted (share "
+              f"{report.drift_share:.2f} >= {report.threshold:g}) on "
+              f"{report.current_start} .. {report.current_end} vs the training window "
+              f"{report.reference_start} .. {report.reference_end}: "
+              f"{', '.join(report.drifted_features)}; report run {run_id}")
+    with engine.begin() as conn:
+        out.drift_report_id = drift_store.record_drift_report(
+            conn, symbol=symbol, timeframe=timeframe, model_name=name,
+            model_version=version, reference_start=ref_rows.index[0],
+            reference_end=ref_rows.index[-1], current_start=cur_rows.index[0],
+            current_end=pd.Timestamp(cur_rows.index[-1]), reference_rows=report.reference_rows,
+            current_rows=report.current_rows, n_features=report.n_features,
+            n_drifted=report.n_drifted, drift_share=report.drift_share,
+            threshold=report.threshold, drifted=report.dataset_drift,
+            drifted_features=report.drifted_features,
+            prediction_drift_score=None if report.prediction is None
+            else report.prediction.score,
+            prediction_drifted=None if report.prediction is None
+            else report.prediction.drifted,
+            target_drift_score=None if report.target is None else report.target.score,
+            target_drifted=None if report.target is None else report.target.drifted,
+            details=details, report_run_id=run_id, created_at=created)
+        if report.dataset_drift:
+            drift_store.record_drift_issue(
+                conn, symbol=symbol, source=f"huracan drift {name} v{version}",
+                details={"model": name, "version": version, "timeframe": timeframe,
+                         "drift_share": report.drift_share,
+                         "threshold": report.threshold,
+                         "drifted_features": report.drifted_features,
+                         "current": [report.current_start, report.current_end],
+                         "reference": [report.reference_start, report.reference_end],
+                         "report_run_id": run_id, "drift_report_id": out.drift_report_id},
+                timestamp=created)
+            out.retrain_request_id, out.retrain_request_created = (
+                drift_store.record_retrain_request(
+                    conn, symbol=symbol, timeframe=timeframe, model_name=name,
+                    model_version=version, reason=reason,
+                    drift_report_id=out.drift_report_id, report_run_id=run_id,
+                    created_at=created))
+
+
+def _alert_drift(out: ModelDriftResult, notifier: Any) -> None:
+    """Alert step: over threshold, a ``warning`` alert through ``notifier`` (default: the log
+    notifier) naming the drifted features, the window, the run, the retrain request and the
+    HTML report; nothing otherwise."""
+    from huracan.alerts import Alert, LogNotifier
+
+    report = out.report
     if report.dataset_drift:
         (notifier or LogNotifier()).notify(Alert(
-            f"{name} v{version}: feature drift {report.drift_share:.0%} of features >= "
-            f"{report.threshold:.0%}: retrain requested", "warning",
+            f"{out.model_name} v{out.version}: feature drift {report.drift_share:.0%} of "
+            f"features >= {report.threshold:.0%}: retrain requested", "warning",
             {"drifted": ",".join(report.drifted_features[:10]),
              "current": f"{report.current_start}..{report.current_end}",
-             "report_run": run_id, "retrain_request": out.retrain_request_id,
+             "report_run": out.report_run_id, "retrain_request": out.retrain_request_id,
              "html": str(report.html_path)}))
-    return out
 
 
 # ----------------------------------------------------------------------------- registry monitor

@@ -490,6 +490,106 @@ def _cscv_outcomes(
     return np.log(omega / (1.0 - omega)), is_scores[idx, best], oos_scores[idx, best]
 
 
+def _pbo_returns(returns_matrix: npt.ArrayLike, n_splits: int) -> np.ndarray:
+    """``returns_matrix`` as a ``(T, N)`` float64 array, checked for the PBO.
+
+    Raises:
+        ValueError: as :func:`probability_of_backtest_overfitting` (not 2-D, N < 2, S odd or
+            < 2, T < S, NaN / infinite returns).
+    """
+    m = np.asarray(returns_matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"returns_matrix must be 2-D (T bars, N strategies), got shape {m.shape}")
+    t_rows, n_strats = m.shape
+    if n_strats < 2:
+        raise ValueError(f"PBO needs at least 2 candidate strategies (columns), got {n_strats}")
+    if int(n_splits) != n_splits or n_splits < 2 or n_splits % 2 != 0:
+        raise ValueError(f"n_splits must be an even integer >= 2, got {n_splits}")
+    if t_rows < n_splits:
+        raise ValueError(
+            f"returns_matrix has {t_rows} rows (bars), fewer than n_splits={n_splits} blocks"
+        )
+    if not np.isfinite(m).all():
+        raise ValueError("returns_matrix contains NaN or infinite values")
+    return m
+
+
+#: per chunk of combinations: (logits, IS metric of the IS-best, its OOS metric)
+_CSCVParts = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+
+
+def _cscv_sharpe(m: np.ndarray, in_sample: np.ndarray, block: int) -> _CSCVParts:
+    """CSCV outcomes of the per-bar Sharpe for every row of ``in_sample`` ``(C, S)`` (True =
+    the block is in sample) on ``m`` ``(S * block, N)``: logits, IS metric of the IS-best and
+    its OOS metric, one array each per chunk of :data:`_PBO_CHUNK` combinations.
+
+    Fast path, same numbers as :func:`per_bar_sharpe_columns`: the Sharpe of a union of blocks
+    follows from per-block sums and sums of squares (columns centred first, for numerical
+    stability).
+    """
+    n_splits = in_sample.shape[1]
+    n_strats = m.shape[1]
+    logits: list[np.ndarray] = []
+    is_best: list[np.ndarray] = []
+    oos_best: list[np.ndarray] = []
+    col_mean = m.mean(axis=0)
+    centred = m - col_mean
+    sums = centred.reshape(n_splits, block, n_strats).sum(axis=1)
+    squares = (centred**2).reshape(n_splits, block, n_strats).sum(axis=1)
+    half = block * (n_splits // 2)
+    for lo in range(0, len(in_sample), _PBO_CHUNK):
+        ind = in_sample[lo : lo + _PBO_CHUNK].astype(np.float64)
+        is_s1, is_s2 = ind @ sums, ind @ squares
+        oos_s1, oos_s2 = sums.sum(axis=0) - is_s1, squares.sum(axis=0) - is_s2
+        for out, part in zip(
+            (logits, is_best, oos_best),
+            _cscv_outcomes(
+                _sharpe_from_sums(is_s1, is_s2, half, col_mean),
+                _sharpe_from_sums(oos_s1, oos_s2, half, col_mean),
+            ),
+            strict=True,
+        ):
+            out.append(part)
+    return logits, is_best, oos_best
+
+
+def _cscv_metric(
+    m: np.ndarray,
+    in_sample: np.ndarray,
+    block: int,
+    metric: Callable[[np.ndarray], np.ndarray],
+) -> _CSCVParts:
+    """CSCV outcomes as :func:`_cscv_sharpe` for any ``metric``, called on the in-sample and
+    on the out-of-sample rows of each combination (one array each per combination).
+
+    Raises:
+        ValueError: the metric does not return ``N`` values, or returns NaN.
+    """
+    n_splits = in_sample.shape[1]
+    n_strats = m.shape[1]
+    logits: list[np.ndarray] = []
+    is_best: list[np.ndarray] = []
+    oos_best: list[np.ndarray] = []
+    rows = np.arange(block * n_splits).reshape(n_splits, block)
+
+    def score(mask: np.ndarray) -> np.ndarray:
+        s = np.asarray(metric(m[rows[mask].reshape(-1)]), dtype=np.float64).reshape(-1)
+        if s.shape != (n_strats,):
+            raise ValueError(f"metric must return {n_strats} values, got shape {s.shape}")
+        if np.isnan(s).any():
+            raise ValueError("metric returned NaN")
+        return s
+
+    for mask in in_sample:
+        for out, part in zip(
+            (logits, is_best, oos_best),
+            _cscv_outcomes(score(mask)[None, :], score(~mask)[None, :]),
+            strict=True,
+        ):
+            out.append(part)
+    return logits, is_best, oos_best
+
+
 @dataclass(frozen=True)
 class PBOResult:
     """Outcome of :func:`probability_of_backtest_overfitting` (arrays are read-only).
@@ -559,69 +659,18 @@ def probability_of_backtest_overfitting(
         ValueError: not 2-D, N < 2, S odd or < 2, T < S, NaN / infinite returns, or a metric
             that does not return N values or returns NaN.
     """
-    m = np.asarray(returns_matrix, dtype=np.float64)
-    if m.ndim != 2:
-        raise ValueError(f"returns_matrix must be 2-D (T bars, N strategies), got shape {m.shape}")
-    t_rows, n_strats = m.shape
-    if n_strats < 2:
-        raise ValueError(f"PBO needs at least 2 candidate strategies (columns), got {n_strats}")
-    if int(n_splits) != n_splits or n_splits < 2 or n_splits % 2 != 0:
-        raise ValueError(f"n_splits must be an even integer >= 2, got {n_splits}")
-    if t_rows < n_splits:
-        raise ValueError(
-            f"returns_matrix has {t_rows} rows (bars), fewer than n_splits={n_splits} blocks"
-        )
-    if not np.isfinite(m).all():
-        raise ValueError("returns_matrix contains NaN or infinite values")
-
+    m = _pbo_returns(returns_matrix, n_splits)
+    t_rows = m.shape[0]
     block = t_rows // n_splits
     m = m[t_rows - block * n_splits :]
     combos = np.array(list(itertools.combinations(range(n_splits), n_splits // 2)), dtype=np.int64)
     in_sample = np.zeros((len(combos), n_splits), dtype=bool)
     np.put_along_axis(in_sample, combos, True, axis=1)
 
-    logits: list[np.ndarray] = []
-    is_best: list[np.ndarray] = []
-    oos_best: list[np.ndarray] = []
     if metric is per_bar_sharpe_columns:
-        # Fast path, same numbers: the Sharpe of a union of blocks follows from per-block sums
-        # and sums of squares (columns centred first, for numerical stability).
-        col_mean = m.mean(axis=0)
-        centred = m - col_mean
-        sums = centred.reshape(n_splits, block, n_strats).sum(axis=1)
-        squares = (centred**2).reshape(n_splits, block, n_strats).sum(axis=1)
-        half = block * (n_splits // 2)
-        for lo in range(0, len(combos), _PBO_CHUNK):
-            ind = in_sample[lo : lo + _PBO_CHUNK].astype(np.float64)
-            is_s1, is_s2 = ind @ sums, ind @ squares
-            oos_s1, oos_s2 = sums.sum(axis=0) - is_s1, squares.sum(axis=0) - is_s2
-            for out, part in zip(
-                (logits, is_best, oos_best),
-                _cscv_outcomes(
-                    _sharpe_from_sums(is_s1, is_s2, half, col_mean),
-                    _sharpe_from_sums(oos_s1, oos_s2, half, col_mean),
-                ),
-                strict=True,
-            ):
-                out.append(part)
+        logits, is_best, oos_best = _cscv_sharpe(m, in_sample, block)
     else:
-        rows = np.arange(block * n_splits).reshape(n_splits, block)
-
-        def score(mask: np.ndarray) -> np.ndarray:
-            s = np.asarray(metric(m[rows[mask].reshape(-1)]), dtype=np.float64).reshape(-1)
-            if s.shape != (n_strats,):
-                raise ValueError(f"metric must return {n_strats} values, got shape {s.shape}")
-            if np.isnan(s).any():
-                raise ValueError("metric returned NaN")
-            return s
-
-        for mask in in_sample:
-            for out, part in zip(
-                (logits, is_best, oos_best),
-                _cscv_outcomes(score(mask)[None, :], score(~mask)[None, :]),
-                strict=True,
-            ):
-                out.append(part)
+        logits, is_best, oos_best = _cscv_metric(m, in_sample, block, metric)
 
     lam = np.concatenate(logits)
     is_arr = np.concatenate(is_best)

@@ -161,6 +161,25 @@ class Cascades:
     intervals: pd.DataFrame
 
 
+def _cascade_window(window: str | pd.Timedelta, min_events: int | None,
+                    min_usd: float | None) -> pd.Timedelta:
+    """:func:`detect_cascades`' window as a Timedelta, its thresholds checked.
+
+    Raises:
+        ValueError: both thresholds ``None``, a non-positive threshold or window.
+    """
+    if min_events is None and min_usd is None:
+        raise ValueError("detect_cascades: give min_events and/or min_usd (both are None)")
+    if min_events is not None and min_events < 1:
+        raise ValueError(f"min_events must be >= 1, got {min_events}")
+    if min_usd is not None and not min_usd > 0:
+        raise ValueError(f"min_usd must be > 0 USD, got {min_usd}")
+    w = to_timedelta(window, "window")
+    if w <= pd.Timedelta(0):
+        raise ValueError(f"window must be positive, got {window!r}")
+    return w
+
+
 def detect_cascades(
     events: pd.DataFrame,
     window: str | pd.Timedelta = "5min",
@@ -202,15 +221,7 @@ def detect_cascades(
         ValueError: both thresholds ``None``, a non-positive threshold or window, or as
             :func:`normalize_liquidations`.
     """
-    if min_events is None and min_usd is None:
-        raise ValueError("detect_cascades: give min_events and/or min_usd (both are None)")
-    if min_events is not None and min_events < 1:
-        raise ValueError(f"min_events must be >= 1, got {min_events}")
-    if min_usd is not None and not min_usd > 0:
-        raise ValueError(f"min_usd must be > 0 USD, got {min_usd}")
-    w = to_timedelta(window, "window")
-    if w <= pd.Timedelta(0):
-        raise ValueError(f"window must be positive, got {window!r}")
+    w = _cascade_window(window, min_events, min_usd)
     ev = normalize_liquidations(events)
     if by is None:
         by = tuple(c for c in _KEYS if c in ev.columns)
@@ -369,6 +380,91 @@ def post_liquidation_moves(
                          "known_at": pd.to_datetime(t1 + step.value, utc=True)})
 
 
+def _coverage_bounds(coverage: tuple[Any, Any] | None, first_event: int
+                     ) -> tuple[int, int | None]:
+    """``(start, end)`` of the collector in int64 UTC nanoseconds: ``coverage``'s, else the first
+    event (``first_event``, ns) and an open end (``None``).
+
+    Raises:
+        ValueError: a naive coverage bound.
+    """
+    start_ts = (pd.Timestamp(coverage[0]) if coverage is not None and coverage[0] is not None
+                else pd.Timestamp(first_event, tz="UTC"))
+    end_ts = (pd.Timestamp(coverage[1]) if coverage is not None and coverage[1] is not None
+              else None)
+    for name, ts in (("coverage start", start_ts), ("coverage end", end_ts)):
+        if ts is not None and ts.tzinfo is None:
+            raise ValueError(f"{name} {ts} is naive; pass a UTC-aware time")
+    return start_ts.value, None if end_ts is None else end_ts.value
+
+
+@dataclass(frozen=True)
+class _Coverage:
+    """Which bar windows the collector covered (module docstring).
+
+    Attributes:
+        start, end: the collector's coverage, int64 UTC ns (``end`` None: open).
+        times: the covered events' times, int64 ns, sorted.
+        closes: the bars' close times, int64 ns, ``(n_bars,)``.
+        max_silence: see :func:`liquidation_features`.
+    """
+
+    start: int
+    end: int | None
+    times: np.ndarray
+    closes: np.ndarray
+    max_silence: str | pd.Timedelta | None
+
+    def covered(self, width: int) -> np.ndarray:
+        """Per bar, True when the window ``(close - width, close]`` (``width`` in ns) is inside
+        the coverage (and, with ``max_silence``, an event was seen in the ``max_silence``
+        before the close).
+
+        Raises:
+            ValueError: an invalid ``max_silence``.
+        """
+        closes = self.closes
+        ok = closes - width >= self.start
+        if self.end is not None:
+            ok &= closes <= self.end
+        if self.max_silence is not None:
+            silence = to_timedelta(self.max_silence, "max_silence").value
+            t = self.times
+            n_recent = _window_sums(t, np.arange(len(t) + 1, dtype="float64"), closes, silence)
+            ok &= n_recent > 0
+        return ok
+
+
+def _post_momentum(ev: pd.DataFrame, candles_1m: pd.DataFrame, closes: np.ndarray,
+                   step: pd.Timedelta, post_window: str | pd.Timedelta,
+                   post_lookback: str | pd.Timedelta | None, large_usd: float
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(post_liquidation_momentum, candles cover the window, look)`` per bar close
+    (``closes``, int64 ns): the mean log move (:func:`post_liquidation_moves` of the events
+    ``ev``) whose follow-up window completed in ``(close - look, close]`` (0 when none), and
+    whether the 1-minute candles span that window; ``look`` = ``post_lookback`` in ns (default:
+    the bar, ``step``).
+
+    Raises:
+        ValueError: as :func:`post_liquidation_moves`, or an invalid ``post_lookback``.
+    """
+    moves = post_liquidation_moves(ev[["timestamp", "side", "usd"]], candles_1m,
+                                   after=post_window, large_usd=large_usd)
+    moves = moves.loc[moves["move"].notna()].sort_values("known_at", kind="stable")
+    k = _ns(moves["known_at"])
+    cum_m = np.concatenate([[0.0], np.cumsum(moves["move"].to_numpy())])
+    cum_n = np.arange(len(k) + 1, dtype="float64")
+    look = step.value if post_lookback is None else to_timedelta(
+        post_lookback, "post_lookback").value
+    s_m = _window_sums(k, cum_m, closes, look)
+    s_n = _window_sums(k, cum_n, closes, look)
+    post = np.divide(s_m, s_n, out=np.zeros_like(s_m), where=s_n > 0)
+    c_open = utc_times(candles_1m["timestamp"], "candles_1m.timestamp")
+    c_ok = ((closes - look >= c_open.min().value)
+            & (closes <= (c_open.max() + _MINUTE).value))
+    return post, c_ok, look
+
+
 def liquidation_features(
     events: pd.DataFrame | None,
     bar_open_times: Any,
@@ -440,17 +536,10 @@ def liquidation_features(
     cas = detect_cascades(events, cascade_window, cascade_min_events, cascade_min_usd)
     ev = cas.events
     t = _ns(ev["timestamp"])
-    start_ts = (pd.Timestamp(coverage[0]) if coverage is not None and coverage[0] is not None
-                else pd.Timestamp(t[0], tz="UTC"))
-    end_ts = (pd.Timestamp(coverage[1]) if coverage is not None and coverage[1] is not None
-              else None)
-    for name, ts in (("coverage start", start_ts), ("coverage end", end_ts)):
-        if ts is not None and ts.tzinfo is None:
-            raise ValueError(f"{name} {ts} is naive; pass a UTC-aware time")
-    start = start_ts.value
+    start, end = _coverage_bounds(coverage, t[0])
     inside = t >= start
-    if end_ts is not None:
-        inside &= t <= end_ts.value
+    if end is not None:
+        inside &= t <= end
     t, ev = t[inside], ev.loc[inside]
     usd = ev["usd"].to_numpy(dtype="float64")
     is_long = (ev["side"] == "long").to_numpy()
@@ -460,16 +549,7 @@ def liquidation_features(
     cum_short = np.concatenate([[0.0], np.cumsum(short_usd)])
     cum_trig = np.concatenate([[0], np.cumsum(ev["trigger"].to_numpy(dtype="int64"))])
 
-    def covered(width: int) -> np.ndarray:
-        ok = closes - width >= start
-        if end_ts is not None:
-            ok &= closes <= end_ts.value
-        if max_silence is not None:
-            silence = to_timedelta(max_silence, "max_silence").value
-            n_recent = _window_sums(t, np.arange(len(t) + 1, dtype="float64"), closes, silence)
-            ok &= n_recent > 0
-        return ok
-
+    covered = _Coverage(start, end, t, closes, max_silence).covered
     bar_ok = covered(step.value)
     out = pd.DataFrame(index=grid)
     for name, w in zip(names, windows, strict=False):
@@ -492,20 +572,8 @@ def liquidation_features(
     trig = _window_sums(t, cum_trig.astype("float64"), closes, step.value)
     out["cascade_indicator"] = np.where(bar_ok, (trig > 0).astype("float64"), np.nan)
     if candles_1m is not None:
-        moves = post_liquidation_moves(ev[["timestamp", "side", "usd"]], candles_1m,
-                                       after=post_window, large_usd=large_usd)
-        moves = moves.loc[moves["move"].notna()].sort_values("known_at", kind="stable")
-        k = _ns(moves["known_at"])
-        cum_m = np.concatenate([[0.0], np.cumsum(moves["move"].to_numpy())])
-        cum_n = np.arange(len(k) + 1, dtype="float64")
-        look = step.value if post_lookback is None else to_timedelta(
-            post_lookback, "post_lookback").value
-        s_m = _window_sums(k, cum_m, closes, look)
-        s_n = _window_sums(k, cum_n, closes, look)
-        post = np.divide(s_m, s_n, out=np.zeros_like(s_m), where=s_n > 0)
-        c_open = utc_times(candles_1m["timestamp"], "candles_1m.timestamp")
-        c_ok = ((closes - look >= c_open.min().value)
-                & (closes <= (c_open.max() + _MINUTE).value))
+        post, c_ok, look = _post_momentum(ev, candles_1m, closes, step, post_window,
+                                          post_lookback, large_usd)
         out["post_liquidation_momentum"] = np.where(covered(look) & bar_ok & c_ok, post, np.nan)
     out["liquidations_available"] = bar_ok.astype("int8")
     out = out.reindex(bars)

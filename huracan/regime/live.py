@@ -229,10 +229,6 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
             ``at``, or no version with ``rank_by`` logged.
         huracan.data.ohlcv.DataValidationError: the data file breaks a rule.
     """
-    from dataclasses import replace
-
-    from huracan import stages
-    from huracan.pipeline import rebuild_features, run_settings
     from huracan.registry.promotion import registered_model_name
 
     name = registered_model_name(symbol, timeframe)
@@ -252,7 +248,44 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
             reason=f"production is cash (position 0): {cash_reason(prod)}", position=0.0)
     ref = _detector_run(client, name, regime_map)
     detector = load_detector(client, ref.run_id)
-    settings = run_settings(client, ref.run_id)
+    close, cascade, when = _closes(client, ref.run_id, symbol, timeframe, at, engine=engine,
+                                   data=data)
+    regime, prob, vol, last = classify_last(detector, close, timeframe, cascade)
+    entry = regime_map.get(regime, {})
+    exposure = float(entry.get("exposure", 1.0))
+    base: dict[str, Any] = {
+        "symbol": symbol, "timeframe": timeframe, "registered_model": name, "regime": regime,
+        "probability": prob, "detector": "hmm" if isinstance(detector, HMMRegime)
+        else "quantile", "volatility": vol, "last_bar": str(last),
+        "at": None if when is None else str(when)}
+    if rank_by is not None:
+        return _ranked(client, name, base, regime, rank_by, lowest, min_trades, exposure)
+    if regime != UNKNOWN and entry.get("model") == CASH:
+        return LiveSelection(**base, version=None, model_type=CASH, run_id=None, alias=None,
+                             exposure=0.0, source=CASH,
+                             reason=str(entry.get("reason") or f"regime {regime} maps to cash"),
+                             position=0.0)
+    return _alias_holder(client, name, base, regime, regime_map, exposure)
+
+
+def _closes(client: Any, run_id: str, symbol: str, timeframe: str,
+            at: str | pd.Timestamp | None, *, engine: Any, data: str | Path | None
+            ) -> tuple[pd.Series, pd.Series | None, pd.Timestamp | None]:
+    """``(close, cascade, when)``: closes (float64, indexed by bar open time, UTC) of the bars
+    closed by ``when`` (``at`` in UTC; None: every bar), read with ``run_id``'s settings from
+    ``data`` (default: the run's file); ``cascade``: the run's ``cascade_indicator`` feature
+    when it builds feature families, else None.
+
+    Raises:
+        SelectionError: no bar closed at or before ``at``.
+        huracan.data.ohlcv.DataValidationError: the data file breaks a rule.
+    """
+    from dataclasses import replace
+
+    from huracan import stages
+    from huracan.pipeline import rebuild_features, run_settings
+
+    settings = run_settings(client, run_id)
     if engine is not None:
         settings = replace(settings, db_url=str(engine.url.render_as_string(hide_password=False)))
     if settings.features.families:
@@ -270,38 +303,48 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
         close = close[close.index + step <= when]  # bars closed by `at`
         if close.empty:
             raise SelectionError(f"no {timeframe} bar of {symbol} closed at or before {when}")
-    regime, prob, vol, last = classify_last(detector, close, timeframe, cascade)
+    return close, cascade, when
+
+
+def _ranked(client: Any, name: str, base: dict[str, Any], regime: str, rank_by: str,
+            lowest: bool | None, min_trades: int, exposure: float) -> LiveSelection:
+    """The version of ``name`` with the best ``rank_by`` (:func:`_metric_value` in
+    ``regime``; lowest first when ``lowest``, default for :data:`LOWER_IS_BETTER`; ties: the
+    newest version); cash versions are left out.
+
+    Raises:
+        SelectionError: no version logged ``rank_by``.
+    """
+    low = rank_by in LOWER_IS_BETTER if lowest is None else lowest
+    scored = []
+    for mv in client.search_model_versions(f"name='{name}'"):
+        if not mv.run_id or is_cash(mv):
+            continue
+        value, key = _metric_value(client.get_run(mv.run_id), rank_by, regime, min_trades)
+        if math.isfinite(value):
+            scored.append((value, int(mv.version), mv, key))
+    if not scored:
+        raise SelectionError(f"no version of {name} logged {rank_by!r}")
+    scored.sort(key=lambda t: (t[0] if low else -t[0], -t[1]))
+    value, _, mv, key = scored[0]
+    run = client.get_run(mv.run_id)
+    return LiveSelection(
+        **base, version=str(mv.version), model_type=run.data.tags.get("model_type"),
+        run_id=mv.run_id, alias=None, exposure=exposure, source="rank",
+        reason=f"{'lowest' if low else 'highest'} {key} = {value:.4g} among "
+               f"{len(scored)} version(s)", metric=rank_by, metric_value=value)
+
+
+def _alias_holder(client: Any, name: str, base: dict[str, Any], regime: str,
+                  regime_map: dict[str, Any], exposure: float) -> LiveSelection:
+    """The holder of ``regime-<regime>`` with the map's source and reason, else ``production``
+    (an unknown regime trades at most the ``extreme`` exposure, unless extreme maps to cash);
+    a holder that is the cash policy answers position 0.
+
+    Raises:
+        SelectionError: neither alias is set.
+    """
     entry = regime_map.get(regime, {})
-    exposure = float(entry.get("exposure", 1.0))
-    base: dict[str, Any] = {
-        "symbol": symbol, "timeframe": timeframe, "registered_model": name, "regime": regime,
-        "probability": prob, "detector": "hmm" if isinstance(detector, HMMRegime)
-        else "quantile", "volatility": vol, "last_bar": str(last),
-        "at": None if when is None else str(when)}
-    if rank_by is not None:
-        low = rank_by in LOWER_IS_BETTER if lowest is None else lowest
-        scored = []
-        for mv in client.search_model_versions(f"name='{name}'"):
-            if not mv.run_id or is_cash(mv):
-                continue
-            value, key = _metric_value(client.get_run(mv.run_id), rank_by, regime, min_trades)
-            if math.isfinite(value):
-                scored.append((value, int(mv.version), mv, key))
-        if not scored:
-            raise SelectionError(f"no version of {name} logged {rank_by!r}")
-        scored.sort(key=lambda t: (t[0] if low else -t[0], -t[1]))
-        value, _, mv, key = scored[0]
-        run = client.get_run(mv.run_id)
-        return LiveSelection(
-            **base, version=str(mv.version), model_type=run.data.tags.get("model_type"),
-            run_id=mv.run_id, alias=None, exposure=exposure, source="rank",
-            reason=f"{'lowest' if low else 'highest'} {key} = {value:.4g} among "
-                   f"{len(scored)} version(s)", metric=rank_by, metric_value=value)
-    if regime != UNKNOWN and entry.get("model") == CASH:
-        return LiveSelection(**base, version=None, model_type=CASH, run_id=None, alias=None,
-                             exposure=0.0, source=CASH,
-                             reason=str(entry.get("reason") or f"regime {regime} maps to cash"),
-                             position=0.0)
     holder = None if regime == UNKNOWN else _alias(client, name, f"{ALIAS_PREFIX}{regime}")
     alias = f"{ALIAS_PREFIX}{regime}"
     if holder is not None:

@@ -276,6 +276,34 @@ def select_per_regime(
             ``min_trades < 1``; ``extreme_exposure`` outside (0, 1]; ``min_psr`` outside
             [0, 1].
     """
+    _check_selection_inputs(candidates, metric, min_trades, fallback, extreme_exposure,
+                            returns, min_psr)
+    candidates = {name: _with_every_regime(frame) for name, frame in candidates.items()}
+
+    names = sorted(candidates)
+    overall = {m: float(candidates[m].loc[ALL, metric]) for m in names}
+    overall_mdd = {m: float(candidates[m].loc[ALL, "max_drawdown"]) for m in names}
+
+    out: dict[str, RegimeChoice] = {}
+    for regime in REGIMES:
+        value = {m: float(candidates[m].loc[regime, metric]) for m in names}
+        trades = {m: int(candidates[m].loc[regime, "n_trades"]) for m in names}
+        eligible = [m for m in names if trades[m] >= min_trades and np.isfinite(value[m])]
+        if eligible:
+            choice = _evidence_choice(regime, eligible, len(names), value, trades, candidates,
+                                      metric, min_trades)
+        else:
+            choice = _fallback_choice(regime, names, trades, candidates, overall, overall_mdd,
+                                      metric, min_trades, fallback[regime], extreme_exposure)
+        out[regime] = _cash_floor(choice, returns, min_psr)
+    return out
+
+
+def _check_selection_inputs(candidates: Mapping[str, pd.DataFrame], metric: str,
+                            min_trades: int, fallback: Mapping[str, str],
+                            extreme_exposure: float, returns: Mapping[str, pd.DataFrame],
+                            min_psr: float) -> None:
+    """Raise the ``ValueError`` of :func:`select_per_regime` for bad inputs."""
     if not candidates:
         raise ValueError("no candidate models to select from")
     if metric not in METRIC_NAMES:
@@ -300,70 +328,71 @@ def select_per_regime(
         if rows or cols:
             raise ValueError(f"candidate {name!r}: per-regime frame lacks rows {rows} / "
                              f"columns {sorted(cols)} (use per_regime_metrics)")
-    candidates = {name: _with_every_regime(frame) for name, frame in candidates.items()}
 
-    names = sorted(candidates)
-    overall = {m: float(candidates[m].loc[ALL, metric]) for m in names}
-    overall_mdd = {m: float(candidates[m].loc[ALL, "max_drawdown"]) for m in names}
+
+def _evidence_choice(regime: str, eligible: list[str], n_candidates: int,
+                     value: dict[str, float], trades: dict[str, int],
+                     candidates: Mapping[str, pd.DataFrame], metric: str,
+                     min_trades: int) -> RegimeChoice:
+    """The best of the ``eligible`` candidates by ``metric`` in ``regime`` (``value`` and
+    ``trades``: each candidate's metric and trades there), at exposure 1.0, with why (before the
+    cash floor)."""
+    ranked = _rank(eligible, value, metric)
+    best = ranked[0]
+    runner = (f"; runner-up {ranked[1]} {value[ranked[1]]:.4f}" if len(ranked) > 1
+              else "; the only eligible candidate")
+    reason = (f"evidence: {best} has the best {metric} in regime {regime} "
+              f"({value[best]:.4f} over {candidates[best].loc[regime, 'bars']:.0f} bars "
+              f"and {trades[best]} trades >= {min_trades}){runner}; "
+              f"{len(eligible)} of {n_candidates} candidates eligible")
+    return RegimeChoice(regime, best, 1.0, "evidence", reason, metric, value[best], trades[best])
+
+
+def _fallback_choice(regime: str, names: list[str], trades: dict[str, int],
+                     candidates: Mapping[str, pd.DataFrame], overall: dict[str, float],
+                     overall_mdd: dict[str, float], metric: str, min_trades: int, token: str,
+                     extreme_exposure: float) -> RegimeChoice:
+    """The default mapping's choice for ``regime`` (``token``: a model name,
+    :data:`BEST_OVERALL` or :data:`MOST_CONSERVATIVE`), when no candidate is eligible there;
+    ``overall``/``overall_mdd``: each candidate's metric and max drawdown over all bars. Its
+    reason says why there was no evidence and how the default resolved (before the cash
+    floor)."""
     best_overall = _rank(names, overall, metric)[0]
-
-    out: dict[str, RegimeChoice] = {}
-    for regime in REGIMES:
-        value = {m: float(candidates[m].loc[regime, metric]) for m in names}
-        trades = {m: int(candidates[m].loc[regime, "n_trades"]) for m in names}
-        eligible = [m for m in names if trades[m] >= min_trades and np.isfinite(value[m])]
-        if eligible:
-            ranked = _rank(eligible, value, metric)
-            best = ranked[0]
-            runner = (f"; runner-up {ranked[1]} {value[ranked[1]]:.4f}" if len(ranked) > 1
-                      else "; the only eligible candidate")
-            reason = (f"evidence: {best} has the best {metric} in regime {regime} "
-                      f"({value[best]:.4f} over {candidates[best].loc[regime, 'bars']:.0f} bars "
-                      f"and {trades[best]} trades >= {min_trades}){runner}; "
-                      f"{len(eligible)} of {len(names)} candidates eligible")
-            out[regime] = _cash_floor(RegimeChoice(regime, best, 1.0, "evidence", reason,
-                                                   metric, value[best], trades[best]),
-                                      returns, min_psr)
-            continue
-
-        counts = ", ".join(f"{m} {trades[m]}" for m in names)
-        empty = [m for m in names if candidates[m].loc[regime, "bars"] == 0]
-        if len(empty) == len(names):
-            why = (f"fallback: no scored bars in regime {regime} (no candidate has evidence "
-                   "there)")
+    counts = ", ".join(f"{m} {trades[m]}" for m in names)
+    empty = [m for m in names if candidates[m].loc[regime, "bars"] == 0]
+    if len(empty) == len(names):
+        why = (f"fallback: no scored bars in regime {regime} (no candidate has evidence "
+               "there)")
+    else:
+        why = (f"fallback: no candidate has >= {min_trades} trades with a finite {metric} "
+               f"in regime {regime} (trades: {counts})")
+        if empty:
+            why += f"; no scored bars in regime {regime} for {', '.join(empty)}"
+    exposure = extreme_exposure if regime == "extreme" else 1.0
+    if token == BEST_OVERALL:
+        model = best_overall
+        how = f"default {regime} -> best overall by {metric}: {model} ({overall[model]:.4f})"
+    elif token == MOST_CONSERVATIVE:
+        model = sorted(names, key=lambda m: (
+            not np.isfinite(overall_mdd[m]),
+            overall_mdd[m] if np.isfinite(overall_mdd[m]) else 0.0,
+            _rank(names, overall, metric).index(m)))[0]
+        how = (f"default {regime} -> most conservative (lowest max drawdown over all bars): "
+               f"{model} ({overall_mdd[model]:.4f})")
+    else:
+        matched = _match(token, names)
+        if matched:
+            model = _rank(matched, overall, metric)[0]
+            how = f"default {regime} -> {token}: {model}"
         else:
-            why = (f"fallback: no candidate has >= {min_trades} trades with a finite {metric} "
-                   f"in regime {regime} (trades: {counts})")
-            if empty:
-                why += f"; no scored bars in regime {regime} for {', '.join(empty)}"
-        token = fallback[regime]
-        exposure = extreme_exposure if regime == "extreme" else 1.0
-        if token == BEST_OVERALL:
             model = best_overall
-            how = f"default {regime} -> best overall by {metric}: {model} ({overall[model]:.4f})"
-        elif token == MOST_CONSERVATIVE:
-            model = sorted(names, key=lambda m: (
-                not np.isfinite(overall_mdd[m]),
-                overall_mdd[m] if np.isfinite(overall_mdd[m]) else 0.0,
-                _rank(names, overall, metric).index(m)))[0]
-            how = (f"default {regime} -> most conservative (lowest max drawdown over all bars): "
-                   f"{model} ({overall_mdd[model]:.4f})")
-        else:
-            matched = _match(token, names)
-            if matched:
-                model = _rank(matched, overall, metric)[0]
-                how = f"default {regime} -> {token}: {model}"
-            else:
-                model = best_overall
-                how = (f"default {regime} -> {token}, but {token!r} is not among the candidates "
-                       f"{names}; using the best overall by {metric}: {model} "
-                       f"({overall[model]:.4f})")
-        if exposure != 1.0:
-            how += f", at exposure {exposure:g}"
-        out[regime] = _cash_floor(RegimeChoice(regime, model, exposure, "fallback",
-                                               f"{why}; {how}", metric, overall[model],
-                                               trades[model]), returns, min_psr)
-    return out
+            how = (f"default {regime} -> {token}, but {token!r} is not among the candidates "
+                   f"{names}; using the best overall by {metric}: {model} "
+                   f"({overall[model]:.4f})")
+    if exposure != 1.0:
+        how += f", at exposure {exposure:g}"
+    return RegimeChoice(regime, model, exposure, "fallback", f"{why}; {how}", metric,
+                        overall[model], trades[model])
 
 
 def _cash_floor(choice: RegimeChoice, returns: Mapping[str, pd.DataFrame],

@@ -37,6 +37,14 @@ def _ingested_at() -> sa.Column:
 
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
+    _liquidations(postgres)
+    _market_tables()
+    _analysis_tables()
+    _registry_events()
+
+
+def _liquidations(postgres: bool) -> None:
+    """``liquidations`` (and, on Postgres, its default partition)."""
     partitioned: dict[str, Any] = (
         {"postgresql_partition_by": 'RANGE ("timestamp")'} if postgres else {})
 
@@ -70,6 +78,9 @@ def upgrade() -> None:
         # the month's partition first (and moves such rows out when it does).
         op.execute("CREATE TABLE liquidations_default PARTITION OF liquidations DEFAULT")
 
+
+def _market_tables() -> None:
+    """``funding_rates``, ``open_interest`` and ``sentiment_scores`` with their time indexes."""
     op.create_table(
         "funding_rates",
         _ts(),
@@ -114,6 +125,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_sentiment_scores_timestamp", "sentiment_scores", ["timestamp"])
 
+
+def _analysis_tables() -> None:
+    """``feature_importance`` and ``data_quality_logs`` with their indexes."""
     op.create_table(
         "feature_importance",
         sa.Column("id", ID, autoincrement=True, nullable=False),
@@ -154,6 +168,9 @@ def upgrade() -> None:
     op.create_index("ix_data_quality_logs_symbol_timestamp", "data_quality_logs",
                     ["symbol", "timestamp"])
 
+
+def _registry_events() -> None:
+    """``registry_events`` with its (model, time) index."""
     op.create_table(
         "registry_events",
         sa.Column("id", ID, autoincrement=True, nullable=False),

@@ -529,7 +529,7 @@ class JobSettings:
         """Settings of a past run from its logged ``config/resolved.yaml``: the compatibility
         path of the module docstring (:data:`RETIRED_KEYS` dropped with a debug line naming
         ``source``; missing groups default; ``model`` / ``alerts`` not checked against today's
-        classes). Used by :func:`huracan.pipeline.run_settings` only.
+        classes). Used by :func:`huracan.rebuild.run_settings` only.
 
         Raises:
             KeyError: ``data`` or ``model`` missing.

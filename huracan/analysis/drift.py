@@ -12,8 +12,8 @@ on? Three layers:
   with the model. Returns a :class:`DriftResult` (HTML and JSON saved on request, timings).
 - :func:`drift_for_model`: reference = the registered version's training window (manifest
   ``huracan.train_start`` .. ``huracan.train_end``), current = the newest bars (``30d`` by
-  default), features rebuilt with the run's own settings (:func:`huracan.pipeline.run_settings`,
-  :func:`huracan.pipeline.rebuild_features`), forecasts by the version's pyfunc model. Logs a
+  default), features rebuilt with the run's own settings (:func:`huracan.rebuild.run_settings`,
+  :func:`huracan.rebuild.rebuild_features`), forecasts by the version's pyfunc model. Logs a
   monitoring MLflow run linked to the version by tags, writes a ``drift_reports`` row, and when
   over threshold a ``data_quality_logs`` row, a ``retrain_requests`` row and an alert; adds the
   snapshot to an Evidently workspace (one project per registered model), so
@@ -811,7 +811,7 @@ def _window_frames(settings: Any, data_path: str | Path | None, start: pd.Timest
     """Feature frames for the current window (``data_path`` or the run's file) and for the
     reference window ``[start, end]`` (the same frame when it covers the window, else the run's
     own data file)."""
-    from huracan.pipeline import rebuild_features
+    from huracan.rebuild import rebuild_features
 
     fs, _ = rebuild_features(settings, data_path)
     cur_frame = fs.frame
@@ -893,7 +893,7 @@ def drift_for_model(
     """
     from huracan.alerts import Alert, LogNotifier
     from huracan.analysis import drift_store
-    from huracan.pipeline import run_settings
+    from huracan.rebuild import run_settings
     from huracan.registry.promotion import seen_until
 
     t_all = time.perf_counter()
@@ -1201,7 +1201,7 @@ def weekly_rescale(client: Any, model_name_or_uri: str, *,
     """
     import pickle
 
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
     from huracan.splits import fit_scaler
 
     t0 = time.perf_counter()

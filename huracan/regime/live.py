@@ -232,7 +232,7 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
     from dataclasses import replace
 
     from huracan import stages
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
     from huracan.registry.promotion import registered_model_name
 
     name = registered_model_name(symbol, timeframe)

@@ -224,7 +224,7 @@ def monitor(
     failed drift check is reported and alerted, and the performance check still runs."""
     from huracan.data.ohlcv import DataValidationError, bars_per_year
     from huracan.evaluation.evidence import CASH
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
     from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
     from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version, seen_until

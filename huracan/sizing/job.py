@@ -750,7 +750,7 @@ def _symbol_data(client: Any, symbol: str, timeframe: str, s: SizerSettings,
     """
     from huracan import stages
     from huracan.data.ohlcv import timeframe_to_timedelta
-    from huracan.pipeline import run_settings
+    from huracan.rebuild import run_settings
 
     pinned = s.forecaster_run
     if s.symbols:

@@ -338,7 +338,7 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         ValueError: an unknown policy; too few bars.
     """
     from huracan import stages
-    from huracan.pipeline import load_run_model, rebuild_features, run_settings
+    from huracan.rebuild import load_run_model, rebuild_features, run_settings
     from huracan.regime.live import load_detector
     from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version, registered_model_name

@@ -181,7 +181,7 @@ def _production_sizer(spec: Any) -> tuple[Any, str | None]:
         log.info("production sizer %s: %s", label, run.data.tags.get("serve_reason", ""))
         return policy, label
     if chosen != "ppo":  # the baselines trade at the forecaster's fee and rule threshold
-        from huracan.pipeline import run_settings
+        from huracan.rebuild import run_settings
 
         if not spec.run_id:
             raise ValueError("the model has no training run to read its fee from")

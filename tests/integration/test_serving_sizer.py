@@ -78,7 +78,7 @@ def _serve_with(client: MlflowClient, sv, fv, policy: str | None):
 def _direct_replay(client, sv, model, candles: pd.DataFrame, out: pd.DataFrame,
                    policy: str) -> pd.DataFrame:
     """The policy replayed straight through :mod:`huracan.sizing.serve` over the answered bars."""
-    from huracan.pipeline import run_settings
+    from huracan.rebuild import run_settings
 
     spec = model.unwrap_python_model().spec
     settings = run_settings(client, spec.run_id)

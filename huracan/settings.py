@@ -358,7 +358,7 @@ class RegistrySettings:
     window is positive with a PSR of at least ``min_psr``
     (:func:`huracan.evaluation.evidence.beats_cash`). ``min_dsr`` (off by default) also demands
     a deflated Sharpe ratio, its N counted over every trial on the symbol and timeframe in the
-    tracking store (:func:`huracan.registry.callback.store_trials`); the score difference gets
+    tracking store (:func:`huracan.callbacks.gate.store_trials`); the score difference gets
     a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
 
     enabled: bool = True

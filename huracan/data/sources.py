@@ -814,3 +814,9 @@ def download_derivatives(
         result.stored = report.inserted + report.updated
         result.location = report.table
     return result
+
+
+def make_downloader(sink: QualitySink | None) -> Downloader:
+    """The Downloader the ``huracan download`` commands and the nightly's download step use, from
+    :data:`DEFAULT_EXCHANGES` (tests replace this function to stub the exchanges)."""
+    return Downloader(DEFAULT_EXCHANGES, factory=make_exchange, sink=sink)

@@ -313,8 +313,7 @@ def step_download(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
                 f"--symbol {symbol} --timeframe {s.source_timeframe})")
         notes.append(f"offline: lake holds {bounds[0]} .. {bounds[1]}")
         return "; ".join(notes), []
-    from huracan.data.cli import make_downloader
-    from huracan.data.sources import download_derivatives, download_ohlcv
+    from huracan.data.sources import download_derivatives, download_ohlcv, make_downloader
 
     engine = _engine(s)
     try:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-import huracan.data.cli as data_cli
+import huracan.cli.data as data_cli
 from huracan.alerts import Alert
 from huracan.data.lake import CandleLake
 from huracan.data.quality import QualityIssue

@@ -10,7 +10,7 @@ import pytest
 from data_paths import FUNDING, LIQUIDATIONS, OPEN_INTEREST, SHARED, SPOT_1H, XRP_FUNDING
 from typer.testing import CliRunner
 
-from huracan.data.cli import validate_app
+from huracan.cli.data import validate_app
 from huracan.data.ohlcv import DataValidationError, Gap
 from huracan.data.validate import (
     EXPECTATIONS_DIR,

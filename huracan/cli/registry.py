@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from huracan.alerts import notifier_from_env
-from huracan.db.cli import DbUrl, _engine, _fail
+from huracan.cli.db import DbUrl, _engine, _fail
 from huracan.registry import events
 
 registry_app = typer.Typer(help="Model registry: versions, decisions, rollback, monitoring.",

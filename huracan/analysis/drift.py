@@ -248,7 +248,7 @@ class DriftResult:
 
 
 def _json_ready(value: Any) -> Any:
-    from huracan.db.quality import json_safe
+    from huracan.data.quality_db import json_safe
 
     return json_safe(value)
 

@@ -140,7 +140,7 @@ def _engine(db_url: str | None, *, require_schema: bool = True) -> Iterator[Engi
 
 
 def _sink(engine: Engine) -> QualitySink:
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
 
     return DbQualitySink(engine)
 

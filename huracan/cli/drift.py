@@ -109,7 +109,7 @@ def report(
             raise _fail(f"{name}: {str(exc).splitlines()[0]}", 1) from None
     rep = res.report
     if as_json:
-        from huracan.db.quality import json_safe
+        from huracan.data.quality_db import json_safe
 
         typer.echo(json.dumps(json_safe({
             **rep.as_dict(), "model": res.model_name, "version": res.version,

@@ -355,7 +355,7 @@ def _liquidation_note(s: NightSettings, symbol: str) -> str:
 
 
 def _db_sink(s: NightSettings, engine: Any | None = None) -> Any:
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
 
     return DbQualitySink(engine if engine is not None else _engine(s))
 

@@ -274,7 +274,7 @@ def test_validate_for_training(candles, runner, sink):
 def test_findings_go_to_data_quality_logs(candles, runner, engine):
     from sqlalchemy import select
 
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
     from huracan.db.tables import DataQualityLog
 
     report = validate_frame(_high_below_low(candles), "ohlcv", source="f.parquet",

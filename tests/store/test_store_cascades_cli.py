@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from huracan.cli.db import ingest_app
 from huracan.cli.liquidations import liquidations_app
+from huracan.data.ingest import ingest_file
 from huracan.db import migrate
-from huracan.db.ingest import ingest_file
 from huracan.db.session import make_engine
 from huracan.db.tables import Liquidation
 

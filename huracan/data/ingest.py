@@ -66,8 +66,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from huracan.data.cascades import CascadeRule, label_cascades
 from huracan.data.ohlcv import DataValidationError
 from huracan.data.quality import QualityIssue
+from huracan.data.quality_db import insert_quality_issues, json_safe
 from huracan.db.partitions import ensure_liquidation_partitions
-from huracan.db.quality import insert_quality_issues, json_safe
 from huracan.db.tables import LIQUIDATION_TYPES, NATURAL_KEYS
 from huracan.db.upsert import categorical_text, loader_engine, upsert_frame
 

@@ -335,11 +335,12 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     te = last.test
     example = fs.frame.iloc[te.start : te.stop][list(fs.feature_names)].head(5)
     from huracan.serving.bundle import serving_bundle
+    from huracan.serving.pyfunc import log_model
 
     serving = serving_bundle(settings, fs, outcomes[-1], ev.reports, fitted.model,
                              mlflow.active_run().info.run_id,  # type: ignore[union-attr]
                              bars=ev.bars)
-    return tracking.log_model(fitted.model, fitted.scaler, example, serving)
+    return log_model(fitted.model, fitted.scaler, example, serving)
 
 
 def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.ndarray,

@@ -622,7 +622,7 @@ def resolve_version(client: Any, model: str) -> Any:
 
 def load_pyfunc(client: Any, mv: Any, dst: Path) -> Any:
     """Download ``mv``'s logged model under ``dst`` through ``client``'s tracking URI (no global
-    MLflow state) and load it as a pyfunc (:class:`huracan.tracking.pyfunc.ForecasterPyfunc`:
+    MLflow state) and load it as a pyfunc (:class:`huracan.serving.pyfunc.ForecasterPyfunc`:
     ``unwrap_python_model()`` gives ``estimator`` and the train-only ``scaler``).
 
     Raises:

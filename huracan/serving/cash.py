@@ -121,9 +121,9 @@ class CashPyfunc(PythonModel):
         return version, reason
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        from huracan.tracking.pyfunc import _as_frame
+        from huracan.serving.raw import as_frame
 
-        frame = _as_frame(model_input)
+        frame = as_frame(model_input)
         if not is_candle_request(frame):
             return np.zeros(len(frame), dtype=np.float64)
         version, reason = self.lookup()

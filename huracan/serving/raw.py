@@ -1,6 +1,6 @@
 """Forecast, regime and position per bar from RAW candles: what the served model answers.
 
-The logged pyfunc (:class:`huracan.tracking.pyfunc.ForecasterPyfunc`) carries a
+The logged pyfunc (:class:`huracan.serving.pyfunc.ForecasterPyfunc`) carries a
 :class:`ServingSpec` (artifact ``serving``: the run's feature and label config, the model's input
 columns, the warm-up, the regime detector fitted on the last fold's train rows) and the trading
 rule fitted on the last fold's validation predictions (artifact ``rule``). Given candles it
@@ -179,6 +179,20 @@ def measure_warmup(features: dict[str, Any], timeframe: str, seed: int = 0) -> i
                             "volume": rng.uniform(10.0, 100.0, n)})
     fs = build_features(candles, timeframe, price_config(features), keep_unlabelled=True)
     return int(ts.get_loc(pd.DatetimeIndex(fs.frame.index)[0]))
+
+
+def as_frame(model_input: Any) -> pd.DataFrame:
+    """The request as a DataFrame: a DataFrame, ``{"columns": [...], "data": [[...]]}`` (the
+    ``dataframe_split`` layout), ``{column: [values]}`` or a list of records."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    try:
+        if isinstance(model_input, dict) and "data" in model_input:
+            return pd.DataFrame(model_input["data"], columns=model_input.get("columns"),
+                                index=model_input.get("index"))
+        return pd.DataFrame(model_input)
+    except (ValueError, TypeError) as exc:
+        raise input_error(f"the request is not a table of bars ({exc})", "table_input") from None
 
 
 def is_raw_candles(frame: pd.DataFrame, feature_names: list[str]) -> bool:

@@ -23,9 +23,9 @@ from runners import run_module
 
 from huracan.data.ohlcv import load_ohlcv
 from huracan.serving import OUTPUT_COLUMNS
+from huracan.serving.pyfunc import _production_sizer
 from huracan.sizing.env import SizingData, forecast_volatility
 from huracan.sizing.serve import ReplayPolicy, load_policy, replay, sizing_inputs
-from huracan.tracking.pyfunc import _production_sizer
 from huracan.tracking.run import default_tracking_uri
 
 NAME = "huracan-BTCUSDT-1h"

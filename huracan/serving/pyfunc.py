@@ -24,38 +24,30 @@ format (LightGBM text, XGBoost UBJSON, Keras ``.keras``) under the ``estimator``
 scaler is a pickled scikit-learn StandardScaler; ``serving`` is a JSON
 :class:`huracan.serving.raw.ServingSpec` and ``rule`` the pickled fitted rule (both absent in
 models logged before raw-candle serving existed: those answer features only).
+
+:func:`log_model` logs it (the training pipeline's model of each run). Models logged before
+this module moved here pickled the class as ``huracan.tracking.pyfunc.ForecasterPyfunc``, an
+alias that keeps resolving.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from huracan.models.base import Forecaster
+from huracan.tracking.run import pinned_requirements
 
 log = logging.getLogger(__name__)
-
-
-def _as_frame(model_input: Any) -> pd.DataFrame:
-    """The request as a DataFrame: a DataFrame, ``{"columns": [...], "data": [[...]]}`` (the
-    ``dataframe_split`` layout), ``{column: [values]}`` or a list of records."""
-    from huracan.serving.raw import input_error
-
-    if isinstance(model_input, pd.DataFrame):
-        return model_input
-    try:
-        if isinstance(model_input, dict) and "data" in model_input:
-            return pd.DataFrame(model_input["data"], columns=model_input.get("columns"),
-                                index=model_input.get("index"))
-        return pd.DataFrame(model_input)
-    except (ValueError, TypeError) as exc:
-        raise input_error(f"the request is not a table of bars ({exc})", "table_input") from None
 
 
 class ForecasterPyfunc(PythonModel):
@@ -118,9 +110,9 @@ class ForecasterPyfunc(PythonModel):
         return self._sizer
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        from huracan.serving.raw import input_error, is_raw_candles, predict_candles
+        from huracan.serving.raw import as_frame, input_error, is_raw_candles, predict_candles
 
-        frame = _as_frame(model_input)
+        frame = as_frame(model_input)
         names = list(self.estimator.feature_names_)
         if is_raw_candles(frame, names):
             if self.spec is None:
@@ -214,3 +206,39 @@ def save_bundle(estimator: Forecaster, scaler: Any, directory: Path,
             pickle.dump(rule, fh)
         out["rule"] = str(rule_path)
     return out
+
+
+def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame,
+              serving: tuple[Any, Any] | None = None) -> str:
+    """Log the scaler + estimator as a pyfunc model named ``model`` with a signature (inferred
+    from ``example`` and its prediction, made here); returns the model URI (``models:/m-...``).
+
+    ``serving`` = ``(spec, fitted rule)`` (:func:`huracan.serving.bundle.serving_bundle`) makes
+    the model answer raw candles too (:mod:`huracan.serving.raw`). The input schema still names
+    the feature columns (registry evaluation reads them), but it is marked as not enforced by
+    MLflow (``is_signature_from_type_hint``): the model checks its input itself, either form,
+    and MLflow's column enforcement would otherwise drop the candle columns. Consequence for
+    ``mlflow models serve``: requests wrap the table in ``{"inputs": ...}`` (see README).
+
+    No ``input_example`` is stored: MLflow would reload the model to validate it as a serving
+    input (0.5-0.7 s per Keras run), which the prediction above already checks; the signature
+    still names and types every input column."""
+    import warnings
+
+    spec, rule = serving if serving is not None else (None, None)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
+        artifacts = save_bundle(estimator, scaler, Path(tmp), spec, rule)
+        X = scaler.transform(example[estimator.feature_names_].to_numpy(np.float64))
+        prediction = estimator.predict(X.astype(np.float32))
+        signature = infer_signature(example, prediction)
+        if spec is not None:
+            signature._is_signature_from_type_hint = True  # the model validates its input
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ForecasterPyfunc(),
+            artifacts=artifacts,
+            signature=signature,
+            pip_requirements=pinned_requirements(estimator.requirements),
+        )
+    return str(info.model_uri)

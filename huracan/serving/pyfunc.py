@@ -146,7 +146,7 @@ def _production_sizer(spec: Any) -> tuple[Any, str | None]:
     from huracan.evaluation.evidence import CASH
     from huracan.registry.cash import is_cash
     from huracan.registry.promotion import PRODUCTION
-    from huracan.sizing.job import registered_sizer_name
+    from huracan.sizing.data import registered_sizer_name
     from huracan.sizing.serve import load_policy
 
     client = MlflowClient()

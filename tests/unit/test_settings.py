@@ -316,7 +316,8 @@ def test_code_defaults_read_the_one_home():
             default(bars_of_returns, "fee")} == {BacktestConfig().fee}
 
 
-_HOMES = {"min_trades": ("huracan/settings.py", 30), "pbo_splits": ("huracan/settings.py", 16),
+_HOMES = {"min_trades": ("huracan/evaluation/selection.py", 30),
+          "pbo_splits": ("huracan/evaluation/selection.py", 16),
           "n_splits": ("huracan/settings.py", 16), "fee": ("huracan/evaluation/backtest.py", 4e-4)}
 
 

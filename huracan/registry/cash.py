@@ -1,8 +1,8 @@
 """The built-in ``cash`` policy (position 0) as a version of a registered model.
 
 Every registered model ``huracan-<SYMBOL>-<tf>`` can hold ONE version whose model is
-:class:`huracan.serving.cash.CashPyfunc`: registered on demand (:func:`ensure_cash_version`, the
-first time production goes to cash), logged in its own small MLflow run (tag
+:class:`huracan.registry.cash_model.CashPyfunc`: registered on demand
+(:func:`ensure_cash_version`, the first time production goes to cash), logged in its own small MLflow run (tag
 ``huracan.role=cash``) and tagged ``huracan.policy=cash``
 (:data:`huracan.evaluation.evidence.CASH`). ``production`` points at it when a rollback has no
 earlier version to return to or a degraded production has nothing to fall back to
@@ -24,7 +24,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from huracan.evaluation.evidence import CASH
-from huracan.serving.cash import DEFAULT_REASON, POLICY_TAG, REASON_TAG, CashPyfunc
+from huracan.registry.cash_model import DEFAULT_REASON, POLICY_TAG, REASON_TAG, CashPyfunc
 
 log = logging.getLogger(__name__)
 

@@ -8,17 +8,20 @@ A registered model ``huracan-<SYMBOL>-<tf>`` holds at most one version whose mod
 ``mlflow.pyfunc.load_model(uri).predict(frame)`` takes either
 
 - RAW CANDLES (the frame carries at least one of ``open, high, low, close, volume``): the same
-  request and input rules as the forecaster (:func:`huracan.serving.raw.validate_candles`,
+  request and input rules as the forecaster (:func:`huracan.data.candle_request.validate_candles`,
   ``InputRuleError`` / HTTP 400 naming the rule), and answers one row per bar SENT (no feature
   warm-up) with :data:`CASH_OUTPUT_COLUMNS`: the forecaster's columns
-  (:data:`huracan.serving.raw.OUTPUT_COLUMNS`) with ``forecast``, ``position``, ``size`` and
+  (:data:`huracan.data.candle_request.OUTPUT_COLUMNS`) with ``forecast``, ``position``, ``size`` and
   ``leverage`` 0, ``regime`` and ``sizer`` None, plus ``reason``: why production is cash (the
   version's ``huracan.cash_reason`` tag, the reason recorded when production last moved to it,
   read from the registry of ``MLFLOW_TRACKING_URI`` at most every :data:`REASON_TTL_S` seconds;
   :data:`DEFAULT_REASON` when the registry cannot be read); or
 - anything else (a feature frame): forecasts 0.0, a float64 array of shape ``(n,)``.
 
-It imports numpy, pandas and MLflow only (the estimator libraries are never loaded).
+It imports numpy, pandas and MLflow only (the estimator libraries are never loaded). It lives
+in the registry, which registers it (:func:`huracan.registry.cash.ensure_cash_version`); cash
+versions registered before it moved here pickled it as ``huracan.serving.cash.CashPyfunc``, an
+alias that keeps resolving.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from huracan.serving.raw import CANDLE_COLUMNS, OUTPUT_COLUMNS, ServingSpec, validate_candles
+from huracan.data.candle_request import (
+    CANDLE_COLUMNS,
+    OUTPUT_COLUMNS,
+    ServingSpec,
+    as_frame,
+    validate_candles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +76,8 @@ def cash_answer(frame: pd.DataFrame, *, registered_model: str, timeframe: str,
         ``reason``.
 
     Raises:
-        huracan.serving.raw.InputRuleError: the request breaks a candle rule (the forecaster's
-            :func:`~huracan.serving.raw.validate_candles`; at least 1 bar).
+        huracan.data.candle_request.InputRuleError: the request breaks a candle rule (the forecaster's
+            :func:`~huracan.data.candle_request.validate_candles`; at least 1 bar).
     """
     spec = ServingSpec(symbol="", timeframe=timeframe, registered_model=registered_model,
                        run_id=run_id, features={}, feature_names=[], warmup_bars=0, lookback=1)
@@ -121,8 +130,6 @@ class CashPyfunc(PythonModel):
         return version, reason
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        from huracan.serving.raw import as_frame
-
         frame = as_frame(model_input)
         if not is_candle_request(frame):
             return np.zeros(len(frame), dtype=np.float64)

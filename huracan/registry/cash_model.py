@@ -76,8 +76,8 @@ def cash_answer(frame: pd.DataFrame, *, registered_model: str, timeframe: str,
         ``reason``.
 
     Raises:
-        huracan.data.candle_request.InputRuleError: the request breaks a candle rule (the forecaster's
-            :func:`~huracan.data.candle_request.validate_candles`; at least 1 bar).
+        huracan.data.candle_request.InputRuleError: the request breaks a candle rule (the
+            forecaster's :func:`~huracan.data.candle_request.validate_candles`; at least 1 bar).
     """
     spec = ServingSpec(symbol="", timeframe=timeframe, registered_model=registered_model,
                        run_id=run_id, features={}, feature_names=[], warmup_bars=0, lookback=1)

@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -59,12 +58,16 @@ from huracan.registry.evaluate import (
 )
 from huracan.registry.gate import GateDecision, decide_with_floor, degraded, unseen_start
 from huracan.registry.lock import registry_lock
+from huracan.registry.versions import (  # re-exported: registering sits below the gate
+    TAG_PREFIX,
+    RegistryError,
+    register_version,  # noqa: F401
+)
 
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 STAGING = "staging"
-TAG_PREFIX = "huracan."
 #: run tags copied into the version manifest
 MANIFEST_RUN_TAGS = (
     "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
@@ -75,10 +78,6 @@ MANIFEST_RUN_TAGS = (
     "label_kind", "rule_kind", "feature_families", "family_coverage", "regime_kind",
     "regime_shares",
 )
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot proceed (no version to roll back to, unknown model...)."""
 
 
 def registered_model_name(symbol: str, timeframe: str) -> str:
@@ -102,27 +101,6 @@ def build_manifest(client: MlflowClient, run_id: str, metric: str) -> dict[str, 
     manifest["val_score"] = repr(metrics.get(f"val_{metric}", math.nan))
     manifest["test_score"] = repr(metrics.get(f"test_{metric}", math.nan))
     return {f"{TAG_PREFIX}{k}": v for k, v in manifest.items()}
-
-
-def register_version(client: MlflowClient, name: str, model_uri: str, manifest: dict[str, str],
-                     timeout_s: int = 300) -> ModelVersion:
-    """Register ``model_uri`` (a logged model, ``models:/m-...``) as a new version of ``name``
-    (creating the registered model if new) with the manifest as tags, and wait until READY.
-
-    Raises:
-        RegistryError: the version did not become READY within ``timeout_s``.
-    """
-    try:
-        client.create_registered_model(name, description="Huracan forecasts of one symbol and "
-                                       "timeframe; aliases: production (champion), staging.")
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    mv = mlflow.register_model(model_uri, name, await_registration_for=timeout_s, tags=manifest)
-    mv = client.get_model_version(name, mv.version)
-    if mv.status != "READY":
-        raise RegistryError(f"{name} v{mv.version} is {mv.status}, not READY")
-    return mv
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

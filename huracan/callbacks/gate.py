@@ -29,8 +29,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from huracan.alerts import Alert
 from huracan.callbacks.sweep import deflate_results
+from huracan.data.ohlcv import bars_per_year
+from huracan.db import migrate
+from huracan.db.session import make_engine
 from huracan.evaluation.evidence import eligibility
-from huracan.registry.promotion import record_no_candidate
+from huracan.regime.registry import assign_aliases, choose, selection_frames
+from huracan.registry.promotion import gate_candidate, record_no_candidate
+from huracan.settings import (
+    RegimeSettings,
+    RegistrySettings,
+    SelectionSettings,
+    TrackingSettings,
+    build,
+)
+from huracan.tracking import run as tracking
 from huracan.tracking.results import _write_json, read_result, read_results, sweep_parent
 
 log = logging.getLogger(__name__)
@@ -158,13 +170,6 @@ class RegistryGate(Callback):
             return
         from mlflow.tracking import MlflowClient
 
-        from huracan.data.ohlcv import bars_per_year
-        from huracan.db import migrate
-        from huracan.db.session import make_engine
-        from huracan.registry.promotion import gate_candidate
-        from huracan.settings import RegistrySettings, SelectionSettings, TrackingSettings, build
-        from huracan.tracking import run as tracking
-
         node = OmegaConf.to_container(
             OmegaConf.masked_copy(config, ["registry", "tracking", "db", "alerts", "selection",
                                            "regime"]),
@@ -262,9 +267,6 @@ class RegistryGate(Callback):
                         results: list[dict[str, Any]], reg: Any, notifier: Any) -> None:
         """The per-regime choice of this registered model's candidates, as gated aliases."""
         from mlflow.tracking import MlflowClient
-
-        from huracan.regime.registry import assign_aliases, choose, selection_frames
-        from huracan.settings import RegimeSettings, build
 
         rnode = node.get("regime") or {}
         if not rnode or rnode.get("kind", "none") == "none":

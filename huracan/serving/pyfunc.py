@@ -45,6 +45,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from huracan.models.base import Forecaster
+from huracan.serving.raw import ServingSpec, as_frame, input_error, is_raw_candles, predict_candles
 from huracan.tracking.run import pinned_requirements
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ class ForecasterPyfunc(PythonModel):
     raw candles -> :func:`huracan.serving.raw.predict_candles`."""
 
     def load_context(self, context: Any) -> None:
-        from huracan.serving.raw import ServingSpec
-
         self.estimator = Forecaster.load(context.artifacts["estimator"])
         with Path(context.artifacts["scaler"]).open("rb") as fh:
             self.scaler = pickle.load(fh)
@@ -110,8 +109,6 @@ class ForecasterPyfunc(PythonModel):
         return self._sizer
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        from huracan.serving.raw import as_frame, input_error, is_raw_candles, predict_candles
-
         frame = as_frame(model_input)
         names = list(self.estimator.feature_names_)
         if is_raw_candles(frame, names):

@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1] / "huracan"
 
 # Bottom to top. A module belongs to the first layer whose prefix matches its dotted name
 # (longest prefix wins). Every import should run down this list.
-# The foundation (secrets, config resolvers, packaged resources and datasets) imports nothing
-# else of the package and sits below the store; labels (pure functions of prices) sit below the
-# evaluation whose rules read them.
+# The foundation (secrets, config resolvers and strict keys, packaged resources and datasets,
+# progress bars) imports nothing else of the package and sits below the store; labels (pure
+# functions of prices) sit below the evaluation whose rules read them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("huracan.secrets", "huracan.config", "huracan.resources",
-                    "huracan.datasets")),
+                    "huracan.datasets", "huracan.progress")),
     ("db", ("huracan.db",)),
     ("base", ("huracan.timeutil", "huracan.io", "huracan.models")),
     ("data", ("huracan.data", "huracan.alerts")),

@@ -57,3 +57,19 @@ def test_sizer_logged_before_the_move_answers_as_it_did():
     got = model.predict(obs)
     assert list(got.columns) == ["size", "leverage"] and got.shape == (len(obs), 2)
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("old_path", "new_module"), [
+    ("huracan.serving.cash\nCashPyfunc", "huracan.registry.cash_model"),
+    ("huracan.tracking.pyfunc\nForecasterPyfunc", "huracan.serving.pyfunc"),
+    ("huracan.sizing.pyfunc\nSizerPyfunc", "huracan.sizing.pyfunc"),
+])
+def test_pickled_class_paths_of_registered_versions_still_resolve(old_path, new_module):
+    """A pickle naming a class by its old module path (what ``python_model.pkl`` of an
+    already-registered version holds, e.g. a cash version's) finds today's class."""
+    import importlib
+    import pickle
+
+    module, name = old_path.split("\n")
+    found = pickle.loads(f"c{module}\n{name}\n.".encode())  # protocol 0 GLOBAL opcode
+    assert found is getattr(importlib.import_module(new_module), name)

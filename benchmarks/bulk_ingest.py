@@ -11,7 +11,7 @@ from the ingest's cascade rule. The frame is validated once, outside the timings
 Paths timed (each load on a freshly created database migrated to head; the median of
 ``--repeats`` runs is reported, the new and the old bulk path alternating within each run):
 
-- **bulk**: :func:`huracan.db.ingest.load_batch`, the production path, end to end, on a psycopg
+- **bulk**: :func:`huracan.data.ingest.load_batch`, the production path, end to end, on a psycopg
   3 connection: monthly partitions in a short transaction; then in the load's transaction a
   ``SHARE ROW EXCLUSIVE`` lock, the existence check of the batch's time range, and psycopg 3
   binary COPY (``set_types``/``write_row``) straight into the table (the range is empty), counts
@@ -53,8 +53,8 @@ import pandas as pd
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from huracan.data.ingest import PreparedBatch, load_batch, prepare_frame
 from huracan.db import migrate
-from huracan.db.ingest import PreparedBatch, load_batch, prepare_frame
 from huracan.db.partitions import ensure_liquidation_partitions
 from huracan.db.session import make_engine, safe_url
 from huracan.db.upsert import executemany_upsert

@@ -5,6 +5,12 @@ lines of code, the imports that run from a lower layer up to a higher one, the i
 (strongly connected components of the module graph, counting imports made inside functions,
 which dodge a circle at import time but are a circle all the same) and the longest functions.
 
+Alias modules are left out of the import graph (their lines still count): a module whose
+docstring starts with ``Alias:`` and whose other statements are only imports and an ``__all__``
+assignment. They keep an old import path working (pickled classes of registered models, Hydra
+``_target_``s of past runs, old imports) by re-exporting names from the new home, which may sit
+in a higher layer; they hold no code of their own, so they make no layer depend on another.
+
     python benchmarks/import_layers.py [--json out.json]
 
 Exit status 0 always: the guard is ``tests/unit/test_layers.py``.
@@ -23,13 +29,18 @@ ROOT = Path(__file__).resolve().parents[1] / "huracan"
 
 # Bottom to top. A module belongs to the first layer whose prefix matches its dotted name
 # (longest prefix wins). Every import should run down this list.
+# The foundation (secrets, config resolvers and strict keys, packaged resources and datasets,
+# progress bars) imports nothing else of the package and sits below the store; labels (pure
+# functions of prices) sit below the evaluation whose rules read them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("util", ("huracan.timeutil", "huracan.io")),  # import nothing from huracan
+    ("foundation", ("huracan.secrets", "huracan.config", "huracan.resources",
+                    "huracan.datasets", "huracan.progress", "huracan.timeutil", "huracan.io")),
     ("db", ("huracan.db",)),
-    ("base", ("huracan.secrets", "huracan.config", "huracan.resources", "huracan.models")),
-    ("data", ("huracan.data", "huracan.datasets", "huracan.alerts")),
+    ("base", ("huracan.models",)),
+    ("data", ("huracan.data", "huracan.alerts")),
+    ("labels", ("huracan.labels",)),
     ("evaluation", ("huracan.evaluation",)),
-    ("features", ("huracan.features", "huracan.labels", "huracan.splits")),
+    ("features", ("huracan.features", "huracan.splits")),
     ("tracking", ("huracan.tracking",)),
     ("settings", ("huracan.settings", "huracan.stages")),
     ("rebuild", ("huracan.rebuild",)),
@@ -67,17 +78,38 @@ def layer_of(mod: str) -> int:
     return best
 
 
+def is_alias(tree: ast.Module) -> bool:
+    """True for a pure alias module: docstring starting ``Alias:``, then only imports and an
+    ``__all__`` assignment (see the module docstring)."""
+    body = list(tree.body)
+    if not body or not (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and str(body[0].value.value).startswith("Alias:")):
+        return False
+    for node in body[1:]:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "__all__"):
+            continue
+        return False
+    return True
+
+
 def scan() -> dict:
     files = sorted(ROOT.rglob("*.py"))
     mods = {module_name(f): f for f in files}
     edges: dict[str, set[str]] = defaultdict(set)
     deferred = 0
     funcs: list[tuple[int, str]] = []
+    aliases: list[str] = []
     lines_per_layer: dict[str, int] = defaultdict(int)
     for mod, f in mods.items():
         src = f.read_text()
         lines_per_layer[LAYERS[layer_of(mod)][0]] += src.count("\n")
         tree = ast.parse(src)
+        if is_alias(tree):
+            aliases.append(mod)
+            continue
         pkg = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
         in_func: set[int] = set()
         for node in ast.walk(tree):
@@ -108,7 +140,7 @@ def scan() -> dict:
             if hit and id(node) in in_func:
                 deferred += 1
     return {"mods": mods, "edges": edges, "deferred": deferred, "funcs": funcs,
-            "lines": lines_per_layer}
+            "lines": lines_per_layer, "aliases": sorted(aliases)}
 
 
 def sccs(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
@@ -177,6 +209,7 @@ def report() -> dict:
         "lines_per_layer": {name: s["lines"].get(name, 0) for name, _ in LAYERS},
         "lines_total": sum(s["lines"].values()),
         "imports_inside_functions": s["deferred"],
+        "alias_modules": s["aliases"],
         "upward_imports": [f"{a} -> {b}" for a, b in upward],
         "circles": circles,
         "longest_functions": [{"lines": n, "function": name} for n, name in funcs[:10]],
@@ -193,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, n in r["lines_per_layer"].items():
         print(f"  {name:14s} {n:6d}")
     print(f"imports made inside functions: {r['imports_inside_functions']}")
+    print(f"alias modules (left out of the graph): {len(r['alias_modules'])}")
+    for m in r["alias_modules"]:
+        print(f"  {m}")
     print(f"upward imports: {len(r['upward_imports'])}")
     for e in r["upward_imports"]:
         print(f"  {e}")

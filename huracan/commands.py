@@ -7,9 +7,9 @@
 - One job of a Hydra multirun: :func:`fail_job` raises :class:`JobFailed`, a Hydra
   ``CompactHydraException``. Hydra records the job as failed and runs the sweep's other jobs;
   when the sweep ends it prints ``Error executing job with overrides: [...]`` (masked by
-  :class:`huracan.tracking.callbacks.MaskSecrets`) and the reason line alone, and exits 1.
+  :class:`huracan.callbacks.sweep.MaskSecrets`) and the reason line alone, and exits 1.
   (``SystemExit`` from a job would stop the sweep before its other jobs and callbacks.)
-- Typer sub-apps run as modules (``python -m huracan.registry.cli``): :func:`run_app`; with no
+- Typer sub-apps run as modules (``python -m huracan.cli.registry``): :func:`run_app`; with no
   command they print their usage and exit 2 (click's ``NoArgsIsHelpError`` under click 8.2+,
   pinned through typer 0.29.2 / click 8.5.1, tested as commands).
 """

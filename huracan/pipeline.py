@@ -5,7 +5,9 @@
   feature importance on the last fold, one MLflow run (nested under the sweep's parent run in a
   multirun) and a registered model version (the last fold's model: the most recent window).
 - :func:`analyze_run`: ``huracan features analyze``: rebuild a past run's rows, rank its features.
-- :func:`rebuild_features`: ``registry monitor``: a past run's features on newer data.
+- :func:`huracan.rebuild.rebuild_features` (re-exported here, as are
+  :func:`~huracan.rebuild.run_settings` and :func:`~huracan.rebuild.load_run_model`): a past
+  run reopened.
 
 Every function takes typed settings (:class:`huracan.settings.JobSettings`), never a Hydra config.
 """
@@ -29,7 +31,7 @@ from sqlalchemy import Engine
 from huracan import stages
 from huracan.analysis.analyzer import AnalysisOutcome, analyze_job
 from huracan.features.build import FeatureSet
-from huracan.models.base import Forecaster
+from huracan.rebuild import load_run_model, rebuild_features, run_settings
 from huracan.registry.evaluate import WINDOW_ARTIFACT
 from huracan.registry.promotion import build_manifest, register_version, registered_model_name
 from huracan.secrets import mask_url
@@ -333,11 +335,12 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     te = last.test
     example = fs.frame.iloc[te.start : te.stop][list(fs.feature_names)].head(5)
     from huracan.serving.bundle import serving_bundle
+    from huracan.serving.pyfunc import log_model
 
     serving = serving_bundle(settings, fs, outcomes[-1], ev.reports, fitted.model,
                              mlflow.active_run().info.run_id,  # type: ignore[union-attr]
                              bars=ev.bars)
-    return tracking.log_model(fitted.model, fitted.scaler, example, serving)
+    return log_model(fitted.model, fitted.scaler, example, serving)
 
 
 def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.ndarray,
@@ -372,63 +375,6 @@ def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.nd
 
 
 # ----------------------------------------------------------------------------- past runs
-def run_settings(client: Any, run_id: str) -> JobSettings:
-    """The typed settings of a past run, from its ``config/resolved.yaml`` artifact, read
-    through the compatibility path :meth:`JobSettings.from_logged` (retired keys dropped).
-
-    Raises:
-        mlflow.exceptions.MlflowException: unknown run or no such artifact.
-        ValueError: the artifact is not a mapping.
-        huracan.settings.UnknownKeyError: a key that is neither known nor retired.
-    """
-    import yaml
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, "config/resolved.yaml", tmp)
-        resolved = yaml.safe_load(Path(path).read_text())
-    if not isinstance(resolved, dict):
-        raise ValueError(f"run {run_id}: config/resolved.yaml is not a mapping")
-    return JobSettings.from_logged(resolved, source=f"run {run_id}")
-
-
-def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,
-                     columns: list[str] | None = None, keep_unlabelled: bool = False
-                     ) -> tuple[FeatureSet, pd.DataFrame]:
-    """A run's features rebuilt through the same stages (no data-quality log), on its own data
-    file or ``data_path``; returns the feature set and the candles. ``keep_unlabelled`` keeps
-    the latest bars whose label is not known yet (to serve them)."""
-    from dataclasses import replace
-
-    data = settings.data if data_path is None else replace(settings.data, path=str(data_path))
-    candles = stages.load_validated(data, log_quality=False)
-    sources = stages.family_sources(settings.features, data, candles, settings.db_url)
-    return stages.build_features(candles, data.timeframe, settings.features, columns,
-                                 label=settings.label, sources=sources,
-                                 keep_unlabelled=keep_unlabelled), candles
-
-
-def load_run_model(client: Any, run_id: str, dst: Path) -> tuple[Forecaster, Any]:
-    """The fitted estimator and scaler of ``run_id``'s logged pyfunc model (downloaded under
-    ``dst``).
-
-    Raises:
-        LookupError: the run logged no model (``tracking.log_model=false``).
-    """
-    import mlflow
-
-    run = client.get_run(run_id)
-    found = client.search_logged_models([run.info.experiment_id],
-                                        filter_string=f"source_run_id='{run_id}'")
-    if not found:
-        raise LookupError(f"run {run_id} has no logged model (trained with "
-                          "tracking.log_model=false?): nothing to analyse")
-    local = mlflow.artifacts.download_artifacts(artifact_uri=found[0].artifact_location,
-                                                dst_path=str(dst),
-                                                tracking_uri=client.tracking_uri)
-    wrapper = mlflow.pyfunc.load_model(local).unwrap_python_model()
-    return wrapper.estimator, wrapper.scaler
-
-
 def analyze_run(
     client: Any,
     engine: Engine,

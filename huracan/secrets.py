@@ -10,7 +10,7 @@ Two rules, applied everywhere a config, URL or error leaves the process:
 Secrets should not enter a composed config at all: pass them through the environment
 (``db.url=${oc.env:HURACAN_DB_URL}``, the default), so Hydra's ``.hydra/config.yaml`` keeps the
 interpolation, not the value. What still arrives on a command line is masked by
-:class:`huracan.tracking.callbacks.MaskSecrets` in ``.hydra/*.yaml`` and ``multirun.yaml``.
+:class:`huracan.callbacks.sweep.MaskSecrets` in ``.hydra/*.yaml`` and ``multirun.yaml``.
 """
 
 from __future__ import annotations

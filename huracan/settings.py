@@ -21,14 +21,21 @@ from the node). Any other unknown key still fails.
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from huracan.config import (  # re-exported: the strict keys moved below the evaluation
+    CONFIG_ONLY_KEYS,  # noqa: F401
+    UnknownKeyError,
+    build,
+    check_keys,
+    known_fields,  # noqa: F401
+)
 from huracan.evaluation.backtest import BacktestConfig
+from huracan.evaluation.selection import SelectionSettings
 from huracan.features.build import FeatureConfig, LabelConfig
 from huracan.models.base import Forecaster
 from huracan.splits import ForwardSplitter, Splitter, WalkForwardSplitter
@@ -37,44 +44,6 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- strict keys
-class UnknownKeyError(ValueError):
-    """A config key no typed setting knows (a typo, or a key of another version).
-
-    Attributes:
-        keys: the dotted unknown keys (``split.trian_bars``); ``names`` the same undotted.
-        group: the group they sit in (``split``; ``""`` for the top level).
-        known: the keys the group accepts, sorted.
-        kind: the class the group builds when it depends on the config (``WalkForwardSplitter``).
-    """
-
-    def __init__(self, group: str, unknown: Iterable[str], known: Iterable[str],
-                 kind: str | None = None, hint: str | None = None) -> None:
-        self.group, self.kind, self.hint = group, kind, hint
-        self.known = sorted(str(k) for k in known)
-        self.names = sorted(str(k) for k in unknown)
-        self.keys = [f"{group}.{k}" if group else k for k in self.names]
-        where = f"group '{group}'" if group else "the top level of the config"
-        if kind:
-            where += f" ({kind})"
-        close = [f"{group}.{m}" if group else m for k in self.names
-                 for m in difflib.get_close_matches(k, self.known, n=1)]
-        suggest = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        super().__init__(
-            f"unknown config key{'s' if len(self.names) > 1 else ''} "
-            f"{', '.join(repr(k) for k in self.keys)} in {where}: known keys are "
-            f"{', '.join(self.known) or '(none)'}{suggest}{f' ({hint})' if hint else ''}")
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across launcher processes
-        return (type(self), (self.group, self.names, self.known, self.kind, self.hint))
-
-
-#: Keys a shipped config group carries for Hydra's sake only (interpolated into other keys),
-#: accepted beside the dataclass's fields and never read by the code: group -> key -> why.
-CONFIG_ONLY_KEYS: dict[str, dict[str, str]] = {
-    "data": {"base": "the market's base asset, interpolated into data.path and data.symbol "
-                     "(conf/data/binance_1h.yaml, conf/data/freqtrade_testdata.yaml)"},
-}
-
 #: Keys a run's logged ``config/resolved.yaml`` may carry that today's settings no longer have,
 #: dropped (debug line) by :meth:`JobSettings.from_logged` and nowhere else: group (dotted for a
 #: nested node, ``""`` for the top level) -> key -> the change that retired it. Composing every
@@ -86,44 +55,6 @@ RETIRED_KEYS: dict[str, dict[str, str]] = {}
 
 #: Hydra's own keys of an instantiable node (``_target_`` and its call options).
 HYDRA_NODE_KEYS = ("_target_", "_recursive_", "_convert_", "_partial_", "_args_")
-
-
-def known_fields(cls: type) -> list[str]:
-    """The constructor fields of dataclass ``cls`` a config may set (learned state, named with a
-    trailing ``_``, and ``init=False`` fields excluded)."""
-    return [f.name for f in fields(cls) if f.init and not f.name.endswith("_")]
-
-
-def check_keys(node: Mapping[str, Any] | None, group: str, known: Iterable[str], *,
-               kind: str | None = None, hint: str | None = None,
-               unlisted: Iterable[str] = ()) -> None:
-    """Refuse the keys of ``node`` outside ``known`` (and ``unlisted``: accepted, not listed in
-    the message, e.g. Hydra's call options).
-
-    Raises:
-        UnknownKeyError: naming every unknown key (dotted), the group and the known keys.
-    """
-    allowed = set(known)
-    unknown = [str(k) for k in (node or {}) if str(k) not in allowed | set(unlisted)]
-    if unknown:
-        raise UnknownKeyError(group, unknown, allowed, kind=kind, hint=hint)
-
-
-def build(cls: type, node: Mapping[str, Any] | None, group: str, *,
-          extra: Iterable[str] = (), kind: str | None = None) -> Any:
-    """``cls(**node)`` for a dataclass ``cls`` and the config node of ``group``.
-
-    ``extra`` names keys the caller reads itself (e.g. ``features.top_n``); the group's
-    :data:`CONFIG_ONLY_KEYS` are accepted and left out of the call.
-
-    Raises:
-        UnknownKeyError: a key neither ``cls`` nor the caller knows.
-        ValueError: a value the dataclass refuses.
-    """
-    node = dict(node or {})
-    names = known_fields(cls)
-    check_keys(node, group, [*names, *extra, *CONFIG_ONLY_KEYS.get(group, {})], kind=kind)
-    return cls(**{k: v for k, v in node.items() if k in names})
 
 
 def check_target_kwargs(node: Mapping[str, Any] | None, group: str) -> None:
@@ -266,36 +197,6 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class SelectionSettings:
-    """Which candidates a decision may pick (``selection`` config node;
-    :mod:`huracan.evaluation.evidence`): the one home of these defaults. The rules' grid choice
-    (``rule.min_trades``) and the per-regime choice (``regime.min_trades``) interpolate
-    ``${selection.min_trades}`` in the shipped configs and default to it in code.
-
-    Attributes:
-        min_trades: trades a candidate needs on its selection window (validation or
-            walk-forward OOS) to be eligible (sweep, gate, tuning trials), >= 0 (0: no
-            requirement).
-        pbo_splits: CSCV blocks of the sweep's probability of backtest overfitting, >= 2
-            (reduced to an even number that fits the common bars).
-
-    Raises:
-        ValueError: a value out of range.
-    """
-
-    min_trades: int = 30
-    pbo_splits: int = 16
-
-    def __post_init__(self) -> None:
-        if int(self.min_trades) < 0:
-            raise ValueError(f"selection.min_trades must be >= 0, got {self.min_trades}")
-        if int(self.pbo_splits) < 2:
-            raise ValueError(f"selection.pbo_splits must be >= 2, got {self.pbo_splits}")
-        object.__setattr__(self, "min_trades", int(self.min_trades))
-        object.__setattr__(self, "pbo_splits", int(self.pbo_splits))
-
-
-@dataclass(frozen=True)
 class DbSettings:
     """The brain store (``db`` config group): a SQLAlchemy ``url`` (``HURACAN_DB_URL`` wins in
     the shipped config)."""
@@ -358,7 +259,7 @@ class RegistrySettings:
     window is positive with a PSR of at least ``min_psr``
     (:func:`huracan.evaluation.evidence.beats_cash`). ``min_dsr`` (off by default) also demands
     a deflated Sharpe ratio, its N counted over every trial on the symbol and timeframe in the
-    tracking store (:func:`huracan.registry.callback.store_trials`); the score difference gets
+    tracking store (:func:`huracan.callbacks.gate.store_trials`); the score difference gets
     a stationary-bootstrap interval of ``bootstrap_resamples`` resamples."""
 
     enabled: bool = True
@@ -529,7 +430,7 @@ class JobSettings:
         """Settings of a past run from its logged ``config/resolved.yaml``: the compatibility
         path of the module docstring (:data:`RETIRED_KEYS` dropped with a debug line naming
         ``source``; missing groups default; ``model`` / ``alerts`` not checked against today's
-        classes). Used by :func:`huracan.pipeline.run_settings` only.
+        classes). Used by :func:`huracan.rebuild.run_settings` only.
 
         Raises:
             KeyError: ``data`` or ``model`` missing.

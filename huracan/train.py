@@ -35,7 +35,7 @@ from huracan.db.migrate import SchemaNotCurrentError
 from huracan.resources import conf_dir
 from huracan.secrets import mask_text
 from huracan.settings import JobSettings
-from huracan.tracking.callbacks import find_parent_run, sweep_parent, write_result
+from huracan.tracking.results import find_parent_run, sweep_parent, write_result
 
 CONF_DIR = str(conf_dir())  # the checkout's conf/, or the installed copy (huracan.resources)
 log = logging.getLogger("huracan.train")

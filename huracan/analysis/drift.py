@@ -12,8 +12,8 @@ on? Three layers:
   with the model. Returns a :class:`DriftResult` (HTML and JSON saved on request, timings).
 - :func:`drift_for_model`: reference = the registered version's training window (manifest
   ``huracan.train_start`` .. ``huracan.train_end``), current = the newest bars (``30d`` by
-  default), features rebuilt with the run's own settings (:func:`huracan.pipeline.run_settings`,
-  :func:`huracan.pipeline.rebuild_features`), forecasts by the version's pyfunc model. Logs a
+  default), features rebuilt with the run's own settings (:func:`huracan.rebuild.run_settings`,
+  :func:`huracan.rebuild.rebuild_features`), forecasts by the version's pyfunc model. Logs a
   monitoring MLflow run linked to the version by tags, writes a ``drift_reports`` row, and when
   over threshold a ``data_quality_logs`` row, a ``retrain_requests`` row and an alert; adds the
   snapshot to an Evidently workspace (one project per registered model), so
@@ -249,7 +249,7 @@ class DriftResult:
 
 
 def _json_ready(value: Any) -> Any:
-    from huracan.db.quality import json_safe
+    from huracan.data.quality_db import json_safe
 
     return json_safe(value)
 
@@ -674,7 +674,7 @@ def resolve_version(client: Any, model: str) -> Any:
 
 def load_pyfunc(client: Any, mv: Any, dst: Path) -> Any:
     """Download ``mv``'s logged model under ``dst`` through ``client``'s tracking URI (no global
-    MLflow state) and load it as a pyfunc (:class:`huracan.tracking.pyfunc.ForecasterPyfunc`:
+    MLflow state) and load it as a pyfunc (:class:`huracan.serving.pyfunc.ForecasterPyfunc`:
     ``unwrap_python_model()`` gives ``estimator`` and the train-only ``scaler``).
 
     Raises:
@@ -859,7 +859,7 @@ def _window_frames(settings: Any, data_path: str | Path | None, start: pd.Timest
     """Feature frames for the current window (``data_path`` or the run's file) and for the
     reference window ``[start, end]`` (the same frame when it covers the window, else the run's
     own data file)."""
-    from huracan.pipeline import rebuild_features
+    from huracan.rebuild import rebuild_features
 
     fs, _ = rebuild_features(settings, data_path)
     cur_frame = fs.frame
@@ -881,7 +881,7 @@ class DriftModel:
         reference_start, reference_end: its training window (manifest ``huracan.train_start``
             .. ``huracan.train_end``, else the run's ``train_start``/``train_end`` tags), UTC.
         settings: its run's :class:`huracan.settings.JobSettings`
-            (:func:`huracan.pipeline.run_settings`).
+            (:func:`huracan.rebuild.run_settings`).
         pyfunc: its loaded pyfunc model (:func:`load_pyfunc`).
         features: the estimator's ``f`` input columns, in its order.
         lookback: bars of context the estimator reads per forecast (1 for tabular models).
@@ -1041,7 +1041,7 @@ def _resolve_model(client: Any, model_name_or_uri: str, timings: dict[str, float
             ``train_start``/``train_end`` in the manifest or the run's tags.
         DriftInputError: an unparseable training-window bound.
     """
-    from huracan.pipeline import run_settings
+    from huracan.rebuild import run_settings
 
     mv = resolve_version(client, model_name_or_uri)
     name, version = str(mv.name), str(mv.version)
@@ -1456,7 +1456,7 @@ def weekly_rescale(client: Any, model_name_or_uri: str, *,
     """
     import pickle
 
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
     from huracan.splits import fit_scaler
 
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from huracan.data.quality import QualityIssue
-from huracan.db.quality import insert_quality_issues, json_safe
+from huracan.data.quality_db import insert_quality_issues, json_safe
 from huracan.db.records import Bind, _write
 from huracan.db.tables import DriftReport, RetrainRequest
 from huracan.timeutil import to_utc

@@ -147,7 +147,7 @@ def detect_shift(
         notifier: receives one ``warning`` :class:`~huracan.alerts.Alert` on a shift; default a
             :class:`~huracan.alerts.LogNotifier`.
         sink: receives the :class:`~huracan.data.quality.QualityIssue`; default a
-            :class:`~huracan.db.quality.DbQualitySink` on ``engine`` (``data_quality_logs``).
+            :class:`~huracan.data.quality_db.DbQualitySink` on ``engine`` (``data_quality_logs``).
         same_model_type: compare only with analyses of the same model type.
 
     Returns:
@@ -184,7 +184,7 @@ def detect_shift(
         "not_shared": report.not_shared,
     }
     if sink is None:
-        from huracan.db.quality import DbQualitySink
+        from huracan.data.quality_db import DbQualitySink
 
         sink = DbQualitySink(engine)
     record(QualityIssue(source=f"runs:/{run_id}", issue_type=ISSUE_TYPE, severity="warning",

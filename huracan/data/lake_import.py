@@ -1,7 +1,7 @@
 """Import a candle file (Parquet or CSV) into the lake: validate with the OHLCV suite, then append
 the bars not stored yet.
 
-:func:`import_candles` is what ``huracan lake import`` (:mod:`huracan.data.lake_cli`) runs and what
+:func:`import_candles` is what ``huracan lake import`` (:mod:`huracan.cli.lake`) runs and what
 a nightly pipeline calls. The file needs the lake's columns (:mod:`huracan.data.lake`):
 ``timestamp`` (candle OPEN time, UTC; datetimes with a zone, ISO 8601 text with an offset, or epoch
 milliseconds), ``open, high, low, close`` (quote currency), ``volume`` (base units); other

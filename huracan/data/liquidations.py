@@ -23,7 +23,7 @@ contract size), ``size_usd`` = price × quantity (or the exchange's quote value)
 :class:`LiquidationCollector` takes batches from any async iterator of ccxt liquidation lists
 (the live one is :func:`watch_liquidations`; tests feed recorded events), keeps running 1-minute
 buckets per symbol, and every ``flush_events`` events or ``flush_seconds`` validates the pending
-events with the ``liquidations`` suite and writes them through :mod:`huracan.db.ingest` (row
+events with the ``liquidations`` suite and writes them through :mod:`huracan.data.ingest` (row
 rules, dedupe on the natural key, cascade tagging, one transaction with the quality-log rows).
 Binance pushes at most one liquidation per symbol per second, so counts are a lower bound.
 
@@ -231,7 +231,7 @@ class LiquidationCollector:
         ok = _valid_rows(frame)
         result = FlushResult(len(frame), report, rejected=int((~ok).sum()))
         if self.engine is not None and ok.any():
-            from huracan.db.ingest import load_batch, prepare_frame
+            from huracan.data.ingest import load_batch, prepare_frame
 
             prepared = prepare_frame("liquidations", frame.loc[ok].reset_index(drop=True),
                                      self.source, exchange=self.exchange,

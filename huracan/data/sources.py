@@ -5,7 +5,7 @@ What is downloaded, and where it goes:
 - OHLCV candles (spot or USDT perpetual) -> the Parquet lake (:mod:`huracan.data.lake`); only the
   bars the lake lacks are requested (:func:`download_ohlcv`).
 - Funding-rate history and open-interest history (USDT perpetuals) -> the brain store tables
-  ``funding_rates`` and ``open_interest`` through :mod:`huracan.db.ingest` (row checks, upserts);
+  ``funding_rates`` and ``open_interest`` through :mod:`huracan.data.ingest` (row checks, upserts);
   only what is newer than the newest stored row is requested (:func:`download_derivatives`).
 - Liquidations have no public REST history on Binance: see :mod:`huracan.data.liquidations`.
 
@@ -766,12 +766,12 @@ def download_derivatives(
     """Download funding rates or open interest of ``symbol``'s USDT perpetual into the brain
     store (``engine``, schema at head), starting after the newest row stored for that exchange.
 
-    Rows go through :func:`huracan.db.ingest.prepare_frame` (row rules, natural-key dedupe) and
-    :func:`huracan.db.ingest.load_batch` (one transaction with their quality-log entries).
+    Rows go through :func:`huracan.data.ingest.prepare_frame` (row rules, natural-key dedupe) and
+    :func:`huracan.data.ingest.load_batch` (one transaction with their quality-log entries).
     """
     from sqlalchemy import func, select
 
-    from huracan.db.ingest import load_batch, prepare_frame
+    from huracan.data.ingest import load_batch, prepare_frame
     from huracan.db.tables import FundingRate, OpenInterest
 
     model: Any = FundingRate if kind == "funding" else OpenInterest
@@ -810,3 +810,9 @@ def download_derivatives(
         result.stored = report.inserted + report.updated
         result.location = report.table
     return result
+
+
+def make_downloader(sink: QualitySink | None) -> Downloader:
+    """The Downloader the ``huracan download`` commands and the nightly's download step use, from
+    :data:`DEFAULT_EXCHANGES` (tests replace this function to stub the exchanges)."""
+    return Downloader(DEFAULT_EXCHANGES, factory=make_exchange, sink=sink)

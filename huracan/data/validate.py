@@ -30,7 +30,7 @@ Rules GX has no expectation for on pandas are checked alongside, with the same r
 
 Liquidation sides: files in Binance's forceOrder format give the ORDER side; ``SELL`` (a long was
 force-sold) is normalised to ``long`` and ``BUY`` to ``short`` before validation (the convention
-of :mod:`huracan.db.ingest`); any other value stays as it is and fails ``side_in_set``.
+of :mod:`huracan.data.ingest`); any other value stays as it is and fails ``side_in_set``.
 
 Severity policy of coverage and gaps (a config choice, :class:`ValidationConfig`): gaps are
 warnings (real exchanges have outages; the data is usable, the feature builder never fills across
@@ -87,7 +87,7 @@ SUITES: dict[str, str] = {
 SUITE_NAMES: tuple[str, ...] = ("ohlcv", "funding_rates", "open_interest", "liquidations")
 
 #: A funding rate beyond ±10 % per interval is refused (same bound as the brain store's ingest,
-#: :data:`huracan.db.ingest.MAX_ABS_FUNDING_RATE`; it catches percent-vs-fraction mix-ups).
+#: :data:`huracan.data.ingest.MAX_ABS_FUNDING_RATE`; it catches percent-vs-fraction mix-ups).
 FUNDING_RATE_LIMIT = 0.1
 #: Beyond ±1 % per interval a funding rate is unusual (exchange caps for majors are 0.3-0.75 %,
 #: 2-3 % for some altcoins): logged as a warning.

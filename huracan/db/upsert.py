@@ -9,11 +9,11 @@
   UPDATE ... WHERE values differ`` per row, DBAPI ``executemany``.
 
 The engine stays on psycopg2 (the product's driver); :func:`loader_engine` gives the psycopg 3
-engine on the same URL that :func:`huracan.db.ingest.load_batch` runs the load transaction on.
+engine on the same URL that :func:`huracan.data.ingest.load_batch` runs the load transaction on.
 
 Both paths run in the caller's transaction and return ``(inserted, updated)``; rows whose key
 exists with equal values are not rewritten. Frames hold exactly the columns to load, one row per
-natural key, timestamps UTC-aware (what :func:`huracan.db.ingest.prepare_frame` returns).
+natural key, timestamps UTC-aware (what :func:`huracan.data.ingest.prepare_frame` returns).
 """
 
 from __future__ import annotations

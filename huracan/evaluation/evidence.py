@@ -22,7 +22,7 @@ import pandas as pd
 from huracan.evaluation import statistics as st
 from huracan.evaluation.execution import MarketBars, execute, lagged, trades_of
 from huracan.evaluation.metrics import compute_metrics
-from huracan.settings import SelectionSettings
+from huracan.evaluation.selection import SelectionSettings
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from huracan.config import build
 from huracan.evaluation.backtest import BacktestConfig
 from huracan.evaluation.evidence import CASH, beats_cash
 from huracan.evaluation.execution import MarketBars, execute, round_trip_cost
+from huracan.evaluation.selection import SelectionSettings
 from huracan.labels import barrier_volatility, triple_barrier_labels
-from huracan.settings import SelectionSettings, build
 
 
 @dataclass

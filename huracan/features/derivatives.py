@@ -39,7 +39,7 @@ from huracan.features.asof import (
 )
 
 YEAR = pd.Timedelta(days=365)
-#: A funding rate beyond ±10 % per interval is refused (as in huracan.db.ingest): it catches
+#: A funding rate beyond ±10 % per interval is refused (as in huracan.data.ingest): it catches
 #: percent-vs-fraction mix-ups.
 MAX_ABS_FUNDING_RATE = 0.1
 #: A z-score denominator below this is treated as zero (constant window): z = 0.

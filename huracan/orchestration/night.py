@@ -217,7 +217,7 @@ def summarize(s: NightSettings, night: NightOutcome) -> None:
 
 
 def _write_summary(s: NightSettings, night: NightOutcome) -> None:
-    from huracan.tracking.callbacks import write_json_atomic
+    from huracan.tracking.results import write_json_atomic
 
     write_json_atomic(Path(s.work_dir) / s.run_id / "summary.json", {
         "run_id": night.run_id, "written_at": datetime.now(UTC).isoformat(),

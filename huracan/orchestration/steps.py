@@ -27,7 +27,7 @@ What each step does (commands are the ones users run by hand, with the same sett
   the next cycle's ``features.top_n`` reads them): a run without one (its analysis failed, or
   ``importance.enabled=false``) is analysed now, as ``huracan features analyze`` would.
 - ``gate``: the sweep's best eligible candidate meets the promotion gate, then the regime
-  aliases (:class:`huracan.registry.callback.RegistryGate`, as at the end of a sweep).
+  aliases (:class:`huracan.callbacks.gate.RegistryGate`, as at the end of a sweep).
 - ``monitor``: ``huracan registry monitor`` (drift check, then rollback when production degraded
   by more than the tolerance); "no unseen data yet" is a skip, not a failure.
 - ``sizer``: ``python -m huracan.sizer`` when the last sizer retrain of the symbol is older than
@@ -53,7 +53,7 @@ from typing import Any
 from huracan import progress
 from huracan.orchestration.runs import PipelineRunStore, StepBusyError
 from huracan.secrets import mask_text
-from huracan.tracking.callbacks import write_json_atomic
+from huracan.tracking.results import write_json_atomic
 
 log = logging.getLogger("huracan.nightly")
 
@@ -314,8 +314,7 @@ def step_download(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
                 f"--symbol {symbol} --timeframe {s.source_timeframe})")
         notes.append(f"offline: lake holds {bounds[0]} .. {bounds[1]}")
         return "; ".join(notes), []
-    from huracan.data.cli import make_downloader
-    from huracan.data.sources import download_derivatives, download_ohlcv
+    from huracan.data.sources import download_derivatives, download_ohlcv, make_downloader
 
     engine = _engine(s)
     try:
@@ -357,7 +356,7 @@ def _liquidation_note(s: NightSettings, symbol: str) -> str:
 
 
 def _db_sink(s: NightSettings, engine: Any | None = None) -> Any:
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
 
     return DbQualitySink(engine if engine is not None else _engine(s))
 
@@ -420,7 +419,7 @@ def _sweep_dir(s: NightSettings, symbol: str, attempt: int) -> Path:
 
 
 def step_train(s: NightSettings, symbol: str, attempt: int) -> tuple[str, list[str]]:
-    from huracan.tracking.callbacks import read_results, sweep_parent
+    from huracan.tracking.results import read_results, sweep_parent
 
     sweep = _sweep_dir(s, symbol, attempt)
     _kill_stale_runs(s, symbol)
@@ -454,7 +453,7 @@ def _kill_stale_runs(s: NightSettings, symbol: str) -> None:
     from mlflow.tracking import MlflowClient
 
     from huracan.tracking import run as tracking
-    from huracan.tracking.callbacks import SWEEP_DIR_TAG
+    from huracan.tracking.results import SWEEP_DIR_TAG
 
     base = s.symbol_dir(symbol)
     stale = [p for p in base.glob("train-*") if p.is_dir()]
@@ -518,8 +517,8 @@ def step_importance(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
 def step_gate(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     from omegaconf import OmegaConf
 
-    from huracan.registry.callback import GATE_FILE, RegistryGate
-    from huracan.tracking.callbacks import read_results
+    from huracan.callbacks.gate import GATE_FILE, RegistryGate
+    from huracan.tracking.results import read_results
 
     rec = _train_record(s, symbol)
     sweep = Path(rec["sweep_dir"])

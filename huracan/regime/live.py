@@ -283,7 +283,7 @@ def _closes(client: Any, run_id: str, symbol: str, timeframe: str,
     from dataclasses import replace
 
     from huracan import stages
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
 
     settings = run_settings(client, run_id)
     if engine is not None:

@@ -1,9 +1,9 @@
 """The built-in ``cash`` policy (position 0) as a version of a registered model.
 
 Every registered model ``huracan-<SYMBOL>-<tf>`` can hold ONE version whose model is
-:class:`huracan.serving.cash.CashPyfunc`: registered on demand (:func:`ensure_cash_version`, the
-first time production goes to cash), logged in its own small MLflow run (tag
-``huracan.role=cash``) and tagged ``huracan.policy=cash``
+:class:`huracan.registry.cash_model.CashPyfunc`: registered on demand
+(:func:`ensure_cash_version`, the first time production goes to cash), logged in its own small
+MLflow run (tag ``huracan.role=cash``) and tagged ``huracan.policy=cash``
 (:data:`huracan.evaluation.evidence.CASH`). ``production`` points at it when a rollback has no
 earlier version to return to or a degraded production has nothing to fall back to
 (:func:`huracan.registry.promotion.rollback`); why is the version's ``huracan.cash_reason`` tag
@@ -24,7 +24,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from huracan.evaluation.evidence import CASH
-from huracan.serving.cash import DEFAULT_REASON, POLICY_TAG, REASON_TAG, CashPyfunc
+from huracan.registry.cash_model import DEFAULT_REASON, POLICY_TAG, REASON_TAG, CashPyfunc
+from huracan.registry.versions import TAG_PREFIX, register_version
+from huracan.tracking.run import pinned_requirements
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,9 @@ def ensure_cash_version(client: MlflowClient, name: str, *,
     ``huracan.timeframe``, ``huracan.run_id`` and ``huracan.cash_reason`` (``reason``).
 
     Raises:
-        huracan.registry.promotion.RegistryError: the version did not become READY.
+        huracan.registry.versions.RegistryError: the version did not become READY.
         mlflow.exceptions.MlflowException: the tracking store refused a call.
     """
-    from huracan.registry.promotion import TAG_PREFIX, register_version
-    from huracan.tracking.run import pinned_requirements
-
     found = find_cash_version(client, name)
     if found is not None:
         return found

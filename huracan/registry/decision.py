@@ -43,18 +43,14 @@ from huracan.alerts import Alert, Notifier
 from huracan.registry import events
 from huracan.registry.gate import GateDecision
 from huracan.registry.lock import registry_lock
+from huracan.registry.versions import TAG_PREFIX, RegistryError
 
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 STAGING = "staging"
-TAG_PREFIX = "huracan."
 #: the outcomes a gate records (``registry_events`` ``promotion``, ``rejection``, ``skipped``)
 GATE_EVENTS = ("promoted", "rejected", "skipped")
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot proceed (no version to roll back to, unknown model...)."""
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -71,7 +71,7 @@ class EvalWindow:
     timeframe: str | None = None
 
 
-#: where the pyfunc model keeps the pickled fitted rule (``huracan.tracking.pyfunc.save_bundle``)
+#: where the pyfunc model keeps the pickled fitted rule (``huracan.serving.pyfunc.save_bundle``)
 RULE_ARTIFACT = "artifacts/rule.pkl"
 
 

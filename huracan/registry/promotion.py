@@ -21,11 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine
 
@@ -42,9 +40,7 @@ from huracan.registry.cash import cash_reason, describe_cash, ensure_cash_versio
 from huracan.registry.decision import (
     PRODUCTION,
     STAGING,
-    TAG_PREFIX,
     Decision,
-    RegistryError,
     alias_version,
     apply_decision,
 )
@@ -68,6 +64,11 @@ from huracan.registry.evaluate import (
 )
 from huracan.registry.gate import GateDecision, decide_with_floor, degraded, unseen_start
 from huracan.registry.lock import registry_lock
+from huracan.registry.versions import (  # re-exported: registering sits below the gate
+    TAG_PREFIX,
+    RegistryError,
+    register_version,  # noqa: F401
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,27 +105,6 @@ def build_manifest(client: MlflowClient, run_id: str, metric: str) -> dict[str, 
     manifest["val_score"] = repr(metrics.get(f"val_{metric}", math.nan))
     manifest["test_score"] = repr(metrics.get(f"test_{metric}", math.nan))
     return {f"{TAG_PREFIX}{k}": v for k, v in manifest.items()}
-
-
-def register_version(client: MlflowClient, name: str, model_uri: str, manifest: dict[str, str],
-                     timeout_s: int = 300) -> ModelVersion:
-    """Register ``model_uri`` (a logged model, ``models:/m-...``) as a new version of ``name``
-    (creating the registered model if new) with the manifest as tags, and wait until READY.
-
-    Raises:
-        RegistryError: the version did not become READY within ``timeout_s``.
-    """
-    try:
-        client.create_registered_model(name, description="Huracan forecasts of one symbol and "
-                                       "timeframe; aliases: production (champion), staging.")
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    mv = mlflow.register_model(model_uri, name, await_registration_for=timeout_s, tags=manifest)
-    mv = client.get_model_version(name, mv.version)
-    if mv.status != "READY":
-        raise RegistryError(f"{name} v{mv.version} is {mv.status}, not READY")
-    return mv
 
 
 def version_uri(name: str, version: str | int) -> str:

@@ -1,6 +1,6 @@
 """Forecast, regime and position per bar from RAW candles: what the served model answers.
 
-The logged pyfunc (:class:`huracan.tracking.pyfunc.ForecasterPyfunc`) carries a
+The logged pyfunc (:class:`huracan.serving.pyfunc.ForecasterPyfunc`) carries a
 :class:`ServingSpec` (artifact ``serving``: the run's feature and label config, the model's input
 columns, the warm-up, the regime detector fitted on the last fold's train rows) and the trading
 rule fitted on the last fold's validation predictions (artifact ``rule``). Given candles it
@@ -33,6 +33,10 @@ answer for earlier bars, sizer included), except the ``barrier`` rule, whose exi
 prices: its ``position`` is NaN here. A rule fitted flat (no threshold of its grid beat cash on
 validation, :mod:`huracan.evaluation.rules`) answers position 0 on every bar, barrier included.
 
+The request's contract (:data:`CANDLE_COLUMNS`, :data:`OUTPUT_COLUMNS`, :class:`ServingSpec`,
+:func:`validate_candles`, :class:`InputRuleError`) lives in :mod:`huracan.data.candle_request`,
+below the registry (the cash model reads it too), and is re-exported here.
+
 Request: a DataFrame with columns ``timestamp`` (bar open time: ISO-8601 string, datetime, or
 epoch milliseconds; UTC), ``open, high, low, close, volume`` (+ ``family_columns``), one row per
 bar of the model's timeframe, strictly increasing (gaps allowed: features restart after one),
@@ -44,107 +48,31 @@ Answer: one row per bar from the first bar whose features and sequence window ar
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-CANDLE_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
-#: the answer's columns, in order
-OUTPUT_COLUMNS: tuple[str, ...] = ("timestamp", "forecast", "regime", "position", "size",
-                                   "leverage", "sizer", "registered_model", "model_version",
-                                   "run_id")
+from huracan.data.candle_request import (  # the request's contract, re-exported here
+    CANDLE_COLUMNS,
+    OUTPUT_COLUMNS,
+    InputRuleError,
+    ServingSpec,
+    as_frame,
+    input_error,
+    is_raw_candles,
+    too_few_bars,
+    validate_candles,
+)
+
+__all__ = ["CANDLE_COLUMNS", "OUTPUT_COLUMNS", "InputRuleError", "ServingSpec", "as_frame",
+           "input_error", "is_raw_candles", "measure_warmup", "predict_candles", "price_config",
+           "validate_candles"]
+
 #: bars of the synthetic series the feature warm-up is measured on
 _WARMUP_PROBE_BARS = 3000
-
-
-class InputRuleError(MlflowException):
-    """A request that breaks ``rule``: ``INVALID_PARAMETER_VALUE``, answered by
-    ``mlflow models serve`` with HTTP 400 whose JSON body carries the one-line message alone.
-
-    MLflow's scoring server (``mlflow/pyfunc/scoring_server/__init__.py``, ``invocations``)
-    catches an ``MlflowException`` raised by ``predict``, REWRITES its ``message`` to ``"Failed to
-    predict data '<the whole parsed request>'. Error: <message>"`` and answers
-    ``serialize_as_json()`` with :meth:`get_http_status_code` (400 for
-    ``INVALID_PARAMETER_VALUE``); any other exception becomes a 400 with a generic message and the
-    stack trace. Neither can be switched off (MLflow 3.17), so this error serializes the message
-    it was raised with: the body never echoes the request (a 300-bar request got a 24 KB body)
-    and holds no stack trace. In-process callers see the same ``message``.
-
-    Attributes:
-        rule: the rule's name (``high_ge_low``, ``min_bars``...).
-        rule_message: ``"<what, where> [rule: <name>]"`` on one line.
-    """
-
-    def __init__(self, message: str, rule: str) -> None:
-        line = " ".join(f"{message} [rule: {rule}]".split())  # one line, whatever was quoted
-        super().__init__(line, error_code=INVALID_PARAMETER_VALUE)
-        self.rule = rule
-        self.rule_message = line
-
-    def serialize_as_json(self) -> str:
-        """The HTTP error body: MLflow's fields with ``message`` = :attr:`rule_message` (not the
-        server's rewrite) and ``rule``."""
-        body = json.loads(super().serialize_as_json())
-        body["message"] = self.rule_message
-        body["rule"] = self.rule
-        return json.dumps(body)
-
-
-def input_error(message: str, rule: str) -> InputRuleError:
-    """An :class:`InputRuleError` (HTTP 400 when served, the message alone) naming ``rule``."""
-    return InputRuleError(message, rule)
-
-
-@dataclass
-class ServingSpec:
-    """What the model needs, besides the estimator, scaler and rule, to answer raw candles.
-
-    Attributes:
-        symbol, timeframe: of the run (``BTC/USDT``, ``1h``).
-        registered_model: ``huracan-<SYMBOL>-<tf>``, the registry name its versions get.
-        run_id: the training run that logged the model.
-        features: :class:`huracan.features.build.FeatureConfig` fields of the run.
-        feature_names: the estimator's input columns, in order.
-        family_columns: input columns that are market-structure family features: the request
-            carries them per bar (empty for price-only models).
-        warmup_bars: bars before the first complete feature row of a gap-free run.
-        lookback: the estimator's window (1 for tree models).
-        rule_kind: ``threshold``, ``barrier`` or ``meta``.
-        regime_detector: the saved detector state (``regime/detector.json``) or None
-            (trained with ``regime=none``).
-    """
-
-    symbol: str
-    timeframe: str
-    registered_model: str
-    run_id: str | None
-    features: dict[str, Any]
-    feature_names: list[str]
-    family_columns: list[str] = field(default_factory=list)
-    warmup_bars: int = 0
-    lookback: int = 1
-    rule_kind: str = "threshold"
-    regime_detector: dict[str, Any] | None = None
-
-    @property
-    def min_bars(self) -> int:
-        """Bars a request needs for one answered bar: warm-up plus the model's window."""
-        return int(self.warmup_bars) + int(self.lookback)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> ServingSpec:
-        data = json.loads(text)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def price_config(features: dict[str, Any]) -> Any:
@@ -179,81 +107,6 @@ def measure_warmup(features: dict[str, Any], timeframe: str, seed: int = 0) -> i
                             "volume": rng.uniform(10.0, 100.0, n)})
     fs = build_features(candles, timeframe, price_config(features), keep_unlabelled=True)
     return int(ts.get_loc(pd.DatetimeIndex(fs.frame.index)[0]))
-
-
-def is_raw_candles(frame: pd.DataFrame, feature_names: list[str]) -> bool:
-    """True when ``frame`` is a raw-candle request: it lacks some feature column and carries at
-    least one candle column (``timestamp, open, high, low, close, volume``). A frame with every
-    feature column is a feature request, whatever else it carries."""
-    cols = set(map(str, frame.columns))
-    if all(c in cols for c in feature_names):
-        return False
-    return bool(cols & set(CANDLE_COLUMNS))
-
-
-def _timestamps(raw: pd.Series) -> pd.DatetimeIndex:
-    try:
-        if pd.api.types.is_numeric_dtype(raw):
-            return pd.DatetimeIndex(pd.to_datetime(raw, unit="ms", utc=True))
-        return pd.DatetimeIndex(pd.to_datetime(raw, utc=True, format="ISO8601"))
-    except (ValueError, TypeError) as exc:
-        raise input_error(f"column 'timestamp': cannot read bar open times ({exc}); send "
-                          "ISO-8601 strings or epoch milliseconds", "timestamp_format") from None
-
-
-def validate_candles(frame: pd.DataFrame, spec: ServingSpec) -> pd.DataFrame:
-    """Check a raw-candle request and return it normalised (UTC timestamps, float prices).
-
-    The request's own rules first: ``required_columns`` (every candle column and family column
-    present), ``timestamp_format`` (ISO-8601 text, naive read as UTC, datetimes or epoch
-    milliseconds), ``numeric_values`` (numbers; no infinity in a candle column). Then the SAME
-    rules training applies to a candle file (:func:`huracan.data.ohlcv.validate_ohlcv`, the first
-    broken one reported): ``not_null``, ``unique_timestamp``, ``increasing_timestamp``,
-    ``positive_price``, ``non_negative_volume``, ``high_ge_low``, ``high_ge_open_close``,
-    ``low_le_open_close``, ``on_timeframe_grid``. Last ``min_bars`` (at least ``spec.min_bars``
-    bars). Rows are counted from 0 in the order sent.
-
-    Raises:
-        InputRuleError: ``INVALID_PARAMETER_VALUE``, one line naming the column, row and rule
-            (``... [rule: <name>]``).
-    """
-    from huracan.data.ohlcv import DataValidationError, validate_ohlcv
-
-    needed = [*CANDLE_COLUMNS, *spec.family_columns]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise input_error(f"input is missing column(s) {missing}: raw candles need "
-                          f"{list(needed)}", "required_columns")
-    columns: dict[str, Any] = {"timestamp": _timestamps(frame["timestamp"].reset_index(drop=True))}
-    for col in (*CANDLE_COLUMNS[1:], *spec.family_columns):
-        sent = frame[col].reset_index(drop=True)
-        values = pd.to_numeric(sent, errors="coerce").to_numpy(np.float64)
-        bad = np.isnan(values) & sent.notna().to_numpy()
-        if col in CANDLE_COLUMNS:
-            bad |= np.isinf(values)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            value = sent.iloc[row]
-            value = value.item() if isinstance(value, np.generic) else value
-            raise input_error(f"column '{col}' row {row}: {value!r} is not a finite number",
-                              "numeric_values")
-        columns[col] = values
-    try:
-        checked = validate_ohlcv(pd.DataFrame({c: columns[c] for c in CANDLE_COLUMNS}),
-                                 "request", spec.timeframe)
-    except DataValidationError as err:
-        raise input_error(str(err).removesuffix(f" [rule: {err.rule}]"), err.rule) from None
-    for col in spec.family_columns:
-        checked[col] = columns[col]
-    if len(checked) < spec.min_bars:
-        raise input_error(_too_few(len(checked), spec), "min_bars")
-    return checked
-
-
-def _too_few(n: int, spec: ServingSpec) -> str:
-    return (f"{n} bar(s) given; the model needs at least {spec.min_bars} consecutive "
-            f"{spec.timeframe} bars (feature warm-up {spec.warmup_bars} + lookback "
-            f"{spec.lookback}) to answer one bar")
 
 
 def _regimes(spec: ServingSpec, candles: pd.DataFrame, rows: pd.DatetimeIndex,
@@ -329,7 +182,7 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
         fs = build_features(candles[list(CANDLE_COLUMNS)], spec.timeframe,
                             price_config(spec.features), keep_unlabelled=True)
     except ValueError:
-        raise input_error(_too_few(len(candles), spec) + " (no gap-free run is long enough)",
+        raise input_error(too_few_bars(len(candles), spec) + " (no gap-free run is long enough)",
                           "min_bars") from None
     rows = fs.frame
     if spec.family_columns:
@@ -344,7 +197,7 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
     run_pos = np.arange(len(idx)) - np.maximum.accumulate(np.where(starts, np.arange(len(idx)), 0))
     keep = run_pos >= int(spec.lookback) - 1
     if not keep.any():
-        raise input_error(_too_few(len(candles), spec) + " (no gap-free run is long enough)",
+        raise input_error(too_few_bars(len(candles), spec) + " (no gap-free run is long enough)",
                           "min_bars")
     rows, idx, forecast = rows[keep], idx[keep], forecast[keep]
     kept_starts = gap_starts(idx, spec.timeframe)

@@ -5,7 +5,7 @@ the agent only ever sees forecasts made by models that never trained on that bar
 
 Execution: the ONE execution model of :mod:`huracan.evaluation.execution` (the forecaster's
 backtest's: :func:`~huracan.evaluation.execution.market_bars` with the forecaster run's
-``backtest`` settings, see :func:`huracan.sizing.job.sizer_bars`). Row ``t`` is the bar opening
+``backtest`` settings, see :func:`huracan.sizing.data.sizer_bars`). Row ``t`` is the bar opening
 at ``timestamps[t]``; its forecast is made at the close ``C_t`` of bar ``t``; the position chosen
 then is FILLED at ``F_t`` (``backtest.fill``: the next bar's open by default), the close-to-fill
 gap leg is held by the previous position and the fill-to-``C_{t+1}`` hold leg by the new one.

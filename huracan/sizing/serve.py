@@ -180,12 +180,12 @@ class ReplayPolicy:
     def market(self, timestamps: pd.DatetimeIndex, candles: pd.DataFrame, *,
                funding: pd.DataFrame | None = None) -> MarketBars | None:
         """The execution model's bars the policy is replayed on
-        (:func:`huracan.sizing.job.sizer_bars` with :attr:`backtest`; a bar whose next bar is
+        (:func:`huracan.sizing.data.sizer_bars` with :attr:`backtest`; a bar whose next bar is
         not known yet earns 0; ``fill=delay`` replays at the next open, no finer series being
         at hand), or None without :attr:`backtest` (close fill, :attr:`fee` only)."""
         if self.backtest is None:
             return None
-        from huracan.sizing.job import sizer_bars
+        from huracan.sizing.data import sizer_bars
 
         cfg = self.backtest
         if cfg.fill == "delay":
@@ -203,7 +203,7 @@ def load_policy(client: Any, run: Any, name: str, *, fee: float, threshold: floa
         ValueError: an unknown policy, or ``ppo`` without a run.
         mlflow.exceptions.MlflowException: the artifact cannot be downloaded.
     """
-    from huracan.sizing.job import POLICY_ARTIFACT
+    from huracan.sizing.data import POLICY_ARTIFACT
     from huracan.sizing.ppo import load_sizer
 
     sizer = None
@@ -234,7 +234,7 @@ def sizing_inputs(timestamps: pd.DatetimeIndex, forecast: np.ndarray, next_retur
         next_return: ``close_{t+1} / close_t - 1`` per bar (fraction; NaN, e.g. the latest bar
             or the bar before a gap, -> 0), ``(n,)``.
         candles: the candles (``timestamp, high, low, close``) for the next bar's intrabar
-            extremes (:func:`huracan.sizing.job.intrabar_returns`).
+            extremes (:func:`huracan.sizing.data.intrabar_returns`).
         timeframe: bar size.
         regimes: regime labels per bar (``low``/``normal``/``high``/``extreme``; others ->
             ``unknown``) for a policy observing them, else None.
@@ -245,7 +245,7 @@ def sizing_inputs(timestamps: pd.DatetimeIndex, forecast: np.ndarray, next_retur
     Raises:
         ValueError: misaligned lengths or a :class:`SizingData` check failing.
     """
-    from huracan.sizing.job import intrabar_returns, regime_onehot
+    from huracan.sizing.data import intrabar_returns, regime_onehot
 
     ts = pd.DatetimeIndex(timestamps)
     nxt = np.nan_to_num(np.asarray(next_return, dtype=np.float64))
@@ -338,11 +338,11 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         ValueError: an unknown policy; too few bars.
     """
     from huracan import stages
-    from huracan.pipeline import load_run_model, rebuild_features, run_settings
+    from huracan.rebuild import load_run_model, rebuild_features, run_settings
     from huracan.regime.live import load_detector
     from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.promotion import PRODUCTION, alias_version, registered_model_name
-    from huracan.sizing.job import load_funding, registered_sizer_name
+    from huracan.sizing.data import load_funding, registered_sizer_name
 
     if policy is not None and policy not in SERVABLE:
         raise ValueError(f"unknown policy {policy!r}; expected one of {SERVABLE}")

@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.models import infer_signature
 
-from huracan.models.base import Forecaster
 from huracan.secrets import mask_secrets, mask_url
-from huracan.tracking.pyfunc import ForecasterPyfunc, save_bundle
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
@@ -137,39 +133,3 @@ def pinned_requirements(distributions: tuple[str, ...]) -> list[str]:
         except PackageNotFoundError:
             pins.append(dist)
     return pins
-
-
-def log_model(estimator: Forecaster, scaler: Any, example: pd.DataFrame,
-              serving: tuple[Any, Any] | None = None) -> str:
-    """Log the scaler + estimator as a pyfunc model named ``model`` with a signature (inferred
-    from ``example`` and its prediction, made here); returns the model URI (``models:/m-...``).
-
-    ``serving`` = ``(spec, fitted rule)`` (:func:`huracan.serving.bundle.serving_bundle`) makes
-    the model answer raw candles too (:mod:`huracan.serving.raw`). The input schema still names
-    the feature columns (registry evaluation reads them), but it is marked as not enforced by
-    MLflow (``is_signature_from_type_hint``): the model checks its input itself, either form,
-    and MLflow's column enforcement would otherwise drop the candle columns. Consequence for
-    ``mlflow models serve``: requests wrap the table in ``{"inputs": ...}`` (see README).
-
-    No ``input_example`` is stored: MLflow would reload the model to validate it as a serving
-    input (0.5-0.7 s per Keras run), which the prediction above already checks; the signature
-    still names and types every input column."""
-    import warnings
-
-    spec, rule = serving if serving is not None else (None, None)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*An input example was not provided")
-        artifacts = save_bundle(estimator, scaler, Path(tmp), spec, rule)
-        X = scaler.transform(example[estimator.feature_names_].to_numpy(np.float64))
-        prediction = estimator.predict(X.astype(np.float32))
-        signature = infer_signature(example, prediction)
-        if spec is not None:
-            signature._is_signature_from_type_hint = True  # the model validates its input
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ForecasterPyfunc(),
-            artifacts=artifacts,
-            signature=signature,
-            pip_requirements=pinned_requirements(estimator.requirements),
-        )
-    return str(info.model_uri)

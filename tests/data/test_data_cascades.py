@@ -16,8 +16,8 @@ from huracan.data.cascades import (
     find_cascades,
     label_cascades,
 )
+from huracan.data.ingest import prepare_frame
 from huracan.data.liquidations import LiquidationCollector
-from huracan.db.ingest import prepare_frame
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 RULES = [DEFAULT_RULE,  # on the sample: one symbol (KDA) reaches 20 events; no $250k window

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-import huracan.data.cli as data_cli
+import huracan.cli.data as data_cli
 from huracan.alerts import Alert
 from huracan.data.lake import CandleLake
 from huracan.data.quality import QualityIssue
@@ -94,7 +94,7 @@ def logged_day(make_downloader, servers, engine, tmp_path, runner):
     """A day of real activity in data_quality_logs: BTC/USDT served by bybit after binance timed
     out (the window holds a real 2-hour outage, 2019-11-13 02:00-03:00); ETH/USDT degraded; SOL/USDT
     downloaded the day before but not today."""
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
 
     sink = DbQualitySink(engine)
     earlier = (datetime.now(UTC) - timedelta(days=2)).isoformat()

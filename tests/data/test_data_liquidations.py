@@ -200,7 +200,7 @@ def test_cli_collects_from_the_stream(monkeypatch, liquidation_events, binance_p
     from typer.testing import CliRunner
 
     import huracan.data.liquidations as liq_mod
-    from huracan.data.cli import download_app
+    from huracan.cli.data import download_app
 
     messages = [force_order(r) for r in liquidation_events.itertuples(index=False)]
     batches = replay(binance_pro, messages, per_batch=50)

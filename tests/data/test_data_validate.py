@@ -10,7 +10,7 @@ import pytest
 from data_paths import FUNDING, LIQUIDATIONS, OPEN_INTEREST, SHARED, SPOT_1H, XRP_FUNDING
 from typer.testing import CliRunner
 
-from huracan.data.cli import validate_app
+from huracan.cli.data import validate_app
 from huracan.data.ohlcv import DataValidationError, Gap
 from huracan.data.validate import (
     EXPECTATIONS_DIR,
@@ -274,7 +274,7 @@ def test_validate_for_training(candles, runner, sink):
 def test_findings_go_to_data_quality_logs(candles, runner, engine):
     from sqlalchemy import select
 
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
     from huracan.db.tables import DataQualityLog
 
     report = validate_frame(_high_below_low(candles), "ohlcv", source="f.parquet",

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from huracan.cli.lake import lake_app
 from huracan.data.lake import CandleLake
-from huracan.data.lake_cli import lake_app
 from huracan.data.lake_import import import_candles
 from huracan.data.ohlcv import DataValidationError
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import text
 
-from huracan.data import cli as data_cli
+from huracan.data import sources
 from huracan.data.lake import CandleLake
 from huracan.orchestration.steps import NightSettings, step_download
 
@@ -30,7 +30,7 @@ def _settings(tmp_path, engine, **kw) -> NightSettings:
 
 @pytest.fixture
 def stubbed(monkeypatch, make_downloader):
-    monkeypatch.setattr(data_cli, "make_downloader", lambda sink: make_downloader(sink=sink)[0])
+    monkeypatch.setattr(sources, "make_downloader", lambda sink: make_downloader(sink=sink)[0])
 
 
 def test_online_download_fills_lake_and_store_then_only_what_is_new(stubbed, engine, tmp_path):

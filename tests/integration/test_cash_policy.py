@@ -205,10 +205,10 @@ def test_registry_rollback_to_cash_show_monitor_history_as_commands(store, engin
 def test_in_process_readers_of_a_cash_production_answer_flat(store, engine):
     from huracan.analysis.drift import resolve_version
     from huracan.regime.live import select
+    from huracan.serving.pyfunc import _production_sizer
     from huracan.serving.raw import ServingSpec
     from huracan.sizing.job import SizerError, SizerSettings, forecaster_run
     from huracan.sizing.serve import suggest
-    from huracan.tracking.pyfunc import _production_sizer
 
     client, _, symbol, name, (v1, _) = store
     _promote(client, engine, v1, None, name)

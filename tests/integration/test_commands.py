@@ -144,10 +144,10 @@ def test_registry_show_of_an_unknown_model_exits_2_naming_the_registered_ones(tm
 
 
 #: every module that runs a Typer app, and the `huracan` console script's own module
-TYPER_MODULES = ["huracan.cli", "huracan.data.cli", "huracan.data.lake_cli",
-                 "huracan.data.cascades_cli", "huracan.db.cli", "huracan.analysis.cli",
-                 "huracan.analysis.drift_cli", "huracan.orchestration.cli",
-                 "huracan.registry.cli", "huracan.sizing.cli", "huracan.regime.cli"]
+TYPER_MODULES = ["huracan.cli", "huracan.cli.data", "huracan.cli.lake",
+                 "huracan.cli.liquidations", "huracan.cli.db", "huracan.cli.features",
+                 "huracan.cli.drift", "huracan.cli.nightly",
+                 "huracan.cli.registry", "huracan.cli.size", "huracan.cli.select"]
 
 
 @pytest.mark.parametrize("module", [*TYPER_MODULES, "huracan.data.validate"])

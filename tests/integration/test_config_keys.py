@@ -178,7 +178,7 @@ def test_a_run_logged_with_an_old_config_shape_is_read(tmp_path):
     features analyze, drift and the sizer read it."""
     from mlflow import MlflowClient
 
-    from huracan.pipeline import run_settings
+    from huracan.rebuild import run_settings
     from huracan.tracking.run import configure, default_tracking_uri
 
     logged = yaml.safe_load(LOGGED.read_text())

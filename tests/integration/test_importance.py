@@ -15,8 +15,8 @@ from omegaconf import open_dict
 from typer.testing import CliRunner
 
 from huracan.analysis.analyzer import analyze_job
-from huracan.analysis.cli import features_app
 from huracan.analysis.importance_store import latest_top_features, ranking_history, run_ranking
+from huracan.cli.features import features_app
 from huracan.db import migrate
 from huracan.db.session import make_engine
 from huracan.evaluation.importance import AGGREGATE

@@ -72,8 +72,8 @@ def seed_liquidation_store(tmp: Path) -> None:
     (1 ms apart, USD split evenly, price = the close of the hour before), so both the event
     count and the USD of the cascade rule are kept.
     """
+    from huracan.data.ingest import ingest_file
     from huracan.db import migrate
-    from huracan.db.ingest import ingest_file
     from huracan.db.session import make_engine
 
     shared = Path(shared_data_root())

@@ -53,7 +53,7 @@ def served(tmp_path_factory, sample_path):
 
 
 def test_raw_candles_give_the_feature_path_forecasts_and_the_version(served):
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
 
     res, client, model, candles, _ = served
     out = model.predict(candles)

@@ -22,12 +22,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from huracan.callbacks.gate import best_candidates
 from huracan.cli import app
 from huracan.db import migrate
 from huracan.db.session import make_engine
 from huracan.evaluation.evidence import CASH
 from huracan.registry import events
-from huracan.registry.callback import best_candidates
 from huracan.registry.cash import is_cash
 from huracan.registry.evaluate import load_window, score_model
 from huracan.registry.gate import decide

@@ -18,13 +18,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from huracan.tracking.callbacks import (
-    SweepRun,
-    format_table,
-    read_results,
-    summary_frame,
-    write_result,
-)
+from huracan.callbacks.sweep import SweepRun, format_table, summary_frame
+from huracan.tracking.results import read_results, write_result
 from huracan.tracking.run import configure, default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +138,7 @@ def test_the_summary_shows_net_sharpe_and_breakeven_beside_buy_and_hold_and_cash
 def test_the_floor_line_applies_the_cash_rule_of_every_decision():
     """A positive return without the PSR the floor demands does not beat cash (the rule of
     :func:`huracan.evaluation.evidence.beats_cash`), and the bar is the setting's."""
-    from huracan.tracking.callbacks import floor_line
+    from huracan.callbacks.sweep import floor_line
 
     lucky = _job(0, "lightgbm", 0.9, 0.02, 3.0, psr=0.7)
     steady = _job(1, "xgboost", 1.8, 0.05, 9.0, psr=0.97)

@@ -23,9 +23,9 @@ from runners import run_module
 
 from huracan.data.ohlcv import load_ohlcv
 from huracan.serving import OUTPUT_COLUMNS
+from huracan.serving.pyfunc import _production_sizer
 from huracan.sizing.env import SizingData, forecast_volatility
 from huracan.sizing.serve import ReplayPolicy, load_policy, replay, sizing_inputs
-from huracan.tracking.pyfunc import _production_sizer
 from huracan.tracking.run import default_tracking_uri
 
 NAME = "huracan-BTCUSDT-1h"
@@ -78,7 +78,7 @@ def _serve_with(client: MlflowClient, sv, fv, policy: str | None):
 def _direct_replay(client, sv, model, candles: pd.DataFrame, out: pd.DataFrame,
                    policy: str) -> pd.DataFrame:
     """The policy replayed straight through :mod:`huracan.sizing.serve` over the answered bars."""
-    from huracan.pipeline import run_settings
+    from huracan.rebuild import run_settings
 
     spec = model.unwrap_python_model().spec
     settings = run_settings(client, spec.run_id)

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 from huracan.cli import app
 from huracan.db.session import make_engine
 from huracan.registry import events
+from huracan.sizing.data import sizing_frame
 from huracan.sizing.env import SizingEnv
-from huracan.sizing.job import POLICIES, SizingData, sizing_frame
+from huracan.sizing.job import POLICIES, SizingData
 from huracan.sizing.ppo import load_sizer
 from huracan.tracking.run import default_tracking_uri
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from huracan.data.ingest import PreparedBatch, ingest_file, load_batch, prepare_file, prepare_frame
 from huracan.db import migrate
-from huracan.db.ingest import PreparedBatch, ingest_file, load_batch, prepare_file, prepare_frame
 from huracan.db.session import make_engine
 from huracan.db.tables import DataQualityLog, Liquidation, OpenInterest
 from huracan.db.upsert import loader_engine, upsert_frame

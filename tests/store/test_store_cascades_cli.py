@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from huracan.data.cascades_cli import liquidations_app
+from huracan.cli.db import ingest_app
+from huracan.cli.liquidations import liquidations_app
+from huracan.data.ingest import ingest_file
 from huracan.db import migrate
-from huracan.db.cli import ingest_app
-from huracan.db.ingest import ingest_file
 from huracan.db.session import make_engine
 from huracan.db.tables import Liquidation
 

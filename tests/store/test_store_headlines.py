@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from huracan.config import shared_data_root
-from huracan.db.ingest import FEAR_GREED_SOURCE, VADER_SOURCE, ingest_file
+from huracan.data.ingest import FEAR_GREED_SOURCE, VADER_SOURCE, ingest_file
 from huracan.db.queries import sentiment_frame
 
 SHARED_DATA = Path(shared_data_root())

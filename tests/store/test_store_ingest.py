@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from huracan.data.ingest import PreparedBatch, ingest_file, load_batch, prepare_file
 from huracan.data.ohlcv import DataValidationError, load_ohlcv
-from huracan.db.ingest import PreparedBatch, ingest_file, load_batch, prepare_file
-from huracan.db.quality import DbQualitySink
+from huracan.data.quality_db import DbQualitySink
 from huracan.db.tables import DataQualityLog, FundingRate, Liquidation
 
 

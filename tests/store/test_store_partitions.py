@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, text
 
-from huracan.db.ingest import ingest_file
+from huracan.data.ingest import ingest_file
 from huracan.db.partitions import ensure_liquidation_partitions, existing_partitions
 from huracan.db.queries import liquidation_frame
 from huracan.db.tables import Liquidation

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from huracan.data.ingest import ingest_file
 from huracan.data.quality import QualityIssue
-from huracan.db.ingest import ingest_file
-from huracan.db.quality import DbQualitySink
+from huracan.data.quality_db import DbQualitySink
 from huracan.db.queries import (
     funding_frame,
     liquidation_frame,

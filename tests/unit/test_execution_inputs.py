@@ -85,8 +85,8 @@ def test_a_delay_fill_runs_on_the_finer_series(hourly):
 
 @pytest.mark.skipif(not FUNDING.exists(), reason=f"{FUNDING} not found (../shared/data)")
 def test_funding_auto_reads_a_perpetuals_settlements_from_the_brain_store(tmp_path):
+    from huracan.data.ingest import ingest_file
     from huracan.db import migrate
-    from huracan.db.ingest import ingest_file
     from huracan.db.session import make_engine
 
     candles = pd.read_parquet(PERP_1H)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from huracan.callbacks.sweep import install_log_masking
 from huracan.secrets import is_secret_key, mask_secrets, mask_text, mask_url
-from huracan.tracking.callbacks import install_log_masking
 
 
 def test_url_passwords_are_masked_also_as_hydra_prints_them():

@@ -287,7 +287,7 @@ def test_selection_min_trades_reaches_the_rule_and_the_regimes():
     cfg = _compose("train", "selection.min_trades=7", "rule=validated_threshold")
     s = JobSettings.from_dict(cfg)
     assert s.selection.min_trades == s.regime.min_trades == s.make_rule().min_trades == 7
-    from huracan.tracking.callbacks import _selection_settings
+    from huracan.callbacks.sweep import _selection_settings
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -296,13 +296,13 @@ def test_selection_min_trades_reaches_the_rule_and_the_regimes():
 
 
 def test_code_defaults_read_the_one_home():
+    from huracan.callbacks.sweep import SweepRun
     from huracan.evaluation.evidence import pbo
     from huracan.evaluation.execution import bars_of_returns, close_bars
     from huracan.regime.jobs import walk_forward_switching
     from huracan.regime.live import select
     from huracan.regime.selection import select_per_regime
     from huracan.sizing.env import EnvConfig
-    from huracan.tracking.callbacks import SweepRun
 
     def default(fn, name):
         return inspect.signature(fn).parameters[name].default
@@ -316,7 +316,8 @@ def test_code_defaults_read_the_one_home():
             default(bars_of_returns, "fee")} == {BacktestConfig().fee}
 
 
-_HOMES = {"min_trades": ("huracan/settings.py", 30), "pbo_splits": ("huracan/settings.py", 16),
+_HOMES = {"min_trades": ("huracan/evaluation/selection.py", 30),
+          "pbo_splits": ("huracan/evaluation/selection.py", 16),
           "n_splits": ("huracan/settings.py", 16), "fee": ("huracan/evaluation/backtest.py", 4e-4)}
 
 

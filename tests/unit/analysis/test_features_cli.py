@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from typer.testing import CliRunner
 
-from huracan.analysis.cli import features_app
 from huracan.analysis.importance_store import store_rankings
+from huracan.cli.features import features_app
 from huracan.evaluation.importance import rank_table
 
 FEATURES = ["ret_1", "ret_3", "rsi_14", "rv_12", "vol_z_24", "macd"]

@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from huracan.data.ohlcv import DataValidationError
-from huracan.db.ingest import (
+from huracan.data.ingest import (
     infer_from_filename,
     normalize_symbol,
     prepare_frame,
 )
+from huracan.data.ohlcv import DataValidationError
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

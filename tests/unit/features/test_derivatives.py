@@ -278,7 +278,7 @@ def test_open_interest_rules():
 
 def test_load_sources_from_the_store_matches_the_files(engine, tmp_path):
     need(BTC_FUNDING, BTC_OI, FEAR_GREED, SPOT_1H)
-    from huracan.db.ingest import ingest_file
+    from huracan.data.ingest import ingest_file
 
     ingest_file(engine, "funding", BTC_FUNDING)
     ingest_file(engine, "open-interest", BTC_OI, exchange="aggregate", symbol="BTC/USDT")

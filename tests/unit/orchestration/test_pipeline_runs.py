@@ -94,7 +94,7 @@ def test_last_finished_across_nights(store, engine):
 def test_status_and_list_commands(store, engine):
     from typer.testing import CliRunner
 
-    from huracan.orchestration.cli import nightly_app
+    from huracan.cli.nightly import nightly_app
 
     runner = CliRunner()
     url = str(engine.url)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from huracan.callbacks.gate import GATE_FILE, RegistryGate
 from huracan.db.session import make_engine
 from huracan.registry import events
-from huracan.registry.callback import GATE_FILE, RegistryGate
 
 
 def _result(symbol: str, run: str, trades: int) -> dict:
@@ -53,7 +53,7 @@ def test_store_trials_counts_every_training_job_and_tuning_trial_of_the_symbol(t
 
     from mlflow.tracking import MlflowClient
 
-    from huracan.registry.callback import store_trials
+    from huracan.callbacks.gate import store_trials
     from huracan.tracking.run import default_tracking_uri
 
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))

@@ -9,11 +9,8 @@ import pytest
 
 from huracan.evaluation.backtest import BacktestConfig
 from huracan.sizing.baselines import evaluate_baselines, flat
-from huracan.sizing.env import EnvConfig, SizingData
-from huracan.sizing.job import (
+from huracan.sizing.data import (
     REGIME_COLUMNS,
-    SizerSettings,
-    cash_floor,
     intrabar_returns,
     oos_rows,
     regime_onehot,
@@ -21,6 +18,8 @@ from huracan.sizing.job import (
     sizer_bars,
     sizing_frame,
 )
+from huracan.sizing.env import EnvConfig, SizingData
+from huracan.sizing.job import SizerSettings, cash_floor
 
 TS = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC")
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from huracan.db.cli import DbUrl, _engine, _fail
+from huracan.cli.db import DbUrl, _engine, _fail
 
 nightly_app = typer.Typer(help="The nightly pipeline's record (pipeline_runs); run a night with "
                           "python -m huracan.nightly.", no_args_is_help=True)

@@ -13,16 +13,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 
-from huracan.analysis.cli import features_app
-from huracan.analysis.drift_cli import drift_app
-from huracan.data.cascades_cli import liquidations_app
-from huracan.data.cli import download_app, quality_app, validate_app
-from huracan.data.lake_cli import lake_app
-from huracan.db.cli import db_app, ingest_app
-from huracan.orchestration.cli import nightly_app
-from huracan.regime.cli import select_command
-from huracan.registry.cli import registry_app
-from huracan.sizing.cli import size_command
+from huracan.cli.data import download_app, quality_app, validate_app
+from huracan.cli.db import db_app, ingest_app
+from huracan.cli.drift import drift_app
+from huracan.cli.features import features_app
+from huracan.cli.lake import lake_app
+from huracan.cli.liquidations import liquidations_app
+from huracan.cli.nightly import nightly_app
+from huracan.cli.registry import registry_app
+from huracan.cli.select import select_command
+from huracan.cli.size import size_command
 
 app = typer.Typer(
     name="huracan",

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from huracan.alerts import notifier_from_env
-from huracan.db.cli import DbUrl, _engine, _fail
+from huracan.cli.db import DbUrl, _engine, _fail
 from huracan.registry import events
 
 registry_app = typer.Typer(help="Model registry: versions, decisions, rollback, monitoring.",
@@ -224,7 +224,7 @@ def monitor(
     failed drift check is reported and alerted, and the performance check still runs."""
     from huracan.data.ohlcv import DataValidationError, bars_per_year
     from huracan.evaluation.evidence import CASH
-    from huracan.pipeline import rebuild_features, run_settings
+    from huracan.rebuild import rebuild_features, run_settings
     from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
     from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version, seen_until

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from huracan.db.cli import _fail
-from huracan.registry.cli import TrackingUri, _client
+from huracan.cli.db import _fail
+from huracan.cli.registry import TrackingUri, _client
 
 
 def size_command(

@@ -21,11 +21,11 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
+from huracan.cli.db import DbUrl, _engine, _fail, cascade_rule
 from huracan.data.cascades import CascadeRule, find_cascades
+from huracan.data.ingest import normalize_symbol
 from huracan.data.quality_report import parse_since
 from huracan.db import migrate
-from huracan.db.cli import DbUrl, _engine, _fail, cascade_rule
-from huracan.db.ingest import normalize_symbol
 from huracan.db.queries import liquidation_frame
 
 liquidations_app = typer.Typer(help="Liquidations in the brain store: cascades.",

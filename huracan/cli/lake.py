@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from huracan.data.cli import (  # the data commands' shared option types and helpers
+from huracan.cli.data import (  # the data commands' shared option types and helpers
     DEFAULT_LAKE,
     LAKE_ENV,
     MAX_LISTED,

@@ -16,9 +16,9 @@ import pandas as pd
 import typer
 
 from huracan.alerts import notifier_from_env
+from huracan.cli.db import DbUrl, _engine, _fail
+from huracan.cli.registry import TrackingUri, _client
 from huracan.db import migrate
-from huracan.db.cli import DbUrl, _engine, _fail
-from huracan.registry.cli import TrackingUri, _client
 
 features_app = typer.Typer(help="Feature importance: analyse runs, top features, ranking trends.",
                            no_args_is_help=True)

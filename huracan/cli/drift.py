@@ -22,9 +22,9 @@ from typing import Annotated, Any
 import typer
 
 from huracan.alerts import notifier_from_env
+from huracan.cli.db import DbUrl, _engine, _fail
+from huracan.cli.registry import TrackingUri, _client
 from huracan.db import migrate
-from huracan.db.cli import DbUrl, _engine, _fail
-from huracan.registry.cli import TrackingUri, _client
 
 #: exit code of ``drift report`` when the share of drifted features reaches the threshold
 EXIT_DRIFT = 4
@@ -109,7 +109,7 @@ def report(
             raise _fail(f"{name}: {str(exc).splitlines()[0]}", 1) from None
     rep = res.report
     if as_json:
-        from huracan.db.quality import json_safe
+        from huracan.data.quality_db import json_safe
 
         typer.echo(json.dumps(json_safe({
             **rep.as_dict(), "model": res.model_name, "version": res.version,

@@ -39,12 +39,11 @@ from huracan.data.ohlcv import DataValidationError, timeframe_to_timedelta
 from huracan.data.quality import QualitySink
 from huracan.data.sources import (
     DEFAULT_EXCHANGES,
-    Downloader,
     DownloadResult,
     Market,
     download_derivatives,
     download_ohlcv,
-    make_exchange,
+    make_downloader,
 )
 from huracan.data.validate import SuiteRunner, ValidationConfig, validate_file
 
@@ -141,14 +140,9 @@ def _engine(db_url: str | None, *, require_schema: bool = True) -> Iterator[Engi
 
 
 def _sink(engine: Engine) -> QualitySink:
-    from huracan.db.quality import DbQualitySink
+    from huracan.data.quality_db import DbQualitySink
 
     return DbQualitySink(engine)
-
-
-def make_downloader(sink: QualitySink | None) -> Downloader:
-    """The Downloader the commands use (tests replace this function to stub the exchanges)."""
-    return Downloader(DEFAULT_EXCHANGES, factory=make_exchange, sink=sink)
 
 
 def _print_result(result: DownloadResult) -> None:

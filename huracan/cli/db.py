@@ -18,9 +18,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from huracan.data.cascades import CascadeRule
+from huracan.data.ingest import IngestReport, ingest_file
 from huracan.data.ohlcv import DataValidationError
 from huracan.db import migrate
-from huracan.db.ingest import IngestReport, ingest_file
 from huracan.db.session import DatabaseURLError, make_engine, resolve_url, safe_url
 from huracan.secrets import mask_url
 

@@ -1,0 +1,5 @@
+"""``python -m huracan.cli``: the ``huracan`` console script."""
+
+from huracan.cli.app import app
+
+app()

@@ -153,3 +153,20 @@ def test_tune_study_of_two_trials(tmp_path, tiny):
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials"] == 2
     # a preset is written exactly when the best trial beats cash on validation
     assert (out["preset"] is not None) == (parent.data.metrics["best_val_beats_cash"] == 1.0)
+
+
+@pytest.mark.parametrize(("app", "what"), [
+    ("train", "train forecasters"), ("tune", "an Optuna study"),
+    ("sizer", "train the PPO position sizer"), ("nightly", "the nightly pipeline")])
+def test_hydra_app_help_in_process(app, what, monkeypatch, capsys):
+    """Each Hydra entry point's ``main`` composes its config and prints its help (the slow tier
+    runs the same as commands: tests/integration/test_commands.py)."""
+    import importlib
+
+    module = importlib.import_module(f"huracan.{app}")
+    monkeypatch.setattr("sys.argv", [f"huracan.{app}", "--help"])
+    with pytest.raises(SystemExit) as info:
+        module.main()
+    assert info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith(f"huracan.{app}: {what}") and "== Config ==" in out

@@ -12,6 +12,7 @@ what is checked, not lines.
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -43,10 +44,11 @@ def track_loader_executions() -> None:
 
 
 def package_files(package: Path = PACKAGE) -> set[str]:
-    """Every ``.py`` source file of the package, as paths relative to its parent
-    (``huracan/db/migrate.py``)."""
+    """Every ``.py`` source file of the package that has a statement to run, as paths relative
+    to its parent (``huracan/db/migrate.py``); an empty file (such as the ``__init__.py`` of the
+    migrations folder, which Alembic never imports) has nothing to touch and is left out."""
     return {p.relative_to(package.parent).as_posix() for p in package.rglob("*.py")
-            if "__pycache__" not in p.parts}
+            if "__pycache__" not in p.parts and ast.parse(p.read_text()).body}
 
 
 def imported_files(package: Path = PACKAGE, modules: dict | None = None,

@@ -127,8 +127,9 @@ def test_sizer_job_trains_ppo_on_a_walk_forward_forecaster(tmp_path, tiny):
     cfg = _compose("sizer", tmp_path, f"data.path={tiny}", f"sizer.forecaster_run={fc.run_id}",
                    "sizer.funding=none", "sizer.total_timesteps=128", "sizer.eval_every=64",
                    "sizer.ppo.n_steps=64", "sizer.ppo.batch_size=32", "sizer.ppo.n_epochs=1",
-                   "sizer.episode_bars=48", "sizer.register=false")
+                   "sizer.episode_bars=48")
     out = run_sizer_job(cfg)
+    assert out["decision"] is not None  # the sizer went through its gate
     assert set(out["test"]) >= set(POLICIES)
     assert out["rows"]["train"] > 0 and out["rows"]["test"] > 0
     run = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns")).get_run(

@@ -119,23 +119,34 @@ def test_logged_pyfunc_predicts_raw_candles_as_the_run_backtested(trained, tiny)
 
 
 def test_sizer_job_trains_ppo_on_a_walk_forward_forecaster(tmp_path, tiny):
-    from huracan.sizing.job import POLICIES, run_sizer_job
+    from huracan import sizer
+    from huracan.sizing.job import POLICIES, registered_sizer_name
 
     fc = _train(tmp_path, tiny, "split=walk_forward", "split.train_bars=15d",
                 "split.val_bars=3d", "split.step_bars=4d", "registry.enabled=false",
                 "importance.enabled=false")
-    cfg = _compose("sizer", tmp_path, f"data.path={tiny}", f"sizer.forecaster_run={fc.run_id}",
-                   "sizer.funding=none", "sizer.total_timesteps=128", "sizer.eval_every=64",
-                   "sizer.ppo.n_steps=64", "sizer.ppo.batch_size=32", "sizer.ppo.n_epochs=1",
-                   "sizer.episode_bars=48")
-    out = run_sizer_job(cfg)
-    assert out["decision"] is not None  # the sizer went through its gate
-    assert set(out["test"]) >= set(POLICIES)
-    assert out["rows"]["train"] > 0 and out["rows"]["test"] > 0
-    run = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns")).get_run(
-        out["run_id"])
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("sizer", overrides=[
+            f"tracking.store_dir={tmp_path / 'mlruns'}", "tracking.tracking_uri=null",
+            f"db.url=sqlite:///{tmp_path / 'brain.db'}", f"data.path={tiny}",
+            f"sizer.forecaster_run={fc.run_id}", "sizer.funding=none",
+            "sizer.total_timesteps=128", "sizer.eval_every=64", "sizer.ppo.n_steps=64",
+            "sizer.ppo.batch_size=32", "sizer.ppo.n_epochs=1", "sizer.episode_bars=48"])
+    score = sizer.main(cfg)  # the Hydra task itself, given its config (no Hydra run)
+    assert isinstance(score, float)
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
+    exp = client.get_experiment_by_name("huracan")
+    [run] = [r for r in client.search_runs([exp.experiment_id])
+             if r.data.tags.get("huracan.role") == "sizer"]
     assert run.data.tags["forecaster_run_id"] == fc.run_id
-    assert run.data.tags["serve_policy"] == out["serve"]
+    assert run.data.tags["serve_policy"] in (*POLICIES, "flat")
+    # registered through the sizer's gate: the decision is in the brain store
+    engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
+    try:
+        assert events.history(engine, registered_sizer_name("BTC/USDT", "1h"))
+    finally:
+        engine.dispose()
 
 
 def test_tune_study_of_two_trials(tmp_path, tiny):
@@ -155,19 +166,3 @@ def test_tune_study_of_two_trials(tmp_path, tiny):
     # a preset is written exactly when the best trial beats cash on validation
     assert (out["preset"] is not None) == (parent.data.metrics["best_val_beats_cash"] == 1.0)
 
-
-@pytest.mark.parametrize(("app", "what"), [
-    ("train", "train forecasters"), ("tune", "an Optuna study"),
-    ("sizer", "train the PPO position sizer"), ("nightly", "the nightly pipeline")])
-def test_hydra_app_help_in_process(app, what, monkeypatch, capsys):
-    """Each Hydra entry point's ``main`` composes its config and prints its help (the slow tier
-    runs the same as commands: tests/integration/test_commands.py)."""
-    import importlib
-
-    module = importlib.import_module(f"huracan.{app}")
-    monkeypatch.setattr("sys.argv", [f"huracan.{app}", "--help"])
-    with pytest.raises(SystemExit) as info:
-        module.main()
-    assert info.value.code in (0, None)
-    out = capsys.readouterr().out
-    assert out.startswith(f"huracan.{app}: {what}") and "== Config ==" in out

@@ -20,12 +20,15 @@ $(STAMP): pyproject.toml requirements-lock.txt
 train: $(STAMP)
 	$(PY) -m huracan.train model=$(ZOO) -m
 
-# Two test tiers. `make test`: the fast tier (every test not marked slow, under 5 min on 2 cores),
+# Two test tiers. `make test`: the fast tier (every test not marked slow), in TEST_WORKERS
+# pytest-xdist processes (one test file per worker at a time: module fixtures are built once),
 # which must import every module of huracan/ (--check-imports, tests/tier_imports.py).
-# `make test-all`: everything. `make test-slow`: only the slow tier (CI, after `make test`).
-# PYTEST_ARGS adds options, e.g. PYTEST_ARGS="-n 2 --dist loadfile" (pytest-xdist).
+# `make test-all`: everything, serially. `make test-slow`: only the slow tier (CI, after
+# `make test`). PYTEST_ARGS adds options; TEST_WORKERS=0 runs the fast tier serially.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" --check-imports $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --check-imports -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ZOO    ?= lightgbm,xgboost,lstm,cnn,transformer
 
-.PHONY: setup train test lint docs docs-build benchmark bench-store bench-walkforward bench-execution bench-nightly nightly mlflow-ui clean
+.PHONY: setup train test test-all test-slow lint docs docs-build benchmark bench-store bench-walkforward bench-execution bench-nightly nightly mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,21 @@ $(STAMP): pyproject.toml requirements-lock.txt
 train: $(STAMP)
 	$(PY) -m huracan.train model=$(ZOO) -m
 
+# Two test tiers. `make test`: the fast tier (every test not marked slow), in TEST_WORKERS
+# pytest-xdist processes (one test file per worker at a time: module fixtures are built once),
+# which must import every module of huracan/ (--check-imports, tests/tier_imports.py).
+# `make test-all`: everything, serially. `make test-slow`: only the slow tier (CI, after
+# `make test`). PYTEST_ARGS adds options; TEST_WORKERS=0 runs the fast tier serially.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow" --check-imports -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check huracan tests benchmarks

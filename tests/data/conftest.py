@@ -119,13 +119,15 @@ def make_downloader(servers) -> Callable[..., tuple[Downloader, SleepRecorder]]:
 
 
 @pytest.fixture
-def engine(tmp_path) -> Iterator[Engine]:
-    """A fresh SQLite brain store at the head revision."""
-    from huracan.db import migrate
+def engine(tmp_path, sqlite_template) -> Iterator[Engine]:
+    """A fresh SQLite brain store at the head revision (a copy of the session's migrated
+    template, tests/conftest.py)."""
+    import shutil
+
     from huracan.db.session import make_engine
 
+    shutil.copyfile(sqlite_template, tmp_path / "brain.db")
     eng = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
-    migrate.upgrade(eng)
     yield eng
     eng.dispose()
 

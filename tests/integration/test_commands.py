@@ -20,6 +20,8 @@ from sqlalchemy import create_engine, inspect
 from huracan.db.migrate import head_revision
 from huracan.tracking.run import default_tracking_uri
 
+pytestmark = pytest.mark.slow  # commands: subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55"
 #: MLflow's own INFO lines when it creates a fresh SQLite store (its logger, on stderr)

@@ -117,6 +117,7 @@ WF_KNOWN = ("_target_, embargo, expanding, n_jobs, oos_end, oos_start, step_bars
             "val_bars")
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_train_refuses_a_misspelt_override(train_cli, tmp_path):
     proc = train_cli(["split=walk_forward", "+split.trian_bars=30d"], tmp_path)
     line = _one_line(proc, "split.trian_bars", "split", WF_KNOWN)
@@ -124,6 +125,7 @@ def test_train_refuses_a_misspelt_override(train_cli, tmp_path):
     assert not (tmp_path / "mlruns").exists()  # refused before any MLflow run was opened
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_train_refuses_a_preset_with_a_misspelt_key(train_cli, tmp_path):
     # a shipped preset copied with one typo into a directory added to Hydra's search path
     src = (experiments_dir() / "walkforward_btc_1h.yaml").read_text()
@@ -141,6 +143,7 @@ def test_train_refuses_a_preset_with_a_misspelt_key(train_cli, tmp_path):
     _one_line(proc, "split.trian_bars", "split", WF_KNOWN)
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_tune_and_sizer_refuse_a_misspelt_key_in_one_line(tmp_path):
     proc = run_module("huracan.tune", ["+tune.n_trails=3", f"hydra.run.dir={tmp_path / 'h1'}"],
                       tmp_path, timeout=300)
@@ -157,6 +160,7 @@ def test_tune_and_sizer_refuse_a_misspelt_key_in_one_line(tmp_path):
     assert not (tmp_path / "mlruns").exists()  # refused before any run was opened
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_nightly_refuses_a_misspelt_key_before_any_work(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "huracan.nightly", "experiment=nightly/sample",

@@ -23,6 +23,7 @@ def _stderr_lines(proc) -> list[str]:
     return [ln for ln in proc.stderr.splitlines() if ln.strip() and not MLFLOW_INFO.match(ln)]
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_a_delay_fill_without_a_finer_series_fails_in_one_line(tmp_path, sample_path, train_cli,
                                                                monkeypatch):
     hourly, _ = load_ohlcv(sample_path, "1h")

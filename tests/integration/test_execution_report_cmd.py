@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import execution_report as er  # noqa: E402
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_quick_report_runs_as_a_command(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "execution_report.py"),

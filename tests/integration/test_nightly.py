@@ -140,14 +140,20 @@ def test_killed_night_resumes(tmp_path, edge_sample_path):
                             start_new_session=True)
     sweep = tmp_path / "work" / NIGHT / "BTC-USDT" / "train-1"
 
-    def training() -> bool:  # the sweep's job is under way (its MLflow run is open)
+    def training() -> bool:  # the sweep's job is under way: its MLflow run is open
         rows = _rows(tmp_path)
         running = rows[(rows.step == "train") & (rows.status == "running")]
-        return len(running) == 1 and any(sweep.glob("*/.hydra"))
+        if len(running) != 1 or not any(sweep.glob("*/.hydra")):
+            return False
+        try:  # the store may be mid-creation: not ready yet
+            runs = _all_runs(tmp_path)
+        except Exception:
+            return False
+        return any(r.info.status == "RUNNING" and "mlflow.parentRunId" in r.data.tags
+                   for r in runs)
 
     try:
-        _wait_for(training, 300, "the train step to start its job")
-        time.sleep(3)
+        _wait_for(training, 300, "the train step's job to open its MLflow run")
         os.killpg(proc.pid, signal.SIGKILL)  # the night and its training process, mid-step
         proc.wait(timeout=30)
     finally:

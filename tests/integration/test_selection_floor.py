@@ -38,6 +38,7 @@ def _runs(tmp: Path) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- commands
+@pytest.mark.slow  # a command: a subprocess
 def test_train_refuses_a_test_objective_in_one_line(tmp_path, train_cli):
     proc = train_cli(["objective=test_sharpe"], tmp_path, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -50,6 +51,7 @@ def test_train_refuses_a_test_objective_in_one_line(tmp_path, train_cli):
     assert _runs(tmp_path) == []  # refused before any run was opened
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_a_sweep_with_a_test_objective_fails_every_job_naming_the_rule(tmp_path, train_cli):
     proc = train_cli(["objective=test_sharpe,test_composite_score", "-m"], tmp_path,
                      timeout=300)
@@ -64,6 +66,7 @@ def test_a_sweep_with_a_test_objective_fails_every_job_naming_the_rule(tmp_path,
     assert runs[0].info.status == "FAILED"
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_tune_refuses_a_test_objective_with_the_same_rule(tmp_path):
     cmd = [sys.executable, "-m", "huracan.tune", "objective=test_total_return",
            f"tracking.store_dir={tmp_path / 'mlruns'}", f"db.url=sqlite:///{tmp_path / 'b.db'}",

@@ -88,6 +88,7 @@ def _tables(url: str) -> list[str]:
         engine.dispose()
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_features_top_on_an_unmigrated_store_says_to_run_db_upgrade(db_url):
     """As a command: one line naming the command to run, no driver error (SQLite's ``no such
     table``, psycopg2's ``UndefinedTable``), and nothing created in the database."""
@@ -142,6 +143,7 @@ def test_printed_urls_and_errors_are_masked():
     assert res.exit_code == 2 and SECRET not in res.output
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_console_script_runs(tmp_path):
     script = Path(sys.executable).parent / "huracan"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "huracan.cli"]

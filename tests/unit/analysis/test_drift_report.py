@@ -71,6 +71,7 @@ def test_january_june_vs_july_september_on_the_shipped_sample(sample_report, fs_
           f"({rep.n_drifted}/{rep.n_features}): {rep.drifted_features}")
 
 
+@pytest.mark.slow  # another full Evidently report (seconds)
 def test_a_window_against_itself_finds_no_drift(fs_2024, halves):
     ref, _ = halves
     rep = drift_report(ref, ref.copy(), fs_2024.feature_names, target_col="label")
@@ -79,6 +80,7 @@ def test_a_window_against_itself_finds_no_drift(fs_2024, halves):
     assert rep.target is not None and not rep.target.drifted
 
 
+@pytest.mark.slow  # another full Evidently report (seconds)
 def test_the_2018_crash_months_are_flagged_against_2024(candles_1h, fs_2024, halves):
     ts = pd.to_datetime(candles_1h["timestamp"], utc=True)
     crash = candles_1h[(ts >= "2018-01-01") & (ts < "2018-04-01")]
@@ -94,6 +96,7 @@ def test_the_2018_crash_months_are_flagged_against_2024(candles_1h, fs_2024, hal
     assert scale["ret_1"].std_ratio > 2
 
 
+@pytest.mark.slow  # another full Evidently report (seconds)
 def test_a_shifted_copy_of_one_feature_is_flagged_alone(fs_2024, halves):
     ref, _ = halves
     cur = ref.copy()

@@ -106,6 +106,7 @@ def test_unfitted_predict_raises(cls: type[KerasForecaster]) -> None:
         model.shap_values(np.zeros((10, N_FEATURES), np.float32))
 
 
+@pytest.mark.slow  # trains each network a second time
 def test_same_seed_gives_identical_predictions(
     fitted: KerasForecaster, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -168,6 +169,7 @@ def test_predictions_are_causal(
     assert not np.allclose(moved[k:], base[k:])  # ... and rows from k on do
 
 
+@pytest.mark.slow  # SHAP's gradient explainer per network (tens of seconds)
 def test_shap_values_shapes_and_units(
     fitted: KerasForecaster, data: tuple[np.ndarray, np.ndarray]
 ) -> None:

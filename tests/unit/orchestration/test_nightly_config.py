@@ -79,6 +79,7 @@ def test_unknown_executor_is_refused_before_any_work(tmp_path):
         run_symbols(s, ["BTC/USDT"], executor="dask")
 
 
+@pytest.mark.slow  # a command: a subprocess
 def test_the_command_refuses_a_bad_setting_in_one_line_and_keeps_secrets(tmp_path):
     import subprocess
     import sys

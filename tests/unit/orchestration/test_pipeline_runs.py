@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from huracan.db import migrate
 from huracan.db.tables import PipelineRun
 from huracan.orchestration.runs import PipelineRunStore, StepBusyError
 
 
 @pytest.fixture()
 def store(engine) -> PipelineRunStore:
-    migrate.upgrade(engine)
     return PipelineRunStore(engine)
 
 

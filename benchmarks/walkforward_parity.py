@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--extra", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args()
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
     from huracan.data.ohlcv import bars_per_year

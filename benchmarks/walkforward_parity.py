@@ -8,6 +8,9 @@ throw-away MLflow store and prints:
 - fits, mean fit seconds, fit + predict seconds;
 - framework overhead = (wall - fit - predict) / wall, and the fold-loop overhead = (time inside the
   fold loop but outside fit and predict: slicing, scaler) / fold-loop time;
+- per job and step (:data:`sweep_runner.STEPS`: load + validate, features, fit, predict,
+  backtest, SHAP, importance, the MLflow bookkeeping by kind, registration) and the start-up of
+  a fresh interpreter importing the job's modules;
 - the stitched OOS results per pair and pooled (equal capital per pair without rebalancing: net
   profit = mean of the pairs' compounded returns; every trade of every pair for trades, profit
   factor and win rate), filled as freqtrade fills (the preset's ``backtest.fill=next_open``: the
@@ -36,7 +39,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sweep_runner import REPO, run_sweep  # benchmarks/ is on sys.path when run as a script
+from sweep_runner import (  # benchmarks/ is on sys.path when run as a script
+    MLFLOW_STEPS,
+    REPO,
+    format_steps,
+    run_sweep,
+    startup_seconds,
+    step_seconds,
+)
 
 FREQAI = {"wall_s": 174.6, "models": 70, "net_profit_pct": 0.60, "trades": 97,
           "profit_factor": 1.06, "win_rate_pct": 51.5}
@@ -84,6 +94,7 @@ def main() -> int:
     parser.add_argument("--extra", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args()
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
     from huracan.data.ohlcv import bars_per_year
@@ -146,6 +157,17 @@ def main() -> int:
     print(f"framework overhead {100 * summary['framework_overhead_share']:.0f} % of the wall "
           f"time; fold-loop overhead {100 * summary['fold_overhead_share']:.1f} % of the loop "
           f"({loop - fit - pred:.2f} s of {loop:.1f} s)")
+    steps = [(r["symbol"].split("/")[0], step_seconds(r["timings"])) for r in results]
+    startup = startup_seconds()
+    staged = sum(sum(st.values()) for _, st in steps)
+    mlflow_s = sum(st[k] for _, st in steps for k in MLFLOW_STEPS)
+    summary |= {"steps": {name: st for name, st in steps}, "startup_s": startup,
+                "mlflow_s": mlflow_s, "rest_s": wall - staged,
+                "load_average": os.getloadavg()}
+    print(f"per job and step (s); start-up {startup:.2f} s; MLflow bookkeeping {mlflow_s:.1f} s; "
+          f"the rest (start-up, Hydra, sweep run, gate) {wall - staged:.1f} s; load average "
+          f"{os.getloadavg()[0]:.2f} (a shared machine: figures are indicative)")
+    print(format_steps(steps))
     table = pd.DataFrame(per_pair).drop(columns=["total_return"])
     summary["pooled_buy_hold_pct"] = float(table["buy_hold_pct"].mean())
     summary["pooled_close_fill_pct"] = float(table["close_fill_pct"].mean())

@@ -3,14 +3,14 @@
 Runs ``python -m huracan.train model=<zoo> -m`` into a throw-away MLflow store, then reads each
 job's ``result.json`` (stage timings measured inside the job) and prints:
 
-- data + features (load, validate, resample, features, folds) per job,
-- fit + predict per model (summed over folds),
-- SHAP per model,
-- feature importance per model (permutation, correlation, storage, shift check),
-- MLflow logging per model (datasets, artifacts, plots, the pyfunc model),
-- registry: registering the version per model,
-- the rest: interpreter start-up, imports, Hydra composition, the sweep's parent run and summary,
-  the end-of-sweep gate, and in-job bookkeeping between stages,
+- start-up: a fresh interpreter importing what every job imports (measured apart, median of 3),
+- per job and step (:data:`sweep_runner.STEPS`): load + validate, features (with the market
+  bars), fit, predict (summed over folds), the rest of the fold loop, backtest (with regimes),
+  SHAP, feature importance (permutation, correlation, storage, shift check), and the MLflow
+  bookkeeping split into setup (store, run), metrics, params, tags, datasets, artifacts
+  (frames, reports, tables), plots (built and saved), the pyfunc model, and registration,
+- the rest: Hydra composition, the sweep's parent run and summary, the end-of-sweep gate, and
+  in-job bookkeeping between stages (start-up included in it, as it is in the wall time),
 
 and the framework overhead = everything but fit + predict, as a share of the total wall time.
 
@@ -28,7 +28,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sweep_runner import REPO, run_sweep  # benchmarks/ is on sys.path when run as a script
+from sweep_runner import (  # benchmarks/ is on sys.path when run as a script
+    MLFLOW_STEPS,
+    REPO,
+    format_steps,
+    run_sweep,
+    startup_seconds,
+    step_seconds,
+)
 
 
 def main() -> int:
@@ -44,28 +51,21 @@ def main() -> int:
             print(proc.stderr[-4000:], file=sys.stderr)
             return proc.returncode
 
-    cols = ("model", "folds", "data+feat", "fit", "predict", "shap", "importance", "logging",
-            "registry")
-    rows, fitpred = [], 0.0
-    for r in results:
-        t = r["timings"]
-        fitpred += t.get("fit", 0.0) + t.get("predict", 0.0)
-        in_loop = t.get("folds", 0.0) - t.get("fit", 0.0) - t.get("predict", 0.0)
-        rows.append((r["model_type"], r.get("n_folds", 1),
-                     t.get("data", 0.0) + t.get("features", 0.0) + in_loop
-                     + t.get("backtest", 0.0),
-                     t.get("fit", 0.0), t.get("predict", 0.0), t.get("shap", 0.0),
-                     t.get("importance", 0.0), t.get("logging", 0.0), t.get("registry", 0.0)))
-    staged = sum(sum(row[2:]) for row in rows)
+    steps = [(f"{r['model_type']}", step_seconds(r["timings"])) for r in results]
+    fitpred = sum(st["fit"] + st["predict"] for _, st in steps)
+    sums = {step: sum(st[step] for _, st in steps) for step in steps[0][1]} if steps else {}
+    staged = sum(sums.values())
+    startup = startup_seconds()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
-    print(f"{cols[0]:<12}{cols[1]:>6}" + "".join(f"{c:>11}" for c in cols[2:]))
-    for row in rows:
-        print(f"{row[0]:<12}{row[1]:>6}" + "".join(f"{v:>11.2f}" for v in row[2:]))
-    sums = {c: sum(row[i] for row in rows) for i, c in enumerate(cols) if i >= 2}
+          f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f} "
+          "(a shared machine: figures are indicative)")
+    print(f"start-up (a fresh interpreter importing the job's modules): {startup:.2f} s")
+    print(format_steps(steps))
+    mlflow_s = sum(sums[s] for s in MLFLOW_STEPS)
     rest = total - staged
     overhead = total - fitpred
-    print("totals: " + ", ".join(f"{c} {v:.1f} s" for c, v in sums.items()))
+    print(f"MLflow bookkeeping (setup, metrics, params, tags, datasets, artifacts, plots, model, "
+          f"registration): {mlflow_s:.1f} s")
     print(f"the rest (start-up, imports, Hydra, sweep run, end-of-sweep gate, bookkeeping): "
           f"{rest:.1f} s")
     print(f"total wall time: {total:.1f} s; fit+predict: {fitpred:.1f} s; "
@@ -88,9 +88,11 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"total_s": total, "fit_predict_s": fitpred, "rest_s": rest,
+                               "startup_s": startup, "mlflow_s": mlflow_s,
+                               "load_average": os.getloadavg(),
                                "overhead_share": overhead / total, "totals_s": sums,
                                "extra": args.extra, "performance": perf,
-                               "jobs": [dict(zip(cols, row, strict=True)) for row in rows]},
+                               "jobs": [{"model": name, **st} for name, st in steps]},
                               indent=2))
     return 0
 

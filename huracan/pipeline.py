@@ -56,8 +56,11 @@ class TrainResult:
     Attributes:
         objective / objective_value: the selection metric (``val_composite_score`` forward,
             ``oos_composite_score`` walk-forward) and its value: what sweeps and the gate select on.
-        timings: wall seconds per stage (``data``, ``features``, ``folds``, ``fit``, ``predict``,
-            ``shap``, ``importance``, ``logging``, ``registry``).
+        timings: wall seconds per stage (``data``, ``features``, ``execution``, ``folds``, ``fit``,
+            ``predict``, ``backtest``, ``regime``, ``shap``, ``importance``, ``logging``,
+            ``registry``) and of the MLflow bookkeeping by kind: ``tracking_setup`` (store,
+            experiment, run), ``log_params``, ``log_tags``, ``log_metrics`` and, parts of
+            ``logging``, ``log_datasets``, ``log_artifacts``, ``log_plots``, ``log_model``.
         evidence: per scored window, bars, trades, per-bar Sharpe, moments and PSR (the sweep
             deflates them against its other candidates).
     """
@@ -113,9 +116,39 @@ def select_columns(settings: JobSettings, fs: FeatureSet,
         engine.dispose()
 
 
+@dataclass
+class _Job:
+    """What every step of one running job shares: its settings, the stage timer and the names
+    fixed before it starts."""
+
+    settings: JobSettings
+    timer: Timer
+    prototype: Forecaster
+    rule: Any
+    objective: str
+    run_name: str
+
+
+@dataclass
+class _Prepared:
+    """The data step's output: candles, features, folds, the market bars of every feature row
+    and the feature-selection note (``""`` without ``features.top_n``)."""
+
+    candles: pd.DataFrame
+    fs: FeatureSet
+    folds: list[Any]
+    bars: Any
+    note: str
+
+
 def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
             parent_run_id: str | None = None) -> TrainResult:
     """Run one training job; returns its :class:`TrainResult`.
+
+    The steps, each timed into :attr:`TrainResult.timings`: :func:`_prepare` (load, validate,
+    features, folds, market bars), :func:`_tag_run`, :func:`_fit_evaluate` (fold loop,
+    backtest, regimes), :func:`_explain_and_log` (SHAP, importance, artifacts, the model, the
+    evaluation metrics in one batch) and :func:`_register`.
 
     Args:
         settings: the job's typed settings.
@@ -133,119 +166,192 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
     prototype = settings.make_model()
     data, split = settings.data, settings.split
     symbol, timeframe = data.symbol, data.timeframe
-    evaluate = _SCHEMES[split.scheme]
     rule = settings.make_rule()
-    # validation predictions: always on a forward split; per fold when the rule is fitted there
-    parts = ("val", "test") if split.scheme == "forward" or rule.needs_validation \
-        else ("test",)
-    objective = objective_of(settings)
-    experiment_id = tracking.configure(settings.tracking.tracking_uri,
-                                       Path(settings.tracking.store_dir),
-                                       settings.tracking.experiment_name)
-    run_name = f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}"
+    with timer("tracking_setup"):
+        experiment_id = tracking.configure(settings.tracking.tracking_uri,
+                                           Path(settings.tracking.store_dir),
+                                           settings.tracking.experiment_name)
+    job = _Job(settings, timer, prototype, rule, objective_of(settings),
+               f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}")
     tags = {"symbol": symbol, "timeframe": timeframe, "model_type": prototype.model_type,
             "data_path": mask_url(str(data.path)), **split.describe(),
             "label_kind": settings.label.kind, "rule_kind": rule.kind,
             "train_rows": settings.train.rows, "train_sample_weight": settings.train.sample_weight}
-    with tracking.job_run(experiment_id, run_name, tags, parent_run_id) as run_id:
+    started = time.perf_counter()
+    with tracking.job_run(experiment_id, job.run_name, tags, parent_run_id) as run_id:
         import mlflow
 
+        timer.add("tracking_setup", time.perf_counter() - started)
         if resolved is not None:
-            tracking.log_config(resolved)
-        with timer("data"):
-            candles = stages.load_validated(data)
-        with timer("features"):
-            sources = stages.family_sources(settings.features, data, candles, settings.db_url)
-            fs = stages.build_features(candles, timeframe, settings.features,
+            with timer("log_params"):
+                tracking.log_config(resolved)
+        prepared = _prepare(job)
+        _tag_run(job, prepared)
+        outcomes, evaluation, regime_metrics = _fit_evaluate(job, prepared)
+        model_uri = _explain_and_log(job, prepared, outcomes, evaluation, run_id)
+        registered, version = _register(job, model_uri, run_id)
+        mlflow.log_metrics({f"time_{k}_s": v for k, v in timer.seconds.items()})
+    metrics = evaluation.metrics
+    _log_summary(job.run_name, evaluation)
+    return TrainResult(run_id=run_id, model_type=prototype.model_type, symbol=symbol,
+                       timeframe=timeframe, scheme=split.scheme, metrics=metrics,
+                       objective=job.objective, objective_value=float(metrics[job.objective]),
+                       timings=dict(timer.seconds), evidence=evaluation.evidence,
+                       regime_metrics=regime_metrics,
+                       n_folds=len(prepared.folds), model_uri=model_uri,
+                       registered_model=registered,
+                       version=None if version is None else str(version),
+                       parent_run_id=parent_run_id)
+
+
+def _prepare(job: _Job) -> _Prepared:
+    """The data step: load and validate the candles (``data``), build the features, select the
+    top-N columns, cut the folds (``features``), build the market bars of every row once
+    (``execution``: fills, costs, funding)."""
+    settings, timer = job.settings, job.timer
+    data, split, timeframe = settings.data, settings.split, settings.data.timeframe
+    with timer("data"):
+        candles = stages.load_validated(data)
+    with timer("features"):
+        sources = stages.family_sources(settings.features, data, candles, settings.db_url)
+        fs = stages.build_features(candles, timeframe, settings.features,
+                                   label=settings.label, sources=sources)
+        columns, note = select_columns(settings, fs, job.prototype.model_type)
+        if columns is not None:
+            fs = stages.build_features(candles, timeframe, settings.features, columns,
                                        label=settings.label, sources=sources)
-            columns, note = select_columns(settings, fs, prototype.model_type)
-            if columns is not None:
-                fs = stages.build_features(candles, timeframe, settings.features, columns,
-                                           label=settings.label, sources=sources)
-            folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
-        with timer("execution"):  # the market of every row, built once (fills, costs, funding)
-            inputs = stages.execution_inputs(settings.backtest, data, candles, settings.db_url)
-            bars = stages.run_bars(fs, settings.backtest, timeframe, inputs)
-        last = folds[-1]
-        log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
-                 "train/val/%s = %d/%d/%d rows (embargo %d bars)", len(candles), len(fs.frame),
-                 len(fs.feature_names), split.scheme, len(folds), "test" if len(folds) == 1
-                 else "OOS", len(last.train), len(last.val), len(last.test), last.embargo)
-        # rows whose label is unknown (huracan.labels: dropped, never truncated or bridged)
-        unlabelled = {f"labels_dropped_{k}": float(v) for k, v in fs.unlabelled.items()}
-        log.info("labels (%s): %d row(s) dropped as their label reaches past a data gap, %d past "
-                 "the data end, %d without a barrier width", settings.label.kind,
-                 fs.unlabelled["gap"], fs.unlabelled["end_of_data"],
-                 fs.unlabelled["no_volatility"])
-        train_frame = fs.frame.iloc[last.train.start : last.train.stop]
+        folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
+    with timer("execution"):
+        inputs = stages.execution_inputs(settings.backtest, data, candles, settings.db_url)
+        bars = stages.run_bars(fs, settings.backtest, timeframe, inputs)
+    last = folds[-1]
+    log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
+             "train/val/%s = %d/%d/%d rows (embargo %d bars)", len(candles), len(fs.frame),
+             len(fs.feature_names), split.scheme, len(folds), "test" if len(folds) == 1
+             else "OOS", len(last.train), len(last.val), len(last.test), last.embargo)
+    log.info("labels (%s): %d row(s) dropped as their label reaches past a data gap, %d past "
+             "the data end, %d without a barrier width", settings.label.kind,
+             fs.unlabelled["gap"], fs.unlabelled["end_of_data"],
+             fs.unlabelled["no_volatility"])
+    return _Prepared(candles, fs, folds, bars, note)
+
+
+def _tag_run(job: _Job, p: _Prepared) -> None:
+    """The run's tags (folds, fingerprints, code version, objective, families) and the
+    ``labels_dropped_<reason>`` metrics: rows whose label is unknown (:mod:`huracan.labels`:
+    dropped, never truncated or bridged)."""
+    import mlflow
+
+    settings, fs = job.settings, p.fs
+    last = p.folds[-1]
+    train_frame = fs.frame.iloc[last.train.start : last.train.stop]
+    with job.timer("log_tags"):
         mlflow.set_tags({
-            **stages.describe_folds(fs, folds),
-            "dataset_sha256": stages.frame_fingerprint(candles),
+            **stages.describe_folds(fs, p.folds),
+            "dataset_sha256": stages.frame_fingerprint(p.candles),
             "train_frame_sha256": stages.frame_fingerprint(train_frame),
             "feature_list_sha256": stages.feature_list_fingerprint(fs.feature_names),
             "n_features": str(len(fs.feature_names)),
             "code_version": stages.code_version(),
-            "objective": objective,
+            "objective": job.objective,
             "feature_families": ",".join(settings.features.families) or "price",
-            **({"family_coverage": json.dumps({k: round(v, 4) for k, v in fs.coverage.items()})}
+            **({"family_coverage": json.dumps({k: round(v, 4)
+                                               for k, v in fs.coverage.items()})}
                if fs.coverage else {}),
-            **({"feature_selection": note[:5000]} if note else {}),
+            **({"feature_selection": p.note[:5000]} if p.note else {}),
         })
-        mlflow.log_metrics(unlabelled)
-        log.info("fitting %r on %d fold(s)", prototype, len(folds))
-        with timer("folds"):
-            labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness",
-                                          settings.train.row_weights(fs.frame))
-            outcomes = stages.fit_predict_folds(prototype, fs, folds, parts,
-                                                n_jobs=int(split.n_jobs), timeframe=timeframe,
-                                                labels=labels)
-        timer.add("fit", sum(o.fit_seconds for o in outcomes))
-        timer.add("predict", sum(o.predict_seconds for o in outcomes))
-        with timer("backtest"):
-            evaluation: Evaluation = evaluate(fs, outcomes, settings.backtest, timeframe,
-                                              run_name, rule,
-                                              int(settings.registry.min_eval_bars), bars)
-        regime_metrics: dict[str, Any] = {}
-        if settings.regime.kind != "none":
-            with timer("regime"):
-                regime_metrics = add_regime_evidence(settings, fs, folds, evaluation, timeframe,
-                                                     run_name)
-        mlflow.log_metrics(evaluation.metrics)
-        if evaluation.tags:
+    with job.timer("log_metrics"):
+        mlflow.log_metrics({f"labels_dropped_{k}": float(v) for k, v in fs.unlabelled.items()})
+
+
+def _fit_evaluate(job: _Job, p: _Prepared
+                  ) -> tuple[list[FoldOutcome], Evaluation, dict[str, Any]]:
+    """The fold loop (``folds``, of which ``fit`` and ``predict``), the backtest of the scored
+    window through the rule (``backtest``) and, unless ``regime=none``, the regime evidence
+    (``regime``); returns the fold outcomes, the evaluation and the per-regime metrics."""
+    import mlflow
+
+    settings, timer, fs, timeframe = job.settings, job.timer, p.fs, job.settings.data.timeframe
+    split = settings.split
+    # validation predictions: always on a forward split; per fold when the rule is fitted there
+    parts = ("val", "test") if split.scheme == "forward" or job.rule.needs_validation \
+        else ("test",)
+    log.info("fitting %r on %d fold(s)", job.prototype, len(p.folds))
+    with timer("folds"):
+        labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness",
+                                      settings.train.row_weights(fs.frame))
+        outcomes = stages.fit_predict_folds(job.prototype, fs, p.folds, parts,
+                                            n_jobs=int(split.n_jobs), timeframe=timeframe,
+                                            labels=labels)
+    timer.add("fit", sum(o.fit_seconds for o in outcomes))
+    timer.add("predict", sum(o.predict_seconds for o in outcomes))
+    with timer("backtest"):
+        evaluation: Evaluation = _SCHEMES[split.scheme](
+            fs, outcomes, settings.backtest, timeframe, job.run_name, job.rule,
+            int(settings.registry.min_eval_bars), p.bars)
+    regime_metrics: dict[str, Any] = {}
+    if settings.regime.kind != "none":
+        with timer("regime"):
+            regime_metrics = add_regime_evidence(settings, fs, p.folds, evaluation, timeframe,
+                                                 job.run_name)
+    if evaluation.tags:
+        with timer("log_tags"):
             mlflow.set_tags(evaluation.tags)
-            if evaluation.tags.get("rule_chosen") == "flat":
-                log.info("%s: rule fitted flat: %s", run_name,
-                         evaluation.tags.get("rule_flat_reason", ""))
-        fitted = stages.fitted_fold(fs, outcomes[-1], timeframe)
-        part = split.selection_part
+        if evaluation.tags.get("rule_chosen") == "flat":
+            log.info("%s: rule fitted flat: %s", job.run_name,
+                     evaluation.tags.get("rule_flat_reason", ""))
+    return outcomes, evaluation, regime_metrics
+
+
+def _explain_and_log(job: _Job, p: _Prepared, outcomes: list[FoldOutcome], ev: Evaluation,
+                     run_id: str) -> str | None:
+    """SHAP (``shap``) and the feature-importance loop (``importance``) on the last fold's
+    selection rows, the artifacts and the model (``logging``, :func:`log_evaluation`), then the
+    evaluation metrics in one batch (``log_metrics``); returns the model URI (or ``None``).
+
+    The metrics are logged after the model: MLflow's ``log_model`` links every metric the run
+    already has to the new model by re-reading each one's history (one query per metric) and
+    logging it again, while a batch logged after it is linked to the model as it is written
+    (``mlflow.log_metrics`` tags new metrics with the run's logged model at that step). The run,
+    its model and the registered version see the same metrics; each is written once. They are
+    logged even when a step here raises (the run then ends FAILED)."""
+    import mlflow
+
+    settings, timer = job.settings, job.timer
+    model_uri: str | None = None
+    try:
+        fitted = stages.fitted_fold(p.fs, outcomes[-1], settings.data.timeframe)
+        part = settings.split.selection_part
         with timer("shap"):
             shap_result = stages.explain(fitted, int(settings.explain.max_rows), part)
         if settings.importance.enabled:
             with timer("importance"):
                 run_importance(settings, fitted, shap_result.values, run_id, part)
         with timer("logging"):
-            model_uri = log_evaluation(settings, fs, folds, outcomes, evaluation, fitted,
-                                       shap_result, run_name)
-        registered, version = None, None
-        if model_uri is not None and settings.registry.enabled:
-            with timer("registry"):
-                registered = registered_model_name(symbol, timeframe)
-                client = mlflow.MlflowClient()
-                manifest = build_manifest(client, run_id, settings.registry.metric)
-                version = register_version(client, registered, model_uri, manifest).version
-            log.info("registered %s v%s (gate at the end of the run/sweep)", registered, version)
-        mlflow.log_metrics({f"time_{k}_s": v for k, v in timer.seconds.items()})
-    metrics = evaluation.metrics
-    _log_summary(run_name, evaluation)
-    return TrainResult(run_id=run_id, model_type=prototype.model_type, symbol=symbol,
-                       timeframe=timeframe, scheme=split.scheme, metrics=metrics,
-                       objective=objective, objective_value=float(metrics[objective]),
-                       timings=dict(timer.seconds), evidence=evaluation.evidence,
-                       regime_metrics=regime_metrics,
-                       n_folds=len(folds), model_uri=model_uri,
-                       registered_model=registered,
-                       version=None if version is None else str(version),
-                       parent_run_id=parent_run_id)
+            model_uri = log_evaluation(settings, p.fs, p.folds, outcomes, ev, fitted,
+                                       shap_result, job.run_name, timer)
+    finally:
+        with timer("log_metrics"):
+            mlflow.log_metrics(ev.metrics)
+    return model_uri
+
+
+def _register(job: _Job, model_uri: str | None, run_id: str) -> tuple[str | None, Any]:
+    """Register the logged model as a new version of the market's registered model
+    (``registry``; the gate decides at the end of the run/sweep); ``(name, version)`` or
+    ``(None, None)`` without a model or with ``registry.enabled=false``."""
+    import mlflow
+
+    settings = job.settings
+    if model_uri is None or not settings.registry.enabled:
+        return None, None
+    with job.timer("registry"):
+        registered = registered_model_name(settings.data.symbol, settings.data.timeframe)
+        client = mlflow.MlflowClient()
+        manifest = build_manifest(client, run_id, settings.registry.metric)
+        version = register_version(client, registered, model_uri, manifest).version
+    log.info("registered %s v%s (gate at the end of the run/sweep)", registered, version)
+    return registered, version
 
 
 def add_regime_evidence(settings: JobSettings, fs: FeatureSet, folds: list[Any],
@@ -297,50 +403,61 @@ def _log_summary(run_name: str, ev: Evaluation) -> None:
 
 def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
                    outcomes: list[FoldOutcome], ev: Evaluation, fitted: FittedFold,
-                   shap_result: Any, run_name: str) -> str | None:
+                   shap_result: Any, run_name: str, timer: Timer | None = None) -> str | None:
     """The log stage: datasets, backtest frames, plots, SHAP, the evaluation window and the
-    pyfunc model (last fold) into the active run; returns the model URI (or ``None``)."""
+    pyfunc model (last fold) into the active run; returns the model URI (or ``None``).
+
+    With ``timer``, its parts are timed as ``log_datasets`` (the three ``mlflow.log_input``
+    datasets), ``log_artifacts`` (feature list, frames, reports, evaluation window, SHAP table),
+    ``log_plots`` (every figure, built and saved) and ``log_model`` (the serving bundle and
+    the pyfunc model)."""
     import mlflow
 
     from huracan.evaluation import plots
 
+    timer = timer or Timer()
     last = folds[-1]
     source = mask_url(str(settings.data.path))
     name = f"{settings.data.symbol} {settings.data.timeframe}"
-    scored = stages.rows_frame(fs, last.test) if ev.scored == "test" else stages.rows_frame(
-        fs, np.concatenate([np.arange(f.test.start, f.test.stop) for f in folds]))
-    tracking.log_datasets(source, [
-        (stages.rows_frame(fs, last.train), f"{name} train", "training"),
-        (stages.rows_frame(fs, last.val), f"{name} validation", "validation"),
-        (scored, f"{name} {'test' if ev.scored == 'test' else 'walk-forward OOS'}",
-         "evaluation"),
-    ])
-    mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
-    for path, frame in ev.frames.items():
-        tracking.log_frame(frame, path)
-    for path, report in ev.reports.items():
-        mlflow.log_dict(report, path)
-    if ev.eval_window is not None:
-        tracking.log_frame(ev.eval_window, WINDOW_ARTIFACT)
-    for path, build in ev.figures.items():
-        tracking.log_figure(build(), path)
-    mlflow.log_text(shap_result.importance.to_csv(index=False), "shap/mean_abs_shap.csv")
-    where = "validation" if settings.split.selection_part == "val" else "last OOS step"
-    tracking.log_figure(
-        plots.shap_summary_figure(shap_result.values, shap_result.X, list(fs.feature_names),
-                                  f"SHAP {run_name} ({where})", settings.seed),
-        "shap/summary.png")
+    with timer("log_datasets"):
+        scored = stages.rows_frame(fs, last.test) if ev.scored == "test" else stages.rows_frame(
+            fs, np.concatenate([np.arange(f.test.start, f.test.stop) for f in folds]))
+        tracking.log_datasets(source, [
+            (stages.rows_frame(fs, last.train), f"{name} train", "training"),
+            (stages.rows_frame(fs, last.val), f"{name} validation", "validation"),
+            (scored, f"{name} {'test' if ev.scored == 'test' else 'walk-forward OOS'}",
+             "evaluation"),
+        ])
+    with timer("log_artifacts"):
+        mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
+        for path, frame in ev.frames.items():
+            tracking.log_frame(frame, path)
+        for path, report in ev.reports.items():
+            mlflow.log_dict(report, path)
+        if ev.eval_window is not None:
+            tracking.log_frame(ev.eval_window, WINDOW_ARTIFACT)
+        mlflow.log_text(shap_result.importance.to_csv(index=False), "shap/mean_abs_shap.csv")
+    with timer("log_plots"):
+        for path, build in ev.figures.items():
+            tracking.log_figure(build(), path)
+        where = "validation" if settings.split.selection_part == "val" else "last OOS step"
+        tracking.log_figure(
+            plots.shap_summary_figure(shap_result.values, shap_result.X,
+                                      list(fs.feature_names), f"SHAP {run_name} ({where})",
+                                      settings.seed),
+            "shap/summary.png")
     if not settings.tracking.log_model:
         return None
-    te = last.test
-    example = fs.frame.iloc[te.start : te.stop][list(fs.feature_names)].head(5)
-    from huracan.serving.bundle import serving_bundle
-    from huracan.serving.pyfunc import log_model
+    with timer("log_model"):
+        te = last.test
+        example = fs.frame.iloc[te.start : te.stop][list(fs.feature_names)].head(5)
+        from huracan.serving.bundle import serving_bundle
+        from huracan.serving.pyfunc import log_model
 
-    serving = serving_bundle(settings, fs, outcomes[-1], ev.reports, fitted.model,
-                             mlflow.active_run().info.run_id,  # type: ignore[union-attr]
-                             bars=ev.bars)
-    return log_model(fitted.model, fitted.scaler, example, serving)
+        serving = serving_bundle(settings, fs, outcomes[-1], ev.reports, fitted.model,
+                                 mlflow.active_run().info.run_id,  # type: ignore[union-attr]
+                                 bars=ev.bars)
+        return log_model(fitted.model, fitted.scaler, example, serving)
 
 
 def run_importance(settings: JobSettings, fitted: FittedFold, shap_values: np.ndarray,

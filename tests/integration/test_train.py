@@ -128,6 +128,35 @@ def test_logged_model_loads_with_pyfunc_and_predicts(gbdt_sweep):
     assert np.asarray(pred).shape == (7,) and np.isfinite(pred).all()
 
 
+#: the stages a job times (result.json ``timings``, run metrics ``time_<stage>_s``): the
+#: MLflow bookkeeping split by kind, so the zoo and parity benchmarks can report each step
+STEP_TIMINGS = ("data", "features", "execution", "folds", "fit", "predict", "backtest", "shap",
+                "importance", "logging", "registry", "tracking_setup", "log_params", "log_tags",
+                "log_metrics", "log_datasets", "log_artifacts", "log_plots", "log_model")
+
+
+def test_metrics_are_written_once_and_linked_to_the_logged_model(gbdt_sweep):
+    """The evaluation metrics go in one batch after the model is logged (MLflow's log_model no
+    longer re-reads and re-writes each of them): one history entry per metric, and the run's
+    logged model carries every val/test metric the run has, with the same value."""
+    _, client, runs, _ = gbdt_sweep
+    for r in runs:
+        logged = client.search_logged_models([r.info.experiment_id],
+                                             filter_string=f"source_run_id='{r.info.run_id}'")
+        assert len(logged) == 1
+        model_id = logged[0].model_id
+        scored = {k for k in r.data.metrics if k.startswith(("val_", "test_"))
+                  and "_dsr" not in k}  # the sweep's deflation, logged after the job
+        assert {f"{split}_{name}" for split in ("val", "test") for name in METRICS} <= scored
+        for key in ("val_sharpe", "test_composite_score", "test_n_trades"):
+            assert len(client.get_metric_history(r.info.run_id, key)) == 1, key
+        linked = {m.key: m.value for m in client.get_logged_model(model_id).metrics or []}
+        assert scored <= set(linked)
+        assert all(linked[k] == r.data.metrics[k] for k in scored)
+        assert {"labels_dropped_gap", "importance_baseline_loss"} <= set(r.data.metrics)
+        assert {f"time_{k}_s" for k in STEP_TIMINGS} <= set(r.data.metrics)
+
+
 def test_bad_input_file_exits_non_zero_with_one_line_reason(tmp_path, sample_path, train_cli):
     df = pd.read_parquet(sample_path).iloc[:3000].copy()
     df.loc[100, "close"] = -5.0

@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 from huracan import stages
 from huracan.analysis.analyzer import AnalysisOutcome, analyze_job
 from huracan.features.build import FeatureSet
+from huracan.models.base import Forecaster
 from huracan.rebuild import load_run_model, rebuild_features, run_settings
 from huracan.registry.evaluate import WINDOW_ARTIFACT
 from huracan.registry.promotion import build_manifest, register_version, registered_model_name

@@ -46,3 +46,14 @@ def test_the_reader_sees_a_circle_and_an_upward_import(tmp_path, monkeypatch):
     assert report["circles"] == [["huracan.db.low", "huracan.pipeline"]]
     assert report["upward_imports"] == ["huracan.db.low -> huracan.pipeline"]
     assert report["alias_modules"] == ["huracan.alias"]
+
+
+MAX_FUNCTION_LINES = 120
+
+
+def test_no_function_over_120_lines():
+    """A function longer than a screenful does several jobs: cut it into named steps (the count
+    runs from ``def`` to the last line, docstring included)."""
+    report = _layers().report()
+    longest = report["longest_functions"][0]
+    assert longest["lines"] <= MAX_FUNCTION_LINES, longest

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1] / "huracan"
 # functions of prices) sit below the evaluation whose rules read them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("huracan.secrets", "huracan.config", "huracan.resources",
-                    "huracan.datasets", "huracan.progress", "huracan.timeutil", "huracan.io")),
+                    "huracan.datasets", "huracan.progress", "huracan.timeutil", "huracan.io",
+                    "huracan.runtime")),
     ("db", ("huracan.db",)),
     ("base", ("huracan.models",)),
     ("data", ("huracan.data", "huracan.alerts")),

@@ -19,12 +19,11 @@ the alert); 2 for an unusable configuration.
 
 from __future__ import annotations
 
+# isort: off
+import huracan.runtime  # noqa: F401  (first: sets the process defaults before anything heavy loads)
+# isort: on
+
 import logging
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 import sys
 from pathlib import Path
 from typing import Any

@@ -12,12 +12,11 @@ See :mod:`huracan.sizing.job` for the data, the split and the gate.
 
 from __future__ import annotations
 
+# isort: off
+import huracan.runtime  # noqa: F401  (first: sets the process defaults before anything heavy loads)
+# isort: on
+
 import logging
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 from typing import Any
 
 import hydra

@@ -13,18 +13,11 @@ split, ``oos_composite_score`` for walk-forward; selection never looks at test.
 
 from __future__ import annotations
 
+# isort: off
+import huracan.runtime  # noqa: F401  (first: sets the process defaults before anything heavy loads)
+# isort: on
+
 import logging
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# OpenMP threads (LightGBM, XGBoost) sleep between parallel regions instead of spinning: on a
-# machine whose cores are busy with other work, spinning threads wait for descheduled peers.
-# Measured on the 2-core machine at load average ~10 (3 LightGBM fits, 2 threads, 2,300 rows x
-# 60 features, 200 rounds): 121.6 s wall spinning, 9.3 s passive, 9.6 s on one thread; the
-# results are the same (same threads, same seed). Set before any OpenMP runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
 from pathlib import Path
 from typing import Any
 

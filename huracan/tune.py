@@ -24,13 +24,13 @@ an answer, not an error. See :mod:`huracan.tuning`.
 
 from __future__ import annotations
 
+# isort: off
+import huracan.runtime  # noqa: F401  (first: sets the process defaults before anything heavy loads)
+# isort: on
+
 import logging
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 import math
+import os
 import subprocess
 import sys
 import tempfile

@@ -410,6 +410,33 @@ def log_outcome(outcome: SizerOutcome, s: SizerSettings, env: EnvConfig, *, symb
 
 
 # ----------------------------------------------------------------------------------- registry
+def _score_champion(client: Any, champ: Any, outcome: SizerOutcome, min_psr: float,
+                    evidence: dict[str, Any]) -> tuple[float | None, Any]:
+    """The production sizer ``champ`` scored on the candidate's unseen evaluation bars:
+    ``(composite score, beats_cash verdict)``, or ``(None, None)`` when there is no champion,
+    it serves flat (cash is then the champion), or it cannot be scored on these bars (it trained
+    on them, or another data layout: the reason goes into ``evidence``)."""
+    from huracan.evaluation.evidence import beats_cash
+    from huracan.sizing.ppo import evaluate_ppo, load_sizer
+
+    if champ is None or not champ.run_id:
+        return None, None
+    champ_policy = client.get_run(champ.run_id).data.tags.get("serve_policy", "ppo")
+    evidence["champion_serve_policy"] = champ_policy
+    if champ_policy == FLAT:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT, tmp))
+    try:
+        res = evaluate_ppo(old, outcome.data, outcome.rows["train"] + outcome.rows["val"])
+    except ValueError as exc:  # it trained on these bars, or another layout
+        evidence["champion_not_scored"] = str(exc)
+        return None, None
+    return float(res.metrics.composite_score), beats_cash(
+        res.returns["strategy_return"].to_numpy(np.float64), int(res.metrics.n_trades), min_psr,
+        what=f"production v{champ.version}")
+
+
 def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
                    s: SizerSettings, name: str, notifier: Any = None,
                    min_psr: float = 0.9) -> dict[str, Any]:
@@ -444,7 +471,6 @@ def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
     from huracan.registry.decision import Decision, apply_decision
     from huracan.registry.gate import GateDecision, decide
     from huracan.registry.promotion import register_version
-    from huracan.sizing.ppo import evaluate_ppo, load_sizer
     from huracan.sizing.pyfunc import SizerPyfunc
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -462,29 +488,12 @@ def register_sizer(client: Any, engine: Any, run_id: str, outcome: SizerOutcome,
 
     def sizer_gate(_: Any, champ: Any) -> Decision:
         """The rule above, on the production sizer ``champ`` (lock held)."""
-        champ_score = None
-        champ_cash = None
         evidence: dict[str, Any] = {"eval_start": outcome.bounds["test_start"],
                                     "eval_end": outcome.bounds["test_end"],
                                     "eval_bars": bars, "baselines": baselines,
                                     "serve_policy": outcome.serve,
                                     "serve_reason": outcome.serve_reason, "cash": outcome.cash}
-        if champ is not None and champ.run_id:
-            champ_policy = client.get_run(champ.run_id).data.tags.get("serve_policy", "ppo")
-            evidence["champion_serve_policy"] = champ_policy
-            if champ_policy != FLAT:
-                with tempfile.TemporaryDirectory() as tmp:
-                    old = load_sizer(client.download_artifacts(champ.run_id, POLICY_ARTIFACT,
-                                                               tmp))
-                b = outcome.rows["train"] + outcome.rows["val"]
-                try:
-                    res = evaluate_ppo(old, outcome.data, b)
-                    champ_score = float(res.metrics.composite_score)
-                    champ_cash = beats_cash(res.returns["strategy_return"].to_numpy(np.float64),
-                                            int(res.metrics.n_trades), min_psr,
-                                            what=f"production v{champ.version}")
-                except ValueError as exc:  # it trained on these bars, or another layout
-                    evidence["champion_not_scored"] = str(exc)
+        champ_score, champ_cash = _score_champion(client, champ, outcome, min_psr, evidence)
         if outcome.serve == FLAT:
             if champ is not None and champ_cash is not None and champ_cash.beats:
                 promote, reason = False, (f"{outcome.serve_reason}; but {champ_cash.reason}: "

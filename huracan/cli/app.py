@@ -20,6 +20,7 @@ from huracan.cli.features import features_app
 from huracan.cli.lake import lake_app
 from huracan.cli.liquidations import liquidations_app
 from huracan.cli.nightly import nightly_app
+from huracan.cli.paper import paper_app
 from huracan.cli.registry import registry_app
 from huracan.cli.select import select_command
 from huracan.cli.size import size_command
@@ -44,6 +45,7 @@ app.add_typer(liquidations_app, name="liquidations")
 app.add_typer(drift_app, name="drift")
 app.add_typer(lake_app, name="lake")
 app.add_typer(nightly_app, name="nightly")
+app.add_typer(paper_app, name="paper")
 app.command("select")(select_command)
 app.command("size")(size_command)
 

@@ -430,3 +430,182 @@ class PipelineRun(Base):
     pid: Mapped[int] = mapped_column(Integer)
     mlflow_run_ids: Mapped[list[str]] = mapped_column(JsonDoc)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+#: ``predictions.source``: who asked production. ``serve`` = ``mlflow models serve`` (or any
+#: caller of the pyfunc with the prediction log on), ``paper`` = the live paper loop, ``replay``
+#: = ``huracan paper replay``, ``size`` / ``select`` = those commands, ``in_process`` = a
+#: Python caller of the pyfunc.
+PREDICTION_SOURCES = ("serve", "paper", "replay", "size", "select", "in_process")
+
+
+class Prediction(Base):
+    """One answer of a production model: the prediction log (an inference table; migration 0007).
+
+    One row per answered request: the newest bar of the request (the bar a trader acts on),
+    with what the model answered for it. ``bar_time`` is that bar's OPEN time (its close is
+    ``bar_time + timeframe``); ``served_at`` when the answer was made. ``forecast`` is the
+    forward return over the label horizon (fraction); ``position`` the rule's (+1 / -1 / 0, or
+    a fraction); ``size`` (fraction of equity, [0, 1]) and ``leverage`` the sizer's.
+    ``execution`` holds the execution settings the model was judged with (the ``backtest``
+    group: fill, fee, half_spread, slippage_bps, ...). The request itself is NOT stored here:
+    ``inputs_digest`` is the SHA-256 of its candles (:func:`huracan.data.prediction_store.
+    inputs_digest`) and ``inputs_path`` the Parquet file holding them (content-addressed, so a
+    request repeated verbatim is stored once). ``account`` names the paper account when the
+    paper loop asked (``source`` ``paper`` / ``replay``); ``latency_ms`` is the time the model
+    took to answer (ms).
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        CheckConstraint(_in("source", PREDICTION_SOURCES), name="source"),
+        Index("ix_predictions_symbol_timeframe_bar_time", "symbol", "timeframe", "bar_time"),
+        Index("ix_predictions_model_name_served_at", "model_name", "served_at"),
+        Index("ix_predictions_account_bar_time", "account", "bar_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    served_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(16))
+    bar_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    forecast: Mapped[float | None] = mapped_column(Double)
+    regime: Mapped[str | None] = mapped_column(String(32))
+    position: Mapped[float | None] = mapped_column(Double)
+    size: Mapped[float | None] = mapped_column(Double)
+    leverage: Mapped[float | None] = mapped_column(Double)
+    sizer: Mapped[str | None] = mapped_column(String(256))
+    execution: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    inputs_digest: Mapped[str] = mapped_column(String(64))
+    inputs_rows: Mapped[int] = mapped_column(Integer)
+    inputs_path: Mapped[str | None] = mapped_column(Text)
+    account: Mapped[str | None] = mapped_column(String(128))
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+
+
+#: ``paper_accounts.mode``: ``live`` (``huracan paper run``) or ``replay``.
+PAPER_MODES = ("live", "replay")
+#: ``paper_orders.status``: ``decided`` (production answered; the target stands for the next
+#: bar's open) or ``skipped`` (no decision: stale or missing bar, warm-up, production
+#: unreachable; ``reason`` says which; the previous position is kept).
+PAPER_ORDER_STATUSES = ("decided", "skipped")
+
+
+class PaperAccount(Base):
+    """One paper-trading account (migration 0007): a symbol and timeframe traded bar by bar with
+    production's answers under one execution model.
+
+    ``anchor`` is the first bar the account asks production about: every request sends the
+    candles from ``anchor`` minus the model's warm-up on, so a rule or sizer that carries state
+    sees the same history live and in replay. ``execution`` holds the execution settings (the
+    ``backtest`` group) and the market (``spot``/``perp``); ``production`` says whom the loop
+    asks (``models:/<name>@production`` or an HTTP URL, credentials masked).
+    ``heartbeat_at`` is the last time the loop was alive (the nightly's ``paper`` step reads it).
+    """
+
+    __tablename__ = "paper_accounts"
+    __table_args__ = (CheckConstraint(_in("mode", PAPER_MODES), name="mode"),)
+
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(256))
+    production: Mapped[str] = mapped_column(Text)
+    anchor: Mapped[datetime] = mapped_column(UTCDateTime)
+    execution: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class PaperOrder(Base):
+    """The decision of one bar of a paper account (migration 0007): at most one per
+    ``(account, bar_time)`` (the primary key: a bar is decided at most once, whatever restarts).
+
+    ``bar_time`` is the decided bar's open time; the decision is made at its close and targets
+    ``target_position`` (signed exposure, units of equity: the rule's position, or with a sizer
+    ``sign(forecast) x size x leverage``), filled at the next bar's open (``paper_fills``).
+    ``prev_position`` is the position held when deciding. ``bar_close`` and ``data_digest``
+    record the data as the loop saw it (the decided bar's close, the SHA-256 of the request's
+    candles) and ``bar_available_at`` when the bar was first seen; ``paper compare`` reads them
+    to tell data revised after the fact and late bars from model and cost differences.
+    ``prediction_id`` links the prediction log row.
+    """
+
+    __tablename__ = "paper_orders"
+    __table_args__ = (
+        CheckConstraint(_in("status", PAPER_ORDER_STATUSES), name="status"),
+        PrimaryKeyConstraint("account", "bar_time"),
+    )
+
+    account: Mapped[str] = mapped_column(String(128))
+    bar_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    bar_available_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    model_name: Mapped[str | None] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    forecast: Mapped[float | None] = mapped_column(Double)
+    prev_position: Mapped[float] = mapped_column(Double)
+    target_position: Mapped[float] = mapped_column(Double)
+    bar_close: Mapped[float | None] = mapped_column(Double)
+    data_digest: Mapped[str | None] = mapped_column(String(64))
+    prediction_id: Mapped[int | None] = mapped_column(Id)
+
+
+class PaperFill(Base):
+    """The fill of one decided bar (migration 0007): at most one per ``(account, bar_time)``.
+
+    ``bar_time`` is the decision's bar; ``fill_time`` and ``fill_price`` where the execution
+    model filled it (``next_open``: the next bar's open); ``turnover`` = ``|position -
+    prev_position|`` (units of equity) and ``cost`` what the fill paid (fee + half-spread +
+    slippage + impact, fraction of equity; :func:`huracan.evaluation.execution.trade_cost`).
+    """
+
+    __tablename__ = "paper_fills"
+    __table_args__ = (PrimaryKeyConstraint("account", "bar_time"),)
+
+    account: Mapped[str] = mapped_column(String(128))
+    bar_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    fill_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    fill_price: Mapped[float] = mapped_column(Double)
+    prev_position: Mapped[float] = mapped_column(Double)
+    position: Mapped[float] = mapped_column(Double)
+    turnover: Mapped[float] = mapped_column(Double)
+    cost: Mapped[float] = mapped_column(Double)
+    filled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PaperMark(Base):
+    """The position and equity of one bar of a paper account (migration 0007): at most one per
+    ``(account, bar_time)``.
+
+    The row of bar ``t`` is its net return from ``C_t`` to ``C_{t+1}`` by the execution model
+    (:func:`huracan.evaluation.execution.bar_components`): ``gross_return`` (the gap leg held by
+    ``prev_position``, the hold leg by ``position``), ``cost`` of the fill, ``funding_cost``,
+    ``borrow_cost`` and ``net_return = gross_return - cost - funding_cost - borrow_cost``
+    (fractions of equity); ``equity`` compounds them from 1.0.
+    """
+
+    __tablename__ = "paper_marks"
+    __table_args__ = (PrimaryKeyConstraint("account", "bar_time"),)
+
+    account: Mapped[str] = mapped_column(String(128))
+    bar_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    prev_position: Mapped[float] = mapped_column(Double)
+    position: Mapped[float] = mapped_column(Double)
+    asset_return: Mapped[float] = mapped_column(Double)
+    gross_return: Mapped[float] = mapped_column(Double)
+    cost: Mapped[float] = mapped_column(Double)
+    funding_cost: Mapped[float] = mapped_column(Double)
+    borrow_cost: Mapped[float] = mapped_column(Double)
+    net_return: Mapped[float] = mapped_column(Double)
+    equity: Mapped[float] = mapped_column(Double)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,10 @@
+"""``huracan paper replay``: placeholder, built in this issue."""
+
+from __future__ import annotations
+
+import typer
+
+
+def replay_command(symbol: str) -> None:
+    """Not built yet."""
+    raise typer.Exit(1)

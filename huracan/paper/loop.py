@@ -509,12 +509,15 @@ class _Tape:
 
 
 def _tape(spec: AccountSpec, candles: pd.DataFrame, answers: pd.DataFrame,
-          funding: pd.DataFrame | None) -> _Tape:
+          funding: pd.DataFrame | None, inputs_path: str | None = None) -> _Tape:
     cfg, _, _ = execution_config(spec.execution)
     frame = market_frame(candles, spec.timeframe)
     bars = market_of(frame, spec.execution, funding)
     ts = pd.DatetimeIndex(pd.to_datetime(answers["timestamp"], utc=True))
     records = answers.to_dict("records")
+    if inputs_path is not None:
+        for r in records:
+            r["_inputs_path"] = inputs_path
     expo = exposure(answers)
     col = "bar_close" if cfg.fill == "close" else "next_open"
     return _Tape(times={t: i for i, t in enumerate(frame.index)}, frame=frame,
@@ -546,8 +549,8 @@ def _tape_bar(tape: _Tape, t: pd.Timestamp, step_: pd.Timedelta) -> _Bar:
 
 
 def replay(engine: Engine, production: Any, spec: AccountSpec, candles: pd.DataFrame, *,
-           chunk: int = CHUNK, end: Any = None,
-           funding: pd.DataFrame | None = None) -> ReplayResult:
+           chunk: int = CHUNK, end: Any = None, funding: pd.DataFrame | None = None,
+           inputs_path: str | None = None) -> ReplayResult:
     """Replay ``production`` over stored ``candles`` bar by bar into account ``spec``: ONE
     answer over the whole request (``anchor - warmup_bars`` to ``end``; by the serving prefix
     property each bar's answer equals the answer of its own growing request), then the per-bar
@@ -565,6 +568,8 @@ def replay(engine: Engine, production: Any, spec: AccountSpec, candles: pd.DataF
         chunk: bars per transaction (>= 1).
         end: bars opening before ``end`` only (default: every candle).
         funding: funding settlements of a perpetual (:func:`load_funding`).
+        inputs_path: where the candles live (the lake partition directory), for the
+            prediction rows' ``inputs_path``.
 
     Raises:
         ValueError: ``fill=delay``, candles not covering the request (one line), chunk < 1.
@@ -587,7 +592,7 @@ def replay(engine: Engine, production: Any, spec: AccountSpec, candles: pd.DataF
     t0 = time.perf_counter()
     answers = production.answer(request)
     answer_s = time.perf_counter() - t0
-    tape = _tape(spec, request, answers, funding)
+    tape = _tape(spec, request, answers, funding, inputs_path)
     with engine.connect() as conn:
         state = _load_state(conn, spec.account)
     counts = dict(decided=0, skipped=0, marks=0, fills=0)

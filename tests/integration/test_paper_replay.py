@@ -209,3 +209,30 @@ def test_registered_production_follows_the_alias(model: pm.ProductionModel) -> N
             RegisteredProduction(model.client, model.name, version=99)
     finally:
         model.client.set_registered_model_alias(model.name, "production", model.version)
+
+
+def test_replay_command_from_the_lake(model: pm.ProductionModel, tmp_path: Path) -> None:
+    from huracan.data.lake import CandleLake
+
+    lake = CandleLake(tmp_path / "lake")
+    c = model.candles
+    lake.append(c[(c.timestamp >= "2019-04-01") & (c.timestamp < "2019-06-01")], "binance",
+                pm.SYMBOL, "1h")
+    db = f"sqlite:///{tmp_path / 'lake.db'}"
+    out = CliRunner().invoke(paper_app, [
+        "replay", "BTC/USDT", "--start", "2019-05-01", "--end", "2019-05-08", "--lake",
+        str(tmp_path / "lake"), "--account", "lake-test", "--tracking-uri", model.tracking_uri,
+        "--db-url", db])
+    assert out.exit_code == 0, out.output
+    assert "paper replay lake-test: 168 bar(s) stepped" in out.output
+    eng = make_engine(db)
+    try:
+        with eng.connect() as conn:
+            paths = set(conn.execute(select(loop.PREDICTIONS.c.inputs_path)).scalars())
+    finally:
+        eng.dispose()
+    assert paths == {str(lake.partition("binance", pm.SYMBOL, "1h"))}
+    empty = CliRunner().invoke(paper_app, [
+        "replay", "ETH/USDT", "--start", "2019-05-01", "--end", "2019-05-08", "--lake",
+        str(tmp_path / "lake"), "--tracking-uri", model.tracking_uri, "--db-url", db])
+    assert empty.exit_code == 1 and "no alias @production" in empty.output  # no ETH model

@@ -466,6 +466,11 @@ def _chunk_done(n: int) -> None:
     The crash tests replace it in a child process to be SIGKILLed there."""
 
 
+def request_start(anchor: Any, warmup_bars: int, timeframe: str) -> pd.Timestamp:
+    """The first candle of every request of an account: ``anchor - warmup_bars`` bars (UTC)."""
+    return to_utc(anchor, "anchor") - int(warmup_bars) * timeframe_to_timedelta(timeframe)
+
+
 def request_candles(candles: pd.DataFrame, anchor: pd.Timestamp, warmup_bars: int,
                     timeframe: str, end: Any = None) -> pd.DataFrame:
     """The candles of the replay's request: from ``anchor - warmup_bars`` bars to ``end``
@@ -475,7 +480,7 @@ def request_candles(candles: pd.DataFrame, anchor: pd.Timestamp, warmup_bars: in
         ValueError: the candles start after the request start or hold no bar at or after the
             anchor before ``end`` (one line).
     """
-    start = anchor - warmup_bars * timeframe_to_timedelta(timeframe)
+    start = request_start(anchor, warmup_bars, timeframe)
     c = candles.copy()
     c["timestamp"] = pd.to_datetime(c["timestamp"], utc=True)
     c = c.sort_values("timestamp", kind="stable").reset_index(drop=True)

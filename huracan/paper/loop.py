@@ -395,7 +395,8 @@ def step(ledger: PaperLedger, spec: AccountSpec, candles: pd.DataFrame,
             replay account, the wall clock for a live one.
         bar_time: the bar decided (default: the newest candle); a bar absent from ``candles``
             is recorded as skipped (missing bar).
-        available_at: when the bar was first seen (``bar_available_at``).
+        available_at: when the bar was first seen (``bar_available_at``; default the bar's
+            close for a replay account, ``now`` for a live one).
         skip_reason: record a skipped order with this one-line reason instead of deciding.
         funding: funding settlements of a perpetual (:func:`load_funding`).
 
@@ -415,6 +416,8 @@ def step(ledger: PaperLedger, spec: AccountSpec, candles: pd.DataFrame,
     close_time = (t + timeframe_to_timedelta(spec.timeframe)).to_pydatetime()
     if now is None:
         now = close_time if spec.mode == "replay" else datetime.now(UTC)
+    if available_at is None:
+        available_at = close_time if spec.mode == "replay" else now
     bar = _bar_of_step(spec, candles, answers, t, now, available_at, skip_reason, funding)
     step_ = timeframe_to_timedelta(spec.timeframe)
     try:

@@ -39,14 +39,19 @@ attributed, their noise is under ``tol`` each).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Engine
 
+from huracan.data.ohlcv import timeframe_to_timedelta
 from huracan.evaluation.execution import BPS, extract_trades
 from huracan.evaluation.metrics import sharpe_ratio, total_return
+from huracan.timeutil import to_utc
 
 DATA, LATE, MODEL, FILLS, UNEXPLAINED = SOURCES = (
     "data revised", "late or missing bar", "model version", "fills and costs", "unexplained")
@@ -112,9 +117,10 @@ def order_causes(live_orders: pd.DataFrame | None, backtest_orders: pd.DataFrame
         bo = bt.loc[t] if t in bt.index else None
         l_dec = _get(lo, "status") == "decided"
         b_dec = _get(bo, "status") == "decided"
+        # the live loop saw a bar (its close) that today's candles lack: changed too
         changed = (_differs(_get(lo, "data_digest"), _get(bo, "data_digest"))
                    or _differs(_get(lo, "bar_close"), _get(bo, "bar_close"))
-                   or (bo is None and _get(lo, "bar_close") is not None))
+                   or (_get(bo, "bar_close") is None and _get(lo, "bar_close") is not None))
         seen = _get(lo, "bar_available_at")
         late = seen is not None and pd.Timestamp(seen) - (t + bar) > late_after
         if changed:
@@ -232,7 +238,7 @@ def source_table(bars: pd.DataFrame) -> pd.DataFrame:
         sel = bars[bars["source"] == s] if len(bars) else bars
         d = float(sel["diff"].sum()) if len(sel) else 0.0
         share = float(sel["diff"].abs().sum()) / total_abs if total_abs > 0 else 0.0
-        rows.append({"source": s, "bars": int(len(sel)), "diff": d, "diff_bps": d / BPS,
+        rows.append({"source": s, "bars": len(sel), "diff": d, "diff_bps": d / BPS,
                      "share": share})
     return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
@@ -245,8 +251,8 @@ def side_totals(net: np.ndarray, position: np.ndarray, timestamps: pd.DatetimeIn
     trades = extract_trades(timestamps, pos, net) if len(net) else pd.DataFrame()
     return {"net_return": float(total_return(net)) if len(net) else 0.0,
             "sharpe": float(sharpe_ratio(net, periods_per_year)) if len(net) > 1 else 0.0,
-            "trades": int(len(trades)), "equity": float(np.prod(1.0 + net)),
-            "bars": int(len(net))}
+            "trades": len(trades), "equity": float(np.prod(1.0 + net)),
+            "bars": len(net)}
 
 
 @dataclass(frozen=True)
@@ -281,7 +287,7 @@ class Comparison:
 
     @property
     def bars_compared(self) -> int:
-        return int(len(self.bars))
+        return len(self.bars)
 
     @property
     def total_diff(self) -> float:
@@ -390,3 +396,133 @@ def _marked(marks: pd.DataFrame | None, ts: pd.DatetimeIndex
         return np.zeros(0), np.zeros(0), pd.DatetimeIndex([], tz="UTC")
     return (m["net_return"].to_numpy(np.float64), m["position"].to_numpy(np.float64),
             pd.DatetimeIndex(m.index))
+
+
+class NothingToCompareError(LookupError):
+    """No live account of that name, or it has no marks yet (one line); the command exits 1."""
+
+
+def scratch_engine(directory: str | Path) -> Engine:
+    """A throw-away SQLite brain store in ``directory`` holding the tables a replay writes
+    (``predictions`` and the paper tables), for the backtest side of :func:`compare`."""
+    from huracan.db.session import make_engine
+    from huracan.db.tables import (
+        PaperAccount,
+        PaperFill,
+        PaperMark,
+        PaperOrder,
+        Prediction,
+    )
+
+    engine = make_engine(f"sqlite:///{Path(directory) / 'compare.db'}")
+    tables = [m.__table__ for m in (Prediction, PaperAccount, PaperOrder, PaperFill, PaperMark)]
+    Prediction.metadata.create_all(engine, tables=tables)  # type: ignore[arg-type]
+    return engine
+
+
+def backtest_ledger(production: Any, spec: Any, candles: pd.DataFrame, *, end: pd.Timestamp,
+                    funding: pd.DataFrame | None = None, engine: Engine | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The backtest side: the core's replay (:func:`huracan.paper.loop.replay`) of
+    ``production`` with the live account's anchor and execution settings over ``candles``
+    (today's) up to ``end`` (exclusive), into a scratch replay account ``compare-<account>``
+    (in ``engine``, default a temporary SQLite store deleted afterwards).
+
+    Returns:
+        ``(orders, marks, account)`` of the scratch account (ledger frames).
+    """
+    from huracan.paper.ledger import PaperLedger
+    from huracan.paper.loop import replay
+
+    bt = replace(spec, account=f"compare-{spec.account}"[:128], mode="replay")
+
+    def run(eng: Engine) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+        ledger = PaperLedger(eng)
+        replay(eng, production, bt, candles, end=end, funding=funding)
+        return ledger.orders(bt.account), ledger.marks(bt.account), bt.account
+
+    if engine is not None:
+        return run(engine)
+    with tempfile.TemporaryDirectory(prefix="huracan-compare-") as tmp:
+        eng = scratch_engine(tmp)
+        try:
+            return run(eng)
+        finally:
+            eng.dispose()
+
+
+def _window(frame: pd.DataFrame, last: pd.Timestamp) -> pd.DataFrame:
+    if len(frame) == 0:
+        return frame
+    return frame[pd.to_datetime(frame["bar_time"], utc=True) <= last].reset_index(drop=True)
+
+
+def compare(engine: Engine, production: Any, live_account: str, candles: pd.DataFrame, *,
+            start: Any = None, end: Any = None, late_after: pd.Timedelta | None = None,
+            tol: float = TOLERANCE, scratch: Engine | None = None) -> Comparison:
+    """Live account ``live_account`` against the backtest of its bars (module docstring).
+
+    Args:
+        engine: the brain store holding the live account (read only).
+        production: the production the backtest asks (a :class:`huracan.paper.production.
+            Production`; normally the live account's own, e.g. ``RegisteredProduction``).
+        live_account: the live account's name (``paper-BTCUSDT-1h``).
+        candles: TODAY's candles (``timestamp, open, high, low, close, volume``) from at least
+            the request start (anchor minus the model's warm-up) to the bars compared.
+        start, end: compare bars opening in ``[start, end]`` only (UTC; default all); the
+            backtest still runs from the anchor (stateful rules and sizers).
+        late_after: see :func:`order_causes` (default a quarter of the bar).
+        tol: per-bar tolerance on the net return (fraction).
+        scratch: where the scratch replay account goes (default a temporary SQLite store).
+
+    Returns:
+        :class:`Comparison` over the bars both the live ledger and today's candles reach.
+
+    Raises:
+        NothingToCompareError: no such account, or no marks in the window.
+        ValueError: candles that do not cover the request (one line), ``fill=delay``.
+    """
+    from huracan.paper.ledger import PaperLedger
+    from huracan.paper.loop import execution_config, load_funding
+
+    ledger = PaperLedger(engine)
+    spec = ledger.account(live_account)
+    if spec is None:
+        raise NothingToCompareError(f"no paper account {live_account!r} in the brain store")
+    start = None if start is None else to_utc(start, "start")
+    end = None if end is None else to_utc(end, "end")
+    orders, marks = ledger.orders(live_account), ledger.marks(live_account)
+    window = marks if len(marks) == 0 else marks[_in_window(marks["bar_time"], start, end)]
+    if len(window) == 0:
+        raise NothingToCompareError(f"paper account {live_account} has no marks"
+                               + (" in the window" if start is not None or end is not None
+                                  else " yet"))
+    bar = timeframe_to_timedelta(spec.timeframe)
+    _, ppy, _ = execution_config(spec.execution)
+    ts = pd.to_datetime(candles["timestamp"], utc=True)
+    last = min(pd.Timestamp(orders["bar_time"].max()), pd.Timestamp(ts.max()))
+    notes: list[str] = []
+    if last < pd.Timestamp(orders["bar_time"].max()):
+        notes.append(f"today's candles end at {ts_text(last)}: later live bars not compared")
+    label = getattr(production, "label", None)
+    if label and label != spec.production:
+        notes.append(f"the backtest asks {label}, the live account {spec.production}")
+    funding = load_funding(engine, spec.execution, spec.symbol, spec.anchor, last + bar)
+    bt_orders, bt_marks, bt_name = backtest_ledger(production, spec, candles, end=last + bar,
+                                                   funding=funding, engine=scratch)
+    return build_comparison(
+        _window(orders, last), _window(marks, last), bt_orders, bt_marks, account=live_account,
+        backtest=f"replay of {label or spec.production} ({bt_name})", symbol=spec.symbol,
+        timeframe=spec.timeframe, bar=bar, periods_per_year=ppy, start=start, end=end,
+        late_after=late_after, tol=tol, notes=tuple(notes))
+
+
+def _in_window(times: pd.Series, start: pd.Timestamp | None, end: pd.Timestamp | None
+               ) -> pd.Series:
+    t = pd.to_datetime(times, utc=True)
+    keep = pd.Series(True, index=times.index)
+    if start is not None:
+        keep &= t >= start
+    if end is not None:
+        keep &= t <= end
+    return keep

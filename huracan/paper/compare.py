@@ -72,10 +72,16 @@ def _by_bar(frame: pd.DataFrame | None) -> pd.DataFrame:
     return out.set_index("bar_time").sort_index()
 
 
-def _get(row: pd.Series | None, name: str) -> Any:
-    if row is None or name not in row.index:
+def _records(frame: pd.DataFrame | None) -> dict[pd.Timestamp, dict[str, Any]]:
+    """A ledger frame as ``{bar_time: row dict}`` (fast per-bar look-ups)."""
+    by = _by_bar(frame)
+    return {pd.Timestamp(t): r for t, r in zip(by.index, by.to_dict("records"), strict=True)}
+
+
+def _get(row: dict[str, Any] | None, name: str) -> Any:
+    if row is None:
         return None
-    value = row[name]
+    value = row.get(name)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value
@@ -108,13 +114,12 @@ def order_causes(live_orders: pd.DataFrame | None, backtest_orders: pd.DataFrame
         ``live_target``, ``backtest_target`` (NaN when not decided) and ``cause`` (a source,
         or None when nothing tells the two decisions apart).
     """
-    live, bt = _by_bar(live_orders), _by_bar(backtest_orders)
+    live, bt = _records(live_orders), _records(backtest_orders)
     late_after = bar / 4 if late_after is None else late_after
-    index = live.index.union(bt.index)
+    index = sorted(set(live) | set(bt))
     rows: list[dict[str, Any]] = []
     for t in index:
-        lo = live.loc[t] if t in live.index else None
-        bo = bt.loc[t] if t in bt.index else None
+        lo, bo = live.get(t), bt.get(t)
         l_dec = _get(lo, "status") == "decided"
         b_dec = _get(bo, "status") == "decided"
         # the live loop saw a bar (its close) that today's candles lack: changed too
@@ -145,8 +150,8 @@ def order_causes(live_orders: pd.DataFrame | None, backtest_orders: pd.DataFrame
     out = pd.DataFrame(rows, columns=["bar_time", "data_changed", "live_decided",
                                       "backtest_decided", "live_target", "backtest_target",
                                       "digest_only", "cause"])
-    out = out.set_index(pd.DatetimeIndex(out["bar_time"], name="bar_time")).drop(
-        columns="bar_time")
+    out = out.set_index(pd.DatetimeIndex(pd.to_datetime(out["bar_time"], utc=True),
+                                         name="bar_time")).drop(columns="bar_time")
     # a request that lacked a bar the live loop never decided differs from today's by its
     # digest only: that is the missing bar, not a revision
     missing = (~out["live_decided"]) & out["backtest_decided"]
@@ -163,10 +168,10 @@ def _first(*causes: str | None) -> str | None:
     return SOURCES[min(ranked)] if ranked else None
 
 
-def _market_differs(lm: pd.Series, bm: pd.Series, tol: float) -> bool:
+def _market_differs(lm: dict[str, Any], bm: dict[str, Any], tol: float) -> bool:
     return any(abs(float(lm[c]) - float(bm[c])) > tol
                for c in ("asset_return", "gross_return", "cost", "funding_cost", "borrow_cost",
-                         "net_return") if c in lm.index and c in bm.index)
+                         "net_return") if c in lm and c in bm)
 
 
 def attribute(live_orders: pd.DataFrame | None, live_marks: pd.DataFrame | None,
@@ -188,14 +193,15 @@ def attribute(live_orders: pd.DataFrame | None, live_marks: pd.DataFrame | None,
         a side without a mark there counts 0 net return (NaN positions); ``diff`` = live -
         backtest; ``source`` None where the two agree.
     """
-    causes = order_causes(live_orders, backtest_orders, bar=bar, late_after=late_after)
-    live, bt = _by_bar(live_marks), _by_bar(backtest_marks)
+    causes = _records(order_causes(live_orders, backtest_orders, bar=bar,
+                                   late_after=late_after).reset_index())
+    changed = {t: bool(r["data_changed"]) for t, r in causes.items()}
+    live, bt = _records(live_marks), _records(backtest_marks)
     rows: list[dict[str, Any]] = []
     carried: str | None = None  # the source of the current position difference
-    for t in live.index.union(bt.index):
-        lm = live.loc[t] if t in live.index else None
-        bm = bt.loc[t] if t in bt.index else None
-        oc = causes.loc[t] if t in causes.index else None
+    for t in sorted(set(live) | set(bt)):
+        lm, bm = live.get(t), bt.get(t)
+        oc = causes.get(t)
         order_cause = None if oc is None else oc["cause"]
         l_net = float(lm["net_return"]) if lm is not None else 0.0
         b_net = float(bm["net_return"]) if bm is not None else 0.0
@@ -212,9 +218,7 @@ def attribute(live_orders: pd.DataFrame | None, live_marks: pd.DataFrame | None,
                 or (LATE if lm is None else None) or carried or UNEXPLAINED
         else:
             carried = None
-        nxt = t + bar
-        data_here = bool(oc is not None and oc["data_changed"]) or bool(
-            nxt in causes.index and causes.loc[nxt, "data_changed"])
+        data_here = changed.get(t, False) or changed.get(t + bar, False)
         market = None
         if lm is not None and bm is not None and (abs(diff) > tol or _market_differs(lm, bm, tol)):
             # fills and costs only with the same positions; revised data whatever they are

@@ -208,3 +208,44 @@ def test_window_and_json():
 def test_empty():
     c = run((pd.DataFrame(), pd.DataFrame()), (pd.DataFrame(), pd.DataFrame()))
     assert c.bars_compared == 0 and c.agree and c.total_diff == 0.0
+
+
+def test_scratch_store_holds_the_replay_tables(tmp_path):
+    from sqlalchemy import inspect
+
+    engine = cmp.scratch_engine(tmp_path)
+    try:
+        names = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"predictions", "paper_accounts", "paper_orders", "paper_fills",
+            "paper_marks"} <= names
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from huracan.cli.paper import paper_app
+
+    return CliRunner().invoke(paper_app, ["compare", "BTC/USDT", *args])
+
+
+def test_command_without_account_exits_1(tmp_path):
+    from huracan.db import migrate
+    from huracan.db.session import make_engine
+
+    url = f"sqlite:///{tmp_path / 'brain.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    out = _cli("--db-url", url)
+    assert out.exit_code == 1, out.output
+    assert "no paper account 'paper-BTCUSDT-1h'" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
+def test_command_unusable_input_exits_2(tmp_path):
+    out = _cli("--late-after", "soon", "--db-url", f"sqlite:///{tmp_path / 'x.db'}")
+    assert out.exit_code == 2 and "--late-after" in out.output
+    out = _cli("--db-url", "nosuchdriver://x")
+    assert out.exit_code == 2 and out.output.startswith("error:")

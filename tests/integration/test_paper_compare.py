@@ -1,5 +1,5 @@
 """``huracan paper compare`` on a real production model (:mod:`paper_model`: LightGBM on real
-BTC/USDT 1h candles of 2019-01..04) paper-traded over unseen bars of May 2019.
+BTC/USDT 1h candles of 2019-01..04) paper-traded over unseen bars of May-June 2019.
 
 The "live" account is the core's replay (:func:`huracan.paper.loop.replay`) of production over
 the ORIGINAL candles; then (a) one candle is revised after the fact (today's data), (b) one
@@ -18,22 +18,22 @@ from typer.testing import CliRunner
 
 pytestmark = pytest.mark.slow
 
-ANCHOR = pd.Timestamp("2019-05-06", tz="UTC")
-END = pd.Timestamp("2019-05-27", tz="UTC")  # bars opening before END
-REVISED = pd.Timestamp("2019-05-15 12:00", tz="UTC")
-LATE = pd.Timestamp("2019-05-20 09:00", tz="UTC")
+ANCHOR = pd.Timestamp("2019-05-25", tz="UTC")  # gap-free from 2019-05-15 13:00 on
+END = pd.Timestamp("2019-06-15", tz="UTC")  # bars opening before END
+REVISED = pd.Timestamp("2019-06-03 12:00", tz="UTC")
+LATE = pd.Timestamp("2019-06-08 09:00", tz="UTC")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The production model, its brain store, the live account (replay of the original
     candles) and a second live account with LATE's decision skipped."""
-    from huracan.paper.ledger import AccountSpec, PaperLedger, account_name
-    from huracan.paper.loop import execution_settings, replay, request_candles, step
-    from huracan.paper.production import RegisteredProduction
     from paper_model import SYMBOL, TIMEFRAME, train_production
 
     from huracan.db.session import make_engine
+    from huracan.paper.ledger import AccountSpec, PaperLedger, account_name
+    from huracan.paper.loop import execution_settings, replay, request_candles, step
+    from huracan.paper.production import RegisteredProduction
 
     tmp = tmp_path_factory.mktemp("compare")
     pm = train_production(tmp)
@@ -165,7 +165,7 @@ def test_command_table_json_and_exit_codes(world):
     js = _run(world, "--data", str(revised), "--json")
     assert js.exit_code == 0, js.output
     doc = json.loads(js.output)
-    assert doc["revision_point"].startswith("2019-05-15T12:00")
+    assert doc["revision_point"].startswith("2019-06-03T12:00")
     assert doc["sources"][0]["source"] == "data revised" and doc["sources"][0]["bars"] >= 2
     assert not doc["agree"]
     assert np.isclose(sum(s["diff"] for s in doc["sources"]), doc["total_diff"], atol=1e-12)

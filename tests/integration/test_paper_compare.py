@@ -178,3 +178,30 @@ def test_command_table_json_and_exit_codes(world):
     short = world["tmp"] / "short.parquet"
     world["candles"][world["candles"].timestamp >= ANCHOR].to_parquet(short)
     assert _run(world, "--data", str(short)).exit_code == 2  # no warm-up history
+
+
+def test_model_version_change_is_model_version(world):
+    """Production moved to v2 (another model, same features and settings) after the live
+    account traded with v1: the backtest asks v2, so the bars where v2 answers otherwise are
+    ``model version``. Runs last: it promotes v2, then puts v1 back."""
+    from paper_model import train_production
+
+    from huracan.paper.compare import MODEL, compare
+    from huracan.paper.production import RegisteredProduction
+
+    pm = world["pm"]
+    train_production(world["tmp"], "model.learning_rate=0.2", "model.num_leaves=7")
+    try:
+        v2 = RegisteredProduction(pm.client, pm.name)
+        assert v2.version != pm.version
+        assert v2.warmup_bars == world["production"].warmup_bars
+        c = compare(world["engine"], v2, world["live"], world["candles"])
+        print("\n" + "\n".join(c.lines()))
+        check_sums(c)
+        assert c.revision_point is None
+        src = c.sources.set_index("source")
+        assert set(c.bars.dropna(subset=["source"])["source"]) == {MODEL}
+        assert src.loc[MODEL, "bars"] >= 1 and src.loc[MODEL, "share"] == pytest.approx(1.0)
+        assert "the backtest asks" not in " ".join(c.notes)  # same label: the alias moved
+    finally:
+        pm.client.set_registered_model_alias(pm.name, "production", pm.version)

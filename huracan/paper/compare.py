@@ -140,18 +140,18 @@ def order_causes(live_orders: pd.DataFrame | None, backtest_orders: pd.DataFrame
             cause = UNEXPLAINED
         else:
             cause = None
-        rows.append({"bar_time": t, "data_changed": changed, "live_decided": l_dec,
+        rows.append({"data_changed": changed, "live_decided": l_dec,
                      "backtest_decided": b_dec,
                      "live_target": _get(lo, "target_position") if l_dec else np.nan,
                      "backtest_target": _get(bo, "target_position") if b_dec else np.nan,
                      "digest_only": changed and not _differs(_get(lo, "bar_close"),
                                                              _get(bo, "bar_close")),
                      "cause": cause})
-    out = pd.DataFrame(rows, columns=["bar_time", "data_changed", "live_decided",
-                                      "backtest_decided", "live_target", "backtest_target",
-                                      "digest_only", "cause"])
-    out = out.set_index(pd.DatetimeIndex(pd.to_datetime(out["bar_time"], utc=True),
-                                         name="bar_time")).drop(columns="bar_time")
+    out = pd.DataFrame(rows, columns=["data_changed", "live_decided", "backtest_decided",
+                                      "live_target", "backtest_target", "digest_only",
+                                      "cause"],
+                       index=pd.DatetimeIndex(index, name="bar_time") if index else
+                       pd.DatetimeIndex([], tz="UTC", name="bar_time"))
     # a request that lacked a bar the live loop never decided differs from today's by its
     # digest only: that is the missing bar, not a revision
     missing = (~out["live_decided"]) & out["backtest_decided"]
@@ -177,7 +177,7 @@ def _market_differs(lm: dict[str, Any], bm: dict[str, Any], tol: float) -> bool:
 def attribute(live_orders: pd.DataFrame | None, live_marks: pd.DataFrame | None,
               backtest_orders: pd.DataFrame | None, backtest_marks: pd.DataFrame | None, *,
               bar: pd.Timedelta, late_after: pd.Timedelta | None = None,
-              tol: float = TOLERANCE) -> pd.DataFrame:
+              tol: float = TOLERANCE, causes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Align live and backtest marks bar by bar and give each differing bar one source
     (module docstring).
 
@@ -187,22 +187,23 @@ def attribute(live_orders: pd.DataFrame | None, live_marks: pd.DataFrame | None,
             position, net_return`` and the return parts).
         bar: the bar size; late_after: see :func:`order_causes`.
         tol: per-bar tolerance on the net return (fraction).
+        causes: :func:`order_causes` of the two order frames, when already computed.
 
     Returns:
         frame with :data:`BAR_COLUMNS`, one row per bar marked on either side, in time order;
         a side without a mark there counts 0 net return (NaN positions); ``diff`` = live -
         backtest; ``source`` None where the two agree.
     """
-    causes = _records(order_causes(live_orders, backtest_orders, bar=bar,
-                                   late_after=late_after).reset_index())
-    changed = {t: bool(r["data_changed"]) for t, r in causes.items()}
+    if causes is None:
+        causes = order_causes(live_orders, backtest_orders, bar=bar, late_after=late_after)
+    changed = dict(zip(causes.index, causes["data_changed"].astype(bool), strict=True))
+    cause_of = dict(zip(causes.index, causes["cause"], strict=True))
     live, bt = _records(live_marks), _records(backtest_marks)
     rows: list[dict[str, Any]] = []
     carried: str | None = None  # the source of the current position difference
     for t in sorted(set(live) | set(bt)):
         lm, bm = live.get(t), bt.get(t)
-        oc = causes.get(t)
-        order_cause = None if oc is None else oc["cause"]
+        order_cause = cause_of.get(t)
         l_net = float(lm["net_return"]) if lm is not None else 0.0
         b_net = float(bm["net_return"]) if bm is not None else 0.0
         l_pos = float(lm["position"]) if lm is not None else np.nan
@@ -368,14 +369,14 @@ def build_comparison(live_orders: pd.DataFrame, live_marks: pd.DataFrame,
                      notes: tuple[str, ...] = ()) -> Comparison:
     """:class:`Comparison` of two ledgers' frames (the pure part of :func:`compare`): aligned,
     attributed, restricted to bars in ``[start, end]``, with each side's totals."""
+    causes = order_causes(live_orders, backtest_orders, bar=bar, late_after=late_after)
     bars = attribute(live_orders, live_marks, backtest_orders, backtest_marks, bar=bar,
-                     late_after=late_after, tol=tol)
+                     late_after=late_after, tol=tol, causes=causes)
     if start is not None:
         bars = bars[bars["bar_time"] >= start]
     if end is not None:
         bars = bars[bars["bar_time"] <= end]
     bars = bars.reset_index(drop=True)
-    causes = order_causes(live_orders, backtest_orders, bar=bar, late_after=late_after)
     if start is not None:
         causes = causes[causes.index >= start]
     if end is not None:

@@ -19,9 +19,9 @@ exactly ONE source, the first that applies in this order:
    market (close, fill price, cost window) differs on revised data.
 2. ``late or missing bar``: the live loop did not decide the bar (no order: outage, missing
    bar; or a ``skipped`` order: stale, late, missing) or saw it late (``bar_available_at`` more
-   than ``late_after`` after the bar's close) while the backtest decided it; a digest-only
-   mismatch right after a bar the live loop lacked is counted here too (its request lacked
-   that bar, not a revised one).
+   than ``late_after`` after the bar's close) while the backtest decided it; the digest-only
+   mismatches of the requests that followed a bar the live loop lacked, while they lacked it,
+   count here too (their candles miss that bar; none is revised).
 3. ``model version``: the live order's ``model_version``/``run_id`` differs from the backtest's.
 4. ``fills and costs``: the same positions on the same data, a different return (cost,
    funding, fill price, execution settings).
@@ -144,22 +144,34 @@ def order_causes(live_orders: pd.DataFrame | None, backtest_orders: pd.DataFrame
                      "backtest_decided": b_dec,
                      "live_target": _get(lo, "target_position") if l_dec else np.nan,
                      "backtest_target": _get(bo, "target_position") if b_dec else np.nan,
-                     "digest_only": changed and not _differs(_get(lo, "bar_close"),
-                                                             _get(bo, "bar_close")),
+                     "digest_only": _differs(_get(lo, "data_digest"), _get(bo, "data_digest"))
+                     and not _differs(_get(lo, "bar_close"), _get(bo, "bar_close")),
+                     "lacked": _get(lo, "bar_close") is None and _get(bo, "bar_close") is not None,
                      "cause": cause})
     out = pd.DataFrame(rows, columns=["data_changed", "live_decided", "backtest_decided",
                                       "live_target", "backtest_target", "digest_only",
-                                      "cause"],
+                                      "lacked", "cause"],
                        index=pd.DatetimeIndex(index, name="bar_time") if index else
                        pd.DatetimeIndex([], tz="UTC", name="bar_time"))
-    # a request that lacked a bar the live loop never decided differs from today's by its
-    # digest only: that is the missing bar, not a revision
-    missing = (~out["live_decided"]) & out["backtest_decided"]
-    follows_missing = missing.reindex(out.index - bar).to_numpy(dtype=object)
-    gap_digest = out["digest_only"].to_numpy(bool) & (follows_missing == True)  # noqa: E712
-    out.loc[gap_digest, "cause"] = LATE
-    out.loc[gap_digest, "data_changed"] = False
-    return out.drop(columns="digest_only")
+    _missing_stretches(out, bar)
+    return out.drop(columns=["digest_only", "lacked"])
+
+
+def _missing_stretches(causes: pd.DataFrame, bar: pd.Timedelta) -> None:
+    """In place: the live requests after a bar the live loop lacked (no candle; today has it)
+    differ from today's by their digest only, as long as the bar stays absent from them: that
+    stretch is the missing bar (``late or missing bar``), not a revision. It starts at the
+    bar right after the lacked one and ends at the first bar whose digest matches again or
+    whose close differs (a revision)."""
+    lacked = dict(zip(causes.index, causes["lacked"].astype(bool), strict=True))
+    digest_only = causes["digest_only"].to_numpy(bool)
+    in_stretch = np.zeros(len(causes), dtype=bool)
+    on = False
+    for i, t in enumerate(causes.index):
+        on = bool(digest_only[i] and (on or lacked.get(t - bar, False)))
+        in_stretch[i] = on
+    causes.loc[in_stretch, "cause"] = LATE
+    causes.loc[in_stretch, "data_changed"] = False
 
 
 def _first(*causes: str | None) -> str | None:

@@ -22,12 +22,14 @@ ANCHOR = pd.Timestamp("2019-05-25", tz="UTC")  # gap-free from 2019-05-15 13:00 
 END = pd.Timestamp("2019-06-15", tz="UTC")  # bars opening before END
 REVISED = pd.Timestamp("2019-06-03 12:00", tz="UTC")
 LATE = pd.Timestamp("2019-06-08 09:00", tz="UTC")
+MISSING = pd.Timestamp("2019-06-02 05:00", tz="UTC")  # a bar the live loop never got
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The production model, its brain store, the live account (replay of the original
-    candles) and a second live account with LATE's decision skipped."""
+    candles), a second live account with LATE's decision skipped and a third that never got
+    the candle of MISSING."""
     from paper_model import SYMBOL, TIMEFRAME, train_production
 
     from huracan.db.session import make_engine
@@ -53,6 +55,9 @@ def world(tmp_path_factory):
                skip_reason="late bar: seen 2 h after its close")
     assert out.status == "skipped"
     replay(engine, production, late, candles)
+    missing = AccountSpec("paper-missing", SYMBOL, TIMEFRAME, "live", pm.name,
+                          production.label, ANCHOR, execution)
+    replay(engine, production, missing, candles[candles.timestamp != MISSING])
     data = tmp / "today.parquet"
     candles.to_parquet(data)
     yield {"pm": pm, "production": production, "engine": engine, "candles": candles,
@@ -126,6 +131,27 @@ def test_planted_late_bar_is_late_or_missing(world):
         assert set(hit["bar_time"]) <= {LATE, LATE + pd.Timedelta("1h")}
     else:  # the held position happened to be the backtest's: nothing differs
         assert c.agree
+
+
+def test_missing_bar_is_late_or_missing_not_a_revision(world):
+    """The live loop never got MISSING's candle: it skipped that bar, then the model's warm-up
+    after the gap, then decided on requests lacking it (their digests differ from today's,
+    their closes do not): every difference is the missing bar's."""
+    from huracan.paper.compare import LATE as LATE_SOURCE
+    from huracan.paper.compare import compare
+    from huracan.paper.ledger import PaperLedger
+
+    orders = PaperLedger(world["engine"]).orders("paper-missing").set_index("bar_time")
+    assert orders.loc[MISSING, "status"] == "skipped"
+    after = orders[(orders.index > MISSING) & (orders["status"] == "decided")]
+    assert len(after) > 50  # decided again after the warm-up, on requests lacking MISSING
+    c = compare(world["engine"], world["production"], "paper-missing", world["candles"])
+    print("\n" + "\n".join(c.lines()))
+    check_sums(c)
+    assert c.revision_point is None
+    hit = c.bars.dropna(subset=["source"])
+    assert set(hit["source"]) == {LATE_SOURCE} and len(hit) > 50
+    assert hit["bar_time"].min() >= MISSING - pd.Timedelta("1h")
 
 
 def test_late_bar_that_changed_the_position(world):

@@ -249,3 +249,26 @@ def test_command_unusable_input_exits_2(tmp_path):
     assert out.exit_code == 2 and "--late-after" in out.output
     out = _cli("--db-url", "nosuchdriver://x")
     assert out.exit_code == 2 and out.output.startswith("error:")
+
+
+def test_missing_bar_stretch_lasts_while_the_requests_lack_it():
+    """Bar 3 never reached the live loop (a skipped order without a close); its requests at
+    4..6 lacked it (digest only), from 7 on they held it again: no revision anywhere. A close
+    that differs inside such a stretch is a revision again."""
+    status = ["decided"] * N
+    status[3] = "skipped"
+    closes = [100.0 + i for i in range(N)]
+    closes[3] = None
+    digests = [f"d{i}" for i in range(N)]
+    for i in (4, 5, 6):
+        digests[i] = f"lacking-3-{i}"
+    live_t = list(TARGETS)
+    live_t[5] = 0.25  # an answer changed by the missing bar's absence
+    c = run(ledger(live_t, status=status, closes=closes, digests=digests), ledger(TARGETS))
+    assert c.revision_point is None
+    assert set(c.bars.dropna(subset=["source"])["source"]) == {cmp.LATE}
+    check_sums(c)
+    closes[5] = 90.0
+    c = run(ledger(live_t, status=status, closes=closes, digests=digests), ledger(TARGETS))
+    assert c.revision_point == T0 + 5 * BAR
+    assert c.bars.set_index("bar_time").loc[T0 + 5 * BAR, "source"] == cmp.DATA

@@ -120,8 +120,10 @@ def compare_command(
         try:
             production = _production(_client(tracking_uri), model or spec.production,
                                      spec.model_name)
-        except LookupError as exc:
+        except LookupError as exc:  # no such model, alias or version
             raise _fail(str(exc).splitlines()[0], 1) from None
+        except ValueError as exc:  # a model that answers features, not candles
+            raise _fail(str(exc).splitlines()[0], 2) from None
         try:
             result = compare(engine, production, name, candles, start=start, end=end,
                              late_after=late)

@@ -231,3 +231,9 @@ def test_model_version_change_is_model_version(world):
         assert "the backtest asks" not in " ".join(c.notes)  # same label: the alias moved
     finally:
         pm.client.set_registered_model_alias(pm.name, "production", pm.version)
+
+
+def test_command_unknown_model_exits_1(world):
+    out = _run(world, "--data", str(world["data"]), "--model", "huracan-NOPE-1h@production")
+    assert out.exit_code == 1 and out.output.startswith("error:")
+    assert len(out.output.strip().splitlines()) == 1

@@ -395,7 +395,8 @@ def step(ledger: PaperLedger, spec: AccountSpec, candles: pd.DataFrame,
             replay account, the wall clock for a live one.
         bar_time: the bar decided (default: the newest candle); a bar absent from ``candles``
             is recorded as skipped (missing bar).
-        available_at: when the bar was first seen (``bar_available_at``).
+        available_at: when the bar was first seen (``bar_available_at``; default the bar's
+            close for a replay account, ``now`` for a live one).
         skip_reason: record a skipped order with this one-line reason instead of deciding.
         funding: funding settlements of a perpetual (:func:`load_funding`).
 
@@ -415,6 +416,8 @@ def step(ledger: PaperLedger, spec: AccountSpec, candles: pd.DataFrame,
     close_time = (t + timeframe_to_timedelta(spec.timeframe)).to_pydatetime()
     if now is None:
         now = close_time if spec.mode == "replay" else datetime.now(UTC)
+    if available_at is None:
+        available_at = close_time if spec.mode == "replay" else now
     bar = _bar_of_step(spec, candles, answers, t, now, available_at, skip_reason, funding)
     step_ = timeframe_to_timedelta(spec.timeframe)
     try:
@@ -466,6 +469,11 @@ def _chunk_done(n: int) -> None:
     The crash tests replace it in a child process to be SIGKILLed there."""
 
 
+def request_start(anchor: Any, warmup_bars: int, timeframe: str) -> pd.Timestamp:
+    """The first candle of every request of an account: ``anchor - warmup_bars`` bars (UTC)."""
+    return to_utc(anchor, "anchor") - int(warmup_bars) * timeframe_to_timedelta(timeframe)
+
+
 def request_candles(candles: pd.DataFrame, anchor: pd.Timestamp, warmup_bars: int,
                     timeframe: str, end: Any = None) -> pd.DataFrame:
     """The candles of the replay's request: from ``anchor - warmup_bars`` bars to ``end``
@@ -475,7 +483,7 @@ def request_candles(candles: pd.DataFrame, anchor: pd.Timestamp, warmup_bars: in
         ValueError: the candles start after the request start or hold no bar at or after the
             anchor before ``end`` (one line).
     """
-    start = anchor - warmup_bars * timeframe_to_timedelta(timeframe)
+    start = request_start(anchor, warmup_bars, timeframe)
     c = candles.copy()
     c["timestamp"] = pd.to_datetime(c["timestamp"], utc=True)
     c = c.sort_values("timestamp", kind="stable").reset_index(drop=True)

@@ -231,6 +231,7 @@ def _worker(tmp_path, start, max_bars, kill_after=None, account="paper-BTCUSDT-1
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # two child processes (imports, real candles): about 30-60 s under load
 def test_kill_9_mid_step_then_restart_no_double_rows_no_missed_bar(
         sqlite_engine, tmp_path, candles):
     sqlite_engine.dispose()

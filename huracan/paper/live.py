@@ -12,6 +12,8 @@ Timing (bar ``k`` opens at ``t_k`` and closes at ``t_k + timeframe``):
 2. It downloads what the lake lacks from ``request_start = anchor - warmup_bars`` up to the bar
    still forming (never stored), and reads the request window ``[request_start, t_k]`` from the
    lake partition of the exchange that served (or found the lake up to date).
+   Each bar appends one small part file to the lake partition; past 48 parts the loop compacts
+   the partition (:meth:`~huracan.data.lake.CandleLake.compact`, crash-safe) so reads stay fast.
 3. It asks production for the window (one request, the growing window of the spec) and calls
    ``step`` for bar ``k``.
 
@@ -180,7 +182,8 @@ class LiveLoop:
                  spec: AccountSpec, *, now: Clock, sleep: Sleep,
                  stale_after: pd.Timedelta | float | None, settle_s: float,
                  market: Market | None, exchanges: Sequence[str] | None,
-                 backoff_s: float, backoff_max_s: float, step_fn: Callable[..., Any]) -> None:
+                 backoff_s: float, backoff_max_s: float, step_fn: Callable[..., Any],
+                 compact_parts: int = 48) -> None:
         self.ledger = PaperLedger(engine)
         self.spec = self.ledger.open(spec)
         self.lake, self.downloader, self.production = lake, downloader, production
@@ -198,6 +201,7 @@ class LiveLoop:
         self.exchanges = list(exchanges) if exchanges else None
         self.backoff_s, self.backoff_max_s = float(backoff_s), float(backoff_max_s)
         self.step_fn = step_fn
+        self.compact_parts = int(compact_parts)
         self.anchor = _ts(self.spec.anchor)
         self.result = LiveResult(self.spec.account)
         self._start: pd.Timestamp | None = None
@@ -245,8 +249,11 @@ class LiveLoop:
         if result.rejected:
             raise SkipBar("download rejected (critical data rules failed): "
                           + _one_line(result.summary(), 240))
-        assert result.batch.exchange is not None
-        return result.batch.exchange
+        exchange = result.batch.exchange
+        assert exchange is not None
+        if len(self.lake.parts(exchange, self.msym, self.spec.timeframe)) > self.compact_parts:
+            self.lake.compact(exchange, self.msym, self.spec.timeframe)  # one part per bar else
+        return exchange
 
     def candles(self, exchange: str, start: pd.Timestamp, bar: _Bar) -> pd.DataFrame:
         """The stored window ``[start, bar.time]``.
@@ -437,7 +444,7 @@ def run(engine: Any, lake: CandleLake, downloader: Downloader, production: Any,
         settle_s: float = 5.0, market: Market | None = None,
         exchanges: Sequence[str] | None = None, backoff_s: float = 5.0,
         backoff_max_s: float = 60.0, stop: threading.Event | None = None,
-        step_fn: Callable[..., Any] | None = None) -> LiveResult:
+        step_fn: Callable[..., Any] | None = None, compact_parts: int = 48) -> LiveResult:
     """Run the live paper loop of ``spec`` until ``max_bars`` bar steps were written, or a
     SIGTERM/SIGINT (or ``stop``) arrives (see the module docstring).
 
@@ -460,6 +467,7 @@ def run(engine: Any, lake: CandleLake, downloader: Downloader, production: Any,
         backoff_s, backoff_max_s: the loop-level backoff (doubling, capped).
         stop: an event that ends the loop between bars (set by the signal handlers).
         step_fn: the step (default :func:`huracan.paper.loop.step`).
+        compact_parts: compact the lake partition when it holds more part files than this.
 
     Returns:
         :class:`LiveResult`.
@@ -471,7 +479,7 @@ def run(engine: Any, lake: CandleLake, downloader: Downloader, production: Any,
                      sleep=sleep or interruptible_sleep(stop), stale_after=stale_after,
                      settle_s=settle_s, market=market, exchanges=exchanges,
                      backoff_s=backoff_s, backoff_max_s=backoff_max_s,
-                     step_fn=step_fn or core.step)
+                     step_fn=step_fn or core.step, compact_parts=compact_parts)
     result = state.result
     log.info("paper loop %s: %s %s from %s, asking %s", result.account, state.spec.symbol,
              state.spec.timeframe, f"{state.anchor:%Y-%m-%d %H:%M}", production.label)

@@ -141,7 +141,7 @@ def test_exchange_outage_gives_no_decision_on_stale_data_and_the_loop_recovers(
     clock.at(out_bar + HOUR, lambda: outage(servers))
     clock.at(out_bar + HOUR + pd.Timedelta("50min"), lambda: recover(servers))
     res, _, dl = _run(sqlite_engine, tmp_path, candles, clock, MomentumProduction(),
-                      max_bars=6, servers=servers)
+                      max_bars=6, servers=servers, compact_parts=2)
     orders = _rows(sqlite_engine, PaperOrder, res.account)
     assert list(pd.to_datetime(orders.bar_time, utc=True)) == list(
         pd.date_range(ANCHOR, periods=6, freq=HOUR))
@@ -163,6 +163,11 @@ def test_exchange_outage_gives_no_decision_on_stale_data_and_the_loop_recovers(
     assert res.outages >= 2 and res.retries >= 2
     assert dl.waits and max(dl.waits) <= 30.0  # the Downloader's own backoff ran first
     assert any("no decision: exchange outage" in line for line in res.lines)
+    # one part file per bar, compacted past compact_parts; every bar kept once
+    lake = CandleLake(tmp_path / "lake")
+    assert len(lake.parts("binance", "BTC/USDT", "1h")) <= 3
+    stored = lake.read("binance", "BTC/USDT", "1h")
+    assert stored.timestamp.is_unique and stored.timestamp.iloc[-1] == ANCHOR + 5 * HOUR
 
 
 def test_production_unreachable_skips_the_bar_with_reason_then_recovers(
@@ -216,6 +221,18 @@ def test_stop_event_ends_the_loop_between_bars(sqlite_engine, tmp_path, candles)
     res, _, _ = _run(sqlite_engine, tmp_path, candles, clock, MomentumProduction(),
                      max_bars=None, stop=stop)
     assert res.stopped == "signal" and res.bars == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_cleanly_between_bars(sqlite_engine, tmp_path, candles, sig):
+    before = signal.getsignal(sig)
+    clock = SimClock(ANCHOR + pd.Timedelta("10min"))
+    clock.at(ANCHOR + 3 * HOUR + pd.Timedelta("20min"), lambda: os.kill(os.getpid(), sig))
+    res, _, _ = _run(sqlite_engine, tmp_path, candles, clock, MomentumProduction(),
+                     max_bars=None)
+    assert res.stopped == "signal" and res.bars == 3
+    assert len(_rows(sqlite_engine, PaperOrder, res.account)) == 3
+    assert signal.getsignal(sig) is before  # the handlers are restored
 
 
 # ---------------------------------------------------------------- kill -9 mid-step, restart

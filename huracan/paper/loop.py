@@ -496,56 +496,65 @@ def request_candles(candles: pd.DataFrame, anchor: pd.Timestamp, warmup_bars: in
 
 @dataclass
 class _Tape:
-    """Everything the replay's per-bar logic reads, computed once over the whole request."""
+    """Everything the replay's per-bar logic reads, computed once over the whole request as
+    arrays indexed by grid bar (memory: a few numbers per bar besides production's answer)."""
 
-    times: dict[pd.Timestamp, int]  # candle row of each bar open time
-    frame: pd.DataFrame
-    bar_row: np.ndarray  # per candle row: its row in the bars (-1: no next bar)
-    lists: tuple[list[float], ...]
-    next_return: list[float]
-    price: list[float]  # fill price of a decision at each candle row
-    digests: list[str]
-    answers: dict[pd.Timestamp, tuple[dict[str, Any], float]]
+    grid: pd.DatetimeIndex  # the bars stepped (open times)
+    row: np.ndarray  # candle row of each grid bar (-1: missing)
+    prev: np.ndarray  # bars row of the grid bar before it (-1: none, e.g. after a gap)
+    fill_price: np.ndarray  # per grid bar: the fill price of the previous bar's decision
+    arrays: tuple[np.ndarray, ...]  # the bars' arrays (bar_return's order)
+    next_return: np.ndarray
+    close: np.ndarray  # per candle row
+    digests: list[str]  # per candle row
+    answer: np.ndarray  # answer row of each grid bar (-1: not answered)
+    columns: dict[str, np.ndarray]  # production's answer, by column
+    target: np.ndarray  # exposure per answer row
+    inputs_path: str | None
 
 
 def _tape(spec: AccountSpec, candles: pd.DataFrame, answers: pd.DataFrame,
-          funding: pd.DataFrame | None, inputs_path: str | None = None) -> _Tape:
+          funding: pd.DataFrame | None, grid: pd.DatetimeIndex,
+          inputs_path: str | None = None) -> _Tape:
     cfg, _, _ = execution_config(spec.execution)
     frame = market_frame(candles, spec.timeframe)
     bars = market_of(frame, spec.execution, funding)
-    ts = pd.DatetimeIndex(pd.to_datetime(answers["timestamp"], utc=True))
-    records = answers.to_dict("records")
-    if inputs_path is not None:
-        for r in records:
-            r["_inputs_path"] = inputs_path
-    expo = exposure(answers)
+    step_ = timeframe_to_timedelta(spec.timeframe)
+    row = frame.index.get_indexer(grid)
+    prev = frame.index.get_indexer(grid - step_)
+    bar_row = bars.timestamps.get_indexer(frame.index)
+    prev_bar = np.where(prev >= 0, bar_row[np.maximum(prev, 0)], -1)
     col = "bar_close" if cfg.fill == "close" else "next_open"
-    return _Tape(times={t: i for i, t in enumerate(frame.index)}, frame=frame,
-                 bar_row=bars.timestamps.get_indexer(frame.index), lists=bars.step_lists(),
-                 next_return=bars.next_return.tolist(),
-                 price=frame[col].to_numpy(np.float64).tolist(),
-                 digests=chain_digests(candles),
-                 answers={t: (r, float(e)) for t, r, e in zip(ts, records, expo, strict=True)})
+    price = frame[col].to_numpy(np.float64)[np.maximum(prev, 0)]
+    ts = pd.DatetimeIndex(pd.to_datetime(answers["timestamp"], utc=True))
+    return _Tape(grid=grid, row=row, prev=prev_bar, fill_price=price, arrays=bars.arrays(),
+                 next_return=bars.next_return, close=frame["bar_close"].to_numpy(np.float64),
+                 digests=chain_digests(candles), answer=ts.get_indexer(grid),
+                 columns={c: answers[c].to_numpy() for c in answers.columns},
+                 target=exposure(answers), inputs_path=inputs_path)
 
 
-def _tape_bar(tape: _Tape, t: pd.Timestamp, step_: pd.Timedelta) -> _Bar:
-    """The :class:`_Bar` of grid bar ``t`` of a replay (times = the bar's close)."""
+def _tape_bar(tape: _Tape, g: int, step_: pd.Timedelta) -> _Bar:
+    """The :class:`_Bar` of grid bar ``g`` of a replay (times = the bar's close)."""
+    t = tape.grid[g]
     close_time = (t + step_).to_pydatetime()
-    i = tape.times.get(t)
-    if i is None:
+    i = int(tape.row[g])
+    if i < 0:
         return _Bar(t, close_time, None, math.nan, math.nan, None, None, 0, None, 0.0,
                     MISSING_BAR, close_time)
-    p = tape.times.get(t - step_)
     prev_row, price, asset = None, math.nan, math.nan
-    if p is not None and tape.bar_row[p] >= 0:
-        j = int(tape.bar_row[p])
-        prev_row = tuple(col[j] for col in tape.lists)
-        price, asset = tape.price[p], tape.next_return[j]
-    hit = tape.answers.get(t)
-    answer, target = hit if hit is not None else (None, 0.0)
-    return _Bar(t, close_time, prev_row, price, asset, float(tape.frame["bar_close"].iat[i]),
-                tape.digests[i], i + 1, answer, target, None if hit is not None else WARMUP,
-                close_time)
+    j = int(tape.prev[g])
+    if j >= 0:
+        prev_row = tuple(float(a[j]) for a in tape.arrays)
+        price, asset = float(tape.fill_price[g]), float(tape.next_return[j])
+    k = int(tape.answer[g])
+    answer: dict[str, Any] | None = None
+    if k >= 0:
+        answer = {c: v[k] for c, v in tape.columns.items()}
+        answer["_inputs_path"] = tape.inputs_path
+    return _Bar(t, close_time, prev_row, price, asset, float(tape.close[i]), tape.digests[i],
+                i + 1, answer, float(tape.target[k]) if k >= 0 else 0.0,
+                None if k >= 0 else WARMUP, close_time)
 
 
 def replay(engine: Engine, production: Any, spec: AccountSpec, candles: pd.DataFrame, *,
@@ -592,14 +601,15 @@ def replay(engine: Engine, production: Any, spec: AccountSpec, candles: pd.DataF
     t0 = time.perf_counter()
     answers = production.answer(request)
     answer_s = time.perf_counter() - t0
-    tape = _tape(spec, request, answers, funding, inputs_path)
+    tape = _tape(spec, request, answers, funding, grid, inputs_path)
+    del answers
     with engine.connect() as conn:
         state = _load_state(conn, spec.account)
     counts = dict(decided=0, skipped=0, marks=0, fills=0)
     for n, lo in enumerate(range(0, len(grid), chunk), start=1):
         out = _empty_out()
-        for t in grid[lo: lo + chunk]:
-            _advance(state, _tape_bar(tape, t, step_), spec, step_, out)
+        for g in range(lo, min(lo + chunk, len(grid))):
+            _advance(state, _tape_bar(tape, g, step_), spec, step_, out)
         with engine.begin() as conn:
             _write(conn, out)
         decided = sum(o["status"] == "decided" for o in out["orders"])

@@ -186,3 +186,53 @@ def test_replay_command(model: pm.ProductionModel, tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "file not found" in missing.output
     unknown = runner.invoke(paper_app, [*args, "--version", "9"])
     assert unknown.exit_code == 1 and "no version 9" in unknown.output
+
+
+def test_registered_production_follows_the_alias(model: pm.ProductionModel) -> None:
+    clock = [0.0]
+    prod = RegisteredProduction(model.client, model.name, recheck_s=60.0, clock=lambda: clock[0])
+    assert (prod.version, prod.label) == (model.version, f"models:/{model.name}@production")
+    mv = model.client.get_model_version(model.name, model.version)
+    new = model.client.create_model_version(model.name, mv.source, run_id=mv.run_id)
+    model.client.set_registered_model_alias(model.name, "production", new.version)
+    try:
+        assert not prod.refresh()  # checked less than recheck_s ago: no registry call
+        clock[0] = 61.0
+        assert prod.refresh() and prod.version == str(new.version)
+        request = model.candles[(model.candles.timestamp >= "2019-05-01")
+                                & (model.candles.timestamp < "2019-05-20")]
+        answers = prod.answer(request)
+        assert (answers["model_version"] == str(new.version)).all()
+        fixed = RegisteredProduction(model.client, model.name, version=model.version)
+        assert fixed.version == model.version and not fixed.refresh()
+        with pytest.raises(LookupError, match="no version 99"):
+            RegisteredProduction(model.client, model.name, version=99)
+    finally:
+        model.client.set_registered_model_alias(model.name, "production", model.version)
+
+
+def test_replay_command_from_the_lake(model: pm.ProductionModel, tmp_path: Path) -> None:
+    from huracan.data.lake import CandleLake
+
+    lake = CandleLake(tmp_path / "lake")
+    c = model.candles
+    lake.append(c[(c.timestamp >= "2019-04-01") & (c.timestamp < "2019-06-01")], "binance",
+                pm.SYMBOL, "1h")
+    db = f"sqlite:///{tmp_path / 'lake.db'}"
+    out = CliRunner().invoke(paper_app, [
+        "replay", "BTC/USDT", "--start", "2019-05-01", "--end", "2019-05-08", "--lake",
+        str(tmp_path / "lake"), "--account", "lake-test", "--tracking-uri", model.tracking_uri,
+        "--db-url", db])
+    assert out.exit_code == 0, out.output
+    assert "paper replay lake-test: 168 bar(s) stepped" in out.output
+    eng = make_engine(db)
+    try:
+        with eng.connect() as conn:
+            paths = set(conn.execute(select(loop.PREDICTIONS.c.inputs_path)).scalars())
+    finally:
+        eng.dispose()
+    assert paths == {str(lake.partition("binance", pm.SYMBOL, "1h"))}
+    empty = CliRunner().invoke(paper_app, [
+        "replay", "ETH/USDT", "--start", "2019-05-01", "--end", "2019-05-08", "--lake",
+        str(tmp_path / "lake"), "--tracking-uri", model.tracking_uri, "--db-url", db])
+    assert empty.exit_code == 1 and "no alias @production" in empty.output  # no ETH model

@@ -103,3 +103,32 @@ def test_replay_command_bad_input_exit_2(args: list[str], message: str) -> None:
     assert out.exit_code == 2, out.output
     lines = [x for x in out.output.splitlines() if x.strip()]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error: ")
+
+
+def test_perpetual_replay_charges_store_funding_like_the_backtest(engine: Engine) -> None:
+    from sqlalchemy import insert
+
+    from huracan.db.tables import FundingRate
+
+    settle = pd.date_range("2019-05-01", "2019-06-01", freq="8h", tz="UTC")
+    with engine.begin() as conn:
+        conn.execute(insert(FundingRate.__table__), [
+            {"timestamp": t.to_pydatetime(), "exchange": "binance", "symbol": "BTC/USDT",
+             "funding_rate": 1e-4 * (1 + (i % 3))} for i, t in enumerate(settle)])
+    cfg = BacktestConfig(half_spread=2.0)
+    perp = AccountSpec(account="perp", symbol="BTC/USDT:USDT", timeframe="1h", mode="replay",
+                       model_name="stand-in", production="stand-in", anchor=ANCHOR,
+                       execution=loop.execution_settings(cfg, "BTC/USDT:USDT", "1h"))
+    assert perp.execution["market"] == "perp"
+    assert loop.load_funding(engine, spec("s").execution, "BTC/USDT", ANCHOR, END) is None
+    funding = loop.load_funding(engine, perp.execution, perp.symbol, ANCHOR, END)
+    assert funding is not None and len(funding) == 45
+    prod, c = SignOfLastReturn(), candles()
+    loop.replay(engine, prod, perp, c, end=END, funding=funding)
+    request = loop.request_candles(c, ANCHOR, prod.warmup_bars, "1h", END)
+    bt = loop.backtest_answers(prod.answer(request), request, perp.execution, anchor=ANCHOR,
+                               end=END, funding=funding)
+    marks = PaperLedger(engine).marks("perp")
+    assert (marks["funding_cost"] != 0).sum() > 30 and (marks["borrow_cost"] == 0).all()
+    np.testing.assert_array_equal(marks["funding_cost"], bt.returns["funding_cost"])
+    assert np.max(np.abs(marks["net_return"] - bt.returns["strategy_return"])) <= 1e-12

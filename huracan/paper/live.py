@@ -59,6 +59,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -361,7 +362,11 @@ class LiveLoop:
         candles = self.candles(exchange, start, bar)
         for t in self.pending(bar, candles):
             self.write(candles, None, t, self.late_reason(t, available), available)
+        began = time.perf_counter()
         answers = self.answers(candles)
+        answers = answers.assign(  # the prediction row's inputs location and answer latency
+            _inputs_path=str(self.lake.partition(exchange, self.msym, self.spec.timeframe)),
+            _latency_ms=(time.perf_counter() - began) * 1000.0)
         if self.now() > bar.deadline:
             raise SkipBar(f"late: decided after the {self.stale_after} freshness limit")
         self.write(candles, answers, bar.time, None, available)

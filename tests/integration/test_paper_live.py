@@ -105,6 +105,11 @@ def test_live_run_one_order_per_bar_fills_at_next_open_marks_equal_replay(
         preds = conn.execute(select(func.count()).select_from(Prediction)
                              .where(Prediction.account == account)).scalar_one()
     assert preds == 10
+    with engine.connect() as conn:
+        logged = pd.read_sql(select(Prediction).where(Prediction.account == account), conn)
+    assert (logged.source == "paper").all() and logged.latency_ms.notna().all()
+    assert set(logged.inputs_path) == {str(CandleLake(tmp_path / "lake").partition(
+        "binance", "BTC/USDT", "1h"))}
     # fills: the order of bar k at the open of bar k+1 (9 of 10: the last needs bar 11)
     fills = _rows(engine, PaperFill, account)
     by_ts = candles.set_index("timestamp")

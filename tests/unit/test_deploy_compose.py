@@ -96,7 +96,7 @@ def test_yaml_parses_and_validates_against_the_compose_schema(raw, compose):
     for doc in (raw, compose):  # before and after interpolation
         errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
         assert errors == []
-    assert set(compose["services"]) == {"postgres", "minio", "minio-init", "mlflow"}
+    assert set(compose["services"]) == {"postgres", "minio", "minio-init", "mlflow", "paper"}
     # the schema catches misspelt keys: prove it does with one
     bad = yaml.safe_load(COMPOSE.read_text())
     bad["services"]["mlflow"]["healthchek"] = bad["services"]["mlflow"].pop("healthcheck")
@@ -262,3 +262,27 @@ def test_docker_compose_config_accepts_the_file():
     for service in ("postgres", "minio", "minio-init", "mlflow"):
         assert f"  {service}:" in out.stdout
     assert "MLFLOW_SERVER_ENABLE_JOB_EXECUTION" in out.stdout
+
+
+def test_paper_service_and_systemd_unit_run_the_paper_loop(compose, env_example):
+    """The paper loop as a compose service (profile ``paper``) and a systemd template unit:
+    ``huracan paper run`` against the compose stores, restarted always, stopped by SIGTERM."""
+    p = compose["services"]["paper"]
+    assert p["profiles"] == ["paper"] and p["restart"] == "unless-stopped"
+    assert p["command"] == ["huracan", "paper", "run", env_example["PAPER_SYMBOL"],
+                            "--timeframe", env_example["PAPER_TIMEFRAME"]]
+    url = make_url(p["environment"]["HURACAN_DB_URL"])
+    assert (url.host, url.database, url.password) == ("postgres",
+                                                      env_example["HURACAN_DB_NAME"], None)
+    assert p["environment"]["PGPASSWORD"] == env_example["POSTGRES_PASSWORD"]
+    assert p["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert p["depends_on"]["mlflow"] == {"condition": "service_healthy"}
+    assert p["stop_signal"] == "SIGTERM" and p["volumes"] == ["./data:/data"]
+    docker = (DEPLOY / p["build"]["dockerfile"].removeprefix("deploy/")).read_text()
+    assert p["build"]["context"] == ".." and "torch==2.13.0" in docker
+    unit = (DEPLOY / "systemd" / "huracan-paper@.service").read_text()
+    lines = {ln.split("=", 1)[0]: ln.split("=", 1)[1] for ln in unit.splitlines()
+             if "=" in ln and not ln.startswith("#")}
+    assert lines["ExecStart"].split()[1:4] == ["paper", "run", "%I"]
+    assert lines["Restart"] == "always" and lines["KillSignal"] == "SIGTERM"
+    assert "/deploy/huracan.env" in unit and "[Install]" in unit

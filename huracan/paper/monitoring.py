@@ -1,0 +1,358 @@
+"""What production did, read back for decisions: the paper ledger's realised result over a
+window, the paper loop's liveness, and one MLflow monitoring run per day per account.
+
+- :func:`live_account`: the live account of a symbol/timeframe (``paper-<SYMBOLKEY>-<tf>``).
+- :func:`marks` / :func:`account_result`: the marks of an account (``paper_marks`` rows, read
+  with SQLAlchemy) and their :class:`~huracan.evaluation.backtest.BacktestResult`: trades by
+  :func:`huracan.evaluation.execution.extract_trades`, metrics by
+  :func:`huracan.evaluation.metrics.compute_metrics` (no new return arithmetic; the mark's
+  ``position`` is the "prediction" of the accuracy metric, its ``asset_return`` the label, as
+  :func:`~huracan.evaluation.execution.execute` does without forecasts).
+- :func:`window_result`: the account's result over a monitoring window when its marks cover it
+  (``registry monitor``: at least ``min_share`` of the window's bars and ``min_bars``).
+- :func:`liveness`: the last decision age of an account (newest ``paper_orders.decided_at`` or
+  ``paper_accounts.heartbeat_at``) against a threshold (the nightly ``paper`` step).
+- :func:`log_daily_run`: the day's monitoring run in MLflow (idempotent, found by tags).
+
+Times are UTC aware; returns are fractions of equity; ages are seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, select
+
+from huracan.db.tables import PaperAccount, PaperMark, PaperOrder
+from huracan.evaluation.backtest import BacktestResult
+from huracan.timeutil import to_utc
+
+#: MLflow experiment of the daily paper runs (the one the drift reports use)
+MONITORING_EXPERIMENT = "huracan-monitoring"
+#: run tag prefix (shared with the registry and drift runs)
+TAG = "huracan."
+
+
+def live_account(symbol: str, timeframe: str) -> str:
+    """The live paper account of ``symbol``/``timeframe``: ``paper-<symbol_key>-<tf>``
+    (:func:`huracan.data.lake.symbol_key`), e.g. ``paper-BTC-USDT-1h``."""
+    from huracan.data.lake import symbol_key
+
+    return f"paper-{symbol_key(symbol)}-{timeframe}"
+
+
+def account_row(engine: Engine, account: str) -> dict[str, Any] | None:
+    """The ``paper_accounts`` row of ``account`` as a dict, or ``None`` when absent."""
+    with engine.connect() as conn:
+        row = conn.execute(select(PaperAccount).where(PaperAccount.account == account)).first()
+    if row is None:
+        return None
+    acc = row[0]
+    return {c.name: getattr(acc, c.name) for c in PaperAccount.__table__.columns}
+
+
+def marks(engine: Engine, account: str, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """The ``paper_marks`` rows of ``account`` with ``start <= bar_time <= end`` (either open),
+    sorted by ``bar_time`` (UTC); columns = the table's."""
+    cols = [c for c in PaperMark.__table__.columns]
+    q = select(*cols).where(PaperMark.account == account)
+    if start is not None:
+        q = q.where(PaperMark.bar_time >= to_utc(start).to_pydatetime())
+    if end is not None:
+        q = q.where(PaperMark.bar_time <= to_utc(end).to_pydatetime())
+    with engine.connect() as conn:
+        rows = conn.execute(q.order_by(PaperMark.bar_time)).all()
+    frame = pd.DataFrame(rows, columns=[c.name for c in cols])
+    frame["bar_time"] = pd.to_datetime(frame["bar_time"], utc=True)
+    return frame
+
+
+def result_of_marks(frame: pd.DataFrame, periods_per_year: float) -> BacktestResult:
+    """The :class:`BacktestResult` of mark rows (``bar_time``, ``prev_position``, ``position``,
+    ``asset_return``, ``gross_return``, ``cost``, ``funding_cost``, ``borrow_cost``,
+    ``net_return``): ``returns`` in :func:`~huracan.evaluation.execution.execute`'s column names
+    (``strategy_return`` = ``net_return``), trades and metrics as the evaluation computes them.
+
+    Raises:
+        ValueError: no marks.
+    """
+    from huracan.evaluation.execution import extract_trades
+    from huracan.evaluation.metrics import compute_metrics
+
+    if frame.empty:
+        raise ValueError("no paper marks")
+    pos = frame["position"].to_numpy(np.float64)
+    net = frame["net_return"].to_numpy(np.float64)
+    asset = frame["asset_return"].to_numpy(np.float64)
+    returns = pd.DataFrame({
+        "timestamp": pd.DatetimeIndex(frame["bar_time"]), "prediction": pos, "position": pos,
+        "asset_return": asset,
+        "turnover": np.abs(pos - frame["prev_position"].to_numpy(np.float64)),
+        "gross_return": frame["gross_return"].to_numpy(np.float64),
+        "cost": frame["cost"].to_numpy(np.float64),
+        "funding_cost": frame["funding_cost"].to_numpy(np.float64),
+        "borrow_cost": frame["borrow_cost"].to_numpy(np.float64),
+        "strategy_return": net, "label": asset})
+    trades = extract_trades(returns["timestamp"], pos, net)
+    metrics = compute_metrics(net, trades["return"].to_numpy(np.float64), pos, asset,
+                              periods_per_year)
+    return BacktestResult(returns=returns, trades=trades, metrics=metrics,
+                          execution={"source": "paper ledger"})
+
+
+def _periods_per_year(engine: Engine, account: str) -> float:
+    from huracan.data.ohlcv import bars_per_year
+
+    row = account_row(engine, account)
+    if row is None:
+        raise ValueError(f"no paper account {account!r}")
+    ppy = (row.get("execution") or {}).get("periods_per_year")
+    return float(ppy) if ppy else float(bars_per_year(str(row["timeframe"])))
+
+
+def account_result(engine: Engine, account: str, start: Any = None, end: Any = None
+                   ) -> BacktestResult:
+    """The paper result of ``account``'s marks in ``[start, end]`` (:func:`result_of_marks`;
+    periods per year from the account's ``execution`` dict, else its timeframe).
+
+    Raises:
+        ValueError: no such account, or no marks in the range.
+    """
+    ppy = _periods_per_year(engine, account)
+    frame = marks(engine, account, start, end)
+    if frame.empty:
+        raise ValueError(f"paper account {account!r} has no marks in {start} .. {end}")
+    return result_of_marks(frame, ppy)
+
+
+@dataclass(frozen=True)
+class PaperWindow:
+    """How the ledger covers a monitoring window: ``bars`` marked of the window's ``expected``
+    scored bars; ``result`` (the marks' result) when it covers, else ``None`` and ``why``."""
+
+    account: str
+    bars: int
+    expected: int
+    result: BacktestResult | None
+    why: str = ""
+
+    @property
+    def covers(self) -> bool:
+        return self.result is not None
+
+    def label(self) -> str:
+        """``paper ledger (ACCOUNT, N bars)``: the source line of ``registry monitor``."""
+        return f"paper ledger ({self.account}, {self.bars} bars)"
+
+
+def window_result(engine: Engine, account: str, bar_times: pd.DatetimeIndex | pd.Series, *,
+                  min_bars: int, min_share: float = 0.9) -> PaperWindow:
+    """The account's marks on a monitoring window's scored bars (``bar_times``: open times, UTC,
+    sorted): covers when at least ``min_share`` of them are marked and at least ``min_bars``;
+    then ``result`` holds the result of the marks in ``[first, last]`` of ``bar_times``.
+    Reads only; a missing account or table row is "does not cover"."""
+    times = pd.DatetimeIndex(pd.to_datetime(bar_times, utc=True))
+    expected = len(times)
+    if expected == 0:
+        return PaperWindow(account, 0, 0, None, "the window has no scored bars")
+    if account_row(engine, account) is None:
+        return PaperWindow(account, 0, expected, None, f"no paper account {account}")
+    frame = marks(engine, account, times[0], times[-1])
+    n = int(pd.DatetimeIndex(frame["bar_time"]).isin(times).sum())
+    need = max(int(min_bars), math.ceil(float(min_share) * expected - 1e-9))
+    if n < need:
+        return PaperWindow(account, n, expected, None,
+                           f"{account} marks {n} of the window's {expected} bars "
+                           f"(< {100 * min_share:g} % or < {min_bars})")
+    return PaperWindow(account, len(frame), expected,
+                       result_of_marks(frame, _periods_per_year(engine, account)))
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """The paper loop's pulse: ``exists`` (the account row), ``last_decision`` (newest
+    ``decided_at`` or ``heartbeat_at``, UTC, or ``None``), ``age_s`` (seconds since, NaN when
+    none) against ``max_age_s``; ``stale`` when older or when nothing was ever decided."""
+
+    account: str
+    exists: bool
+    last_decision: pd.Timestamp | None
+    age_s: float
+    max_age_s: float
+
+    @property
+    def stale(self) -> bool:
+        return self.exists and not (self.age_s <= self.max_age_s)
+
+    def line(self) -> str:
+        if not self.exists:
+            return f"no paper account {self.account}"
+        if self.last_decision is None:
+            return f"{self.account}: never decided (no order, no heartbeat)"
+        state = "STALE" if self.stale else "alive"
+        return (f"{self.account} {state}: last decision {self.last_decision:%Y-%m-%d %H:%M} "
+                f"UTC, {self.age_s / 3600:.1f} h ago (max {self.max_age_s / 3600:g} h)")
+
+
+def last_decision(engine: Engine, account: str) -> pd.Timestamp | None:
+    """The newest of ``account``'s ``paper_orders.decided_at`` and its ``heartbeat_at`` (UTC),
+    or ``None``."""
+    with engine.connect() as conn:
+        decided = conn.execute(select(func.max(PaperOrder.decided_at))
+                               .where(PaperOrder.account == account)).scalar()
+        beat = conn.execute(select(PaperAccount.heartbeat_at)
+                            .where(PaperAccount.account == account)).scalar()
+    stamps = [to_utc(x) for x in (decided, beat) if x is not None]
+    return max(stamps) if stamps else None
+
+
+def liveness(engine: Engine, account: str, max_age: str | pd.Timedelta,
+             now: datetime | pd.Timestamp | None = None) -> Liveness:
+    """:class:`Liveness` of ``account`` at ``now`` (default the wall clock) against ``max_age``
+    (a duration, e.g. ``2h``)."""
+    max_s = pd.Timedelta(max_age).total_seconds()
+    if account_row(engine, account) is None:
+        return Liveness(account, False, None, math.nan, max_s)
+    last = last_decision(engine, account)
+    t = to_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    age = math.nan if last is None else (t - last).total_seconds()
+    return Liveness(account, True, last, age, max_s)
+
+
+def _day_metrics(result: BacktestResult | None, prefix: str) -> dict[str, float]:
+    if result is None:
+        return {f"{prefix}bars": 0.0}
+    m = result.metrics
+    return {f"{prefix}net_return": float(m.total_return), f"{prefix}sharpe": float(m.sharpe),
+            f"{prefix}trades": float(m.n_trades), f"{prefix}max_drawdown": float(m.max_drawdown),
+            f"{prefix}composite_score": float(m.composite_score),
+            f"{prefix}bars": float(len(result.returns))}
+
+
+def _orders_counts(engine: Engine, account: str, start: Any, end: Any) -> dict[str, float]:
+    q = select(PaperOrder.status, func.count()).where(PaperOrder.account == account)
+    if start is not None:
+        q = q.where(PaperOrder.bar_time >= to_utc(start).to_pydatetime())
+    if end is not None:
+        q = q.where(PaperOrder.bar_time < to_utc(end).to_pydatetime())
+    with engine.connect() as conn:
+        counts = dict(conn.execute(q.group_by(PaperOrder.status)).all())
+    return {"decided": float(counts.get("decided", 0)), "skipped": float(counts.get("skipped", 0))}
+
+
+def _result_or_none(engine: Engine, account: str, start: Any, end: Any
+                    ) -> BacktestResult | None:
+    try:
+        return account_result(engine, account, start, end)
+    except ValueError:
+        return None
+
+
+def daily_figures(engine: Engine, account: str, day: Any, now: Any = None) -> dict[str, float]:
+    """The metrics of the daily run: ``day_*`` over the marks of ``day`` (UTC, 00:00 to the next
+    00:00, exclusive), ``todate_*`` over every mark up to the day's end, the day's ``decided`` /
+    ``skipped`` orders and ``last_decision_age_s`` at ``now`` (default: the day's end)."""
+    start = to_utc(pd.Timestamp(day).normalize() if pd.Timestamp(day).tzinfo
+                   else pd.Timestamp(day).normalize().tz_localize("UTC"))
+    end = start + pd.Timedelta(days=1)
+    last_mark = end - pd.Timedelta(microseconds=1)
+    out = _day_metrics(_result_or_none(engine, account, start, last_mark), "day_")
+    out |= _day_metrics(_result_or_none(engine, account, None, last_mark), "todate_")
+    out |= {f"day_{k}": v for k, v in _orders_counts(engine, account, start, end).items()}
+    out |= {f"todate_{k}": v for k, v in _orders_counts(engine, account, None, end).items()}
+    last = last_decision(engine, account)
+    t = to_utc(now) if now is not None else end
+    out["last_decision_age_s"] = math.nan if last is None else (t - last).total_seconds()
+    return out
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:  # created meanwhile
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def _backtest_side(client: Any, model_name: str) -> tuple[dict[str, str], dict[str, float]]:
+    """Production's logged test metrics (``test_*`` of its run) as ``backtest_*`` metrics, and
+    its name/version/run (run tags ``huracan.production_*``); empty when there is no
+    production model."""
+    from huracan.registry.cash import is_cash
+    from huracan.registry.promotion import PRODUCTION, alias_version
+
+    try:
+        mv = alias_version(client, model_name, PRODUCTION)
+    except Exception:  # no registered model: nothing to show beside the paper figures
+        return {}, {}
+    if mv is None:
+        return {}, {}
+    params = {"production_model": model_name, "production_version": str(mv.version),
+              "production_run": str(mv.run_id or "")}
+    if is_cash(mv) or not mv.run_id:
+        return params | {"production_policy": "cash" if is_cash(mv) else "unknown"}, {}
+    metrics = client.get_run(mv.run_id).data.metrics
+    return params, {f"backtest_{k.removeprefix('test_')}": float(v) for k, v in metrics.items()
+                    if k.startswith("test_")}
+
+
+def log_daily_run(client: Any, engine: Engine, account: str, day: Any, *,
+                  now: Any = None, experiment_name: str = MONITORING_EXPERIMENT) -> str:
+    """Log (or update) the monitoring run of ``account`` for ``day`` and return its id.
+
+    One run per day per account, found by its tags (``huracan.role=paper``,
+    ``huracan.paper_account``, ``huracan.paper_day=YYYY-MM-DD``): a second call for the same day
+    updates the same run (metrics logged again at the same step overwrite the latest value).
+    Run name ``<account>-<YYYY-MM-DD>``; metrics :func:`daily_figures` plus production's
+    backtest (its run's ``test_*`` metrics as ``backtest_*``), so the UI shows backtest and
+    paper side by side; params the account's symbol, timeframe, mode and anchor; tags
+    ``huracan.production_model/_version/_run`` (production when the run was last updated).
+
+    Raises:
+        ValueError: no such account.
+        mlflow.exceptions.MlflowException: the tracking store refuses.
+    """
+    from mlflow.entities import Metric, Param
+
+    acc = account_row(engine, account)
+    if acc is None:
+        raise ValueError(f"no paper account {account!r}")
+    ts = pd.Timestamp(day)
+    day_s = f"{(ts.tz_convert('UTC') if ts.tzinfo else ts):%Y-%m-%d}"
+    exp_id = _experiment_id(client, experiment_name)
+    found = client.search_runs([exp_id], filter_string=(
+        f"tags.`{TAG}role` = 'paper' and tags.`{TAG}paper_account` = '{account}' and "
+        f"tags.`{TAG}paper_day` = '{day_s}'"), max_results=1)
+    if found:
+        run_id = str(found[0].info.run_id)
+    else:
+        run = client.create_run(exp_id, run_name=f"{account}-{day_s}", tags={
+            f"{TAG}role": "paper", f"{TAG}paper_account": account, f"{TAG}paper_day": day_s,
+            f"{TAG}monitored_model": str(acc["model_name"]), "symbol": str(acc["symbol"]),
+            "timeframe": str(acc["timeframe"])})
+        run_id = str(run.info.run_id)
+    figures = daily_figures(engine, account, day_s, now)
+    params, backtest = _backtest_side(client, str(acc["model_name"]))
+    stamp = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    values = figures | backtest
+    metrics = [Metric(k, float(v), stamp, 0) for k, v in values.items() if math.isfinite(v)]
+    fixed = {"symbol": str(acc["symbol"]), "timeframe": str(acc["timeframe"]),
+             "mode": str(acc["mode"]), "anchor": str(acc["anchor"])}
+    client.log_batch(run_id, metrics=metrics,
+                     params=[] if found else [Param(k, v) for k, v in fixed.items()])
+    for key, value in params.items():  # production may move during the day: tags, not params
+        client.set_tag(run_id, f"{TAG}{key}", value)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id

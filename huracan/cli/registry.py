@@ -249,21 +249,11 @@ def monitor(
     the evaluation's own metrics) when they cover at least 90 % of those bars and MIN_BARS;
     auto falls back to the backtest re-score otherwise, paper exits 3. The output line, the
     rollback reason and its registry event say which source was used."""
-    import pandas as pd
-
     from huracan.data.ohlcv import DataValidationError, bars_per_year
-    from huracan.evaluation.evidence import CASH
     from huracan.rebuild import rebuild_features, run_settings
     from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
-    from huracan.registry.promotion import (
-        BACKTEST_SOURCE,
-        PRODUCTION,
-        RegistryError,
-        alias_version,
-        seen_until,
-    )
-    from huracan.registry.promotion import monitor as do_monitor
+    from huracan.registry.promotion import PRODUCTION, alias_version, seen_until
     from huracan.stages import EVAL_CONTEXT_ROWS
 
     if source not in ("auto", "paper", "backtest"):
@@ -297,11 +287,26 @@ def monitor(
         typer.echo(f"{name} v{prod.version}: no unseen data yet: {scored_bars(win)} bar(s) of the "
                    f"window after its last training/validation bar {seen} (need {min_bars})")
         raise typer.Exit(3)
+    _monitor_score(client, name, prod, win, settings.data.symbol, timeframe, source=source,
+                   metric=metric, tolerance=tolerance, min_bars=int(min_bars), db_url=db_url)
+
+
+def _monitor_score(client: Any, name: str, prod: Any, win: Any, symbol: str, timeframe: str, *,
+                   source: str, metric: str, tolerance: float, min_bars: int,
+                   db_url: str | None) -> None:
+    """The performance half of ``registry monitor``: production's score from the paper ledger
+    (:func:`_paper_source`) or re-scored on ``win``, the 5 % rule, the output lines. Exit 3
+    with ``--source paper`` and no ledger covering the window; 1 on a registry refusal."""
+    import pandas as pd
+
+    from huracan.evaluation.evidence import CASH
+    from huracan.registry.promotion import BACKTEST_SOURCE, RegistryError
+    from huracan.registry.promotion import monitor as do_monitor
+
     scored = pd.DatetimeIndex(pd.to_datetime(win.frame.loc[win.frame.split == "test",
                                                            "timestamp"], utc=True))
     with _engine(db_url) as engine:
-        paper, note = _paper_source(engine, settings.data.symbol, timeframe, scored, source,
-                                    int(min_bars))
+        paper, note = _paper_source(engine, symbol, timeframe, scored, source, min_bars)
         if paper is None and source == "paper":
             typer.echo(f"{name} v{prod.version}: no paper ledger covering the window: {note}")
             raise typer.Exit(3)
@@ -329,6 +334,8 @@ def monitor(
                    f"v{res.rolled_back_to}")
     else:
         typer.echo("within tolerance: production unchanged")
+
+
 
 
 if __name__ == "__main__":  # = `huracan registry`; without a command: usage, exit 2

@@ -28,14 +28,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from huracan.analysis.drift import MONITORING_EXPERIMENT, TAG  # the drift runs' experiment
 from huracan.db.tables import PaperAccount, PaperMark, PaperOrder
 from huracan.evaluation.backtest import BacktestResult
 from huracan.timeutil import to_utc
-
-#: MLflow experiment of the daily paper runs (the one the drift reports use)
-MONITORING_EXPERIMENT = "huracan-monitoring"
-#: run tag prefix (shared with the registry and drift runs)
-TAG = "huracan."
 
 
 def live_account(symbol: str, timeframe: str) -> str:
@@ -49,17 +45,15 @@ def live_account(symbol: str, timeframe: str) -> str:
 def account_row(engine: Engine, account: str) -> dict[str, Any] | None:
     """The ``paper_accounts`` row of ``account`` as a dict, or ``None`` when absent."""
     with engine.connect() as conn:
-        row = conn.execute(select(PaperAccount).where(PaperAccount.account == account)).first()
-    if row is None:
-        return None
-    acc = row[0]
-    return {c.name: getattr(acc, c.name) for c in PaperAccount.__table__.columns}
+        row = conn.execute(select(*PaperAccount.__table__.columns)
+                           .where(PaperAccount.account == account)).first()
+    return None if row is None else dict(row._mapping)
 
 
 def marks(engine: Engine, account: str, start: Any = None, end: Any = None) -> pd.DataFrame:
     """The ``paper_marks`` rows of ``account`` with ``start <= bar_time <= end`` (either open),
     sorted by ``bar_time`` (UTC); columns = the table's."""
-    cols = [c for c in PaperMark.__table__.columns]
+    cols = list(PaperMark.__table__.columns)
     q = select(*cols).where(PaperMark.account == account)
     if start is not None:
         q = q.where(PaperMark.bar_time >= to_utc(start).to_pydatetime())
@@ -199,15 +193,19 @@ class Liveness:
                 f"UTC, {self.age_s / 3600:.1f} h ago (max {self.max_age_s / 3600:g} h)")
 
 
-def last_decision(engine: Engine, account: str) -> pd.Timestamp | None:
+def last_decision(engine: Engine, account: str, until: Any = None) -> pd.Timestamp | None:
     """The newest of ``account``'s ``paper_orders.decided_at`` and its ``heartbeat_at`` (UTC),
-    or ``None``."""
+    at or before ``until`` when given; ``None`` when there is none."""
+    q = select(func.max(PaperOrder.decided_at)).where(PaperOrder.account == account)
+    if until is not None:
+        q = q.where(PaperOrder.decided_at <= to_utc(until).to_pydatetime())
     with engine.connect() as conn:
-        decided = conn.execute(select(func.max(PaperOrder.decided_at))
-                               .where(PaperOrder.account == account)).scalar()
+        decided = conn.execute(q).scalar()
         beat = conn.execute(select(PaperAccount.heartbeat_at)
                             .where(PaperAccount.account == account)).scalar()
     stamps = [to_utc(x) for x in (decided, beat) if x is not None]
+    if until is not None:
+        stamps = [x for x in stamps if x <= to_utc(until)]
     return max(stamps) if stamps else None
 
 
@@ -256,7 +254,8 @@ def _result_or_none(engine: Engine, account: str, start: Any, end: Any
 def daily_figures(engine: Engine, account: str, day: Any, now: Any = None) -> dict[str, float]:
     """The metrics of the daily run: ``day_*`` over the marks of ``day`` (UTC, 00:00 to the next
     00:00, exclusive), ``todate_*`` over every mark up to the day's end, the day's ``decided`` /
-    ``skipped`` orders and ``last_decision_age_s`` at ``now`` (default: the day's end)."""
+    ``skipped`` orders and ``last_decision_age_s`` at ``now`` (default: the day's end; decisions
+    after it are not counted)."""
     start = to_utc(pd.Timestamp(day).normalize() if pd.Timestamp(day).tzinfo
                    else pd.Timestamp(day).normalize().tz_localize("UTC"))
     end = start + pd.Timedelta(days=1)
@@ -265,25 +264,10 @@ def daily_figures(engine: Engine, account: str, day: Any, now: Any = None) -> di
     out |= _day_metrics(_result_or_none(engine, account, None, last_mark), "todate_")
     out |= {f"day_{k}": v for k, v in _orders_counts(engine, account, start, end).items()}
     out |= {f"todate_{k}": v for k, v in _orders_counts(engine, account, None, end).items()}
-    last = last_decision(engine, account)
     t = to_utc(now) if now is not None else end
+    last = last_decision(engine, account, until=t)
     out["last_decision_age_s"] = math.nan if last is None else (t - last).total_seconds()
     return out
-
-
-def _experiment_id(client: Any, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return str(exp.experiment_id)
-    try:
-        return str(client.create_experiment(name))
-    except MlflowException:  # created meanwhile
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return str(exp.experiment_id)
 
 
 def _backtest_side(client: Any, model_name: str) -> tuple[dict[str, str], dict[str, float]]:
@@ -326,12 +310,15 @@ def log_daily_run(client: Any, engine: Engine, account: str, day: Any, *,
     """
     from mlflow.entities import Metric, Param
 
+    from huracan.analysis.drift import _monitoring_experiment
+
     acc = account_row(engine, account)
     if acc is None:
         raise ValueError(f"no paper account {account!r}")
     ts = pd.Timestamp(day)
     day_s = f"{(ts.tz_convert('UTC') if ts.tzinfo else ts):%Y-%m-%d}"
-    exp_id = _experiment_id(client, experiment_name)
+    params, backtest = _backtest_side(client, str(acc["model_name"]))
+    exp_id = _monitoring_experiment(client, experiment_name, params.get("production_run") or None)
     found = client.search_runs([exp_id], filter_string=(
         f"tags.`{TAG}role` = 'paper' and tags.`{TAG}paper_account` = '{account}' and "
         f"tags.`{TAG}paper_day` = '{day_s}'"), max_results=1)
@@ -344,7 +331,6 @@ def log_daily_run(client: Any, engine: Engine, account: str, day: Any, *,
             "timeframe": str(acc["timeframe"])})
         run_id = str(run.info.run_id)
     figures = daily_figures(engine, account, day_s, now)
-    params, backtest = _backtest_side(client, str(acc["model_name"]))
     stamp = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     values = figures | backtest
     metrics = [Metric(k, float(v), stamp, 0) for k, v in values.items() if math.isfinite(v)]

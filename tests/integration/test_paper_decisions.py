@@ -366,7 +366,9 @@ def test_drift_current_window_is_the_logged_inputs(fresh, tmp_path):
     pm, data, engine = fresh
     c = pm.candles
     stamps = pd.DatetimeIndex(c.timestamp)
-    logged = stamps[(stamps >= "2019-05-10") & (stamps < "2019-05-20")]
+    # nine gap-free days, past the features' warm-up after the exchange's gap of 2019-05-15
+    logged = stamps[(stamps >= "2019-05-23") & (stamps < "2019-06-01")]
+    assert len(logged) == 9 * 24
     _log_predictions(engine, pm, tmp_path, logged)
 
     def report(*window):
@@ -377,7 +379,7 @@ def test_drift_current_window_is_the_logged_inputs(fresh, tmp_path):
         assert out.exit_code in (0, 4), out.output
         return json.loads(out.output)
 
-    rep = report("--from", "2019-05-10", "--to", "2019-05-19T23:00")
+    rep = report("--from", "2019-05-23", "--to", "2019-05-31T23:00")
     assert rep["current_source"] == "logged"
     assert rep["current_rows"] == len(logged)
     assert pd.Timestamp(rep["current_start"]) == logged[0]
@@ -402,6 +404,8 @@ def test_daily_run_shows_backtest_beside_paper(fresh):
     test = pm.client.get_run(pm.run_id).data.metrics
     assert run.data.metrics["backtest_composite_score"] == pytest.approx(
         test["test_composite_score"])
-    assert run.data.metrics["day_net_return"] == pytest.approx(1.001 ** 24 - 1)
+    # long all day at +0.1 % a bar, the entry paying the 4 bp fee
+    assert run.data.metrics["day_net_return"] == pytest.approx(
+        (1.001 - 0.0004) * 1.001 ** 23 - 1, rel=1e-12)
     assert run.data.tags["huracan.production_version"] == pm.version
     assert log_daily_run(pm.client, engine, ACCOUNT, "2019-05-02") == run_id

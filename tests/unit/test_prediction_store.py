@@ -88,7 +88,8 @@ def test_insert_and_read_round_trip(engine, tmp_path):
     got = read_predictions(engine, symbol="BTC/USDT", timeframe="1h")
     assert got["id"].tolist() == ids
     assert got["bar_time"].tolist() == [T0 + pd.Timedelta(hours=29 + i) for i in range(3)]
-    assert got["execution"].iloc[0] == {"fee": 0.001} and got["inputs_rows"].tolist() == [30, 31, 32]
+    assert got["execution"].iloc[0] == {"fee": 0.001}
+    assert got["inputs_rows"].tolist() == [30, 31, 32]
     assert got["served_at"].dt.tz is not None
     assert len(read_predictions(engine, start=T0 + pd.Timedelta(hours=30))) == 2
     assert len(read_predictions(engine, end=T0 + pd.Timedelta(hours=30))) == 1

@@ -1122,59 +1122,15 @@ def _rebuild_windows(model: DriftModel, data_path: str | Path | None,
 LOGGED_MIN_SHARE = 0.9
 
 
-def _logged_candles(engine: Any, symbol: str, timeframe: str, start: pd.Timestamp,
-                    end: pd.Timestamp) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
-    """The prediction log's inputs for ``symbol``/``timeframe`` bars in ``[start, end]``:
-    the union of the logged requests' candles (``timestamp`` + OHLCV, sorted, one row per
-    timestamp: the first logged view of a bar, as production first saw it) and the logged
-    bar times (distinct, sorted, UTC). Rows of source ``replay`` are not live and are left out;
-    rows whose ``inputs_path`` is missing or unreadable add their bar time but no candles.
-
-    Private stand-in for :func:`huracan.data.prediction_store.logged_candles` (same contract).
-    """
-    from sqlalchemy import select
-
-    from huracan.db.tables import Prediction
-
-    q = (select(Prediction.bar_time, Prediction.inputs_path)
-         .where(Prediction.symbol == symbol, Prediction.timeframe == timeframe,
-                Prediction.source != "replay",
-                Prediction.bar_time >= start.to_pydatetime(),
-                Prediction.bar_time <= end.to_pydatetime())
-         .order_by(Prediction.served_at, Prediction.id))
-    with engine.connect() as conn:
-        rows = conn.execute(q).all()
-    times = pd.DatetimeIndex(sorted({to_utc(r[0]) for r in rows}))
-    parts, seen = [], set()
-    for _, path in rows:
-        if not path or path in seen:
-            continue
-        seen.add(path)
-        try:
-            part = pd.read_parquet(path)
-        except (OSError, ValueError):
-            continue
-        parts.append(part[["timestamp", "open", "high", "low", "close", "volume"]])
-    if not parts:
-        return pd.DataFrame(columns=["timestamp", "open", "high", "low", "close", "volume"]), times
-    candles = pd.concat(parts, ignore_index=True)
-    candles["timestamp"] = pd.to_datetime(candles["timestamp"], utc=True)
-    candles = (candles.drop_duplicates("timestamp", keep="first")
-               .sort_values("timestamp").reset_index(drop=True))
-    if len(times):  # the window's history only: nothing logged after its last bar
-        candles = candles[candles["timestamp"] <= times[-1]].reset_index(drop=True)
-    return candles, times
-
-
 def _newest_logged(engine: Any, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    """The newest bar time of the prediction log for ``symbol``/``timeframe``, or None."""
     from sqlalchemy import func, select
 
     from huracan.db.tables import Prediction
 
     with engine.connect() as conn:
         last = conn.execute(select(func.max(Prediction.bar_time)).where(
-            Prediction.symbol == symbol, Prediction.timeframe == timeframe,
-            Prediction.source != "replay")).scalar()
+            Prediction.symbol == symbol, Prediction.timeframe == timeframe)).scalar()
     return None if last is None else to_utc(last)
 
 
@@ -1200,14 +1156,17 @@ def _logged_windows(engine: Any, model: DriftModel, windows: DriftWindows,
     """The current window from the prediction log when it covers at least
     :data:`LOGGED_MIN_SHARE` of the window's bars (:func:`_current_bounds`): the model's
     features rebuilt by :func:`huracan.rebuild.rebuild_features` (the same path, unlabelled
-    newest rows kept) on the logged candles (:func:`_logged_candles`), rows at the logged bar
-    times only. Otherwise ``windows`` unchanged with a note (``required``: raise instead).
+    newest rows kept) on the logged candles
+    (:func:`huracan.data.prediction_store.logged_candles`: the union of the requests' candles,
+    the most recently served view of a bar winning), rows at the logged bar times only.
+    Otherwise ``windows`` unchanged with a note (``required``: raise instead).
 
     Raises:
         DriftInputError: ``required`` and the log does not cover the window.
         huracan.data.ohlcv.DataValidationError: the logged candles break a rule.
     """
     from huracan.data.ohlcv import timeframe_to_timedelta
+    from huracan.data.prediction_store import DIGEST_COLUMNS, logged_candles
     from huracan.rebuild import rebuild_features
 
     t = time.perf_counter()
@@ -1217,14 +1176,15 @@ def _logged_windows(engine: Any, model: DriftModel, windows: DriftWindows,
         note = f"no logged predictions of {symbol} {timeframe}"
     else:
         lo, hi = _current_bounds(current, windows.current, newest, timeframe)
-        candles, times = _logged_candles(engine, symbol, timeframe, lo, hi)
-        expected = int((hi - lo) / timeframe_to_timedelta(timeframe)) + 1
+        bar = timeframe_to_timedelta(timeframe)
+        candles, times = logged_candles(engine, symbol, timeframe, lo, hi + bar)  # [lo, hi]
+        expected = int((hi - lo) / bar) + 1
         note = (f"the prediction log holds {len(times)} of the window's {expected} bars "
                 f"({lo} .. {hi}; need {100 * LOGGED_MIN_SHARE:g} %)")
         if len(times) >= max(2, LOGGED_MIN_SHARE * expected) and len(candles):
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "logged_inputs.parquet"
-                candles.to_parquet(path)
+                candles[["timestamp", *DIGEST_COLUMNS]].to_parquet(path)
                 fs, _ = rebuild_features(model.settings, path, keep_unlabelled=True)
             frame = fs.frame
             rows = frame[pd.DatetimeIndex(frame.index).isin(times)]

@@ -1,13 +1,10 @@
 """What production did, read back for decisions: the paper ledger's realised result over a
 window, the paper loop's liveness, and one MLflow monitoring run per day per account.
 
-- :func:`live_account`: the live account of a symbol/timeframe (``paper-<SYMBOLKEY>-<tf>``).
-- :func:`marks` / :func:`account_result`: the marks of an account (``paper_marks`` rows, read
-  with SQLAlchemy) and their :class:`~huracan.evaluation.backtest.BacktestResult`: trades by
-  :func:`huracan.evaluation.execution.extract_trades`, metrics by
-  :func:`huracan.evaluation.metrics.compute_metrics` (no new return arithmetic; the mark's
-  ``position`` is the "prediction" of the accuracy metric, its ``asset_return`` the label, as
-  :func:`~huracan.evaluation.execution.execute` does without forecasts).
+- :func:`live_account`: the live account of a symbol/timeframe (``paper-BTCUSDT-1h``).
+- :func:`account_result`: the ledger's result of an account's marks
+  (:func:`huracan.paper.ledger.paper_result`: the evaluation's trades and metrics, no new
+  return arithmetic).
 - :func:`window_result`: the account's result over a monitoring window when its marks cover it
   (``registry monitor``: at least ``min_share`` of the window's bars and ``min_bars``).
 - :func:`liveness`: the last decision age of an account (newest ``paper_orders.decided_at`` or
@@ -24,104 +21,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from huracan.analysis.drift import MONITORING_EXPERIMENT, TAG  # the drift runs' experiment
-from huracan.db.tables import PaperAccount, PaperMark, PaperOrder
+from huracan.db.tables import PaperAccount, PaperOrder
 from huracan.evaluation.backtest import BacktestResult
+from huracan.paper.ledger import PaperLedger, account_name, paper_result
 from huracan.timeutil import to_utc
 
 
 def live_account(symbol: str, timeframe: str) -> str:
-    """The live paper account of ``symbol``/``timeframe``: ``paper-<symbol_key>-<tf>``
-    (:func:`huracan.data.lake.symbol_key`), e.g. ``paper-BTC-USDT-1h``."""
-    from huracan.data.lake import symbol_key
-
-    return f"paper-{symbol_key(symbol)}-{timeframe}"
-
-
-def account_row(engine: Engine, account: str) -> dict[str, Any] | None:
-    """The ``paper_accounts`` row of ``account`` as a dict, or ``None`` when absent."""
-    with engine.connect() as conn:
-        row = conn.execute(select(*PaperAccount.__table__.columns)
-                           .where(PaperAccount.account == account)).first()
-    return None if row is None else dict(row._mapping)
-
-
-def marks(engine: Engine, account: str, start: Any = None, end: Any = None) -> pd.DataFrame:
-    """The ``paper_marks`` rows of ``account`` with ``start <= bar_time <= end`` (either open),
-    sorted by ``bar_time`` (UTC); columns = the table's."""
-    cols = list(PaperMark.__table__.columns)
-    q = select(*cols).where(PaperMark.account == account)
-    if start is not None:
-        q = q.where(PaperMark.bar_time >= to_utc(start).to_pydatetime())
-    if end is not None:
-        q = q.where(PaperMark.bar_time <= to_utc(end).to_pydatetime())
-    with engine.connect() as conn:
-        rows = conn.execute(q.order_by(PaperMark.bar_time)).all()
-    frame = pd.DataFrame(rows, columns=[c.name for c in cols])
-    frame["bar_time"] = pd.to_datetime(frame["bar_time"], utc=True)
-    return frame
-
-
-def result_of_marks(frame: pd.DataFrame, periods_per_year: float) -> BacktestResult:
-    """The :class:`BacktestResult` of mark rows (``bar_time``, ``prev_position``, ``position``,
-    ``asset_return``, ``gross_return``, ``cost``, ``funding_cost``, ``borrow_cost``,
-    ``net_return``): ``returns`` in :func:`~huracan.evaluation.execution.execute`'s column names
-    (``strategy_return`` = ``net_return``), trades and metrics as the evaluation computes them.
-
-    Raises:
-        ValueError: no marks.
-    """
-    from huracan.evaluation.execution import extract_trades
-    from huracan.evaluation.metrics import compute_metrics
-
-    if frame.empty:
-        raise ValueError("no paper marks")
-    pos = frame["position"].to_numpy(np.float64)
-    net = frame["net_return"].to_numpy(np.float64)
-    asset = frame["asset_return"].to_numpy(np.float64)
-    returns = pd.DataFrame({
-        "timestamp": pd.DatetimeIndex(frame["bar_time"]), "prediction": pos, "position": pos,
-        "asset_return": asset,
-        "turnover": np.abs(pos - frame["prev_position"].to_numpy(np.float64)),
-        "gross_return": frame["gross_return"].to_numpy(np.float64),
-        "cost": frame["cost"].to_numpy(np.float64),
-        "funding_cost": frame["funding_cost"].to_numpy(np.float64),
-        "borrow_cost": frame["borrow_cost"].to_numpy(np.float64),
-        "strategy_return": net, "label": asset})
-    trades = extract_trades(returns["timestamp"], pos, net)
-    metrics = compute_metrics(net, trades["return"].to_numpy(np.float64), pos, asset,
-                              periods_per_year)
-    return BacktestResult(returns=returns, trades=trades, metrics=metrics,
-                          execution={"source": "paper ledger"})
-
-
-def _periods_per_year(engine: Engine, account: str) -> float:
-    from huracan.data.ohlcv import bars_per_year
-
-    row = account_row(engine, account)
-    if row is None:
-        raise ValueError(f"no paper account {account!r}")
-    ppy = (row.get("execution") or {}).get("periods_per_year")
-    return float(ppy) if ppy else float(bars_per_year(str(row["timeframe"])))
+    """The live paper account of ``symbol``/``timeframe`` (``paper-BTCUSDT-1h``:
+    :func:`huracan.paper.ledger.account_name`)."""
+    return account_name(symbol, timeframe, "live")
 
 
 def account_result(engine: Engine, account: str, start: Any = None, end: Any = None
                    ) -> BacktestResult:
-    """The paper result of ``account``'s marks in ``[start, end]`` (:func:`result_of_marks`;
-    periods per year from the account's ``execution`` dict, else its timeframe).
+    """:func:`huracan.paper.ledger.paper_result` of ``account``'s marks with
+    ``start <= bar_time < end`` (either open).
 
     Raises:
-        ValueError: no such account, or no marks in the range.
+        huracan.paper.ledger.UnknownAccountError: no such account.
+        ValueError: no marks in the range.
     """
-    ppy = _periods_per_year(engine, account)
-    frame = marks(engine, account, start, end)
-    if frame.empty:
-        raise ValueError(f"paper account {account!r} has no marks in {start} .. {end}")
-    return result_of_marks(frame, ppy)
+    return paper_result(PaperLedger(engine), account, start, end)
 
 
 @dataclass(frozen=True)
@@ -148,15 +73,18 @@ def window_result(engine: Engine, account: str, bar_times: pd.DatetimeIndex | pd
                   min_bars: int, min_share: float = 0.9) -> PaperWindow:
     """The account's marks on a monitoring window's scored bars (``bar_times``: open times, UTC,
     sorted): covers when at least ``min_share`` of them are marked and at least ``min_bars``;
-    then ``result`` holds the result of the marks in ``[first, last]`` of ``bar_times``.
+    then ``result`` holds the ledger's result (:func:`huracan.paper.ledger.paper_result`) of
+    the marks in ``[first, last]`` of ``bar_times``.
     Reads only; a missing account or table row is "does not cover"."""
     times = pd.DatetimeIndex(pd.to_datetime(bar_times, utc=True))
     expected = len(times)
     if expected == 0:
         return PaperWindow(account, 0, 0, None, "the window has no scored bars")
-    if account_row(engine, account) is None:
+    ledger = PaperLedger(engine)
+    if ledger.account(account) is None:
         return PaperWindow(account, 0, expected, None, f"no paper account {account}")
-    frame = marks(engine, account, times[0], times[-1])
+    end = times[-1] + pd.Timedelta(seconds=1)  # the ledger's ranges exclude their end
+    frame = ledger.marks(account, times[0], end)
     n = int(pd.DatetimeIndex(frame["bar_time"]).isin(times).sum())
     need = max(int(min_bars), math.ceil(float(min_share) * expected - 1e-9))
     if n < need:
@@ -164,7 +92,7 @@ def window_result(engine: Engine, account: str, bar_times: pd.DatetimeIndex | pd
                            f"{account} marks {n} of the window's {expected} bars "
                            f"(< {100 * min_share:g} % or < {min_bars})")
     return PaperWindow(account, len(frame), expected,
-                       result_of_marks(frame, _periods_per_year(engine, account)))
+                       paper_result(ledger, account, times[0], end))
 
 
 @dataclass(frozen=True)
@@ -214,7 +142,7 @@ def liveness(engine: Engine, account: str, max_age: str | pd.Timedelta,
     """:class:`Liveness` of ``account`` at ``now`` (default the wall clock) against ``max_age``
     (a duration, e.g. ``2h``)."""
     max_s = pd.Timedelta(max_age).total_seconds()
-    if account_row(engine, account) is None:
+    if PaperLedger(engine).account(account) is None:
         return Liveness(account, False, None, math.nan, max_s)
     last = last_decision(engine, account)
     t = to_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
@@ -247,21 +175,20 @@ def _result_or_none(engine: Engine, account: str, start: Any, end: Any
                     ) -> BacktestResult | None:
     try:
         return account_result(engine, account, start, end)
-    except ValueError:
+    except (ValueError, LookupError):  # no marks in the range (or no account)
         return None
 
 
 def daily_figures(engine: Engine, account: str, day: Any, now: Any = None) -> dict[str, float]:
     """The metrics of the daily run: ``day_*`` over the marks of ``day`` (UTC, 00:00 to the next
-    00:00, exclusive), ``todate_*`` over every mark up to the day's end, the day's ``decided`` /
+    00:00, exclusive), ``todate_*`` over every mark before the day's end, the day's ``decided`` /
     ``skipped`` orders and ``last_decision_age_s`` at ``now`` (default: the day's end; decisions
     after it are not counted)."""
     start = to_utc(pd.Timestamp(day).normalize() if pd.Timestamp(day).tzinfo
                    else pd.Timestamp(day).normalize().tz_localize("UTC"))
     end = start + pd.Timedelta(days=1)
-    last_mark = end - pd.Timedelta(microseconds=1)
-    out = _day_metrics(_result_or_none(engine, account, start, last_mark), "day_")
-    out |= _day_metrics(_result_or_none(engine, account, None, last_mark), "todate_")
+    out = _day_metrics(_result_or_none(engine, account, start, end), "day_")
+    out |= _day_metrics(_result_or_none(engine, account, None, end), "todate_")
     out |= {f"day_{k}": v for k, v in _orders_counts(engine, account, start, end).items()}
     out |= {f"todate_{k}": v for k, v in _orders_counts(engine, account, None, end).items()}
     t = to_utc(now) if now is not None else end
@@ -312,12 +239,12 @@ def log_daily_run(client: Any, engine: Engine, account: str, day: Any, *,
 
     from huracan.analysis.drift import _monitoring_experiment
 
-    acc = account_row(engine, account)
-    if acc is None:
+    spec = PaperLedger(engine).account(account)
+    if spec is None:
         raise ValueError(f"no paper account {account!r}")
     ts = pd.Timestamp(day)
     day_s = f"{(ts.tz_convert('UTC') if ts.tzinfo else ts):%Y-%m-%d}"
-    params, backtest = _backtest_side(client, str(acc["model_name"]))
+    params, backtest = _backtest_side(client, spec.model_name)
     exp_id = _monitoring_experiment(client, experiment_name, params.get("production_run") or None)
     found = client.search_runs([exp_id], filter_string=(
         f"tags.`{TAG}role` = 'paper' and tags.`{TAG}paper_account` = '{account}' and "
@@ -327,15 +254,15 @@ def log_daily_run(client: Any, engine: Engine, account: str, day: Any, *,
     else:
         run = client.create_run(exp_id, run_name=f"{account}-{day_s}", tags={
             f"{TAG}role": "paper", f"{TAG}paper_account": account, f"{TAG}paper_day": day_s,
-            f"{TAG}monitored_model": str(acc["model_name"]), "symbol": str(acc["symbol"]),
-            "timeframe": str(acc["timeframe"])})
+            f"{TAG}monitored_model": spec.model_name, "symbol": spec.symbol,
+            "timeframe": spec.timeframe})
         run_id = str(run.info.run_id)
     figures = daily_figures(engine, account, day_s, now)
     stamp = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     values = figures | backtest
     metrics = [Metric(k, float(v), stamp, 0) for k, v in values.items() if math.isfinite(v)]
-    fixed = {"symbol": str(acc["symbol"]), "timeframe": str(acc["timeframe"]),
-             "mode": str(acc["mode"]), "anchor": str(acc["anchor"])}
+    fixed = {"symbol": spec.symbol, "timeframe": spec.timeframe, "mode": spec.mode,
+             "anchor": str(spec.anchor)}
     client.log_batch(run_id, metrics=metrics,
                      params=[] if found else [Param(k, v) for k, v in fixed.items()])
     for key, value in params.items():  # production may move during the day: tags, not params

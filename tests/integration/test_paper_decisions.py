@@ -316,6 +316,17 @@ def test_monitor_on_paper_returns_rolls_back_by_the_5_percent_rule(fresh):
     assert out.exit_code == 0 and "source: backtest re-score" in out.output, out.output
     assert f"marks {len(keep)} of the window's {len(times)} bars" in out.output
     assert _monitor(pm, data, "--source", "paper").exit_code == 3
+    # the rule on the paper figure itself: 4 % below the score at promotion is within 5 %
+    put_marks(engine, times, np.where(asset >= 0, 1.0, -1.0), asset)
+    paper = good.result.metrics.composite_score
+    assert paper > 0
+    pm.client.set_model_version_tag(pm.name, pm.version, "huracan.score_at_promotion",
+                                    repr(paper / 0.96))
+    out = _monitor(pm, data, "--source", "paper")
+    assert out.exit_code == 0 and "within tolerance: production unchanged" in out.output, \
+        out.output
+    pm.client.set_model_version_tag(pm.name, pm.version, "huracan.score_at_promotion",
+                                    repr(backtest))
     assert events.history(engine, pm.name) == []  # nothing degraded so far
     # production did badly on paper (always against the next move): degraded beyond 5 %,
     # nothing earlier to roll back to -> cash

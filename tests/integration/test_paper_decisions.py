@@ -420,3 +420,28 @@ def test_daily_run_shows_backtest_beside_paper(fresh):
         (1.001 - 0.0004) * 1.001 ** 23 - 1, rel=1e-12)
     assert run.data.tags["huracan.production_version"] == pm.version
     assert log_daily_run(pm.client, engine, ACCOUNT, "2019-05-02") == run_id
+
+
+def test_nightly_paper_settings_from_the_config(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from huracan.config import register_resolvers
+    from huracan.nightly import settings_from_config
+    from huracan.orchestration.steps import paper_max_age
+    from huracan.resources import conf_dir
+
+    register_resolvers()
+
+    def settings(*overrides):
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return settings_from_config(compose("nightly", overrides=list(overrides)),
+                                        cwd=tmp_path)[0]
+
+    s = settings()  # the defaults: check an account when one exists, max age two bars
+    assert s.paper and not s.paper_expected and s.paper_daily_run and s.paper_max_age is None
+    assert paper_max_age(s) == "7200s"
+    s = settings("nightly.paper.expected=true", "nightly.paper.max_age=3h",
+                 "nightly.paper.daily_run=false")
+    assert s.paper_expected and paper_max_age(s) == "3h" and not s.paper_daily_run
+    with pytest.raises(ValueError, match=r"nightly\.paper\.max_ag"):
+        settings("+nightly.paper.max_ag=3h")

@@ -1482,7 +1482,7 @@ class MonitorDrift:
                                                  if self.retrain_request_id else "")
                    if self.drifted else "no drift")
         return (f"drift share {self.share:.2f} (threshold {self.threshold:g}): {verdict}; "
-                f"current window: {self.current_source}; report run {self.report_run_id}")
+                f"report run {self.report_run_id}; current window: {self.current_source}")
 
 
 def check_drift_for_monitor(client: Any, engine: Any, name: str, *,

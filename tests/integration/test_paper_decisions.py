@@ -397,6 +397,15 @@ def test_drift_current_window_is_the_logged_inputs(fresh, tmp_path):
     assert pd.Timestamp(rep["current_end"]) == logged[-1]
     tags = pm.client.get_run(rep["report_run_id"]).data.tags
     assert tags["huracan.drift.current_source"] == "logged"
+    # registry monitor's drift check on the newest 9 days: the same logged window
+    pm.client.set_model_version_tag(pm.name, pm.version, "huracan.score_at_promotion",
+                                    repr(-1e9))  # the performance half never degrades here
+    out = CliRunner().invoke(app, [
+        "registry", "monitor", pm.name, "--data", str(data), "--window", "9d",
+        "--workspace", str(tmp_path / "ws"), "--tracking-uri", pm.tracking_uri,
+        "--db-url", pm.db_url, "--source", "backtest"])
+    assert out.exit_code == 0, out.output
+    assert "current window: logged" in out.output
     # a window the log covers only in part: rebuilt from the data file, saying why
     rep = report("--from", "2019-05-01", "--to", "2019-05-31T23:00")
     assert rep["current_source"] == "rebuilt" and "prediction log holds" in rep["current_note"]

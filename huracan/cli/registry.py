@@ -190,16 +190,18 @@ def _monitor_rescale(client: Any, name: str, data: Path | None) -> None:
 
 
 def _paper_source(engine: Any, symbol: str, timeframe: str, scored: Any, source: str,
-                  min_bars: int) -> tuple[Any, str]:
+                  min_bars: int, version: str) -> tuple[Any, str]:
     """The live paper account's result on the window's scored bars when ``source`` is not
-    ``backtest`` and its marks cover them (:func:`huracan.paper.monitoring.window_result`),
-    else ``None``; and a note on why not (empty when it covers or was not asked)."""
+    ``backtest`` and its marks of production ``version``'s decisions cover them
+    (:func:`huracan.paper.monitoring.window_result`), else ``None``; and a note on why not
+    (empty when it covers or was not asked)."""
     if source == "backtest":
         return None, ""
     from huracan.paper.monitoring import live_account, window_result
 
     try:
-        win = window_result(engine, live_account(symbol, timeframe), scored, min_bars=min_bars)
+        win = window_result(engine, live_account(symbol, timeframe), scored, min_bars=min_bars,
+                            version=version)
     except Exception as exc:  # an unreadable ledger (old schema...): fall back, say why
         return None, f"paper ledger unreadable: {type(exc).__name__}: {exc}"[:300]
     return (win, "") if win.covers else (None, win.why)
@@ -306,7 +308,8 @@ def _monitor_score(client: Any, name: str, prod: Any, win: Any, symbol: str, tim
     scored = pd.DatetimeIndex(pd.to_datetime(win.frame.loc[win.frame.split == "test",
                                                            "timestamp"], utc=True))
     with _engine(db_url) as engine:
-        paper, note = _paper_source(engine, symbol, timeframe, scored, source, min_bars)
+        paper, note = _paper_source(engine, symbol, timeframe, scored, source, min_bars,
+                                    str(prod.version))
         if paper is None and source == "paper":
             typer.echo(f"{name} v{prod.version}: no paper ledger covering the window: {note}")
             raise typer.Exit(3)

@@ -70,11 +70,17 @@ class PaperWindow:
 
 
 def window_result(engine: Engine, account: str, bar_times: pd.DatetimeIndex | pd.Series, *,
-                  min_bars: int, min_share: float = 0.9) -> PaperWindow:
+                  min_bars: int, min_share: float = 0.9, version: str | None = None
+                  ) -> PaperWindow:
     """The account's marks on a monitoring window's scored bars (``bar_times``: open times, UTC,
     sorted): covers when at least ``min_share`` of them are marked and at least ``min_bars``;
     then ``result`` holds the ledger's result (:func:`huracan.paper.ledger.paper_result`) of
     the marks in ``[first, last]`` of ``bar_times``.
+
+    ``version``: only what that production version did counts. The window then starts after
+    the last bar an order of ANOTHER version decided (``paper_orders.model_version``), so a
+    version promoted within the window is not judged on its predecessor's trades: its marks
+    cover the window only once it has traded ``min_share`` of it itself.
     Reads only; a missing account or table row is "does not cover"."""
     times = pd.DatetimeIndex(pd.to_datetime(bar_times, utc=True))
     expected = len(times)
@@ -83,16 +89,23 @@ def window_result(engine: Engine, account: str, bar_times: pd.DatetimeIndex | pd
     ledger = PaperLedger(engine)
     if ledger.account(account) is None:
         return PaperWindow(account, 0, expected, None, f"no paper account {account}")
-    end = times[-1] + pd.Timedelta(seconds=1)  # the ledger's ranges exclude their end
-    frame = ledger.marks(account, times[0], end)
+    start, end = times[0], times[-1] + pd.Timedelta(seconds=1)  # ledger ranges exclude end
+    note = ""
+    if version is not None:
+        orders = ledger.orders(account, start, end)
+        other = orders[(orders["status"] == "decided")
+                       & (orders["model_version"].astype(str) != str(version))]
+        if len(other):
+            start = pd.Timestamp(other["bar_time"].max()) + pd.Timedelta(seconds=1)
+            note = f" of v{version} (another version decided until {start:%Y-%m-%d %H:%M})"
+    frame = ledger.marks(account, start, end)
     n = int(pd.DatetimeIndex(frame["bar_time"]).isin(times).sum())
     need = max(int(min_bars), math.ceil(float(min_share) * expected - 1e-9))
     if n < need:
         return PaperWindow(account, n, expected, None,
-                           f"{account} marks {n} of the window's {expected} bars "
+                           f"{account} marks {n}{note} of the window's {expected} bars "
                            f"(< {100 * min_share:g} % or < {min_bars})")
-    return PaperWindow(account, len(frame), expected,
-                       paper_result(ledger, account, times[0], end))
+    return PaperWindow(account, len(frame), expected, paper_result(ledger, account, start, end))
 
 
 @dataclass(frozen=True)

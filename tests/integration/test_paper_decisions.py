@@ -83,10 +83,10 @@ def _utc(t) -> datetime:
     return to_utc(t).to_pydatetime()
 
 
-def add_order(engine, bar_time, decided_at, status="decided") -> None:
+def add_order(engine, bar_time, decided_at, status="decided", version="1") -> None:
     with engine.begin() as conn:
         conn.execute(insert(PaperOrder).values(
-            account=ACCOUNT, bar_time=_utc(bar_time), status=status,
+            account=ACCOUNT, bar_time=_utc(bar_time), status=status, model_version=version,
             reason=None if status == "decided" else "stale bar",
             decided_at=_utc(decided_at), prev_position=0.0,
             target_position=1.0))
@@ -116,6 +116,13 @@ def test_window_result_needs_90_percent_of_the_window(engine):
     sides = np.sign(np.sign(asset[:90]))
     assert res.metrics.n_trades == 1 + int((sides[1:] != sides[:-1]).sum())
     assert not window_result(engine, ACCOUNT, times, min_bars=95).covers  # min_bars counts too
+    # production v2 took over at bar 20: v2 is judged on its own bars only (70 of 100)
+    for i, t in enumerate(times[:90]):
+        add_order(engine, t, t + pd.Timedelta(hours=1), version="1" if i < 20 else "2")
+    assert window_result(engine, ACCOUNT, times, min_bars=24, version="1").covers is False
+    v2 = window_result(engine, ACCOUNT, times, min_bars=24, version="2")
+    assert not v2.covers and "marks 70 of v2" in v2.why
+    assert window_result(engine, ACCOUNT, times[20:90], min_bars=24, version="2").covers
 
 
 def test_liveness_alive_stale_and_never(engine):

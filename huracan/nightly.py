@@ -8,10 +8,11 @@ Examples:
     python -m huracan.nightly nightly.run_id=2026-11-30-1h           # resume that night
 
 Per symbol: download (or, offline, the lake only) -> validate -> features -> train -> importance
--> gate and regime aliases -> drift and monitor -> the weekly sizer retrain when due; then the
-summary with the daily data-quality report, sent through the configured notifier. Each step of
-each symbol is recorded in the brain store's ``pipeline_runs`` table: a rerun of the same night
-skips finished steps and resumes an interrupted one (see :mod:`huracan.orchestration`).
+-> gate and regime aliases -> drift and monitor -> the paper loop's liveness -> the weekly sizer
+retrain when due; then the summary with the daily data-quality report, sent through the
+configured notifier. Each step of each symbol is recorded in the brain store's
+``pipeline_runs`` table: a rerun of the same night skips finished steps and resumes an
+interrupted one (see :mod:`huracan.orchestration`).
 
 Exit code: 0 when every symbol finished its night; 1 when any failed (named in the summary and
 the alert); 2 for an unusable configuration.
@@ -106,6 +107,9 @@ def settings_from_config(cfg: DictConfig, cwd: Path | None = None) -> Any:
         monitor=bool(n.monitor.enabled), monitor_window=str(n.monitor.window),
         drift_share=float(n.monitor.drift_share),
         weekly_rescale=bool(n.monitor.weekly_rescale),
+        paper=bool(n.paper.enabled), paper_expected=bool(n.paper.expected),
+        paper_max_age=str(n.paper.max_age) if n.paper.max_age else None,
+        paper_daily_run=bool(n.paper.daily_run),
         sizer=bool(n.sizer.enabled), sizer_every_days=float(n.sizer.every_days),
         sizer_overrides=tuple(str(o) for o in n.sizer.overrides or ()),
         work_dir=str(_abs(n.work_dir, cwd)), cwd=str(cwd),

@@ -828,6 +828,9 @@ class ModelDriftResult:
             when the rebuilt reference rows are exactly the model's training rows).
         current_overlaps_training: the current window shares bars with the span the model saw
             in training or validation (``train_start`` .. the later of ``train_end``/``val_end``).
+        current_source: ``logged`` (the current rows are the prediction log's bars, their
+            features rebuilt from the logged inputs) or ``rebuilt`` (rebuilt from the data
+            file); ``current_note`` why the log was not used (empty otherwise).
         timings: wall seconds per step (``load_model``, ``features``, ``predict``, ``report``,
             ``workspace``, ``mlflow``, ``store``, ``total``).
     """
@@ -848,6 +851,8 @@ class ModelDriftResult:
     reference_check: float = math.nan
     current_overlaps_training: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    current_source: str = "rebuilt"
+    current_note: str = ""
 
     @property
     def drifted(self) -> bool:
@@ -929,6 +934,8 @@ class DriftWindows:
     current_frame: pd.DataFrame
     reference: pd.DataFrame
     current: pd.DataFrame
+    current_source: str = "rebuilt"
+    current_note: str = ""
 
 
 @dataclass
@@ -963,9 +970,18 @@ def drift_for_model(
     experiment_name: str = MONITORING_EXPERIMENT,
     shift_limit: float = 0.5,
     ratio_limit: float = 2.0,
+    current_source: str = "auto",
 ) -> ModelDriftResult:
     """Drift report of a registered model's training window against its current data, logged,
     stored and acted on.
+
+    The current window's rows come from the prediction log when it covers the window
+    (``current_source="auto"``, the default; ``"logged"`` demands it, ``"rebuilt"`` never
+    reads it): the features rebuilt, through the same path, from the logged inputs (the
+    union of the requests' candles in the window) and kept at the logged bar times only
+    (:func:`_logged_windows`); else, as before, rebuilt from ``data_path``. Which one is in
+    ``current_source`` (output, MLflow tag ``huracan.drift.current_source``, the stored
+    report's details).
 
     Steps: resolve the version (``NAME`` = its ``production`` alias, ``NAME@ALIAS``,
     ``NAME/VERSION``); read its settings from its run's ``config/resolved.yaml``; load its
@@ -1012,7 +1028,8 @@ def drift_for_model(
     Raises:
         LookupError: unknown model, alias or version; a version without a source run or without
             ``train_start``/``train_end`` in its manifest or run tags.
-        DriftInputError: bad window or threshold, or an empty window.
+        DriftInputError: bad window, threshold or ``current_source``, an empty window, or
+            (``current_source="logged"``) a prediction log that does not cover the window.
         huracan.data.ohlcv.DataValidationError: the data file breaks a rule.
         mlflow.exceptions.MlflowException, sqlalchemy.exc.SQLAlchemyError: store failures (the
             monitoring run, if created, ends FAILED).
@@ -1021,8 +1038,14 @@ def drift_for_model(
     timings: dict[str, float] = {}
     if not 0.0 < float(drift_share) <= 1.0:
         raise DriftInputError(f"drift_share {drift_share} must be in (0, 1]")
+    if current_source not in ("auto", "logged", "rebuilt"):
+        raise DriftInputError(f"current_source {current_source!r}: expected auto, logged or "
+                              "rebuilt")
     model = _resolve_model(client, model_name_or_uri, timings)
     windows = _rebuild_windows(model, data_path, current, timings)
+    if current_source != "rebuilt":
+        windows = _logged_windows(engine, model, windows, current, timings,
+                                  required=current_source == "logged")
     reported = _report_windows(client, model, windows, drift_share=drift_share,
                                workspace=workspace, out_dir=out_dir, shift_limit=shift_limit,
                                ratio_limit=ratio_limit, timings=timings)
@@ -1095,6 +1118,87 @@ def _rebuild_windows(model: DriftModel, data_path: str | Path | None,
                         current=cur_rows)
 
 
+#: share of a current window's bars the prediction log must hold to be the current window
+LOGGED_MIN_SHARE = 0.9
+
+
+def _newest_logged(engine: Any, symbol: str, timeframe: str) -> pd.Timestamp | None:
+    """The newest bar time of the prediction log for ``symbol``/``timeframe``, or None."""
+    from sqlalchemy import func, select
+
+    from huracan.db.tables import Prediction
+
+    with engine.connect() as conn:
+        last = conn.execute(select(func.max(Prediction.bar_time)).where(
+            Prediction.symbol == symbol, Prediction.timeframe == timeframe)).scalar()
+    return None if last is None else to_utc(last)
+
+
+def _current_bounds(current: str | tuple[Any, Any], rebuilt: pd.DataFrame,
+                    newest_logged: pd.Timestamp, timeframe: str
+                    ) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end]`` of the current window for the log: ``(from, to)`` as given (an open
+    end: the rebuilt window's, or the newest logged bar); a span ends at the newer of the newest
+    logged bar and the newest rebuilt row and reaches back ``span`` (exclusive)."""
+    from huracan.data.ohlcv import timeframe_to_timedelta
+
+    newest = max(newest_logged, pd.Timestamp(rebuilt.index[-1]))
+    if isinstance(current, tuple):
+        lo = _utc(current[0]) if current[0] is not None else pd.Timestamp(rebuilt.index[0])
+        hi = _utc(current[1]) if current[1] is not None else newest
+        return lo, hi
+    return newest - window_span(current, timeframe) + timeframe_to_timedelta(timeframe), newest
+
+
+def _logged_windows(engine: Any, model: DriftModel, windows: DriftWindows,
+                    current: str | tuple[Any, Any], timings: dict[str, float], *,
+                    required: bool) -> DriftWindows:
+    """The current window from the prediction log when it covers at least
+    :data:`LOGGED_MIN_SHARE` of the window's bars (:func:`_current_bounds`): the model's
+    features rebuilt by :func:`huracan.rebuild.rebuild_features` (the same path, unlabelled
+    newest rows kept) on the logged candles
+    (:func:`huracan.data.prediction_store.logged_candles`: the union of the requests' candles,
+    the most recently served view of a bar winning), rows at the logged bar times only.
+    Otherwise ``windows`` unchanged with a note (``required``: raise instead).
+
+    Raises:
+        DriftInputError: ``required`` and the log does not cover the window.
+        huracan.data.ohlcv.DataValidationError: the logged candles break a rule.
+    """
+    from huracan.data.ohlcv import timeframe_to_timedelta
+    from huracan.data.prediction_store import DIGEST_COLUMNS, logged_candles
+    from huracan.rebuild import rebuild_features
+
+    t = time.perf_counter()
+    symbol, timeframe = model.symbol, model.timeframe
+    newest = _newest_logged(engine, symbol, timeframe)
+    if newest is None:
+        note = f"no logged predictions of {symbol} {timeframe}"
+    else:
+        lo, hi = _current_bounds(current, windows.current, newest, timeframe)
+        bar = timeframe_to_timedelta(timeframe)
+        candles, times = logged_candles(engine, symbol, timeframe, lo, hi + bar)  # [lo, hi]
+        expected = int((hi - lo) / bar) + 1
+        note = (f"the prediction log holds {len(times)} of the window's {expected} bars "
+                f"({lo} .. {hi}; need {100 * LOGGED_MIN_SHARE:g} %)")
+        if len(times) >= max(2, LOGGED_MIN_SHARE * expected) and len(candles):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "logged_inputs.parquet"
+                candles[["timestamp", *DIGEST_COLUMNS]].to_parquet(path)
+                fs, _ = rebuild_features(model.settings, path, keep_unlabelled=True)
+            frame = fs.frame
+            rows = frame[pd.DatetimeIndex(frame.index).isin(times)]
+            if len(rows) >= 2:
+                timings["logged_features"] = time.perf_counter() - t
+                return replace(windows, current_frame=frame, current=rows,
+                               current_source="logged", current_note="")
+            note += f"; only {len(rows)} logged bar(s) have rebuilt features"
+    if required:
+        raise DriftInputError(f"current window from the prediction log: {note}")
+    timings["logged_features"] = time.perf_counter() - t
+    return replace(windows, current_note=note)
+
+
 def _predict_windows(model: DriftModel, windows: DriftWindows, timings: dict[str, float]
                      ) -> DriftWindows:
     """Both windows with the model's forecast (fraction, forward return) in a
@@ -1160,13 +1264,16 @@ def _report_windows(client: Any, model: DriftModel, windows: DriftWindows, *,
         timestamp=cur_end.tz_convert("UTC").tz_localize(None).to_pydatetime(),
         metadata={"model": name, "version": version, "symbol": symbol, "timeframe": timeframe,
                   "reference": f"{ref_rows.index[0]} .. {ref_rows.index[-1]}",
-                  "current": f"{cur_rows.index[0]} .. {cur_end}"},
+                  "current": f"{cur_rows.index[0]} .. {cur_end}",
+                  "current_source": windows.current_source},
         tags=[name, f"v{version}", symbol], shift_limit=shift_limit, ratio_limit=ratio_limit)
     timings["report"] = time.perf_counter() - t
     out = ModelDriftResult(report=report, model_name=name, version=version,
                            model_run_id=str(model.mv.run_id), symbol=symbol,
                            timeframe=timeframe, workspace=ws, reference_check=reference_check,
-                           current_overlaps_training=overlaps, timings=timings)
+                           current_overlaps_training=overlaps, timings=timings,
+                           current_source=windows.current_source,
+                           current_note=windows.current_note)
     t = time.perf_counter()
     out.workspace_project_id, out.snapshot_id = add_to_workspace(
         report.snapshot, ws, name, f"Huracan drift reports of {name} ({symbol} {timeframe})")
@@ -1224,6 +1331,7 @@ def _start_drift_run(client: Any, reported: ReportedDrift, experiment_name: str)
         "symbol": out.symbol, "timeframe": out.timeframe,
         f"{TAG}drift.reference": f"{report.reference_start} .. {report.reference_end}",
         f"{TAG}drift.current": f"{report.current_start} .. {report.current_end}",
+        f"{TAG}drift.current_source": out.current_source,
         f"{TAG}drift.dataset_drift": str(report.dataset_drift).lower(),
         f"{TAG}drift.drifted_features": ",".join(report.drifted_features)[:5000],
         f"{TAG}evidently_snapshot": str(out.snapshot_id),
@@ -1287,6 +1395,7 @@ def _store_drift_rows(engine: Any, reported: ReportedDrift, run_id: str) -> None
     details = {k: v for k, v in report.as_dict().items() if k not in ("summary",)}
     details |= {"summary": report.summary, "reference_check": out.reference_check,
                 "current_overlaps_training": out.current_overlaps_training,
+                "current_source": out.current_source, "current_note": out.current_note,
                 "model_run_id": out.model_run_id, "workspace": str(reported.workspace),
                 "snapshot_id": out.snapshot_id, "step_timings": out.timings}
     reason = (f"{report.n_drifted}/{report.n_features} features drifted (share "
@@ -1363,6 +1472,7 @@ class MonitorDrift:
     drifted_features: tuple[str, ...] = ()
     html_path: str | None = None
     error: str | None = None
+    current_source: str = "rebuilt"
 
     def line(self) -> str:
         """One line for the command output."""
@@ -1372,7 +1482,7 @@ class MonitorDrift:
                                                  if self.retrain_request_id else "")
                    if self.drifted else "no drift")
         return (f"drift share {self.share:.2f} (threshold {self.threshold:g}): {verdict}; "
-                f"report run {self.report_run_id}")
+                f"report run {self.report_run_id}; current window: {self.current_source}")
 
 
 def check_drift_for_monitor(client: Any, engine: Any, name: str, *,
@@ -1380,7 +1490,8 @@ def check_drift_for_monitor(client: Any, engine: Any, name: str, *,
                             current: str | tuple[Any, Any] = "30d",
                             drift_share: float = 0.5, workspace: str | Path | None = None,
                             notifier: Any = None) -> MonitorDrift:
-    """:func:`drift_for_model` on ``name``'s production version, for ``registry monitor``.
+    """:func:`drift_for_model` on ``name``'s production version, for ``registry monitor`` (the
+    current window from the prediction log when it covers it, else rebuilt from ``data_path``).
 
     Never raises (the performance check must still run): a failure is logged, alerted and
     returned as ``MonitorDrift(error=...)``.
@@ -1400,7 +1511,8 @@ def check_drift_for_monitor(client: Any, engine: Any, name: str, *,
     return MonitorDrift(rep.dataset_drift, rep.drift_share, rep.threshold, res.report_run_id,
                         res.drift_report_id, res.retrain_request_id,
                         tuple(rep.drifted_features),
-                        None if rep.html_path is None else str(rep.html_path))
+                        None if rep.html_path is None else str(rep.html_path),
+                        current_source=res.current_source)
 
 
 # ----------------------------------------------------------------------------- weekly rescale

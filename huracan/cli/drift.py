@@ -79,11 +79,17 @@ def report(
         "--out", show_default=False, help="Directory for the HTML/JSON report (default "
                                           "<workspace>/../drift_reports/<model>/...).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    current_source: Annotated[str, typer.Option(
+        "--current-source", help="Current window rows: logged (the prediction log's bars, "
+        "features rebuilt from the logged inputs), rebuilt (from --data), or auto (logged when "
+        "the log holds >= 90 % of the window's bars).")] = "auto",
     tracking_uri: TrackingUri = None,
     db_url: DbUrl = None,
 ) -> None:
     """Evidently drift report of the production model of SYMBOL: its training window (from its
     manifest) against the current window; logged to MLflow, stored, alerted when over --share.
+    The current window is what production was asked (the prediction log's inputs) when the log
+    covers it, else rebuilt from --data; the output says which (current_source).
     Exit code 0 no drift, 4 drift at or over the threshold, 2 bad input, 1 refused."""
     from mlflow.exceptions import MlflowException
 
@@ -100,7 +106,8 @@ def report(
         try:
             res = drift_for_model(client, engine, name, current=window, data_path=data,
                                   drift_share=share, workspace=workspace,
-                                  notifier=notifier_from_env(), out_dir=out)
+                                  notifier=notifier_from_env(), out_dir=out,
+                                  current_source=current_source)
         except (DriftInputError, DataValidationError, FileNotFoundError) as exc:
             raise _fail(str(exc), 2) from None
         except LookupError as exc:
@@ -115,7 +122,8 @@ def report(
             **rep.as_dict(), "model": res.model_name, "version": res.version,
             "report_run_id": res.report_run_id, "drift_report_id": res.drift_report_id,
             "retrain_request_id": res.retrain_request_id, "workspace": str(res.workspace),
-            "snapshot_id": res.snapshot_id, "step_timings": res.timings}), indent=2))
+            "snapshot_id": res.snapshot_id, "current_source": res.current_source,
+            "current_note": res.current_note, "step_timings": res.timings}), indent=2))
     else:
         _check_symbol(res.symbol, res.timeframe, symbol, timeframe)
         _print_report(res)
@@ -132,6 +140,10 @@ def _print_report(res: Any) -> None:
                f"({rep.current_rows} rows)"
                + ("  [overlaps the model's training/validation data]"
                   if res.current_overlaps_training else ""))
+    typer.echo(f"current_source: {res.current_source}"
+               + (" (the prediction log's inputs)" if res.current_source == "logged"
+                  else f" (from the data file; {res.current_note})" if res.current_note
+                  else " (from the data file)"))
     verdict = "DRIFT" if rep.dataset_drift else "no drift"
     typer.echo(f"drift share {rep.drift_share:.3f} ({rep.n_drifted}/{rep.n_features} features), "
                f"threshold {rep.threshold:g}: {verdict}")

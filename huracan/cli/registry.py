@@ -5,7 +5,7 @@ MLflow store: ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` (default the local s
 ``sqlite:///huracan.db``). Exit codes: 0 done, 1 refused (production already cash, no production
 version) or store error, 2 unusable input (a NAME the registry does not hold: one line naming the
 registered models), 3 (``monitor``) no bars newer than production's training and validation data
-yet.
+yet, or (``--source paper``) no paper ledger covering the window.
 """
 
 from __future__ import annotations
@@ -189,6 +189,24 @@ def _monitor_rescale(client: Any, name: str, data: Path | None) -> None:
                f"{res.run_id}")
 
 
+def _paper_source(engine: Any, symbol: str, timeframe: str, scored: Any, source: str,
+                  min_bars: int, version: str) -> tuple[Any, str]:
+    """The live paper account's result on the window's scored bars when ``source`` is not
+    ``backtest`` and its marks of production ``version``'s decisions cover them
+    (:func:`huracan.paper.monitoring.window_result`), else ``None``; and a note on why not
+    (empty when it covers or was not asked)."""
+    if source == "backtest":
+        return None, ""
+    from huracan.paper.monitoring import live_account, window_result
+
+    try:
+        win = window_result(engine, live_account(symbol, timeframe), scored, min_bars=min_bars,
+                            version=version)
+    except Exception as exc:  # an unreadable ledger (old schema...): fall back, say why
+        return None, f"paper ledger unreadable: {type(exc).__name__}: {exc}"[:300]
+    return (win, "") if win.covers else (None, win.why)
+
+
 @registry_app.command()
 def monitor(
     name: Name,
@@ -209,6 +227,11 @@ def monitor(
                                                  "training-length window when the last refit is "
                                                  "older than 7 days; logged, model unchanged "
                                                  "(huracan drift rescale).")] = False,
+    source: Annotated[str, typer.Option(
+        "--source", help="Where production's current score comes from: paper (the live paper "
+        "account's realised net returns, paper-<SYMBOL>-<tf>), backtest (re-score the model on "
+        "the window) or auto (paper when its marks cover >= 90 % of the window's unseen bars "
+        "and at least MIN_BARS, else backtest).")] = "auto",
     tracking_uri: TrackingUri = None,
     db_url: DbUrl = None,
 ) -> None:
@@ -221,16 +244,22 @@ def monitor(
     First (with --drift, the default) the drift check compares the model's inputs on WINDOW
     with its training window (huracan drift report): over DRIFT_SHARE it records a retrain
     request, a drift event in registry history (with the report's MLflow run) and an alert. A
-    failed drift check is reported and alerted, and the performance check still runs."""
+    failed drift check is reported and alerted, and the performance check still runs.
+
+    With --source auto (the default) or paper, production is judged on what it did: the live
+    paper account's marks over the window's unseen bars (its realised net returns, scored by
+    the evaluation's own metrics) when they cover at least 90 % of those bars and MIN_BARS;
+    auto falls back to the backtest re-score otherwise, paper exits 3. The output line, the
+    rollback reason and its registry event say which source was used."""
     from huracan.data.ohlcv import DataValidationError, bars_per_year
-    from huracan.evaluation.evidence import CASH
     from huracan.rebuild import rebuild_features, run_settings
     from huracan.registry.cash import cash_reason, is_cash
     from huracan.registry.evaluate import restrict_window, scored_bars, window_from_features
-    from huracan.registry.promotion import PRODUCTION, RegistryError, alias_version, seen_until
-    from huracan.registry.promotion import monitor as do_monitor
+    from huracan.registry.promotion import PRODUCTION, alias_version, seen_until
     from huracan.stages import EVAL_CONTEXT_ROWS
 
+    if source not in ("auto", "paper", "backtest"):
+        raise _fail(f"--source {source!r}: expected auto, paper or backtest", 2)
     client = _client(tracking_uri)
     _require_registered(client, name)
     prod = alias_version(client, name, PRODUCTION)
@@ -260,15 +289,46 @@ def monitor(
         typer.echo(f"{name} v{prod.version}: no unseen data yet: {scored_bars(win)} bar(s) of the "
                    f"window after its last training/validation bar {seen} (need {min_bars})")
         raise typer.Exit(3)
+    _monitor_score(client, name, prod, win, settings.data.symbol, timeframe, source=source,
+                   metric=metric, tolerance=tolerance, min_bars=int(min_bars), db_url=db_url)
+
+
+def _monitor_score(client: Any, name: str, prod: Any, win: Any, symbol: str, timeframe: str, *,
+                   source: str, metric: str, tolerance: float, min_bars: int,
+                   db_url: str | None) -> None:
+    """The performance half of ``registry monitor``: production's score from the paper ledger
+    (:func:`_paper_source`) or re-scored on ``win``, the 5 % rule, the output lines. Exit 3
+    with ``--source paper`` and no ledger covering the window; 1 on a registry refusal."""
+    import pandas as pd
+
+    from huracan.evaluation.evidence import CASH
+    from huracan.registry.promotion import BACKTEST_SOURCE, RegistryError
+    from huracan.registry.promotion import monitor as do_monitor
+
+    scored = pd.DatetimeIndex(pd.to_datetime(win.frame.loc[win.frame.split == "test",
+                                                           "timestamp"], utc=True))
     with _engine(db_url) as engine:
+        paper, note = _paper_source(engine, symbol, timeframe, scored, source, min_bars,
+                                    str(prod.version))
+        if paper is None and source == "paper":
+            typer.echo(f"{name} v{prod.version}: no paper ledger covering the window: {note}")
+            raise typer.Exit(3)
         try:
-            res = do_monitor(client, engine, name, win, metric=metric, tolerance=tolerance,
-                             notifier=notifier_from_env())
+            res = do_monitor(
+                client, engine, name, win, metric=metric, tolerance=tolerance,
+                notifier=notifier_from_env(),
+                result=None if paper is None else paper.result,
+                source=BACKTEST_SOURCE if paper is None else paper.label(),
+                evidence={"source_kind": "backtest" if paper is None else "paper",
+                          "paper_account": None if paper is None else paper.account,
+                          "paper_bars": None if paper is None else paper.bars,
+                          "window_bars": len(scored), "source_note": note})
         except RegistryError as exc:
             raise _fail(str(exc), 1) from None
-    first, last = win.frame.loc[win.frame.split == "test", "timestamp"].agg(["min", "max"])
+    first, last = scored.min(), scored.max()
     typer.echo(f"{name} v{res.version} on {first} .. {last}: {metric} {res.current_score:.4f}, "
-               f"at promotion {res.score_at_promotion:.4f}, tolerance {tolerance:g}")
+               f"at promotion {res.score_at_promotion:.4f}, tolerance {tolerance:g}; "
+               f"source: {res.source}" + (f" ({note})" if note and paper is None else ""))
     if res.degraded and res.rolled_back_to == CASH:
         typer.echo(f"degraded by more than {100 * tolerance:g} % and no earlier production "
                    "version: production is now cash (position 0)")
@@ -277,6 +337,8 @@ def monitor(
                    f"v{res.rolled_back_to}")
     else:
         typer.echo("within tolerance: production unchanged")
+
+
 
 
 if __name__ == "__main__":  # = `huracan registry`; without a command: usage, exit 2

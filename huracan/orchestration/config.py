@@ -39,6 +39,20 @@ class SizerStepOptions:
 
 
 @dataclass(frozen=True)
+class PaperStepOptions:
+    """``nightly.paper``: the paper loop's liveness check after the monitor. ``enabled``: run
+    the step; ``expected``: a symbol without a live paper account fails the step (default: only
+    accounts that exist are checked, a missing one is a skip); ``max_age``: the last decision
+    older than this alerts (``None``: two bars of the timeframe, e.g. ``2h`` at 1h);
+    ``daily_run``: log the account's daily MLflow monitoring run (yesterday's and today's)."""
+
+    enabled: bool = True
+    expected: bool = False
+    max_age: str | None = None
+    daily_run: bool = True
+
+
+@dataclass(frozen=True)
 class NightlyOptions:
     """``nightly``: the night's own settings (documented in ``conf/nightly.yaml``)."""
 
@@ -64,6 +78,7 @@ class NightlyOptions:
     work_dir: str = "outputs/nightly"
     monitor: MonitorOptions = field(default_factory=MonitorOptions)
     sizer: SizerStepOptions = field(default_factory=SizerStepOptions)
+    paper: PaperStepOptions = field(default_factory=PaperStepOptions)
 
 
 @dataclass(frozen=True)
@@ -102,11 +117,12 @@ class NightlyConfig:
         n = dict(node.get("nightly") or {})
         monitor = build(MonitorOptions, n.pop("monitor", None), "nightly.monitor")
         sizer = build(SizerStepOptions, n.pop("sizer", None), "nightly.sizer")
-        options = build(NightlyOptions, n, "nightly", extra=("monitor", "sizer"))
+        paper = build(PaperStepOptions, n.pop("paper", None), "nightly.paper")
+        options = build(NightlyOptions, n, "nightly", extra=("monitor", "sizer", "paper"))
         alerts = dict(node.get("alerts") or {"_target_": "huracan.alerts.LogNotifier"})
         check_target_kwargs(alerts, "alerts")
         return cls(symbols=list(node.get("symbols") or []), timeframe=str(node["timeframe"]),
-                   nightly=replace(options, monitor=monitor, sizer=sizer),
+                   nightly=replace(options, monitor=monitor, sizer=sizer, paper=paper),
                    ray=build(RayOptions, node.get("ray"), "ray"),
                    tracking=build(TrackingSettings, node.get("tracking"), "tracking"),
                    db=build(DbSettings, node.get("db"), "db"), alerts=alerts)

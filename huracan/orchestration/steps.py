@@ -1,7 +1,7 @@
 """The nightly steps of one symbol, in order, each recorded in ``pipeline_runs``.
 
 ``download`` -> ``validate`` -> ``features`` -> ``train`` -> ``importance`` -> ``gate`` ->
-``monitor`` -> ``sizer`` (see :data:`STEPS`). Each step is claimed in the ledger
+``monitor`` -> ``paper`` -> ``sizer`` (see :data:`STEPS`). Each step is claimed in the ledger
 (:class:`huracan.orchestration.runs.PipelineRunStore`), runs, puts its outputs in place (files are
 written to a temporary name and renamed; store writes are transactions of the existing code) and
 only then is finished; a rerun of the same night skips what is finished and resumes at the first
@@ -30,6 +30,13 @@ What each step does (commands are the ones users run by hand, with the same sett
   aliases (:class:`huracan.callbacks.gate.RegistryGate`, as at the end of a sweep).
 - ``monitor``: ``huracan registry monitor`` (drift check, then rollback when production degraded
   by more than the tolerance); "no unseen data yet" is a skip, not a failure.
+- ``paper``: is the paper loop alive? The live paper account of the symbol
+  (``paper-<SYMBOLKEY>-<tf>``): its last decision (newest order's ``decided_at`` or the
+  account's ``heartbeat_at``) older than ``nightly.paper.max_age`` (default two bars) or none
+  at all alerts (warning) and the step says STALE; the account's daily MLflow monitoring run is
+  logged for yesterday and today (:func:`huracan.paper.monitoring.log_daily_run`). A symbol
+  without an account is a skip, or a failure (and an alert) with ``nightly.paper.expected``.
+  Cheap: a few store queries, no model loaded.
 - ``sizer``: ``python -m huracan.sizer`` when the last sizer retrain of the symbol is older than
   ``nightly.sizer.every_days`` and production is a walk-forward forecaster.
 """
@@ -57,7 +64,8 @@ from huracan.tracking.results import write_json_atomic
 
 log = logging.getLogger("huracan.nightly")
 
-STEPS = ("download", "validate", "features", "train", "importance", "gate", "monitor", "sizer")
+STEPS = ("download", "validate", "features", "train", "importance", "gate", "monitor", "paper",
+         "sizer")
 MONITOR_NO_DATA = 3  # `huracan registry monitor` exit code: no unseen bars yet
 
 
@@ -115,6 +123,10 @@ class NightSettings:
     experiment_name: str
     alerts: dict[str, Any] = field(default_factory=dict)
     python: str = sys.executable
+    paper: bool = True
+    paper_expected: bool = False
+    paper_max_age: str | None = None
+    paper_daily_run: bool = True
 
     def symbol_dir(self, symbol: str) -> Path:
         """``<work_dir>/<run_id>/<SYMBOL key>``: the night's files of one symbol."""
@@ -584,6 +596,54 @@ def _last_line(log_file: Path) -> str:
     return mask_text(lines[-1])[:300] if lines else ""
 
 
+def paper_max_age(s: NightSettings) -> str:
+    """``nightly.paper.max_age``, or two bars of the night's timeframe (``2h`` at 1h)."""
+    from huracan.data.ohlcv import timeframe_to_timedelta
+
+    if s.paper_max_age:
+        return s.paper_max_age
+    return f"{int(2 * timeframe_to_timedelta(s.timeframe).total_seconds())}s"
+
+
+def step_paper(s: NightSettings, symbol: str, now: datetime | None = None
+               ) -> tuple[str, list[str]]:
+    """The ``paper`` step: the live account's liveness (alert when stale or never decided),
+    then its daily MLflow runs (yesterday's, today's). ``now``: the clock (tests)."""
+    import pandas as pd
+
+    from huracan.paper.monitoring import live_account, liveness, log_daily_run
+
+    if not s.paper:
+        raise StepSkipped("nightly.paper.enabled=false")
+    account = live_account(symbol, s.timeframe)
+    t = pd.Timestamp(now or datetime.now(UTC))
+    engine = _engine(s)
+    try:
+        live = liveness(engine, account, paper_max_age(s), t)
+        if not live.exists:
+            if s.paper_expected:
+                _alert(s, f"{symbol}: no paper account {account}", "critical",
+                       {"run": s.run_id, "detail": "nightly.paper.expected=true"})
+                raise RuntimeError(f"no paper account {account} (nightly.paper.expected=true)")
+            raise StepSkipped(f"no paper account {account}: nothing to check")
+        if live.stale:
+            _alert(s, f"{symbol}: paper loop {account} is not alive", "warning",
+                   {"run": s.run_id, "detail": live.line()})
+        runs: list[str] = []
+        if s.paper_daily_run:
+            from mlflow.tracking import MlflowClient
+
+            from huracan.tracking import run as tracking
+
+            tracking.configure(s.tracking_uri, Path(s.store_dir), s.experiment_name)
+            client = MlflowClient()
+            for day in (t.normalize() - pd.Timedelta(days=1), t.normalize()):
+                runs.append(log_daily_run(client, engine, account, day, now=t))
+    finally:
+        engine.dispose()
+    return live.line() + (f"; daily runs {', '.join(runs)}" if runs else ""), runs
+
+
 def step_sizer(s: NightSettings, symbol: str, store: PipelineRunStore) -> tuple[str, list[str]]:
     from mlflow.tracking import MlflowClient
 
@@ -644,6 +704,7 @@ def run_symbol(s: NightSettings, symbol: str) -> SymbolOutcome:
         "importance": lambda a: step_importance(s, symbol),
         "gate": lambda a: step_gate(s, symbol),
         "monitor": lambda a: step_monitor(s, symbol),
+        "paper": lambda a: step_paper(s, symbol),
         "sizer": lambda a: step_sizer(s, symbol, store),
     }
     try:

@@ -72,6 +72,9 @@ from huracan.registry.versions import (  # re-exported: registering sits below t
 
 log = logging.getLogger(__name__)
 
+#: ``registry monitor``'s default score source: production re-scored on the newest bars
+BACKTEST_SOURCE = "backtest re-score"
+
 #: run tags copied into the version manifest
 MANIFEST_RUN_TAGS = (
     "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
@@ -384,7 +387,8 @@ def _score(model_uri: str, window: EvalWindow, metric: str) -> float:
 def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "manual rollback",
              notifier: Notifier | None = None, metric: str | None = None,
              current_score: float | None = None, tolerance: float | None = None,
-             to_cash: bool = False) -> tuple[str, str]:
+             to_cash: bool = False, evidence: dict[str, Any] | None = None
+             ) -> tuple[str, str]:
     """Move ``production`` back to the version that held it before the current one, or to cash.
 
     The previous version comes from the promotion event of the current production version in
@@ -417,7 +421,8 @@ def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "
         target = None
         if previous is not None:
             target = client.get_model_version(name, previous)  # raises if it was deleted
-        evidence: dict[str, Any] | None = None
+        extra = dict(evidence or {})
+        evidence = None
         if target is None or is_cash(target):
             why = reason if to_cash else (
                 f"{reason}; no earlier production version to roll back to: production goes "
@@ -433,7 +438,8 @@ def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "
                       candidate_version=target.version, champion_version=current.version,
                       candidate_score=None, champion_score=current_score,
                       tolerance=tolerance, metric=metric, reason=reason, run_id=current.run_id,
-                      evidence=evidence)
+                      evidence=None if evidence is None and not extra
+                      else (evidence or {}) | extra)
     to = CASH if evidence is not None else str(target.version)
     if notifier is not None:
         shown = CASH if evidence is not None else f"v{to}"
@@ -447,7 +453,9 @@ def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "
 class MonitorResult:
     """What ``registry monitor`` found: the production version, its score now and at promotion,
     and whether it rolled back (``rolled_back_to``: a version, ``"cash"`` or None). A cash
-    production is not scored: ``cash_reason`` says why it is cash and the scores are NaN."""
+    production is not scored: ``cash_reason`` says why it is cash and the scores are NaN.
+    ``source`` says where the current score came from (``backtest re-score`` or ``paper ledger
+    (ACCOUNT, N bars)``)."""
 
     version: str
     current_score: float
@@ -455,38 +463,55 @@ class MonitorResult:
     degraded: bool
     rolled_back_to: str | None
     cash_reason: str | None = None
+    source: str = BACKTEST_SOURCE
 
 
-def monitor(client: MlflowClient, engine: Engine, name: str, window: EvalWindow, *,
+def monitor(client: MlflowClient, engine: Engine, name: str, window: EvalWindow | None, *,
             metric: str = "composite_score", tolerance: float = 0.05,
-            notifier: Notifier | None = None) -> MonitorResult:
-    """Re-score ``production`` on ``window`` and roll back when it degraded by more than
-    ``tolerance`` relative to its score at promotion (to the previous version, or to cash when
-    there is none: :func:`rollback`). A cash production is not scored.
+            notifier: Notifier | None = None, result: BacktestResult | None = None,
+            source: str = BACKTEST_SOURCE, evidence: dict[str, Any] | None = None
+            ) -> MonitorResult:
+    """Score ``production`` and roll back when it degraded by more than ``tolerance`` relative
+    to its score at promotion (to the previous version, or to cash when there is none:
+    :func:`rollback`). A cash production is not scored.
+
+    The score is production re-scored on ``window`` (the default, ``source`` "backtest
+    re-score"), or, when ``result`` is given, ``result``'s ``metric`` (a precomputed result,
+    e.g. the paper ledger's realised returns; ``source`` names it, e.g. "paper ledger
+    (paper-BTC-USDT-1h, 720 bars)"). The source is part of the rollback reason, and with
+    ``evidence`` (``{"source": ..., ...}``) in the rollback event's evidence.
 
     Raises:
         RegistryError: no production version, or no recorded score at promotion.
+        ValueError: neither ``window`` nor ``result``.
     """
+    if window is None and result is None:
+        raise ValueError("monitor needs a window to re-score or a precomputed result")
     current = alias_version(client, name, PRODUCTION)
     if current is None:
         raise RegistryError(f"{name} has no production version to monitor")
     if is_cash(current):
         return MonitorResult(str(current.version), math.nan, math.nan, False, None,
-                             cash_reason(current))
+                             cash_reason(current), source)
     at_promo = current.tags.get(f"{TAG_PREFIX}score_at_promotion")
     if at_promo is None:
         raise RegistryError(f"{name} v{current.version} has no recorded score at promotion")
     baseline = float(at_promo)
-    now = _score(version_uri(name, current.version), window, metric)
+    if result is not None:
+        now = float(result.metrics.as_dict()[metric])
+    else:
+        assert window is not None
+        now = _score(version_uri(name, current.version), window, metric)
     bad = degraded(now, baseline, tolerance)
     to = None
     if bad:
         reason = (f"{metric} {now:.4f} fell below {baseline:.4f} - {tolerance:g} x "
                   f"|{baseline:.4f}| (score at promotion): degraded by more than "
-                  f"{100 * tolerance:g} %")
+                  f"{100 * tolerance:g} %; source: {source}")
         _, to = rollback(client, engine, name, reason=reason, notifier=notifier, metric=metric,
-                         current_score=now, tolerance=tolerance)
-    return MonitorResult(str(current.version), now, baseline, bad, to)
+                         current_score=now, tolerance=tolerance,
+                         evidence={"source": source} | dict(evidence or {}))
+    return MonitorResult(str(current.version), now, baseline, bad, to, source=source)
 
 
 def describe(client: MlflowClient, name: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import pickle
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from huracan.models.base import Forecaster
+from huracan.serving.prediction_log import process_log, serving_source
 from huracan.serving.raw import ServingSpec, as_frame, input_error, is_raw_candles, predict_candles
 from huracan.tracking.run import pinned_requirements
 
@@ -53,7 +55,10 @@ log = logging.getLogger(__name__)
 
 class ForecasterPyfunc(PythonModel):
     """pyfunc wrapper: features -> scale with the train-only scaler, ``Forecaster.predict``;
-    raw candles -> :func:`huracan.serving.raw.predict_candles`."""
+    raw candles -> :func:`huracan.serving.raw.predict_candles`, and, when
+    ``HURACAN_PREDICTION_LOG`` is on, the request's newest answered bar is queued to the
+    prediction log (:mod:`huracan.serving.prediction_log`; source ``serve`` under ``mlflow models
+    serve``, else ``in_process``; ``latency_ms`` = the time of ``predict_candles``)."""
 
     def load_context(self, context: Any) -> None:
         self.estimator = Forecaster.load(context.artifacts["estimator"])
@@ -116,8 +121,11 @@ class ForecasterPyfunc(PythonModel):
                 raise input_error("this model was logged without a serving spec: send its "
                                   f"feature columns {names}", "feature_input_only")
             policy, label = self.sizer()
-            return predict_candles(frame, self.spec, self.estimator, self.scaler, self.rule,
-                                   self.version(), sizer=policy, sizer_label=label)
+            t0 = time.perf_counter()
+            answer = predict_candles(frame, self.spec, self.estimator, self.scaler, self.rule,
+                                     self.version(), sizer=policy, sizer_label=label)
+            _log_answer(self.spec, frame, answer, (time.perf_counter() - t0) * 1e3)
+            return answer
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise input_error(f"input is missing feature column(s) {missing} (or send raw "
@@ -125,6 +133,22 @@ class ForecasterPyfunc(PythonModel):
                               "required_columns")
         X = self.scaler.transform(frame[names].to_numpy(np.float64)).astype(np.float32)
         return self.estimator.predict(X)
+
+
+def _log_answer(spec: ServingSpec, frame: pd.DataFrame, answer: pd.DataFrame,
+                latency_ms: float) -> None:
+    """Hand the answer to the prediction log when ``HURACAN_PREDICTION_LOG`` turns it on
+    (:func:`huracan.serving.prediction_log.process_log`): queued, written by its background
+    thread; never raises into the request."""
+    try:
+        plog = process_log()
+        if plog is None or answer.empty:
+            return
+        plog.submit(frame.copy(), answer, {
+            "source": serving_source(), "symbol": spec.symbol, "timeframe": spec.timeframe,
+            "latency_ms": latency_ms})
+    except Exception as exc:  # the log must never break serving
+        log.warning("prediction log: answer not logged: %s", exc)
 
 
 def _production_sizer(spec: Any) -> tuple[Any, str | None]:

@@ -79,7 +79,10 @@ def test_nightly_offline_then_rerun_only_reports(tmp_path, edge_sample_path):
     rows = _rows(tmp_path)
     btc = rows[rows.symbol == "BTC/USDT"].set_index("step")
     assert list(btc.index) == ["download", "validate", "features", "train", "importance",
-                               "gate", "monitor", "sizer"]
+                               "gate", "monitor", "paper", "sizer"]
+    # no paper loop runs here: the liveness check has no account to read (not expected)
+    assert btc.loc["paper", "status"] == "skipped" and "no paper account" in btc.loc["paper",
+                                                                                       "detail"]
     assert (btc.loc[["download", "validate", "features", "train", "importance", "gate"],
                     "status"] == "done").all()
     # a forward forecaster: the weekly sizer retrain is skipped with the reason

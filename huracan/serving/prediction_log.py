@@ -33,13 +33,17 @@ Parquet root is ``HURACAN_PREDICTION_INPUTS`` (default ``$HURACAN_LAKE/predictio
 The served model (:meth:`huracan.serving.pyfunc.ForecasterPyfunc.predict`, raw candles) submits
 through :func:`process_log`: one log per process, made from the environment at the first
 request (its writer thread starts there, after any fork of the serving workers), closed at exit
-(``atexit``).
+(``atexit``). Under ``mlflow models serve`` that is SIGINT (Ctrl-C): uvicorn shuts down
+gracefully on SIGTERM too but then re-raises SIGTERM with its default action, which skips
+``atexit``; the writer normally trails the requests by milliseconds, but rows still in memory
+(a store outage) are then lost uncounted.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -257,7 +261,9 @@ class PredictionLog:
                     self._backlog.clear()
             if self._engine is not None:
                 self._engine.dispose()
-            log.info("prediction log closed: %s", self.stats())
+            st = self.stats()
+            log.log(logging.WARNING if st["dropped"] or st["failed_attempts"] else logging.INFO,
+                    "prediction log closed: %s", json.dumps(st))
         return self.stats()
 
     # --- the writer thread --------------------------------------------------------------------

@@ -425,6 +425,57 @@ class PredictionLog:
             log.error("prediction log: alert not sent: %s", exc)
 
 
+def log_now(answer_row: dict[str, Any], *, source: str, symbol: str, timeframe: str,
+            candles: pd.DataFrame | None = None, digest: str | None = None,
+            inputs_rows: int | None = None, execution: dict[str, Any] | None = None,
+            latency_ms: float | None = None) -> int | None:
+    """Log one answer synchronously (``huracan size`` / ``huracan select``: one answer per
+    command, no queue needed) when :data:`LOG_ENV` turns the log on; its row id, or None when
+    off or when it could not be written (one warning line, URL masked; never raises).
+
+    Args:
+        answer_row: :data:`huracan.serving.raw.OUTPUT_COLUMNS` keys (missing ones are NULL).
+        candles: the candles the answer was computed from (stored as the inputs Parquet under
+            :func:`huracan.data.prediction_store.default_inputs_root`); or None with ``digest``
+            and ``inputs_rows`` (inputs that are not OHLCV candles; no file).
+    """
+    from huracan.data.prediction_store import (
+        default_inputs_root,
+        inputs_digest,
+        insert_predictions,
+        normalise_candles,
+        prediction_row,
+        write_inputs,
+    )
+    from huracan.db.session import make_engine, safe_url
+
+    url = log_url_from_env()
+    if url is None:
+        return None
+    try:
+        path = None
+        if candles is not None:
+            frame = normalise_candles(candles)
+            digest, inputs_rows = inputs_digest(frame), len(frame)
+            path = write_inputs(default_inputs_root(), digest, frame, symbol=symbol,
+                                timeframe=timeframe).resolve()
+        row = prediction_row(answer_row, source=source, symbol=symbol, timeframe=timeframe,
+                             execution=execution, inputs_digest=digest or "",
+                             inputs_rows=int(inputs_rows or 0), inputs_path=path,
+                             served_at=pd.Timestamp.now(tz="UTC"), latency_ms=latency_ms)
+        engine = make_engine(url)
+        try:
+            return insert_predictions(engine, [row])[0]
+        finally:
+            engine.dispose()
+    except Exception as exc:  # the command's answer stands without its log row
+        from huracan.secrets import mask_text
+
+        log.warning("prediction log: %s answer not logged to %s: %s", source, safe_url(url),
+                    mask_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        return None
+
+
 # --- one log per process (the served model's) ----------------------------------------------------
 
 _process: tuple[int, PredictionLog | None] | None = None
@@ -470,5 +521,5 @@ def serving_source() -> str:
     return "serve" if flag in ("true", "1") else "in_process"
 
 
-__all__ = ["LOG_ENV", "PredictionLog", "log_url_from_env", "process_log", "reset_process_log",
-           "run_execution", "serving_source"]
+__all__ = ["LOG_ENV", "PredictionLog", "log_now", "log_url_from_env", "process_log",
+           "reset_process_log", "run_execution", "serving_source"]

@@ -157,7 +157,7 @@ class PredictionLog:
         self.last_error: str | None = None
         self._engine: Any = None
         self._outage = False  # the store failed and has not answered since
-        self._outage_dropped_at = 0  # dropped count when the outage began
+        self._outage_dropped_at = 0  # dropped count at the last successful write
         self._drop_alerted = 0  # dropped count last alerted
         self._drops_alerted = False  # drops were alerted in this episode
         self._retry_at = 0.0
@@ -378,6 +378,7 @@ class PredictionLog:
                 self._recovered()
             elif self.dropped == self._drop_alerted:
                 self._drops_alerted = False
+            self._outage_dropped_at = self.dropped  # drops count from the last good write
 
     def _failed(self, exc: BaseException) -> None:
         from huracan.secrets import mask_text
@@ -391,7 +392,7 @@ class PredictionLog:
         self._retry_at = time.monotonic() + delay
         self._delay = min(self._delay * 2, self.max_backoff_s)
         if first:
-            self._outage, self._outage_dropped_at = True, self.dropped
+            self._outage = True
             log.error("prediction log: store %s failed: %s", self.safe_url, self.last_error)
             self._alert("prediction log: brain store unreachable, rows kept in memory",
                         "critical", store=self.safe_url, error=self.last_error,

@@ -27,8 +27,9 @@ or ``0`` = no log (the default: a bare ``mlflow models serve`` records nothing);
 ``HURACAN_DB_URL``, else ``sqlite:///huracan.db``); anything else = a database URL. The inputs'
 Parquet root is ``HURACAN_PREDICTION_INPUTS`` (default ``$HURACAN_LAKE/predictions``, i.e.
 ``data/lake/predictions``; :func:`huracan.data.prediction_store.default_inputs_root`). Limits
-(constructor arguments): queue 10,000 items, backlog 100,000 rows, batches of 500 rows, backoff
-0.5 s doubling to 30 s, :meth:`close` drains for at most 5 s.
+(constructor arguments): queue 1,000 requests (each holds its candles: ~20 KB for 367 bars),
+backlog 20,000 rows (~2.5 KB each), one insert per second (or per 500 rows), backoff 0.5 s
+doubling to 30 s, :meth:`close` drains for at most 5 s.
 
 The served model (:meth:`huracan.serving.pyfunc.ForecasterPyfunc.predict`, raw candles) submits
 through :func:`process_log`: one log per process, made from the environment at the first
@@ -119,6 +120,9 @@ class PredictionLog:
         queue_size: items the queue holds (a full queue drops and counts).
         max_backlog: rows kept in memory while the store fails (beyond: dropped, counted).
         batch_size: rows per insert.
+        write_interval_s: rows are inserted at most this long after they were made (one
+            transaction per interval, or sooner when ``batch_size`` rows wait or on
+            :meth:`flush`), so the store costs one round trip per second, not per request.
         backoff_s, max_backoff_s: first retry delay and its cap, seconds.
         seed: of the retry jitter.
         execution_of: ``run_id -> execution dict | None`` for rows whose meta has no
@@ -130,7 +134,8 @@ class PredictionLog:
     """
 
     def __init__(self, url: str, inputs_root: str | Path, *, notifier: Any = None,
-                 queue_size: int = 10_000, max_backlog: int = 100_000, batch_size: int = 500,
+                 queue_size: int = 1_000, max_backlog: int = 20_000, batch_size: int = 500,
+                 write_interval_s: float = 1.0,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, seed: int = 0,
                  execution_of: Callable[[str | None], dict[str, Any] | None] | None = None,
                  close_timeout_s: float = 5.0, register_atexit: bool = True) -> None:
@@ -143,6 +148,8 @@ class PredictionLog:
         self.inputs_root = Path(inputs_root)
         self._notifier = notifier
         self.max_backlog, self.batch_size = int(max_backlog), int(batch_size)
+        self.write_interval_s = float(write_interval_s)
+        self._write_at = 0.0  # the backlog's next write (interval since its oldest row)
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
         self.close_timeout_s = float(close_timeout_s)
         self._rng = random.Random(seed)
@@ -233,12 +240,13 @@ class PredictionLog:
         in backoff is retried at once."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            self._retry_at = 0.0
+            self._retry_at = self._write_at = 0.0
             while self._pending > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._idle.wait(min(left, 0.05))
+                self._write_at = 0.0
         return True
 
     def close(self, timeout: float | None = None) -> dict[str, Any]:
@@ -270,7 +278,8 @@ class PredictionLog:
 
     def _run(self) -> None:
         while True:
-            wait = 0.5 if not self._backlog else max(0.0, self._retry_at - time.monotonic())
+            wait = 0.5 if not self._backlog else \
+                max(self._retry_at, self._write_at) - time.monotonic()
             items: list[_Item] = []
             try:
                 first = self._queue.get(timeout=max(wait, 0.001))
@@ -289,7 +298,9 @@ class PredictionLog:
                 log.error("prediction log writer: %s", exc)
             for item in items:
                 self._take(item)
-            if self._backlog and time.monotonic() >= self._retry_at:
+            now = time.monotonic()
+            if self._backlog and now >= self._retry_at and (
+                    now >= self._write_at or len(self._backlog) >= self.batch_size):
                 self._write_backlog()
             self._maybe_alert_drops()
 
@@ -310,6 +321,8 @@ class PredictionLog:
                 self.dropped += 1
                 self._idle.notify_all()
             else:
+                if not self._backlog:
+                    self._write_at = time.monotonic() + self.write_interval_s
                 self._backlog.append(row)
 
     def _row(self, item: _Item) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def store(tmp_path, sqlite_template) -> tuple[Path, str]:
 
 
 def make_log(url: str, tmp_path: Path, notifier, **kw) -> PredictionLog:
-    kw = {"backoff_s": 0.05, "max_backoff_s": 0.2, "register_atexit": False, **kw}
+    kw = {"backoff_s": 0.05, "max_backoff_s": 0.2, "write_interval_s": 0.02,
+          "register_atexit": False, **kw}
     return PredictionLog(url, tmp_path / "inputs", notifier=notifier, **kw)
 
 
@@ -83,7 +84,7 @@ def rows_of(url: str) -> pd.DataFrame:
 def test_rows_and_inputs_are_written(store, tmp_path):
     _, url = store
     rec = Recorder()
-    log = make_log(url, tmp_path, rec)
+    log = make_log(url, tmp_path, rec, write_interval_s=1.0)  # the default: flush() pushes
     sent = [request(i) for i in range(20)]
     for frame, answer in sent:
         assert log.submit(frame, answer, META)

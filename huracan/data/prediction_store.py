@@ -169,7 +169,9 @@ def normalise_candles(candles: pd.DataFrame) -> pd.DataFrame:
     index reset. The log's ``inputs_digest`` is the :func:`inputs_digest` of this frame."""
     out = candles.reset_index(drop=True).copy()
     ts = out["timestamp"]
-    if pd.api.types.is_integer_dtype(ts):  # epoch milliseconds (the request's third form)
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) and str(ts.dtype) == "datetime64[ns, UTC]":
+        parsed = ts
+    elif pd.api.types.is_integer_dtype(ts):  # epoch milliseconds (the request's third form)
         parsed = pd.to_datetime(ts, unit="ms", utc=True)
     elif ts.dtype == object:
         try:  # ISO-8601 strings (the JSON wire format): the fast path
@@ -178,9 +180,11 @@ def normalise_candles(candles: pd.DataFrame) -> pd.DataFrame:
             parsed = pd.to_datetime(ts, utc=True)
     else:
         parsed = pd.to_datetime(ts, utc=True)
-    out["timestamp"] = parsed.astype("datetime64[ns, UTC]")
+    if parsed is not ts:
+        out["timestamp"] = parsed.astype("datetime64[ns, UTC]")
     for col in DIGEST_COLUMNS:
-        out[col] = out[col].astype(np.float64)
+        if out[col].dtype != np.float64:
+            out[col] = out[col].astype(np.float64)
     return out
 
 
@@ -194,12 +198,13 @@ def inputs_file(root: str | Path, digest: str, *, symbol: str, timeframe: str) -
 
 
 def write_inputs(root: str | Path, digest: str, candles: pd.DataFrame, *, symbol: str,
-                 timeframe: str) -> Path:
+                 timeframe: str, normalised: bool = False) -> Path:
     """Store a request's candles as Parquet at :func:`inputs_file` (content-addressed by
     ``digest``, the :func:`inputs_digest` of ``candles``): written to a hidden temporary file
     beside it and renamed onto it (atomic: a reader never sees half a file), and not rewritten
     when the file exists (a request repeated verbatim is stored once). Directories are
-    created. No fsync (it cost ~4 ms per request on the serving path's writer thread): after a
+    created (``normalised``: ``candles`` already went through :func:`normalise_candles`). No
+    fsync (it cost ~4 ms per request on the serving path's writer thread): after a
     power cut the newest files may be missing, never torn; the rows stay.
 
     Returns:
@@ -212,7 +217,7 @@ def write_inputs(root: str | Path, digest: str, candles: pd.DataFrame, *, symbol
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = normalise_candles(candles)
+    frame = candles if normalised else normalise_candles(candles)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         frame.to_parquet(tmp, index=False)

@@ -339,7 +339,7 @@ class PredictionLog:
         path: Path | None = None
         try:
             path = write_inputs(self.inputs_root, digest, request, symbol=meta["symbol"],
-                                timeframe=meta["timeframe"])
+                                timeframe=meta["timeframe"], normalised=True)
         except OSError as exc:  # the row still goes in, without its file
             self.inputs_failed += 1
             log.warning("prediction log: inputs not stored under %s: %s", self.inputs_root, exc)

@@ -1,6 +1,9 @@
 """``huracan select SYMBOL --timeframe 1h [--at TIME] [--json] [--rank-by METRIC]``: the model that
 should trade SYMBOL now (:func:`huracan.regime.live.select`).
 
+With ``HURACAN_PREDICTION_LOG`` on, the answer is recorded in the prediction log (source
+``select``; :mod:`huracan.serving.prediction_log`).
+
 Exit codes: 0 answered, 1 nothing to select (no registered model, production version or
 detector), 2 unusable input (bad time, data file breaking a rule).
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,7 +70,24 @@ def select_command(
     finally:
         if engine is not None:
             engine.dispose()
+    _log_answer(symbol, timeframe, answer)
     typer.echo(json.dumps(answer.as_dict(), indent=2) if as_json else answer.describe())
+
+
+def _log_answer(symbol: str, timeframe: str, answer: Any) -> None:
+    """Record the selection in the prediction log (source ``select``: the regime, the chosen
+    version and run, position 0 in a cash regime; no forecast; its inputs = the candles the
+    regime was classified from) when ``HURACAN_PREDICTION_LOG`` is on. Never fails the
+    command."""
+    if answer.inputs is None or answer.last_bar == "-":
+        return
+    from huracan.serving.prediction_log import log_now
+
+    log_now({"timestamp": answer.last_bar, "forecast": None, "regime": answer.regime,
+             "position": answer.position, "size": None, "leverage": None, "sizer": None,
+             "registered_model": answer.registered_model, "model_version": answer.version,
+             "run_id": answer.run_id},
+            source="select", symbol=symbol, timeframe=timeframe, candles=answer.inputs)
 
 
 if __name__ == "__main__":  # = `huracan select`; without SYMBOL: usage, exit 2

@@ -1,6 +1,9 @@
 """``huracan size SYMBOL --timeframe 1h [--json] [--policy P]``: the suggested size and leverage
 for the latest bar (:func:`huracan.sizing.serve.suggest`).
 
+With ``HURACAN_PREDICTION_LOG`` on, the answer is recorded in the prediction log (source
+``size``; :mod:`huracan.serving.prediction_log`).
+
 Exit codes: 0 answered, 1 nothing to size with (no production forecaster; PPO asked without a
 sizer), 2 unusable input (unknown policy, a data file breaking a rule).
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,7 +47,26 @@ def size_command(
         raise _fail(str(exc).strip("'\""), 1) from None
     except (ValueError, DataValidationError, FileNotFoundError) as exc:
         raise _fail(str(exc), 2) from None
+    _log_answer(symbol, timeframe, answer)
     typer.echo(json.dumps(answer.as_dict(), indent=2) if as_json else answer.describe())
+
+
+def _log_answer(symbol: str, timeframe: str, answer: Any) -> None:
+    """Record the suggestion in the prediction log (source ``size``; its inputs = the candles
+    it was computed from) when ``HURACAN_PREDICTION_LOG`` is on; nothing for an answer
+    without a bar (a cash forecaster). Never fails the command."""
+    if answer.inputs is None or answer.last_bar == "-":
+        return
+    from huracan.registry.promotion import registered_model_name
+    from huracan.serving.prediction_log import log_now
+
+    sizer = answer.policy if answer.sizer_version is None else \
+        f"{answer.policy} (sizer v{answer.sizer_version})"
+    log_now({"timestamp": answer.last_bar, "forecast": answer.forecast, "regime": None,
+             "position": answer.position, "size": answer.size, "leverage": answer.leverage,
+             "sizer": sizer, "registered_model": registered_model_name(symbol, timeframe),
+             "model_version": answer.forecaster_version, "run_id": None},
+            source="size", symbol=symbol, timeframe=timeframe, candles=answer.inputs)
 
 
 if __name__ == "__main__":  # = `huracan size`; without SYMBOL: usage, exit 2

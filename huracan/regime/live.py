@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,11 @@ class LiveSelection:
     metric: str | None = None
     metric_value: float | None = None
     position: float | None = None
+    #: the candles the regime was classified from (the prediction log's inputs; not printed)
+    inputs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "inputs"}
 
     def describe(self) -> str:
         """A few human lines (the CLI's default output)."""
@@ -248,15 +250,26 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
             reason=f"production is cash (position 0): {cash_reason(prod)}", position=0.0)
     ref = _detector_run(client, name, regime_map)
     detector = load_detector(client, ref.run_id)
-    close, cascade, when = _closes(client, ref.run_id, symbol, timeframe, at, engine=engine,
-                                   data=data)
-    regime, prob, vol, last = classify_last(detector, close, timeframe, cascade)
+    close, cascade, when, candles = _closes(client, ref.run_id, symbol, timeframe, at,
+                                            engine=engine, data=data)
+    out = _selected(client, name, detector, close, cascade, when, regime_map, rank_by=rank_by,
+                    lowest=lowest, min_trades=min_trades,
+                    base={"symbol": symbol, "timeframe": timeframe, "registered_model": name})
+    out.inputs = candles[pd.DatetimeIndex(candles["timestamp"]) <= close.index[-1]]
+    return out
+
+
+def _selected(client: Any, name: str, detector: Any, close: pd.Series, cascade: Any,
+              when: Any, regime_map: dict[str, Any], *, rank_by: str | None,
+              lowest: bool | None, min_trades: int, base: dict[str, Any]) -> LiveSelection:
+    """:func:`select`'s answer once the closes are read."""
+    regime, prob, vol, last = classify_last(detector, close, base["timeframe"], cascade)
     entry = regime_map.get(regime, {})
     exposure = float(entry.get("exposure", 1.0))
-    base: dict[str, Any] = {
-        "symbol": symbol, "timeframe": timeframe, "registered_model": name, "regime": regime,
-        "probability": prob, "detector": "hmm" if isinstance(detector, HMMRegime)
-        else "quantile", "volatility": vol, "last_bar": str(last),
+    base = {
+        **base, "regime": regime, "probability": prob,
+        "detector": "hmm" if isinstance(detector, HMMRegime) else "quantile",
+        "volatility": vol, "last_bar": str(last),
         "at": None if when is None else str(when)}
     if rank_by is not None:
         return _ranked(client, name, base, regime, rank_by, lowest, min_trades, exposure)
@@ -270,11 +283,12 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
 
 def _closes(client: Any, run_id: str, symbol: str, timeframe: str,
             at: str | pd.Timestamp | None, *, engine: Any, data: str | Path | None
-            ) -> tuple[pd.Series, pd.Series | None, pd.Timestamp | None]:
-    """``(close, cascade, when)``: closes (float64, indexed by bar open time, UTC) of the bars
-    closed by ``when`` (``at`` in UTC; None: every bar), read with ``run_id``'s settings from
-    ``data`` (default: the run's file); ``cascade``: the run's ``cascade_indicator`` feature
-    when it builds feature families, else None.
+            ) -> tuple[pd.Series, pd.Series | None, pd.Timestamp | None, pd.DataFrame]:
+    """``(close, cascade, when, candles)``: closes (float64, indexed by bar open time, UTC) of
+    the bars closed by ``when`` (``at`` in UTC; None: every bar), read with ``run_id``'s
+    settings from ``data`` (default: the run's file); ``cascade``: the run's
+    ``cascade_indicator`` feature when it builds feature families, else None; ``candles`` the
+    OHLCV frame they came from.
 
     Raises:
         SelectionError: no bar closed at or before ``at``.
@@ -303,7 +317,7 @@ def _closes(client: Any, run_id: str, symbol: str, timeframe: str,
         close = close[close.index + step <= when]  # bars closed by `at`
         if close.empty:
             raise SelectionError(f"no {timeframe} bar of {symbol} closed at or before {when}")
-    return close, cascade, when
+    return close, cascade, when, candles
 
 
 def _ranked(client: Any, name: str, base: dict[str, Any], regime: str, rank_by: str,

@@ -27,19 +27,24 @@ or ``0`` = no log (the default: a bare ``mlflow models serve`` records nothing);
 ``HURACAN_DB_URL``, else ``sqlite:///huracan.db``); anything else = a database URL. The inputs'
 Parquet root is ``HURACAN_PREDICTION_INPUTS`` (default ``$HURACAN_LAKE/predictions``, i.e.
 ``data/lake/predictions``; :func:`huracan.data.prediction_store.default_inputs_root`). Limits
-(constructor arguments): queue 10,000 items, backlog 100,000 rows, batches of 500 rows, backoff
-0.5 s doubling to 30 s, :meth:`close` drains for at most 5 s.
+(constructor arguments): queue 1,000 requests (each holds its candles: ~20 KB for 367 bars),
+backlog 20,000 rows (~2.5 KB each), one insert per second (or per 500 rows), backoff 0.5 s
+doubling to 30 s, :meth:`close` drains for at most 5 s.
 
 The served model (:meth:`huracan.serving.pyfunc.ForecasterPyfunc.predict`, raw candles) submits
 through :func:`process_log`: one log per process, made from the environment at the first
 request (its writer thread starts there, after any fork of the serving workers), closed at exit
-(``atexit``).
+(``atexit``). Under ``mlflow models serve`` that is SIGINT (Ctrl-C): uvicorn shuts down
+gracefully on SIGTERM too but then re-raises SIGTERM with its default action, which skips
+``atexit``; the writer normally trails the requests by milliseconds, but rows still in memory
+(a store outage) are then lost uncounted.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -115,6 +120,9 @@ class PredictionLog:
         queue_size: items the queue holds (a full queue drops and counts).
         max_backlog: rows kept in memory while the store fails (beyond: dropped, counted).
         batch_size: rows per insert.
+        write_interval_s: rows are inserted at most this long after they were made (one
+            transaction per interval, or sooner when ``batch_size`` rows wait or on
+            :meth:`flush`), so the store costs one round trip per second, not per request.
         backoff_s, max_backoff_s: first retry delay and its cap, seconds.
         seed: of the retry jitter.
         execution_of: ``run_id -> execution dict | None`` for rows whose meta has no
@@ -126,7 +134,8 @@ class PredictionLog:
     """
 
     def __init__(self, url: str, inputs_root: str | Path, *, notifier: Any = None,
-                 queue_size: int = 10_000, max_backlog: int = 100_000, batch_size: int = 500,
+                 queue_size: int = 1_000, max_backlog: int = 20_000, batch_size: int = 500,
+                 write_interval_s: float = 1.0,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, seed: int = 0,
                  execution_of: Callable[[str | None], dict[str, Any] | None] | None = None,
                  close_timeout_s: float = 5.0, register_atexit: bool = True) -> None:
@@ -139,6 +148,8 @@ class PredictionLog:
         self.inputs_root = Path(inputs_root)
         self._notifier = notifier
         self.max_backlog, self.batch_size = int(max_backlog), int(batch_size)
+        self.write_interval_s = float(write_interval_s)
+        self._write_at = 0.0  # the backlog's next write (interval since its oldest row)
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
         self.close_timeout_s = float(close_timeout_s)
         self._rng = random.Random(seed)
@@ -153,7 +164,7 @@ class PredictionLog:
         self.last_error: str | None = None
         self._engine: Any = None
         self._outage = False  # the store failed and has not answered since
-        self._outage_dropped_at = 0  # dropped count when the outage began
+        self._outage_dropped_at = 0  # dropped count at the last successful write
         self._drop_alerted = 0  # dropped count last alerted
         self._drops_alerted = False  # drops were alerted in this episode
         self._retry_at = 0.0
@@ -229,12 +240,13 @@ class PredictionLog:
         in backoff is retried at once."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            self._retry_at = 0.0
+            self._retry_at = self._write_at = 0.0
             while self._pending > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._idle.wait(min(left, 0.05))
+                self._write_at = 0.0
         return True
 
     def close(self, timeout: float | None = None) -> dict[str, Any]:
@@ -257,14 +269,17 @@ class PredictionLog:
                     self._backlog.clear()
             if self._engine is not None:
                 self._engine.dispose()
-            log.info("prediction log closed: %s", self.stats())
+            st = self.stats()
+            log.log(logging.WARNING if st["dropped"] or st["failed_attempts"] else logging.INFO,
+                    "prediction log closed: %s", json.dumps(st))
         return self.stats()
 
     # --- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            wait = 0.5 if not self._backlog else max(0.0, self._retry_at - time.monotonic())
+            wait = 0.5 if not self._backlog else \
+                max(self._retry_at, self._write_at) - time.monotonic()
             items: list[_Item] = []
             try:
                 first = self._queue.get(timeout=max(wait, 0.001))
@@ -283,7 +298,9 @@ class PredictionLog:
                 log.error("prediction log writer: %s", exc)
             for item in items:
                 self._take(item)
-            if self._backlog and time.monotonic() >= self._retry_at:
+            now = time.monotonic()
+            if self._backlog and now >= self._retry_at and (
+                    now >= self._write_at or len(self._backlog) >= self.batch_size):
                 self._write_backlog()
             self._maybe_alert_drops()
 
@@ -304,6 +321,8 @@ class PredictionLog:
                 self.dropped += 1
                 self._idle.notify_all()
             else:
+                if not self._backlog:
+                    self._write_at = time.monotonic() + self.write_interval_s
                 self._backlog.append(row)
 
     def _row(self, item: _Item) -> dict[str, Any]:
@@ -320,7 +339,7 @@ class PredictionLog:
         path: Path | None = None
         try:
             path = write_inputs(self.inputs_root, digest, request, symbol=meta["symbol"],
-                                timeframe=meta["timeframe"])
+                                timeframe=meta["timeframe"], normalised=True)
         except OSError as exc:  # the row still goes in, without its file
             self.inputs_failed += 1
             log.warning("prediction log: inputs not stored under %s: %s", self.inputs_root, exc)
@@ -372,6 +391,7 @@ class PredictionLog:
                 self._recovered()
             elif self.dropped == self._drop_alerted:
                 self._drops_alerted = False
+            self._outage_dropped_at = self.dropped  # drops count from the last good write
 
     def _failed(self, exc: BaseException) -> None:
         from huracan.secrets import mask_text
@@ -385,7 +405,7 @@ class PredictionLog:
         self._retry_at = time.monotonic() + delay
         self._delay = min(self._delay * 2, self.max_backoff_s)
         if first:
-            self._outage, self._outage_dropped_at = True, self.dropped
+            self._outage = True
             log.error("prediction log: store %s failed: %s", self.safe_url, self.last_error)
             self._alert("prediction log: brain store unreachable, rows kept in memory",
                         "critical", store=self.safe_url, error=self.last_error,
@@ -417,6 +437,57 @@ class PredictionLog:
             self._notifier.notify(Alert(title, severity, details))
         except Exception as exc:  # an alert channel must not stop the writer
             log.error("prediction log: alert not sent: %s", exc)
+
+
+def log_now(answer_row: dict[str, Any], *, source: str, symbol: str, timeframe: str,
+            candles: pd.DataFrame | None = None, digest: str | None = None,
+            inputs_rows: int | None = None, execution: dict[str, Any] | None = None,
+            latency_ms: float | None = None) -> int | None:
+    """Log one answer synchronously (``huracan size`` / ``huracan select``: one answer per
+    command, no queue needed) when :data:`LOG_ENV` turns the log on; its row id, or None when
+    off or when it could not be written (one warning line, URL masked; never raises).
+
+    Args:
+        answer_row: :data:`huracan.serving.raw.OUTPUT_COLUMNS` keys (missing ones are NULL).
+        candles: the candles the answer was computed from (stored as the inputs Parquet under
+            :func:`huracan.data.prediction_store.default_inputs_root`); or None with ``digest``
+            and ``inputs_rows`` (inputs that are not OHLCV candles; no file).
+    """
+    from huracan.data.prediction_store import (
+        default_inputs_root,
+        inputs_digest,
+        insert_predictions,
+        normalise_candles,
+        prediction_row,
+        write_inputs,
+    )
+    from huracan.db.session import make_engine, safe_url
+
+    url = log_url_from_env()
+    if url is None:
+        return None
+    try:
+        path = None
+        if candles is not None:
+            frame = normalise_candles(candles)
+            digest, inputs_rows = inputs_digest(frame), len(frame)
+            path = write_inputs(default_inputs_root(), digest, frame, symbol=symbol,
+                                timeframe=timeframe).resolve()
+        row = prediction_row(answer_row, source=source, symbol=symbol, timeframe=timeframe,
+                             execution=execution, inputs_digest=digest or "",
+                             inputs_rows=int(inputs_rows or 0), inputs_path=path,
+                             served_at=pd.Timestamp.now(tz="UTC"), latency_ms=latency_ms)
+        engine = make_engine(url)
+        try:
+            return insert_predictions(engine, [row])[0]
+        finally:
+            engine.dispose()
+    except Exception as exc:  # the command's answer stands without its log row
+        from huracan.secrets import mask_text
+
+        log.warning("prediction log: %s answer not logged to %s: %s", source, safe_url(url),
+                    mask_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        return None
 
 
 # --- one log per process (the served model's) ----------------------------------------------------
@@ -464,5 +535,5 @@ def serving_source() -> str:
     return "serve" if flag in ("true", "1") else "in_process"
 
 
-__all__ = ["LOG_ENV", "PredictionLog", "log_url_from_env", "process_log", "reset_process_log",
-           "run_execution", "serving_source"]
+__all__ = ["LOG_ENV", "PredictionLog", "log_now", "log_url_from_env", "process_log",
+           "reset_process_log", "run_execution", "serving_source"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,11 @@ class SizeSuggestion:
     reason: str
     bars_played: int
     liquidated_in_window: str
+    #: the candles the forecast was computed from (the prediction log's inputs; not printed)
+    inputs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "inputs"}
 
     def describe(self) -> str:
         side = "long" if self.position > 0 else "short" if self.position < 0 else "flat"
@@ -382,7 +384,8 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
             symbol=symbol, timeframe=timeframe, last_bar=str(ts[-1]), forecast=float(forecast[-1]),
             size=0.0, leverage=0.0, position=0.0, policy=CASH,
             forecaster_version=str(fv.version), sizer_version=choice["version"],
-            sizer_run_id=None, reason=choice["reason"], bars_played=0, liquidated_in_window="")
+            sizer_run_id=None, reason=choice["reason"], bars_played=0, liquidated_in_window="",
+            inputs=candles)
     labels = None
     if pol.needs_regime:
         from huracan.regime.detection import HMMRegime, realized_volatility_24h, regime_features
@@ -416,4 +419,4 @@ def suggest(symbol: str, timeframe: str, *, client: Any, data: str | Path | None
         size=size, leverage=lev, position=sign * size * lev, policy=choice["policy"],
         forecaster_version=str(fv.version), sizer_version=choice["version"],
         sizer_run_id=None if run is None else run.info.run_id, reason=choice["reason"],
-        bars_played=len(out), liquidated_in_window=liquidated)
+        bars_played=len(out), liquidated_in_window=liquidated, inputs=candles)

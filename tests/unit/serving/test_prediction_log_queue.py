@@ -1,10 +1,12 @@
 """The prediction log's queue and background writer (huracan.serving.prediction_log) on a real
-SQLite brain store: rows and inputs written, a real store outage (the database file's directory
-moved away, then back) leaves submit() under 1 ms, counts rows pending, alerts, writes them once
-the store is back, and drops (counted, alerted once) beyond the backlog bound; the env switch."""
+SQLite brain store, in both modes (the writer in a child process, the default, and in a thread):
+rows and inputs written, a real store outage (the database file's directory moved away, then
+back) leaves submit() under 1 ms, counts rows pending, alerts, writes them once the store is
+back, and drops (counted, alerted once) beyond the backlog bound; the env switch."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from huracan.alerts import Alert
 from huracan.data.candle_request import OUTPUT_COLUMNS, ServingSpec
 from huracan.data.prediction_store import inputs_digest, read_predictions
 from huracan.db.session import make_engine
@@ -24,16 +27,31 @@ T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
 
 class Recorder:
-    """A Notifier that records alerts (optionally blocking until released)."""
+    """A Notifier that records alerts as JSON lines in a file, so it works in the writer
+    process too (it is pickled there); optionally blocks in notify() until ``release`` exists."""
 
-    def __init__(self, block: threading.Event | None = None) -> None:
-        self.alerts: list = []
-        self.block = block
+    def __init__(self, path: Path, release: Path | None = None) -> None:
+        self.path, self.release = path, release
 
     def notify(self, alert) -> None:
-        self.alerts.append(alert)
-        if self.block is not None:
-            self.block.wait(10)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"title": alert.title, "severity": alert.severity,
+                                "details": alert.details}, default=str) + "\n")
+        deadline = time.monotonic() + 10
+        while self.release is not None and not self.release.exists() and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    @property
+    def alerts(self) -> list[Alert]:
+        if not self.path.exists():
+            return []
+        return [Alert(**json.loads(line)) for line in self.path.read_text().splitlines()]
+
+
+@pytest.fixture(params=["process", "thread"])
+def mode(request) -> str:
+    return request.param
 
 
 def request(i: int, n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,9 +85,9 @@ def store(tmp_path, sqlite_template) -> tuple[Path, str]:
     return d, f"sqlite:///{d / 'brain.db'}"
 
 
-def make_log(url: str, tmp_path: Path, notifier, **kw) -> PredictionLog:
+def make_log(url: str, tmp_path: Path, notifier, mode: str = "process", **kw) -> PredictionLog:
     kw = {"backoff_s": 0.05, "max_backoff_s": 0.2, "write_interval_s": 0.02,
-          "register_atexit": False, **kw}
+          "register_atexit": False, "mode": mode, **kw}
     return PredictionLog(url, tmp_path / "inputs", notifier=notifier, **kw)
 
 
@@ -81,10 +99,10 @@ def rows_of(url: str) -> pd.DataFrame:
         eng.dispose()
 
 
-def test_rows_and_inputs_are_written(store, tmp_path):
+def test_rows_and_inputs_are_written(store, tmp_path, mode):
     _, url = store
-    rec = Recorder()
-    log = make_log(url, tmp_path, rec, write_interval_s=1.0)  # the default: flush() pushes
+    rec = Recorder(tmp_path / "alerts.jsonl")
+    log = make_log(url, tmp_path, rec, mode, write_interval_s=1.0)  # the default: flush() pushes
     sent = [request(i) for i in range(20)]
     for frame, answer in sent:
         assert log.submit(frame, answer, META)
@@ -104,10 +122,10 @@ def test_rows_and_inputs_are_written(store, tmp_path):
     assert rec.alerts == []
 
 
-def test_store_outage_requests_unslowed_rows_pending_alerted_then_written(store, tmp_path):
+def test_store_outage_requests_unslowed_rows_pending_alerted_then_written(store, tmp_path, mode):
     directory, url = store
-    rec = Recorder()
-    log = make_log(url, tmp_path, rec)
+    rec = Recorder(tmp_path / "alerts.jsonl")
+    log = make_log(url, tmp_path, rec, mode)
     log.submit(*request(0), META)
     assert log.flush(10) and log.written == 1
     away = directory.with_name("store-away")
@@ -139,10 +157,10 @@ def test_store_outage_requests_unslowed_rows_pending_alerted_then_written(store,
     assert rec.alerts[-1].details["dropped_in_outage"] == 0
 
 
-def test_backlog_bound_drops_counted_and_alerted_once(store, tmp_path):
+def test_backlog_bound_drops_counted_and_alerted_once(store, tmp_path, mode):
     directory, url = store
-    rec = Recorder()
-    log = make_log(url, tmp_path, rec, max_backlog=5)
+    rec = Recorder(tmp_path / "alerts.jsonl")
+    log = make_log(url, tmp_path, rec, mode, max_backlog=5)
     away = directory.with_name("store-away")
     directory.rename(away)
     for i in range(12):
@@ -169,13 +187,13 @@ def test_backlog_bound_drops_counted_and_alerted_once(store, tmp_path):
     assert len(rows_of(url)) == 5
 
 
-def test_full_queue_drops_without_blocking(store, tmp_path):
+def test_full_queue_drops_without_blocking(store, tmp_path, mode):
     """A writer stuck on a slow alert channel: the queue fills, submit() still returns at
     once and counts the drops."""
     directory, url = store
-    release = threading.Event()
-    rec = Recorder(block=release)
-    log = make_log(url, tmp_path, rec, queue_size=3)
+    release = tmp_path / "release"
+    rec = Recorder(tmp_path / "alerts.jsonl", release)
+    log = make_log(url, tmp_path, rec, mode, queue_size=3)
     directory.rename(directory.with_name("store-away"))
     log.submit(*request(0), META)
     deadline = time.monotonic() + 10
@@ -190,10 +208,33 @@ def test_full_queue_drops_without_blocking(store, tmp_path):
         times.append(time.thread_time() - t0)
     assert results == [True] * 3 + [False] * 7 and max(times) < 1e-3
     assert log.stats()["dropped"] == 7
-    release.set()
+    release.touch()
     directory.with_name("store-away").rename(directory)
     assert log.flush(10)
     assert log.close()["written"] == 4
+
+
+def test_writer_process_stats_and_fallback(store, tmp_path):
+    """The default mode is the writer process, its counters are seen from here; a notifier
+    that cannot be pickled keeps the writer in a thread; an unknown mode is refused."""
+    _, url = store
+    log = make_log(url, tmp_path, None)
+    assert log.mode == "process" and log.stats()["pending"] == 0
+    frame, answer = request(1)
+    assert log.submit(frame, answer.drop(columns=["registered_model"]), META)  # malformed
+    assert log.submit(frame, answer, META)
+    assert log.flush(20)
+    assert log.written == 1 and log.dropped == 1 and log.pending == 0
+    st = log.close()
+    assert st == {"written": 1, "pending": 0, "dropped": 1, "failed_attempts": 0,
+                  "inputs_failed": 0, "last_error": None}
+    assert not log.submit(frame, answer, META) and log.dropped == 2
+    lock_notifier = threading.Lock()  # not picklable
+    blocked = make_log(url, tmp_path, lock_notifier)
+    assert blocked.mode == "thread"
+    blocked.close()
+    with pytest.raises(ValueError, match="mode"):
+        make_log(url, tmp_path, None, mode="fork")
 
 
 def test_env_switch_off_by_default(monkeypatch, tmp_path):

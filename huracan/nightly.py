@@ -25,6 +25,7 @@ import huracan.runtime  # noqa: F401  (first: sets the process defaults before a
 # isort: on
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,18 @@ def settings_from_config(cfg: DictConfig, cwd: Path | None = None) -> Any:
     return settings, symbols, asdict(n), asdict(c.ray)
 
 
+def prediction_log_on(db_url: str, environ: Any = None) -> str:
+    """Turn the prediction log on for the night (:mod:`huracan.serving.prediction_log`): unless
+    ``HURACAN_PREDICTION_LOG`` is already set, the night's processes (and the step
+    subprocesses, which inherit the environment) record every raw-candle answer of a production
+    model into the night's brain store ``db_url``. Returns the value in force."""
+    from huracan.serving.prediction_log import LOG_ENV
+
+    env = os.environ if environ is None else environ
+    env.setdefault(LOG_ENV, db_url)
+    return str(env[LOG_ENV])
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="nightly")
 def main(cfg: DictConfig) -> int:
     """Hydra task: run or resume the night, print the summary, exit 1 when a symbol failed."""
@@ -132,6 +145,7 @@ def main(cfg: DictConfig) -> int:
         settings, symbols, n, ray_cfg = settings_from_config(cfg)
     except (ValueError, KeyError) as exc:
         exit_with("huracan.nightly", exc, 2)  # one stderr line, masked, no traceback
+    prediction_log_on(settings.db_url)
     if ray_cfg.get("temp_dir"):
         ray_cfg["temp_dir"] = _abs(str(ray_cfg["temp_dir"]), Path.cwd())
     night = run_night(settings, symbols, executor=str(n["executor"]), n_jobs=int(n["n_jobs"]),

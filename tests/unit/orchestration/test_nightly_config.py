@@ -96,3 +96,14 @@ def test_the_command_refuses_a_bad_setting_in_one_line_and_keeps_secrets(tmp_pat
     assert not (tmp_path / "work").exists()  # refused before any step
     written = "".join(p.read_text() for p in (tmp_path / "hydra").rglob("*") if p.is_file())
     assert written and secret not in written and secret not in out.stdout + out.stderr
+
+
+def test_the_night_turns_the_prediction_log_on_unless_told_otherwise():
+    from huracan.nightly import prediction_log_on
+
+    env: dict[str, str] = {}
+    assert prediction_log_on("sqlite:////tmp/night/brain.db", env) == \
+        "sqlite:////tmp/night/brain.db"
+    assert env["HURACAN_PREDICTION_LOG"] == "sqlite:////tmp/night/brain.db"
+    off = {"HURACAN_PREDICTION_LOG": "off"}  # an operator's explicit choice stands
+    assert prediction_log_on("sqlite:////tmp/night/brain.db", off) == "off"

@@ -158,6 +158,37 @@ def test_select_answers_from_the_map_with_the_saved_thresholds(sweep, sample_pat
     assert "why:" in text.output
 
 
+def test_select_records_its_answer_in_the_prediction_log_only_when_on(sweep, monkeypatch):
+    """The command, not the helper under it: with HURACAN_PREDICTION_LOG pointing at the brain
+    store, ``huracan select`` writes one ``select`` row for the bar it answered, with its
+    candles stored and digested; with the variable unset it writes nothing."""
+    from huracan.data.prediction_store import inputs_digest, read_predictions
+
+    tmp, uri, _, _, _, _ = sweep
+    url = f"sqlite:///{tmp / 'brain.db'}"
+    monkeypatch.setenv("HURACAN_PREDICTION_INPUTS", str(tmp / "inputs"))
+    monkeypatch.delenv("HURACAN_PREDICTION_LOG", raising=False)
+    engine = make_engine(url)
+    try:
+        before = len(read_predictions(engine, source="select"))
+        assert _cli(tmp, uri, "--json").exit_code == 0
+        assert len(read_predictions(engine, source="select")) == before  # off by default
+        monkeypatch.setenv("HURACAN_PREDICTION_LOG", url)
+        res = _cli(tmp, uri, "--json")
+        assert res.exit_code == 0, res.output
+        ans = json.loads(res.output)
+        rows = read_predictions(engine, source="select")
+        assert len(rows) == before + 1
+        row = rows.iloc[-1]
+        assert row["symbol"] == "BTC/USDT" and row["timeframe"] == "1h"
+        assert str(pd.Timestamp(row["bar_time"])) == ans["last_bar"]
+        stored = pd.read_parquet(row["inputs_path"])
+        assert len(stored) == row["inputs_rows"] > 24
+        assert inputs_digest(stored) == row["inputs_digest"]
+    finally:
+        engine.dispose()
+
+
 def test_select_ranks_by_a_logged_metric(sweep):
     tmp, uri, _, _, children, _ = sweep
     res = _cli(tmp, uri, "--json", "--rank-by", "max_drawdown")

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -144,6 +144,37 @@ def load_validated(data: DataSettings, *, log_quality: bool = True) -> pd.DataFr
     validate_for_training(candles, data.timeframe, str(data.path), data.symbol, sink,
                           allow_degraded=bool(data.allow_degraded), record_gaps=False)
     return candles
+
+
+def symbol_data(data: DataSettings, symbol: str,
+                paths: Mapping[str, str] | None = None) -> DataSettings:
+    """The candle file of another market beside ``data`` (a context symbol, a pooled model's
+    symbol), read and validated as ``data`` is (same timeframe, quality log, degraded policy).
+
+    The file is ``paths[symbol]`` when given, else ``data.path`` with the pair's compact name
+    swapped (``.../binance-spot_BTCUSDT_1h_...parquet`` -> ``..._ETHUSDT_...`` for ``ETH/USDT``).
+
+    Raises:
+        ValueError: one line naming the symbol and the file tried, when the file does not exist
+            or ``data.path`` does not name ``data.symbol``'s pair (give ``paths`` then).
+    """
+    from pathlib import Path
+
+    from huracan.features.naming import compact
+
+    if symbol == data.symbol:
+        return data
+    if paths and symbol in paths:
+        path = str(paths[symbol])
+    else:
+        own, other = compact(data.symbol), compact(symbol)
+        if own not in str(data.path):
+            raise ValueError(f"{symbol}: cannot derive its candle file from data.path "
+                             f"{data.path!r} (it does not name {own}); give its path")
+        path = str(data.path).replace(own, other)
+    if not Path(path).exists():
+        raise ValueError(f"{symbol}: candle file {path} does not exist [rule: symbol_file]")
+    return replace(data, path=path, symbol=symbol, fine_path=None)
 
 
 def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.DataFrame,

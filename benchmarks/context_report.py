@@ -120,16 +120,24 @@ def store_overrides(tmp: str) -> list[str]:
             f"data.quality_log={tmp}/dq.jsonl"]
 
 
+def preset(name: str) -> str:
+    """``name`` when ``conf/experiment/<name>.yaml`` exists, else ``features_btc_1h_wf`` (the
+    same data, model and walk-forward once the overrides here are applied: every feature and
+    split key the report depends on is overridden)."""
+    return name if (REPO / "conf" / "experiment" / f"{name}.yaml").exists() \
+        else "features_btc_1h_wf"
+
+
 def variant_settings(variant: str, symbol: str, extra: Sequence[str]) -> Any:
     """The settings of one single-symbol variant on ``symbol`` (``BTC``)."""
-    return compose("context_1h_wf", [f"data.base={symbol}", *FEATURES[variant], *SPLIT,
+    return compose(preset("context_1h_wf"), [f"data.base={symbol}", *FEATURES[variant], *SPLIT,
                                      *COMMON, *extra])
 
 
 def pooled_settings(symbols: Sequence[str], extra: Sequence[str]) -> Any:
     """The settings of the pooled job over ``symbols`` (own features)."""
     pairs = ",".join(f"{s}/USDT" for s in symbols)
-    return compose("pooled_1h_wf", [f"data.base={symbols[0]}", f"data.symbols=[{pairs}]",
+    return compose(preset("pooled_1h_wf"), [f"data.base={symbols[0]}", f"data.symbols=[{pairs}]",
                                     "features.context=[]", "features.timeframes=[]", *SPLIT,
                                     *COMMON, *extra])
 
@@ -227,7 +235,7 @@ def feature_cost(symbols: Sequence[str], extra: Sequence[str], repeats: int = 3
     for s in symbols:
         settings = variant_settings("context_htf", s, extra)
         candles = stages.load_validated(settings.data, log_quality=False)
-        ctx = stages.context_candles(settings.features, settings.data)
+        ctx = stages.context_candles(settings.features, settings.data, log_quality=False)
         inputs.append((settings, candles, ctx))
     load_s = time.perf_counter() - t0
     times, shape = [], {}
@@ -327,6 +335,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     info = machine()
+    info["presets"] = [preset("context_1h_wf"), preset("pooled_1h_wf")]
+    print(f"presets: {info['presets']}")
     print(f"machine: {info['cpu']}, {info['nproc']} cores, Python {info['python']}, load "
           f"{info['load_avg']}, {info['utc']}", flush=True)
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -107,6 +107,7 @@ def test_analyze_a_keras_run_and_the_cli(compose_cfg, store):
     assert res.exit_code == 0, res.output
     assert f"run {run.run_id} (cnn BTC/USDT 1h)" in res.output
     assert "shift: no previous analysis" in res.output
+    assert "families: uses mostly its own candles (own 100%; SHAP)" in res.output
     stored = run_ranking(engine, run.run_id, AGGREGATE)
     table_rows = [ln.split()[1] for ln in res.output.splitlines()[3:8]]
     assert table_rows == stored["feature"].head(5).tolist()

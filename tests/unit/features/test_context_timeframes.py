@@ -21,7 +21,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from huracan.config import shared_data_root
-from huracan.features.build import FeatureConfig, build_features
+from huracan.features.build import FeatureConfig, build_features, compute_features
 from huracan.features.context import context_features, grid_close
 from huracan.features.naming import feature_family
 from huracan.features.timeframes import check_timeframes, resample, timeframe_features
@@ -127,7 +127,7 @@ def test_missing_4h_bar_is_nan_not_carried_forward() -> None:
                         calendar=False, timeframes=["4h"])
     grid = cand.set_index("timestamp")
     grid.loc[hole.to_numpy()] = np.nan  # NaN rows: missing bars on the full grid
-    f = timeframe_features(grid, "1h", ["4h"], cfg)
+    f = timeframe_features(grid, "1h", ["4h"], cfg, compute_features)
     # the 04:00-08:00 bar has no base bar: the first row after the hole (09:00, closing 10:00)
     # expects it and finds nothing: NaN, flag 0 (not the 00:00-04:00 bar)
     row = pd.Timestamp("2021-01-10 09:00", tz="UTC")

@@ -239,7 +239,7 @@ def _join_context_htf(frame: pd.DataFrame, names: list[str], grid: pd.DataFrame,
         from huracan.features.timeframes import timeframe_features
 
         extras.append(timeframe_features(grid[["open", "high", "low", "close", "volume"]],
-                                         timeframe, cfg.timeframes, cfg))
+                                         timeframe, cfg.timeframes, cfg, compute_features))
     if context:
         from huracan.features.context import context_features, grid_close
 

@@ -30,9 +30,9 @@ or before bar ``t``'s close holds base bars opened before it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,9 @@ import pandas as pd
 from huracan.data.ohlcv import timeframe_to_timedelta
 from huracan.features.naming import htf_prefix
 
-if TYPE_CHECKING:
-    from huracan.features.build import FeatureConfig
+#: ``compute_features(candles, cfg)`` of :mod:`huracan.features.build` (passed in by it, so this
+#: module does not import its caller)
+Compute = Callable[[pd.DataFrame, Any], pd.DataFrame]
 
 #: the compact price-feature windows computed on higher-timeframe bars (in HTF bars)
 HTF_WINDOWS: dict[str, object] = {
@@ -50,10 +51,11 @@ HTF_WINDOWS: dict[str, object] = {
     "volume_windows": [24], "calendar": False}
 
 
-def htf_config(cfg: FeatureConfig) -> FeatureConfig:
-    """``cfg`` with the :data:`HTF_WINDOWS` windows, no families, context or timeframes."""
+def htf_config(cfg: Any) -> Any:
+    """``cfg`` (a :class:`huracan.features.build.FeatureConfig`) with the :data:`HTF_WINDOWS`
+    windows, and no families, context or timeframes."""
     return replace(cfg, families=[], family_params={}, context=[], context_paths={},
-                   timeframes=[], **HTF_WINDOWS)  # type: ignore[arg-type]
+                   timeframes=[], **HTF_WINDOWS)
 
 
 def check_timeframes(timeframes: Sequence[str], base: str) -> list[pd.Timedelta]:
@@ -88,7 +90,7 @@ def resample(base: pd.DataFrame, size: pd.Timedelta) -> pd.DataFrame:
 
 
 def timeframe_features(base: pd.DataFrame, base_timeframe: str, timeframes: Sequence[str],
-                       cfg: FeatureConfig) -> pd.DataFrame:
+                       cfg: Any, compute: Compute) -> pd.DataFrame:
     """The ``htf_<tf>_*`` columns for every base row (module docstring).
 
     Args:
@@ -96,7 +98,9 @@ def timeframe_features(base: pd.DataFrame, base_timeframe: str, timeframes: Sequ
             (DatetimeIndex of open times; NaN rows at missing bars).
         base_timeframe: the grid's bar size (``1h``).
         timeframes: the higher timeframes (``["4h", "1d"]``).
-        cfg: the run's feature config (:func:`htf_config` of it is applied).
+        cfg: the run's :class:`huracan.features.build.FeatureConfig` (:func:`htf_config` of it
+            is applied).
+        compute: :func:`huracan.features.build.compute_features`.
 
     Returns:
         one row per ``base`` row: per ``tf`` the :data:`HTF_WINDOWS` price features (float64,
@@ -105,8 +109,6 @@ def timeframe_features(base: pd.DataFrame, base_timeframe: str, timeframes: Sequ
     Raises:
         ValueError: a timeframe that is not a whole multiple of ``base_timeframe``.
     """
-    from huracan.features.build import compute_features
-
     sizes = check_timeframes(timeframes, base_timeframe)
     step = timeframe_to_timedelta(base_timeframe)
     index = pd.DatetimeIndex(base.index)
@@ -120,7 +122,7 @@ def timeframe_features(base: pd.DataFrame, base_timeframe: str, timeframes: Sequ
         full = bars.reindex(grid)
         missing = full["close"].isna()
         runs = missing.cumsum()[~missing]
-        feats = pd.concat([compute_features(seg, hcfg)
+        feats = pd.concat([compute(seg, hcfg)
                            for _, seg in full[~missing].groupby(runs, sort=True)])
         feats.index = feats.index + size  # keyed by the HTF bar's close time
         expected = (index + step).floor(size)  # the latest HTF close at or before the row's

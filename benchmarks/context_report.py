@@ -33,7 +33,9 @@ Usage: python benchmarks/context_report.py [--quick] [--symbols BTC,ETH,LTC]
        [--variants own,context,context_htf,pooled] [--out benchmarks/results/context_report.json]
        [--md benchmarks/results/context_report.md]
 ``--quick``: OOS 2024-01-01 .. 2024-07-01 (two folds), 100 trees: a smoke run of every path.
-Rows are written to ``--out`` as they finish, so a run stopped early leaves its partial results.
+Rows are written to ``--out`` as they finish, so a run stopped early leaves its partial results;
+``--append`` adds a later part (e.g. ``--variants pooled``, which runs the first symbol's own job
+right before the pooled one for the cost pair) to the rows already there.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -324,6 +327,9 @@ def main() -> int:
     parser.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" /
                                             "context_report.json"))
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows and costs already in --out (same symbol and variant "
+                             "replaced): a report run in parts")
     parser.add_argument("--md", default=None, help="also write the Markdown table here")
     parser.add_argument("--verbose", action="store_true", help="the jobs' log lines too")
     args = parser.parse_args()
@@ -334,54 +340,78 @@ def main() -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    info = machine()
-    info["presets"] = [preset("context_1h_wf"), preset("pooled_1h_wf")]
-    print(f"presets: {info['presets']}")
+    info = machine() | {"presets": [preset("context_1h_wf"), preset("pooled_1h_wf")],
+                        "commit": git_commit(), "argv": sys.argv[1:]}
+    print(f"presets: {info['presets']}, commit {info['commit']}")
     print(f"machine: {info['cpu']}, {info['nproc']} cores, Python {info['python']}, load "
           f"{info['load_avg']}, {info['utc']}", flush=True)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     out = Path(args.out)
-    payload: dict[str, Any] = {"machine": info, "quick": args.quick, "command": " ".join(
-        ["python benchmarks/context_report.py", *(["--quick"] if args.quick else [])]),
-        "rows": [], "cost": {}}
+    payload: dict[str, Any] = {"quick": args.quick, "runs": [], "rows": [], "cost": {}}
+    if args.append and out.exists():
+        payload = json.loads(out.read_text())
+    payload["runs"].append(info)
     with tempfile.TemporaryDirectory() as tmp:
         extra = [*store_overrides(tmp), *(QUICK if args.quick else []), *args.extra]
-        plan = run_plan(symbols, variants)
-        for step in plan:
-            if step == "features":
-                payload["cost"]["features"] = feature_cost(symbols, extra)
-            elif step == "pooled":
-                rows = pooled(symbols, extra)
-                payload["rows"] += rows
-                payload["cost"]["pooled"] = {k: rows[0][k] for k in (
-                    "wall_s", "folds_s", "started", "load_before", "load_after", "n_folds")} | {
-                    "symbols": len(symbols)}
-            else:
-                variant, symbol = step
-                row = single(variant, symbol, extra)
-                payload["rows"].append(row)
-                if variant == "own" and symbol == symbols[0]:
-                    payload["cost"]["single"] = {k: row[k] for k in (
-                        "wall_s", "folds_s", "started", "load_before", "load_after",
-                        "n_folds")} | {"symbol": row["symbol"]}
+        for step in run_plan(symbols, variants):
+            execute_step(step, symbols, variants, extra, payload)
             save(out, payload)
-    payload["machine_end"] = machine()
+    payload["runs"][-1]["end"] = machine()
     save(out, payload)
     table = markdown(payload["rows"], payload["cost"])
-    print(f"\nLightGBM walk-forward, 1h, {'QUICK ' if args.quick else ''}OOS "
-          f"{'2024-01 .. 2024-06' if args.quick else '2019-03 .. 2024-12'}, default execution "
-          "model\n")
+    print(f"\nLightGBM walk-forward, 1h, {'QUICK ' if payload['quick'] else ''}OOS "
+          f"{'2024-01 .. 2024-06' if payload['quick'] else '2019-03 .. 2024-12'}, default "
+          "execution model\n")
     print(table)
     if args.md:
         Path(args.md).write_text(table + "\n")
     return 0
 
 
+TIMING_KEYS = ("wall_s", "folds_s", "started", "load_before", "load_after", "n_folds")
+
+
+def execute_step(step: Any, symbols: Sequence[str], variants: Sequence[str],
+                 extra: Sequence[str], payload: dict[str, Any]) -> None:
+    """Run one step of :func:`run_plan` and put its rows / cost into ``payload``."""
+    if step == "features":
+        payload["cost"]["features"] = feature_cost(symbols, extra)
+        return
+    if step == "pooled":
+        rows = pooled(symbols, extra)
+        payload["cost"]["pooled"] = {k: rows[0][k] for k in TIMING_KEYS} | {
+            "symbols": len(symbols)}
+    else:
+        variant, symbol = step
+        rows = [single(variant, symbol, extra)]
+        if variant == "own" and symbol == symbols[0]:  # the single-symbol side of the cost pair
+            payload["cost"]["single"] = {k: rows[0][k] for k in TIMING_KEYS} | {
+                "symbol": rows[0]["symbol"]}
+        if variant not in variants:  # run for the cost pair only
+            return
+    done = {(r["symbol"], r["variant"]) for r in rows}
+    payload["rows"] = [r for r in payload["rows"] if (r["symbol"], r["variant"]) not in done]
+    payload["rows"] += rows
+
+
+def git_commit() -> str:
+    """The checkout's commit (``git rev-parse --short HEAD``), ``+dirty`` when modified."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, check=False).stdout
+        return head + ("+dirty" if dirty.strip() else "")
+    except OSError:
+        return "unknown"
+
+
 def run_plan(symbols: Sequence[str], variants: Sequence[str]) -> list[Any]:
     """The order of the runs: the first symbol's own-features job and the pooled job back to
-    back (their wall times are compared), then the feature-cost measurement, then the rest."""
+    back (their wall times are compared; the own job runs for that even when ``own`` is not a
+    variant asked for), then the feature-cost measurement, then the rest."""
     steps: list[Any] = []
-    if "own" in variants:
+    if "own" in variants or ("pooled" in variants and len(symbols) >= 2):
         steps.append(("own", symbols[0]))
     if "pooled" in variants and len(symbols) >= 2:
         steps.append("pooled")

@@ -71,3 +71,20 @@ def test_table_and_cost_lines():
 @pytest.mark.parametrize("value,expected", [(True, "yes"), (math.nan, "n/a"), (1.234, "1.23")])
 def test_fmt(value, expected):
     assert cr._fmt(value) == expected
+
+
+def test_a_pooled_part_runs_the_own_job_for_the_cost_pair_only(monkeypatch):
+    assert cr.run_plan(["BTC", "ETH"], ["pooled"]) == [("own", "BTC"), "pooled"]
+    monkeypatch.setattr(cr, "single", lambda v, s, extra: cr.row_of(s, v, metrics(), {}, 0.9,
+                                                                     TIMING))
+    monkeypatch.setattr(cr, "pooled", lambda symbols, extra: [
+        cr.row_of(s, "pooled", metrics(), {}, 0.9, TIMING) for s in symbols])
+    old = cr.row_of("BTC", "pooled", metrics(total=-1.0), {}, 0.9, TIMING)
+    payload = {"rows": [old], "cost": {}}
+    for step in cr.run_plan(["BTC", "ETH"], ["pooled"]):
+        cr.execute_step(step, ["BTC", "ETH"], ["pooled"], [], payload)
+    assert [(r["symbol"], r["variant"]) for r in payload["rows"]] == [
+        ("BTC/USDT", "pooled"), ("ETH/USDT", "pooled")]  # replaced, no own row added
+    assert payload["rows"][0]["total_return"] == 0.1
+    assert payload["cost"]["single"]["symbol"] == "BTC/USDT"
+    assert payload["cost"]["pooled"]["symbols"] == 2

@@ -10,7 +10,11 @@ dispatches to the pooled job; see ``benchmarks/import_layers.py``).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +25,7 @@ from huracan.features.build import FeatureSet
 from huracan.models.base import Forecaster
 from huracan.registry.evaluate import WINDOW_ARTIFACT
 from huracan.registry.promotion import build_manifest, register_version
+from huracan.secrets import mask_url
 from huracan.settings import DataSettings, JobSettings
 from huracan.stages import Evaluation, FoldOutcome, Timer
 from huracan.tracking import run as tracking
@@ -113,6 +118,46 @@ class JobContext:
     rule: Any
     objective: str
     run_name: str
+
+
+def start(settings: JobSettings, name: str) -> tuple[JobContext, str, dict[str, Any]]:
+    """A job's start: seed every generator, build the model and the rule, open the tracking
+    store (``tracking_setup``); returns the context (run name ``<model_type>-<name>``), the
+    MLflow experiment id and the run's base tags (market, model, split, label, rule, rows)."""
+    timer = Timer()
+    stages.seed_everything(settings.seed)
+    prototype = settings.make_model()
+    data, split = settings.data, settings.split
+    rule = settings.make_rule()
+    with timer("tracking_setup"):
+        experiment_id = tracking.configure(settings.tracking.tracking_uri,
+                                           Path(settings.tracking.store_dir),
+                                           settings.tracking.experiment_name)
+    job = JobContext(settings, timer, prototype, rule, objective_of(settings),
+                     f"{prototype.model_type}-{name}")
+    tags = {"symbol": data.symbol, "timeframe": data.timeframe,
+            "model_type": prototype.model_type, "data_path": mask_url(str(data.path)),
+            **split.describe(), "label_kind": settings.label.kind, "rule_kind": rule.kind,
+            "train_rows": settings.train.rows, "train_sample_weight": settings.train.sample_weight}
+    return job, experiment_id, tags
+
+
+@contextmanager
+def job_run(job: JobContext, experiment_id: str, tags: Mapping[str, Any],
+            parent_run_id: str | None, resolved: Mapping[str, Any] | None) -> Iterator[str]:
+    """The job's MLflow run (nested under ``parent_run_id``; ends FAILED when the body raises):
+    the resolved config logged (``log_params``) first, the stage timings as
+    ``time_<stage>_s`` metrics last (on success); yields the run id."""
+    import mlflow
+
+    started = time.perf_counter()
+    with tracking.job_run(experiment_id, job.run_name, dict(tags), parent_run_id) as run_id:
+        job.timer.add("tracking_setup", time.perf_counter() - started)
+        if resolved is not None:
+            with job.timer("log_params"):
+                tracking.log_config(resolved)
+        yield run_id
+        mlflow.log_metrics({f"time_{k}_s": v for k, v in job.timer.seconds.items()})
 
 
 @dataclass

@@ -36,13 +36,15 @@ from huracan.job import (  # TrainResult, objective_of, select_columns: re-expor
     TrainResult,
     evaluate,
     fold_parts,
+    job_run,
     log_evaluation_artifacts,
     log_summary,
     market_bars,
     market_features,
-    objective_of,
+    objective_of,  # noqa: F401
     register,
     select_columns,  # noqa: F401
+    start,
 )
 from huracan.rebuild import load_run_model, rebuild_features, run_settings
 from huracan.registry.promotion import registered_model_name
@@ -73,43 +75,25 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         DegradedDataError: critical expectations fail and degraded data is not allowed.
         ValueError: inconsistent configuration (embargo shorter than the horizon, no fold fits).
     """
-    timer = Timer()
-    stages.seed_everything(settings.seed)
-    prototype = settings.make_model()
-    data, split = settings.data, settings.split
-    symbol, timeframe = data.symbol, data.timeframe
-    rule = settings.make_rule()
-    with timer("tracking_setup"):
-        experiment_id = tracking.configure(settings.tracking.tracking_uri,
-                                           Path(settings.tracking.store_dir),
-                                           settings.tracking.experiment_name)
-    job = JobContext(settings, timer, prototype, rule, objective_of(settings),
-               f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}")
-    tags = {"symbol": symbol, "timeframe": timeframe, "model_type": prototype.model_type,
-            "data_path": mask_url(str(data.path)), **split.describe(),
-            "label_kind": settings.label.kind, "rule_kind": rule.kind,
-            "train_rows": settings.train.rows, "train_sample_weight": settings.train.sample_weight}
-    started = time.perf_counter()
-    with tracking.job_run(experiment_id, job.run_name, tags, parent_run_id) as run_id:
-        import mlflow
+    if settings.data.pooled:  # one model on the rows of several markets
+        from huracan.pooled.job import run_pooled_job
 
-        timer.add("tracking_setup", time.perf_counter() - started)
-        if resolved is not None:
-            with timer("log_params"):
-                tracking.log_config(resolved)
+        return run_pooled_job(settings, resolved=resolved, parent_run_id=parent_run_id)
+    symbol, timeframe = settings.data.symbol, settings.data.timeframe
+    job, experiment_id, tags = start(settings, f"{symbol.replace('/', '')}-{timeframe}")
+    with job_run(job, experiment_id, tags, parent_run_id, resolved) as run_id:
         prepared = _prepare(job)
         _tag_run(job, prepared)
         outcomes, evaluation, regime_metrics = _fit_evaluate(job, prepared)
         model_uri = _explain_and_log(job, prepared, outcomes, evaluation, run_id)
         registered, version = register(job, model_uri, run_id,
                                        registered_model_name(symbol, timeframe))
-        mlflow.log_metrics({f"time_{k}_s": v for k, v in timer.seconds.items()})
     metrics = evaluation.metrics
     log_summary(job.run_name, evaluation)
-    return TrainResult(run_id=run_id, model_type=prototype.model_type, symbol=symbol,
-                       timeframe=timeframe, scheme=split.scheme, metrics=metrics,
+    return TrainResult(run_id=run_id, model_type=job.prototype.model_type, symbol=symbol,
+                       timeframe=timeframe, scheme=settings.split.scheme, metrics=metrics,
                        objective=job.objective, objective_value=float(metrics[job.objective]),
-                       timings=dict(timer.seconds), evidence=evaluation.evidence,
+                       timings=dict(job.timer.seconds), evidence=evaluation.evidence,
                        regime_metrics=regime_metrics,
                        n_folds=len(prepared.folds), model_uri=model_uri,
                        registered_model=registered,

@@ -133,3 +133,32 @@ def test_data_symbols_make_a_pooled_job_and_are_checked():
         DataSettings(**base, symbols=["BTC/USDT", "BTC/USDT"])
     with pytest.raises(ValueError, match=r"not in data\.symbols"):
         DataSettings(**base, symbols=["BTC/USDT", "ETH/USDT"], paths={"SOL/USDT": "s.pq"})
+
+
+def test_a_pooled_job_refuses_what_it_does_not_support_and_finds_each_symbols_file(tmp_path):
+    from huracan.pooled.job import check_pooled, market_settings
+    from huracan.settings import JobSettings, RegimeSettings
+
+    for pair in ("BTCUSDT", "ETHUSDT"):
+        (tmp_path / f"x_{pair}_1h.parquet").write_bytes(b"")
+    (tmp_path / "ltc.parquet").write_bytes(b"")
+    data = DataSettings(path=str(tmp_path / "x_BTCUSDT_1h.parquet"), symbol="BTC/USDT",
+                        timeframe="1h", symbols=["BTC/USDT", "ETH/USDT", "LTC/USDT"],
+                        paths={"LTC/USDT": str(tmp_path / "ltc.parquet")})
+    model = {"_target_": "huracan.models.lightgbm.LightGBMForecaster"}
+    settings = JobSettings.from_dict({"data": {"path": data.path, "symbol": data.symbol,
+                                               "timeframe": "1h"},
+                                      "model": model, "regime": {"kind": "none"}})
+    settings = replace(settings, data=data)
+    check_pooled(settings)
+    eth = market_settings(settings, "ETH/USDT").data
+    assert eth.path == str(tmp_path / "x_ETHUSDT_1h.parquet") and eth.symbol == "ETH/USDT"
+    ltc = market_settings(settings, "LTC/USDT").data
+    assert not eth.pooled and ltc.path == str(tmp_path / "ltc.parquet")
+    assert market_settings(settings, "BTC/USDT").data.symbols == []
+    with pytest.raises(ValueError, match=r"regime\.kind=volatility"):
+        check_pooled(replace(settings, regime=RegimeSettings(kind="volatility")))
+    with pytest.raises(ValueError, match="top_n"):
+        check_pooled(replace(settings, top_n=5))
+    with pytest.raises(ValueError, match="two or more"):
+        check_pooled(replace(settings, data=replace(data, symbols=[], paths={})))

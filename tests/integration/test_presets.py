@@ -136,6 +136,22 @@ def check_pooled_runs(children: list) -> None:
                                           for p in ("BTCUSDT", "ETHUSDT", "LTCUSDT"))
 
 
+def read_context_features(children: list) -> None:
+    """The job built the context (ETH beside the BTC target, which skips itself) and the 4h /
+    1d higher-timeframe columns: 21 own + 18 ``ctx_ETHUSDT_*`` + 2 x 14 ``htf_<tf>_*``."""
+    from urllib.parse import unquote, urlparse
+
+    from huracan.features.naming import family_totals
+
+    (run,) = children
+    root = Path(unquote(urlparse(run.info.artifact_uri).path))
+    names = (root / "features" / "feature_list.txt").read_text().split()
+    counts = family_totals((n, 1.0) for n in names)
+    assert counts == {"own": 21, "context": 18, "higher_timeframe": 28}, counts
+    assert "ctx_ETHUSDT_beta_168" in names and not any(n.startswith("ctx_BTCUSDT") for n in names)
+    assert run.data.tags["n_features"] == str(len(names))
+
+
 @dataclass(frozen=True)
 class Slice:
     """How one preset runs small.
@@ -175,6 +191,9 @@ SLICES: dict[str, Slice] = {
     "evidence_gbdt_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-02-15")),
     # quarterly steps: 1 fold (2024-06-01 .. 2024-08-30), 5 models x 2 feature sets
     "features_btc_1h_wf": Slice(("split.oos_start=2024-06-01", "split.oos_end=2024-08-30")),
+    # quarterly steps: 1 fold (2024-06-01 .. 2024-08-30), LightGBM with BTC/ETH context + 4h/1d
+    "context_1h_wf": Slice(("split.oos_start=2024-06-01", "split.oos_end=2024-08-30"),
+                           check=read_context_features),
     # daily steps on 5m candles: 5 folds (2018-01-20 .. 2018-01-25): 3 of the 7 pairs reach
     # 30 OOS trades, so the gate and its regime aliases decide (2 folds: at most 10 trades)
     # (no high or extreme bar in these days: those regimes fall back, the gate still decides)

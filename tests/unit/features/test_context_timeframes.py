@@ -265,3 +265,28 @@ def test_planted_lead_lag_is_found_with_context_only() -> None:
     ic_own = _ic(own, fs.frame, n_train)
     assert ic_ctx > 0.3, ic_ctx
     assert abs(ic_own) < 0.08, ic_own
+
+
+# ----------------------------------------------------------------------------- loading
+def test_context_candles_load_beside_the_target_and_skip_it(tmp_path: Path) -> None:
+    from huracan import stages
+    from huracan.settings import DataSettings
+
+    for pair, seed in (("BTCUSDT", 13), ("ETHUSDT", 14), ("LTCUSDT", 15)):
+        _walk(300, seed=seed).to_parquet(tmp_path / f"spot_{pair}_1h.parquet")
+    data = DataSettings(path=str(tmp_path / "spot_BTCUSDT_1h.parquet"), symbol="BTC/USDT",
+                        timeframe="1h")
+    cfg = FeatureConfig(context=["BTC/USDT", "ETH/USDT"])
+    got = stages.context_candles(cfg, data, log_quality=False)
+    assert list(got) == ["ETH/USDT"]  # the target skips itself
+    eth = pd.read_parquet(tmp_path / "spot_ETHUSDT_1h.parquet")
+    assert got["ETH/USDT"]["close"].to_numpy() == pytest.approx(eth["close"].to_numpy())
+    # an explicit file wins over the derived one
+    cfg = FeatureConfig(context=["ETH/USDT"],
+                        context_paths={"ETH/USDT": str(tmp_path / "spot_LTCUSDT_1h.parquet")})
+    ltc = pd.read_parquet(tmp_path / "spot_LTCUSDT_1h.parquet")
+    got = stages.context_candles(cfg, data, log_quality=False)
+    assert got["ETH/USDT"]["close"].to_numpy() == pytest.approx(ltc["close"].to_numpy())
+    assert stages.context_candles(FeatureConfig(), data) == {}
+    with pytest.raises(ValueError, match=r"SOL/USDT: candle file .* does not exist"):
+        stages.context_candles(FeatureConfig(context=["SOL/USDT"]), data, log_quality=False)

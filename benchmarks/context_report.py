@@ -71,9 +71,10 @@ FEATURES = {"own": ["features.context=[]", "features.timeframes=[]"],
 SPLIT = ["split.train_bars=365d", "split.val_bars=60d", "split.step_bars=90d",
          "split.oos_start=2019-03-01", "split.oos_end=null"]
 QUICK = ["split.oos_start=2024-01-01", "split.oos_end=2024-07-01", "model.n_estimators=100"]
-#: LightGBM on one thread (deterministic, load-insensitive), quiet, no registry, no model logged
-COMMON = ["model=lightgbm", "model.n_jobs=1", "model.log_period=0", "registry.enabled=false",
-          "tracking.log_model=false"]
+#: LightGBM on one thread (deterministic, load-insensitive), quiet, no regime evidence (a pooled
+#: job has none: the cost pair does the same work), no registry, no model logged
+COMMON = ["model=lightgbm", "model.n_jobs=1", "model.log_period=0", "regime=none",
+          "registry.enabled=false", "tracking.log_model=false"]
 FAMILIES = ("own", "context", "higher_timeframe", "symbol")
 
 

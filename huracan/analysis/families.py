@@ -18,8 +18,10 @@ features (a fraction in ``[0, 1]``; the shares of one method sum to 1):
 
 When a method's total is 0 (no feature moved the loss) its shares are all 0 and its ``total``
 says so. Logged by :mod:`huracan.analysis.analyzer` as the run metrics
-``importance_family_<family>_<method>`` and the artifact ``importance/families.json``; the
-nightly importance step prints :func:`describe` of each run's stored ranking.
+``importance_family_<family>_<method>`` and the artifact ``importance/families.json`` (the pooled
+job logs each symbol's SHAP shares as ``<PAIR>/importance_family_<family>_shap`` and
+``<PAIR>/importance/families.json``); the nightly importance step prints :func:`describe` of each
+run's stored ranking.
 """
 
 from __future__ import annotations
@@ -106,9 +108,24 @@ def family_report(importances: Mapping[str, np.ndarray], feature_names: Sequence
             "summary": describe(methods[lead]["shares"], lead) if lead else "no importance"}
 
 
-def family_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """``importance_family_<family>_<method>``: the shares of :func:`family_report`."""
-    return {f"importance_family_{fam}_{method}": float(share)
+def shap_families(values: np.ndarray, feature_names: Sequence[str]) -> dict[str, Any]:
+    """:func:`family_report` of SHAP values alone (``values`` of shape ``(n, f)``: mean |SHAP|
+    per feature summed per family), for a job that explains without the importance loop (the
+    pooled job, per symbol).
+
+    Raises:
+        ValueError: ``values`` is not ``(n, f)`` with ``f`` = ``len(feature_names)``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != len(feature_names):
+        raise ValueError(f"SHAP values of shape {v.shape} for {len(feature_names)} features")
+    return family_report({"shap": np.abs(v).mean(axis=0)}, feature_names)
+
+
+def family_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """``<prefix>importance_family_<family>_<method>``: the shares of :func:`family_report`
+    (``prefix`` e.g. ``BTCUSDT/`` for one symbol of a pooled job)."""
+    return {f"{prefix}importance_family_{fam}_{method}": float(share)
             for method, block in report["methods"].items()
             for fam, share in block["shares"].items()}
 

@@ -17,6 +17,7 @@ from huracan.analysis.families import (
     family_metrics,
     family_report,
     family_sums,
+    shap_families,
     shares_of,
 )
 from huracan.analysis.importance_store import store_rankings
@@ -127,3 +128,14 @@ def test_a_context_signal_is_attributed_to_the_context_family():
     for method in ("shap", "permutation"):
         assert report["methods"][method]["shares"]["context"] > 0.8, report
     assert "other markets" in report["summary"]
+
+
+def test_shap_families_per_pooled_symbol_with_a_prefix():
+    values = np.array([[0.1, -0.1, 0.4, 0.0, 0.2, 0.0], [-0.1, 0.1, -0.4, 0.0, 0.2, 0.0]])
+    report = shap_families(values, NAMES)
+    m = family_metrics(report, "ETHUSDT/")
+    assert m["ETHUSDT/importance_family_context_shap"] == pytest.approx(0.4 / 0.8)
+    assert m["ETHUSDT/importance_family_own_shap"] == pytest.approx(0.2 / 0.8)
+    assert list(report["methods"]) == ["shap"]
+    with pytest.raises(ValueError, match="for 6 features"):
+        shap_families(values[:, :5], NAMES)

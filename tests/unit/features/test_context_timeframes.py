@@ -163,6 +163,8 @@ def test_settings_reject_context_paths_of_unlisted_symbols() -> None:
         FeatureConfig(context=["BTC/USDT"], context_paths={"ETH/USDT": "x.parquet"})
     with pytest.raises(ValueError, match="context_windows"):
         FeatureConfig(context_windows=[1])
+    with pytest.raises(ValueError, match="unknown timeframe '4x'"):
+        FeatureConfig(timeframes=["4x"])
 
 
 # ----------------------------------------------------------------------------- prefix test

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from huracan.data.ohlcv import complete_grid
+from huracan.data.ohlcv import complete_grid, timeframe_to_timedelta
 from huracan.features import technical as ta
 
 LABEL = "label"
@@ -143,6 +143,8 @@ class FeatureConfig:
         if any(int(w) < 2 for w in self.context_windows):
             raise ValueError(f"features.context_windows must be >= 2 bars, got "
                              f"{list(self.context_windows)}")
+        for tf in self.timeframes:  # a multiple of the data's timeframe: checked on build
+            timeframe_to_timedelta(str(tf))
         unknown = sorted(set(self.context_paths) - set(self.context))
         if unknown:
             raise ValueError(f"features.context_paths names {unknown}, not in features.context "

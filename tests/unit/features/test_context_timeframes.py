@@ -163,6 +163,8 @@ def test_settings_reject_context_paths_of_unlisted_symbols() -> None:
         FeatureConfig(context=["BTC/USDT"], context_paths={"ETH/USDT": "x.parquet"})
     with pytest.raises(ValueError, match="context_windows"):
         FeatureConfig(context_windows=[1])
+    with pytest.raises(ValueError, match="unknown timeframe '4x'"):
+        FeatureConfig(timeframes=["4x"])
 
 
 # ----------------------------------------------------------------------------- prefix test
@@ -205,14 +207,15 @@ def test_prefix_truncation_leaves_earlier_context_and_htf_rows_unchanged() -> No
         got = part.frame[part.feature_names]
         assert part.feature_names == full.feature_names
         assert got.index.equals(expect.index), cut
-        pd.testing.assert_frame_equal(got[names], expect[names], check_exact=False,
-                                      rtol=1e-10, atol=1e-14, obj=f"cut at {cut}")
+        pd.testing.assert_frame_equal(got[names], expect[names], check_exact=True,
+                                      obj=f"cut at {cut}")
         # some of the last rows do carry HTF values (the test is not vacuous)
         assert got[["htf_4h_ret_1", "htf_1d_ret_1"]].iloc[-24:].notna().all().all(), cut
 
 
 def test_prefix_truncation_inside_a_partly_missing_4h_bar() -> None:
-    """A cut 1 bar into a 4h period whose later bars are also missing in the full data."""
+    """Cuts at every bar around target gaps (inside partly missing 4h periods) and a
+    context-only gap: earlier rows are bitwise unchanged."""
     cand = _walk(24 * 40, seed=9)
     ctx = _walk(24 * 40, seed=10)
     cand = cand.drop(index=[500, 501, 502, 700])
@@ -220,14 +223,18 @@ def test_prefix_truncation_inside_a_partly_missing_4h_bar() -> None:
     cfg = FeatureConfig(context=["BTC/USDT"], timeframes=["4h", "1d"], volume_windows=[24])
     full = build_features(cand, "1h", cfg, context={"BTC/USDT": ctx}, keep_unlabelled=True)
     names = [c for c in full.feature_names if c.startswith(("ctx_", "htf_"))]
-    for i in (499, 503, 599, 600, 602, 699, 701, 703, 719, 720):
+    # every bar around the gaps (target 500-502 and 700, context 600-601; 4h and 1d closes
+    # inside) and every 53rd bar elsewhere
+    cuts = sorted({*range(494, 510), *range(597, 605), *range(697, 705), *range(718, 722),
+                   *range(200, 960, 53)})
+    for i in cuts:
         end = pd.Timestamp("2021-01-01", tz="UTC") + pd.Timedelta(hours=i)
         part = build_features(cand[cand["timestamp"] <= end], "1h", cfg,
                               context={"BTC/USDT": ctx[ctx["timestamp"] <= end]},
                               keep_unlabelled=True)
         expect = full.frame.loc[full.frame.index <= end, names]
-        pd.testing.assert_frame_equal(part.frame[names], expect, check_exact=False,
-                                      rtol=1e-10, atol=1e-14, obj=f"cut at bar {i}")
+        pd.testing.assert_frame_equal(part.frame[names], expect, check_exact=True,
+                                      obj=f"cut at bar {i}")
 
 
 # ----------------------------------------------------------------------------- lead-lag

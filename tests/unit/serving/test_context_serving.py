@@ -111,3 +111,38 @@ def test_bundle_lists_context_columns_not_family_columns() -> None:
     spec, _ = serving_bundle(settings, fs, outcome, {}, estimator, run_id=None)
     assert spec.context_columns == ["ctx_ETHUSDT_close"]  # the BTC target skips itself
     assert spec.family_columns == []  # ctx_* and htf_* are rebuilt, not sent
+
+
+def test_paper_over_http_refuses_a_served_context_model_in_one_line() -> None:
+    """The served model answers the paper's OHLCV-only probe with its ``required_columns``
+    400; the paper loop turns it into one permanent line, not a transient outage."""
+    from huracan.paper.http import ContextModelError, HttpProduction, ProductionRejectedError
+
+    spec = ServingSpec(symbol="BTC/USDT", timeframe="1h", registered_model="m", run_id=None,
+                       features={}, feature_names=["ret_1"],
+                       context_columns=["ctx_ETHUSDT_close"])
+    probe = pd.DataFrame([["2020-01-01T00:00:00Z", 1.0, 1.0, 1.0, 1.0, 0.0]],
+                         columns=["timestamp", "open", "high", "low", "close", "volume"])
+    with pytest.raises(InputRuleError) as refused:
+        validate_candles(probe, spec)
+    body = json.loads(refused.value.serialize_as_json())
+
+    class Answer:
+        status_code = 400
+        text = json.dumps(body)
+
+        def json(self):
+            return body
+
+    class Session:
+        def post(self, *args, **kwargs):
+            return Answer()
+
+    prod = HttpProduction("http://127.0.0.1:5001", session=Session())
+    with pytest.raises(ContextModelError) as info:
+        prod.probe_warmup()
+    line = str(info.value)
+    assert isinstance(info.value, ProductionRejectedError)
+    assert "\n" not in line and "reads context symbols" in line and "ctx_ETHUSDT_close" in line
+    with pytest.raises(ContextModelError):
+        prod.answer(probe)

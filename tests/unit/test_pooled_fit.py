@@ -228,3 +228,39 @@ def test_purge_at_the_pooled_boundary_not_the_symbols_own():
     early = int(ts[8].value)  # another symbol's validation starts two bars earlier
     assert purge(fold, ts.asi8, end.asi8, val_time=early).train == range(0, 5)
     assert purge(fold, ts.asi8, end.asi8, test_time=int(ts[13].value)).val == range(10, 10)
+
+
+@pytest.mark.slow  # loky workers start in about 10 s
+def test_parallel_folds_equal_the_sequential_run():
+    sets = synthetic("planted")
+    folds = pooled_folds(SPLIT, sets, "1h", HORIZON)[-3:]
+    proto = LightGBMForecaster(n_estimators=20, num_leaves=7, min_child_samples=20, n_jobs=1,
+                               log_period=0)
+    seq = fit_predict_pooled(proto, sets, folds, timeframe="1h")
+    par = fit_predict_pooled(proto, sets, folds, timeframe="1h", n_jobs=2)
+    assert par.train_end == seq.train_end and len(par.fit_seconds) == 3
+    for sym in SYMBOLS:
+        assert [o.fold for o in par.outcomes[sym]] == [o.fold for o in seq.outcomes[sym]]
+        for a, b in zip(par.outcomes[sym], seq.outcomes[sym], strict=True):
+            np.testing.assert_array_equal(a.predictions["test"], b.predictions["test"])
+    assert par.outcomes["BTC/USDT"][-1].model is not None
+    assert par.outcomes["BTC/USDT"][0].model is None
+
+
+def test_uniqueness_weights_per_symbol_reach_the_fit():
+    FITS.clear()
+    sets = synthetic("time")
+    folds = pooled_folds(SPLIT, sets, "1h", HORIZON)[-2:-1]
+    labels = {s: LabelTimes.of(fs, uniqueness=True) for s, fs in sets.items()}
+    fit_predict_pooled(Recorder(), sets, folds, labels=labels)
+    fit, fmap = FITS[-1], folds[0]
+    w = fit["weight"]
+    assert w is not None and len(w) == len(fit["train"])
+    n = 0
+    for sym in SYMBOLS:  # each symbol's block carries its own uniqueness weights
+        r = fmap[sym].train
+        want = labels[sym].weights(range(r.start, r.start + len(r)))
+        if len(r):
+            np.testing.assert_allclose(w[n : n + len(r)], want)
+        n += len(r)
+    assert (w < 1).any()  # overlapping 2-bar labels: uniqueness below 1

@@ -38,12 +38,13 @@ class PooledOutcome:
 
     Attributes:
         outcomes: per symbol, one :class:`FoldOutcome` per fold in which the symbol had train
-            rows and rows to score (its ranges index that symbol's own :class:`FeatureSet`;
+            rows and rows in every part of ``parts`` (its ranges index that symbol's own
+            :class:`FeatureSet`; a fold skipped for a symbol that has OOS rows is logged;
             ``fold.index`` is the pooled fold's number). Its ``fit_seconds`` / ``seconds`` are the
-            symbol's share of the pooled fit (by train rows), so sums over symbols are the loop's
-            totals. When the symbol is scored in the last fold, that outcome carries
-            ``model = PooledModel.estimator_for(symbol)`` and ``scaler =
-            PooledModel.scaler_for(symbol)``.
+            symbol's share of the pooled fit and fold by its train rows (summed over the symbols
+            of a fold: the fold's totals, when none is skipped). When the symbol is scored in
+            the last fold, that outcome carries ``model = PooledModel.estimator_for(symbol)``
+            and ``scaler = PooledModel.scaler_for(symbol)``.
         model: the last fold's fitted :class:`PooledModel`.
         train_end: per fold, the open time of the last train row over all symbols (UTC).
         fit_seconds: per fold, the wall time of the pooled ``fit``.
@@ -259,7 +260,11 @@ def _fit_fold(prototype: Forecaster, symbols: list[str], names: list[str],
     out: dict[str, FoldOutcome] = {}
     for s in fitted:
         fold = fmap[s]
-        if "test" in parts and len(fold.test) == 0:
+        empty = [p for p in parts if len(getattr(fold, p)) == 0]
+        if empty:  # nothing to score, or a rule could not be fitted on its validation rows
+            if len(fold.test):
+                log.warning("%s: no %s rows in pooled fold %d: its %d OOS rows are not "
+                            "forecast", s, "/".join(empty), fold.index, len(fold.test))
             continue
         preds, predict_s = {}, 0.0
         for part in parts:

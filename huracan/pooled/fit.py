@@ -258,9 +258,9 @@ def _fit_fold(prototype: Forecaster, symbols: list[str], names: list[str],
     fit_s = time.perf_counter() - t_fit
     n_train = sum(len(fmap[s].train) for s in fitted)
     out: dict[str, FoldOutcome] = {}
-    for s in fitted:
+    for s in symbols:
         fold = fmap[s]
-        empty = [p for p in parts if len(getattr(fold, p)) == 0]
+        empty = [p for p in ("train", *parts) if len(getattr(fold, p)) == 0]
         if empty:  # nothing to score, or a rule could not be fitted on its validation rows
             if len(fold.test):
                 log.warning("%s: no %s rows in pooled fold %d: its %d OOS rows are not "

@@ -301,3 +301,40 @@ def test_pooled_walk_forward_on_real_btc_eth_ltc_evaluates_and_explains_per_symb
         shap = explain(fitted_fold(fs, out.outcomes[sym][-1], "1h"), 30, "test")
         assert list(shap.importance["feature"].sort_values()) == sorted(fs.feature_names)
         assert shap.values.shape == (30, len(fs.feature_names))
+
+
+def test_forward_split_is_cut_on_the_union_too():
+    from huracan.splits import ForwardSplitter
+
+    sets = synthetic("time")
+    (fmap,) = pooled_folds(ForwardSplitter(), sets, "1h", HORIZON)
+    union = calendars()["BTC/USDT"]
+    (u,) = ForwardSplitter().folds(union, "1h", HORIZON)
+    assert fmap["BTC/USDT"] == u
+    for sym, fold in fmap.items():
+        idx = sets[sym].frame.index
+        assert idx[fold.train.stop - 1] <= union[u.train.stop - 1] < idx[fold.val.start]
+        assert idx[fold.val.stop - 1] <= union[u.val.stop - 1]
+    assert 0 < len(fmap["LTC/USDT"].test) < len(fmap["BTC/USDT"].test)  # delisted early
+    out = fit_predict_pooled(Recorder(), sets, [fmap], parts=("val", "test"))
+    assert all(len(out.outcomes[s]) == 1 for s in SYMBOLS)
+    assert out.outcomes["LTC/USDT"][0].model.feature_names_ == ["x0", "x1", "x2"]
+
+
+def test_a_symbol_listed_after_a_folds_train_window_is_not_scored_in_it(caplog):
+    """ETH listed inside fold 1's validation window (fold 0's OOS step): folds 0 and 1 have no
+    ETH train row, so ETH's OOS rows there are not forecast (and the log says so); from fold 2
+    on ETH is scored. LTC's outage covers fold 2's validation window: not scored there."""
+    sets = synthetic("time")
+    fs = sets["ETH/USDT"]
+    late = fs.frame.iloc[270:]  # grid row 500: inside fold 1's validation bars
+    sets["ETH/USDT"] = FeatureSet(late, fs.feature_names, fs.horizon, timeframe="1h")
+    folds = pooled_folds(SPLIT, sets, "1h", HORIZON)
+    assert len(folds[1]["ETH/USDT"].train) == 0 and len(folds[1]["ETH/USDT"].test) > 0
+    with caplog.at_level("WARNING", logger="huracan.pooled.fit"):
+        out = fit_predict_pooled(Recorder(), sets, folds, parts=("val", "test"))
+    assert out.outcomes["ETH/USDT"][0].fold.index == 2
+    assert "ETH/USDT: no train/val rows in pooled fold 0: its 52 OOS rows" in caplog.text
+    assert "ETH/USDT: no train rows in pooled fold 1: its 150 OOS rows" in caplog.text
+    assert "LTC/USDT: no val rows in pooled fold 2" in caplog.text
+    assert 2 not in [o.fold.index for o in out.outcomes["LTC/USDT"]]

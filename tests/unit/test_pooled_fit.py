@@ -8,62 +8,22 @@ records is exactly which rows each pooled fit was given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+from pooled_synthetic import HORIZON, START, SYMBOLS, calendars, hours, synthetic
 
-from huracan.features.build import LABEL, LABEL_END, FeatureSet
+from huracan.features.build import FeatureSet
 from huracan.models.base import Forecaster
 from huracan.models.lightgbm import LightGBMForecaster
 from huracan.pooled import PooledOutcome, fit_predict_pooled, pooled_folds
 from huracan.splits import WalkForwardSplitter
 from huracan.stages import LabelTimes, fitted_fold, gap_starts
 
-SYMBOLS = ("BTC/USDT", "ETH/USDT", "LTC/USDT")
-HORIZON = 2
-START = pd.Timestamp("2024-01-01", tz="UTC")
 SPLIT = WalkForwardSplitter(train_bars=400, val_bars=80, step_bars=150, embargo=HORIZON)
-
-
-def hours(ts: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
-    return (pd.DatetimeIndex(ts) - START) / pd.Timedelta("1h")
-
-
-def feature_set(index: pd.DatetimeIndex, X: np.ndarray, y: np.ndarray,
-                names: Sequence[str] = ("x0", "x1", "x2")) -> FeatureSet:
-    frame = pd.DataFrame(X, index=index, columns=list(names))
-    frame[LABEL] = y
-    frame[LABEL_END] = index + HORIZON * pd.Timedelta("1h")
-    return FeatureSet(frame=frame, feature_names=list(names), horizon=HORIZON, timeframe="1h")
-
-
-def calendars() -> dict[str, pd.DatetimeIndex]:
-    grid = pd.date_range(START, periods=1500, freq="1h")
-    return {
-        "BTC/USDT": grid,
-        "ETH/USDT": grid[230:],                                   # listed late
-        "LTC/USDT": grid[:600].append(grid[700:1350]),            # outage, delisted early
-    }
-
-
-def synthetic(label: str = "time", seed: int = 5) -> dict[str, FeatureSet]:
-    """Features at each symbol's own level; the label is the row's time in hours
-    (``label="time"``) or the planted ``sign(symbol) * 0.01 * x0 + noise``."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i, (sym, idx) in enumerate(calendars().items()):
-        X = rng.standard_normal((len(idx), 3)) * (1 + i) + 50.0 * i
-        if label == "time":
-            y = hours(idx).astype(np.float64)
-        else:
-            sign = 1.0 if sym != "ETH/USDT" else -1.0
-            y = sign * 0.01 * (X[:, 0] - 50.0 * i) / (1 + i) + 0.002 * rng.standard_normal(len(idx))
-        out[sym] = feature_set(idx, X, y)
-    return out
 
 
 FITS: list[dict[str, Any]] = []
@@ -268,3 +228,113 @@ def test_purge_at_the_pooled_boundary_not_the_symbols_own():
     early = int(ts[8].value)  # another symbol's validation starts two bars earlier
     assert purge(fold, ts.asi8, end.asi8, val_time=early).train == range(0, 5)
     assert purge(fold, ts.asi8, end.asi8, test_time=int(ts[13].value)).val == range(10, 10)
+
+
+@pytest.mark.slow  # loky workers start in about 10 s
+def test_parallel_folds_equal_the_sequential_run():
+    sets = synthetic("planted")
+    folds = pooled_folds(SPLIT, sets, "1h", HORIZON)[-3:]
+    proto = LightGBMForecaster(n_estimators=20, num_leaves=7, min_child_samples=20, n_jobs=1,
+                               log_period=0)
+    seq = fit_predict_pooled(proto, sets, folds, timeframe="1h")
+    par = fit_predict_pooled(proto, sets, folds, timeframe="1h", n_jobs=2)
+    assert par.train_end == seq.train_end and len(par.fit_seconds) == 3
+    for sym in SYMBOLS:
+        assert [o.fold for o in par.outcomes[sym]] == [o.fold for o in seq.outcomes[sym]]
+        for a, b in zip(par.outcomes[sym], seq.outcomes[sym], strict=True):
+            np.testing.assert_array_equal(a.predictions["test"], b.predictions["test"])
+    assert par.outcomes["BTC/USDT"][-1].model is not None
+    assert par.outcomes["BTC/USDT"][0].model is None
+
+
+def test_uniqueness_weights_per_symbol_reach_the_fit():
+    FITS.clear()
+    sets = synthetic("time")
+    folds = pooled_folds(SPLIT, sets, "1h", HORIZON)[-2:-1]
+    labels = {s: LabelTimes.of(fs, uniqueness=True) for s, fs in sets.items()}
+    fit_predict_pooled(Recorder(), sets, folds, labels=labels)
+    fit, fmap = FITS[-1], folds[0]
+    w = fit["weight"]
+    assert w is not None and len(w) == len(fit["train"])
+    n = 0
+    for sym in SYMBOLS:  # each symbol's block carries its own uniqueness weights
+        r = fmap[sym].train
+        want = labels[sym].weights(range(r.start, r.start + len(r)))
+        if len(r):
+            np.testing.assert_allclose(w[n : n + len(r)], want)
+        n += len(r)
+    assert (w < 1).any()  # overlapping 2-bar labels: uniqueness below 1
+
+
+def test_pooled_walk_forward_on_real_btc_eth_ltc_evaluates_and_explains_per_symbol():
+    """Real 1h candles with the exchange's gaps (BTC/ETH/LTC 2023-01 .. 2023-08): the pooled
+    folds share their time boundaries across symbols, each symbol's outcomes go through the
+    single-symbol evaluator and SHAP unchanged."""
+    from huracan.data.ohlcv import load_ohlcv
+    from huracan.evaluation.backtest import BacktestConfig
+    from huracan.features.build import FeatureConfig, build_features
+    from huracan.stages import evaluate_walk_forward, explain
+
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ohlcv"
+    sets = {}
+    for pair in ("BTC", "ETH", "LTC"):
+        path = root / f"binance-spot_{pair}USDT_1h_20180101-20241231.parquet"
+        if not path.exists():
+            pytest.skip(f"{path} not found (../shared/data beside the checkout)")
+        candles, _ = load_ohlcv(path, "1h", symbol=f"{pair}/USDT")
+        candles = candles[(candles["timestamp"] >= "2023-01-01")
+                          & (candles["timestamp"] < "2023-09-01")].reset_index(drop=True)
+        sets[f"{pair}/USDT"] = build_features(candles, "1h", FeatureConfig())
+    split = WalkForwardSplitter(train_bars="90d", val_bars="15d", step_bars="45d")
+    folds = pooled_folds(split, sets, "1h", 1)
+    proto = LightGBMForecaster(n_estimators=30, n_jobs=1, log_period=0)
+    out = fit_predict_pooled(proto, sets, folds, parts=("val", "test"), timeframe="1h",
+                             labels={s: LabelTimes.of(fs) for s, fs in sets.items()})
+    for k, fmap in enumerate(folds):
+        oos = [sets[s].frame.index[f.test.start] for s, f in fmap.items() if len(f.test)]
+        assert out.train_end[k] < min(oos)
+        assert len({sets[s].frame.index[f.test.start] for s, f in fmap.items()}) == 1
+    for sym, fs in sets.items():
+        ev = evaluate_walk_forward(fs, out.outcomes[sym], BacktestConfig(), "1h", sym)
+        assert ev.metrics["oos_n_folds"] == len(folds)
+        assert np.isfinite(ev.metrics["oos_sharpe"]) and np.isfinite(ev.metrics["oos_ic"])
+        shap = explain(fitted_fold(fs, out.outcomes[sym][-1], "1h"), 30, "test")
+        assert list(shap.importance["feature"].sort_values()) == sorted(fs.feature_names)
+        assert shap.values.shape == (30, len(fs.feature_names))
+
+
+def test_forward_split_is_cut_on_the_union_too():
+    from huracan.splits import ForwardSplitter
+
+    sets = synthetic("time")
+    (fmap,) = pooled_folds(ForwardSplitter(), sets, "1h", HORIZON)
+    union = calendars()["BTC/USDT"]
+    (u,) = ForwardSplitter().folds(union, "1h", HORIZON)
+    assert fmap["BTC/USDT"] == u
+    for sym, fold in fmap.items():
+        idx = sets[sym].frame.index
+        assert idx[fold.train.stop - 1] <= union[u.train.stop - 1] < idx[fold.val.start]
+        assert idx[fold.val.stop - 1] <= union[u.val.stop - 1]
+    assert 0 < len(fmap["LTC/USDT"].test) < len(fmap["BTC/USDT"].test)  # delisted early
+    out = fit_predict_pooled(Recorder(), sets, [fmap], parts=("val", "test"))
+    assert all(len(out.outcomes[s]) == 1 for s in SYMBOLS)
+    assert out.outcomes["LTC/USDT"][0].model.feature_names_ == ["x0", "x1", "x2"]
+
+
+def test_a_symbol_listed_after_a_folds_train_window_is_not_scored_in_it(caplog):
+    """ETH listed inside fold 1's validation window (fold 0's OOS step): folds 0 and 1 have no
+    ETH train row, so ETH's OOS rows there are not forecast (and the log says so); from fold 2
+    on ETH is scored. LTC's outage covers fold 2's validation window: not scored there."""
+    sets = synthetic("time")
+    fs = sets["ETH/USDT"]
+    late = fs.frame.iloc[270:]  # grid row 500: inside fold 1's validation bars
+    sets["ETH/USDT"] = FeatureSet(late, fs.feature_names, fs.horizon, timeframe="1h")
+    folds = pooled_folds(SPLIT, sets, "1h", HORIZON)
+    assert len(folds[1]["ETH/USDT"].train) == 0 and len(folds[1]["ETH/USDT"].test) > 0
+    with caplog.at_level("WARNING", logger="huracan.pooled.fit"):
+        out = fit_predict_pooled(Recorder(), sets, folds, parts=("val", "test"))
+    assert out.outcomes["ETH/USDT"][0].fold.index == 2
+    assert "ETH/USDT: no train/val rows in pooled fold 0: its 52 OOS rows" in caplog.text
+    assert "ETH/USDT: no train rows in pooled fold 1: its 150 OOS rows" in caplog.text
+    assert "LTC/USDT: no val rows in pooled fold 2" in caplog.text
+    assert 2 not in [o.fold.index for o in out.outcomes["LTC/USDT"]]

@@ -29,7 +29,7 @@ and the feature building of the 3 symbols with context (BTC, ETH) and two higher
 1d; median of 3, candles already loaded; loading timed apart). Wall times depend on the machine
 and its load (printed: ``lscpu`` model, cores, load average); Sharpe figures do not.
 
-Usage: python benchmarks/context_report.py [--quick] [--symbols BTC,ETH,LTC]
+Usage: python benchmarks/context_report.py [--quick] [--pairs N] [--symbols BTC,ETH,LTC]
        [--variants own,context,context_htf,pooled] [--out benchmarks/results/context_report.json]
        [--md benchmarks/results/context_report.md]
 ``--quick``: OOS 2024-01-01 .. 2024-07-01 (two folds), 100 trees: a smoke run of every path.
@@ -289,20 +289,26 @@ def markdown(rows: Sequence[dict[str, Any]], cost: dict[str, Any]) -> str:
 
 
 def cost_lines(cost: dict[str, Any]) -> list[str]:
-    """The cost figures as Markdown list lines."""
+    """The cost figures as Markdown list lines: each back-to-back pair (single-symbol job, then
+    the pooled job) and the median ratios over the pairs, then the feature building."""
     out: list[str] = []
-    single_run, pool = cost.get("single"), cost.get("pooled")
-    if single_run and pool:
-        ratio = pool["wall_s"] / single_run["wall_s"]
-        out += ["", f"- pooled GBDT walk-forward ({pool['symbols']} symbols, {pool['n_folds']} "
-                f"folds): {pool['wall_s']:.0f} s wall (fold loop {pool['folds_s']:.0f} s), "
-                f"started {pool['started']}, load {pool['load_before']}",
-                f"- single-symbol walk-forward ({single_run['symbol']} own, "
-                f"{single_run['n_folds']} folds): {single_run['wall_s']:.0f} s wall (fold loop "
-                f"{single_run['folds_s']:.0f} s), started {single_run['started']}, load "
-                f"{single_run['load_before']}",
-                f"- pooled / single: {ratio:.2f}x wall, "
-                f"{pool['folds_s'] / single_run['folds_s']:.2f}x fold loop (target: within 3x)"]
+    pairs = [p for p in cost.get("pairs", []) if "single" in p and "pooled" in p]
+    out += [""] if pairs else []
+    for k, p in enumerate(pairs, 1):
+        one, pool = p["single"], p["pooled"]
+        out += [f"- pair {k}: single-symbol walk-forward ({one['symbol']} own, {one['n_folds']} "
+                f"folds) {one['wall_s']:.1f} s wall (fold loop {one['folds_s']:.1f} s), started "
+                f"{one['started']}, load {one['load_before']}; pooled GBDT walk-forward "
+                f"({pool['symbols']} symbols, {pool['n_folds']} folds) {pool['wall_s']:.1f} s "
+                f"wall (fold loop {pool['folds_s']:.1f} s), started {pool['started']}, load "
+                f"{pool['load_before']}: {pool['wall_s'] / one['wall_s']:.2f}x wall, "
+                f"{pool['folds_s'] / one['folds_s']:.2f}x fold loop"]
+    if pairs:
+        walls = [p["pooled"]["wall_s"] / p["single"]["wall_s"] for p in pairs]
+        loops = [p["pooled"]["folds_s"] / p["single"]["folds_s"] for p in pairs]
+        out.append(f"- pooled / single, median of {len(pairs)} pair(s): "
+                   f"{statistics.median(walls):.2f}x wall, {statistics.median(loops):.2f}x fold "
+                   "loop (target: within 3x)")
     feat = cost.get("features")
     if feat:
         shapes = ", ".join(f"{k} {v[0]} x {v[1]}" for k, v in feat["shapes"].items())
@@ -332,6 +338,8 @@ def main() -> int:
                         help="keep the rows and costs already in --out (same symbol and variant "
                              "replaced): a report run in parts")
     parser.add_argument("--md", default=None, help="also write the Markdown table here")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="back-to-back (single-symbol, pooled) job pairs timed")
     parser.add_argument("--verbose", action="store_true", help="the jobs' log lines too")
     args = parser.parse_args()
     if not args.verbose:  # the data-quality warnings of every load (real gaps) and job logs
@@ -355,7 +363,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         extra = [*store_overrides(tmp), *(QUICK if args.quick else []), *args.extra]
         warm_store(symbols[0], extra)
-        for step in run_plan(symbols, variants):
+        for step in run_plan(symbols, variants, args.pairs):
             execute_step(step, symbols, variants, extra, payload)
             save(out, payload)
     payload["runs"][-1]["end"] = machine()
@@ -388,16 +396,18 @@ def execute_step(step: Any, symbols: Sequence[str], variants: Sequence[str],
     if step == "features":
         payload["cost"]["features"] = feature_cost(symbols, extra)
         return
+    pairs = payload["cost"].setdefault("pairs", [])
     if step == "pooled":
         rows = pooled(symbols, extra)
-        payload["cost"]["pooled"] = {k: rows[0][k] for k in TIMING_KEYS} | {
-            "symbols": len(symbols)}
+        if not pairs or "pooled" in pairs[-1]:
+            pairs.append({})
+        pairs[-1]["pooled"] = {k: rows[0][k] for k in TIMING_KEYS} | {"symbols": len(symbols)}
     else:
         variant, symbol = step
         rows = [single(variant, symbol, extra)]
-        if variant == "own" and symbol == symbols[0]:  # the single-symbol side of the cost pair
-            payload["cost"]["single"] = {k: rows[0][k] for k in TIMING_KEYS} | {
-                "symbol": rows[0]["symbol"]}
+        if variant == "own" and symbol == symbols[0]:  # the single-symbol side of a cost pair
+            pairs.append({"single": {k: rows[0][k] for k in TIMING_KEYS} | {
+                "symbol": rows[0]["symbol"]}})
         if variant not in variants:  # run for the cost pair only
             return
     done = {(r["symbol"], r["variant"]) for r in rows}
@@ -417,15 +427,16 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_plan(symbols: Sequence[str], variants: Sequence[str]) -> list[Any]:
-    """The order of the runs: the first symbol's own-features job and the pooled job back to
-    back (their wall times are compared; the own job runs for that even when ``own`` is not a
-    variant asked for), then the feature-cost measurement, then the rest."""
+def run_plan(symbols: Sequence[str], variants: Sequence[str], pairs: int = 1) -> list[Any]:
+    """The order of the runs: ``pairs`` times the first symbol's own-features job and the pooled
+    job back to back (their wall times are compared; the own job runs for that even when
+    ``own`` is not a variant asked for), then the feature-cost measurement, then the rest."""
     steps: list[Any] = []
-    if "own" in variants or ("pooled" in variants and len(symbols) >= 2):
+    pooled_asked = "pooled" in variants and len(symbols) >= 2
+    if pooled_asked:
+        steps += [("own", symbols[0]), "pooled"] * max(int(pairs), 1)
+    elif "own" in variants:
         steps.append(("own", symbols[0]))
-    if "pooled" in variants and len(symbols) >= 2:
-        steps.append("pooled")
     if "context_htf" in variants:
         steps.append("features")
     for s in symbols:

@@ -47,6 +47,8 @@ def test_pooled_row_reads_its_symbol_prefix():
 def test_run_plan_puts_the_cost_pair_back_to_back():
     plan = cr.run_plan(["BTC", "ETH"], list(cr.VARIANTS))
     assert plan[:3] == [("own", "BTC"), "pooled", "features"]
+    assert cr.run_plan(["BTC", "ETH"], ["own", "pooled"], pairs=2)[:5] == [
+        ("own", "BTC"), "pooled", ("own", "BTC"), "pooled", ("own", "ETH")]
     assert plan[3:] == [("context", "BTC"), ("context_htf", "BTC"), ("own", "ETH"),
                         ("context", "ETH"), ("context_htf", "ETH")]
     assert "features" not in cr.run_plan(["BTC"], ["own"])
@@ -57,15 +59,20 @@ def test_table_and_cost_lines():
                                                     "importance_family_context_shap": 0.4},
                       0.9, TIMING),
             cr.row_of("BTC", "own", metrics(total=-0.2), {}, 0.9, TIMING)]
-    text = cr.markdown(rows, {"single": {**TIMING, "symbol": "BTC/USDT"},
-                              "pooled": {**TIMING, "wall_s": 150.0, "folds_s": 100.0,
-                                         "symbols": 3}})
+    pool = {**TIMING, "wall_s": 150.0, "folds_s": 100.0, "symbols": 3}
+    one = {**TIMING, "symbol": "BTC/USDT"}
+    text = cr.markdown(rows, {"pairs": [{"single": one, "pooled": pool},
+                                        {"single": one, "pooled": {**pool, "wall_s": 90.0}},
+                                        {"single": one}]})  # an unfinished pair: left out
     lines = text.splitlines()
     assert lines[2].startswith("| BTC/USDT | own | 1.25 | 0.0500 | 2.5 | 10 | -20.0 % | 0.950 | "
                                "no | 0.90 | n/a |")
     assert lines[3].endswith("| yes | 0.90 | 60 % / 40 % / 0 % |")
     assert "Rows that clear cash: 1 of 2." in text
-    assert "pooled / single: 2.50x wall, 2.50x fold loop (target: within 3x)" in text
+    assert "- pair 2: single-symbol walk-forward (BTC/USDT own, 23 folds) 60.0 s wall" in text
+    assert "pair 3" not in text
+    assert ("pooled / single, median of 2 pair(s): 2.00x wall, 2.50x fold loop (target: within "
+            "3x)") in text
 
 
 @pytest.mark.parametrize("value,expected", [(True, "yes"), (math.nan, "n/a"), (1.234, "1.23")])
@@ -81,10 +88,11 @@ def test_a_pooled_part_runs_the_own_job_for_the_cost_pair_only(monkeypatch):
         cr.row_of(s, "pooled", metrics(), {}, 0.9, TIMING) for s in symbols])
     old = cr.row_of("BTC", "pooled", metrics(total=-1.0), {}, 0.9, TIMING)
     payload = {"rows": [old], "cost": {}}
-    for step in cr.run_plan(["BTC", "ETH"], ["pooled"]):
+    for step in cr.run_plan(["BTC", "ETH"], ["pooled"], pairs=2):
         cr.execute_step(step, ["BTC", "ETH"], ["pooled"], [], payload)
     assert [(r["symbol"], r["variant"]) for r in payload["rows"]] == [
         ("BTC/USDT", "pooled"), ("ETH/USDT", "pooled")]  # replaced, no own row added
     assert payload["rows"][0]["total_return"] == 0.1
-    assert payload["cost"]["single"]["symbol"] == "BTC/USDT"
-    assert payload["cost"]["pooled"]["symbols"] == 2
+    pairs = payload["cost"]["pairs"]
+    assert len(pairs) == 2 and pairs[1]["single"]["symbol"] == "BTC/USDT"
+    assert pairs[1]["pooled"]["symbols"] == 2

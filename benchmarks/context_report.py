@@ -403,9 +403,10 @@ def execute_step(step: Any, symbols: Sequence[str], variants: Sequence[str],
             pairs.append({})
         pairs[-1]["pooled"] = {k: rows[0][k] for k in TIMING_KEYS} | {"symbols": len(symbols)}
     else:
-        variant, symbol = step
+        kind, symbol = step
+        variant = "own" if kind == "warmup" else kind
         rows = [single(variant, symbol, extra)]
-        if variant == "own" and symbol == symbols[0]:  # the single-symbol side of a cost pair
+        if kind == "own" and symbol == symbols[0]:  # the single-symbol side of a cost pair
             pairs.append({"single": {k: rows[0][k] for k in TIMING_KEYS} | {
                 "symbol": rows[0]["symbol"]}})
         if variant not in variants:  # run for the cost pair only
@@ -428,12 +429,14 @@ def git_commit() -> str:
 
 
 def run_plan(symbols: Sequence[str], variants: Sequence[str], pairs: int = 1) -> list[Any]:
-    """The order of the runs: ``pairs`` times the first symbol's own-features job and the pooled
-    job back to back (their wall times are compared; the own job runs for that even when
-    ``own`` is not a variant asked for), then the feature-cost measurement, then the rest."""
+    """The order of the runs: an untimed warm-up (the first symbol's own-features job), then
+    ``pairs`` times that job and the pooled job back to back (their wall times are compared;
+    the own job runs for that even when ``own`` is not a variant asked for), then the
+    feature-cost measurement, then the rest."""
     steps: list[Any] = []
     pooled_asked = "pooled" in variants and len(symbols) >= 2
-    if pooled_asked:
+    if pooled_asked:  # an untimed own job first: imports and caches warm for both sides
+        steps += [("warmup", symbols[0])]
         steps += [("own", symbols[0]), "pooled"] * max(int(pairs), 1)
     elif "own" in variants:
         steps.append(("own", symbols[0]))

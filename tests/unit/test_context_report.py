@@ -46,10 +46,10 @@ def test_pooled_row_reads_its_symbol_prefix():
 
 def test_run_plan_puts_the_cost_pair_back_to_back():
     plan = cr.run_plan(["BTC", "ETH"], list(cr.VARIANTS))
-    assert plan[:3] == [("own", "BTC"), "pooled", "features"]
-    assert cr.run_plan(["BTC", "ETH"], ["own", "pooled"], pairs=2)[:5] == [
-        ("own", "BTC"), "pooled", ("own", "BTC"), "pooled", ("own", "ETH")]
-    assert plan[3:] == [("context", "BTC"), ("context_htf", "BTC"), ("own", "ETH"),
+    assert plan[:4] == [("warmup", "BTC"), ("own", "BTC"), "pooled", "features"]
+    assert cr.run_plan(["BTC", "ETH"], ["own", "pooled"], pairs=2)[:6] == [
+        ("warmup", "BTC"), ("own", "BTC"), "pooled", ("own", "BTC"), "pooled", ("own", "ETH")]
+    assert plan[4:] == [("context", "BTC"), ("context_htf", "BTC"), ("own", "ETH"),
                         ("context", "ETH"), ("context_htf", "ETH")]
     assert "features" not in cr.run_plan(["BTC"], ["own"])
 
@@ -81,7 +81,8 @@ def test_fmt(value, expected):
 
 
 def test_a_pooled_part_runs_the_own_job_for_the_cost_pair_only(monkeypatch):
-    assert cr.run_plan(["BTC", "ETH"], ["pooled"]) == [("own", "BTC"), "pooled"]
+    assert cr.run_plan(["BTC", "ETH"], ["pooled"]) == [("warmup", "BTC"), ("own", "BTC"),
+                                                       "pooled"]
     monkeypatch.setattr(cr, "single", lambda v, s, extra: cr.row_of(s, v, metrics(), {}, 0.9,
                                                                      TIMING))
     monkeypatch.setattr(cr, "pooled", lambda symbols, extra: [

@@ -150,6 +150,37 @@ def read_context_features(children: list) -> None:
     assert counts == {"own": 21, "context": 18, "higher_timeframe": 28}, counts
     assert "ctx_ETHUSDT_beta_168" in names and not any(n.startswith("ctx_BTCUSDT") for n in names)
     assert run.data.tags["n_features"] == str(len(names))
+    serve_context_model(run, root)
+
+
+def serve_context_model(run, artifacts: Path) -> None:
+    """The logged pyfunc answers raw BTC candles plus ``ctx_ETHUSDT_close`` (its spec's
+    ``context_columns``), and refuses a request without that column."""
+    import mlflow
+
+    from huracan.data.candle_request import InputRuleError
+
+    store = next(p for p in artifacts.parents if p.name == "mlruns")
+    shared = Path(shared_data_root()) / "ohlcv"
+    bars = {pair: pd.read_parquet(shared / f"binance-spot_{pair}_1h_20180101-20241231.parquet")
+            .set_index("timestamp").loc["2024-06-01":"2024-08-30"]
+            for pair in ("BTCUSDT", "ETHUSDT")}
+    request = bars["BTCUSDT"].reset_index()
+    request["ctx_ETHUSDT_close"] = bars["ETHUSDT"]["close"].reindex(
+        request["timestamp"]).to_numpy()
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(default_tracking_uri(store))
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{run.outputs.model_outputs[0].model_id}")
+    finally:
+        mlflow.set_tracking_uri(before)
+    spec = model.unwrap_python_model().spec
+    assert spec.context_columns == ["ctx_ETHUSDT_close"] and spec.family_columns == []
+    assert spec.warmup_bars > 30 * 24  # the 1d higher timeframe's warm-up
+    out = model.predict(request)
+    assert len(out) > 24 * 30 and out["forecast"].notna().all()
+    with pytest.raises(InputRuleError, match="ctx_ETHUSDT_close"):
+        model.predict(request.drop(columns=["ctx_ETHUSDT_close"]))
 
 
 @dataclass(frozen=True)

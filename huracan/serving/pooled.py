@@ -36,7 +36,6 @@ native format), ``serving`` (JSON: symbols, trade flags, one ServingSpec per sym
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import tempfile
@@ -53,7 +52,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from huracan.features.naming import SYMBOL_COLUMN, compact
-from huracan.models.base import Forecaster
+from huracan.models.pooled import PooledModel
 from huracan.serving.pyfunc import (
     answer_candles,
     predict_features,
@@ -62,9 +61,6 @@ from huracan.serving.pyfunc import (
 )
 from huracan.serving.raw import ServingSpec, as_frame, input_error, is_raw_candles
 from huracan.tracking.run import pinned_requirements
-
-#: the module and class that load the ``pooled`` artifact (``<cls>.load(directory)``)
-POOLED_MODEL_CLASS = ("huracan.models.pooled", "PooledModel")
 
 
 def request_symbol(frame: pd.DataFrame, symbols: list[str]) -> str:
@@ -103,8 +99,7 @@ class PooledPyfunc(PythonModel):
     artifacts (:meth:`load_context`) or in process from the fitted parts (:meth:`of`)."""
 
     def load_context(self, context: Any) -> None:
-        module, name = POOLED_MODEL_CLASS
-        model = getattr(importlib.import_module(module), name).load(context.artifacts["pooled"])
+        model = PooledModel.load(context.artifacts["pooled"])
         state = json.loads(Path(context.artifacts["serving"]).read_text())
         with Path(context.artifacts["rules"]).open("rb") as fh:
             rules = pickle.load(fh)
@@ -173,7 +168,7 @@ class PooledPyfunc(PythonModel):
                               self.version(), sizer=policy, sizer_label=label, trade=trade)
 
 
-def log_pooled_model(model: Any, bundles: Mapping[str, tuple[ServingSpec, Any]],
+def log_pooled_model(model: PooledModel, bundles: Mapping[str, tuple[ServingSpec, Any]],
                      trade: Mapping[str, bool], example: pd.DataFrame, *,
                      registered_model: str | None = None) -> str:
     """Log a pooled model as a pyfunc named ``model`` (:class:`PooledPyfunc`) in the active
@@ -208,7 +203,6 @@ def log_pooled_model(model: Any, bundles: Mapping[str, tuple[ServingSpec, Any]],
     prediction = np.concatenate([
         np.asarray(pyfunc.predict(None, part), dtype=np.float64).reshape(-1)
         for _, part in rows.groupby(SYMBOL_COLUMN, sort=False)])
-    base = getattr(model, "base_", None)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*An input example was not provided")
         root = Path(tmp)
@@ -225,6 +219,5 @@ def log_pooled_model(model: Any, bundles: Mapping[str, tuple[ServingSpec, Any]],
             artifacts={"pooled": str(root / "pooled"), "serving": str(root / "serving.json"),
                        "rules": str(root / "rules.pkl")},
             signature=signature,
-            pip_requirements=pinned_requirements(getattr(base, "requirements",
-                                                         Forecaster.requirements)))
+            pip_requirements=pinned_requirements(model.base_.requirements))
     return str(info.model_uri)

@@ -174,8 +174,9 @@ class Prepared:
 
 def market_features(job: JobContext, data: DataSettings
                     ) -> tuple[pd.DataFrame, FeatureSet, str]:
-    """Load and validate ``data``'s candles (``data``), build their features and select the
-    top-N columns (``features``); returns ``(candles, features, selection note)``.
+    """Load and validate ``data``'s candles and its context symbols' (``data``,
+    :func:`huracan.stages.context_candles`), build their features and select the top-N columns
+    (``features``); returns ``(candles, features, selection note)``.
 
     Raises:
         DataValidationError, DegradedDataError: as :func:`huracan.stages.load_validated`.
@@ -185,14 +186,15 @@ def market_features(job: JobContext, data: DataSettings
     timeframe = data.timeframe
     with timer("data"):
         candles = stages.load_validated(data)
+        context = stages.context_candles(settings.features, data)
     with timer("features"):
         sources = stages.family_sources(settings.features, data, candles, settings.db_url)
         fs = stages.build_features(candles, timeframe, settings.features,
-                                   label=settings.label, sources=sources)
+                                   label=settings.label, sources=sources, context=context)
         columns, note = select_columns(settings, fs, job.prototype.model_type)
         if columns is not None:
             fs = stages.build_features(candles, timeframe, settings.features, columns,
-                                       label=settings.label, sources=sources)
+                                       label=settings.label, sources=sources, context=context)
     return candles, fs, note
 
 

@@ -119,6 +119,8 @@ def run_pooled_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None 
             evaluations, {s: m.bars for s, m in markets.items()},
             {s: pd.DatetimeIndex(m.fs.frame.index) for s, m in markets.items()},
             bars_per_year(timeframe))
+        if "oos_n_folds" in metrics:  # the pool's folds (a symbol may be scored in fewer)
+            metrics["oos_n_folds"] = float(len(folds))
         floor = cash_floor(evaluations, float(settings.registry.min_psr),
                            int(settings.registry.min_eval_bars))
         _tag_pool(job, markets, evaluations, floor)

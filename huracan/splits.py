@@ -227,7 +227,8 @@ def walk_forward_folds(
     return folds
 
 
-def purge(fold: Fold, timestamps: np.ndarray, label_end: np.ndarray) -> Fold:
+def purge(fold: Fold, timestamps: np.ndarray, label_end: np.ndarray, *,
+          val_time: int | None = None, test_time: int | None = None) -> Fold:
     """Drop the rows whose label reaches into a later part of the fold (Lopez de Prado 2018,
     AFML 7.4.1, purging): train rows whose ``label_end`` is at or after the first val row, val
     rows whose ``label_end`` is at or after the first test row. Each part is cut at its first
@@ -237,6 +238,10 @@ def purge(fold: Fold, timestamps: np.ndarray, label_end: np.ndarray) -> Fold:
         fold: the fold.
         timestamps: open time of every feature row, int64 ns or datetime64, shape ``(n,)``.
         label_end: the time of the bar whose close decides each row's label, same units.
+        val_time, test_time: the start of the val / test part (int64 ns) when it is not this
+            frame's own first row of the part (a pooled fold, whose parts start at the first row
+            of ANY symbol: :func:`huracan.pooled.fit.fit_predict_pooled`); the earlier of the
+            two boundaries is used.
 
     Returns:
         the purged fold (the same object when nothing reaches across).
@@ -244,13 +249,17 @@ def purge(fold: Fold, timestamps: np.ndarray, label_end: np.ndarray) -> Fold:
     ts = np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64)
     end = np.asarray(label_end).astype("datetime64[ns]").astype(np.int64)
 
-    def cut(part: range, boundary_row: int) -> range:
-        if len(part) == 0 or boundary_row >= len(ts):
+    def cut(part: range, boundary_row: int, boundary_time: int | None) -> range:
+        bounds = [] if boundary_time is None else [int(boundary_time)]
+        if boundary_row < len(ts):
+            bounds.append(int(ts[boundary_row]))
+        if len(part) == 0 or not bounds:
             return part
-        reach = np.flatnonzero(end[part.start : part.stop] >= ts[boundary_row])
+        reach = np.flatnonzero(end[part.start : part.stop] >= min(bounds))
         return part if len(reach) == 0 else range(part.start, part.start + int(reach[0]))
 
-    train, val = cut(fold.train, fold.val.start), cut(fold.val, fold.test.start)
+    train = cut(fold.train, fold.val.start, val_time)
+    val = cut(fold.val, fold.test.start, test_time)
     if train == fold.train and val == fold.val:
         return fold
     return Fold(train=train, val=val, test=fold.test, embargo=fold.embargo, index=fold.index)

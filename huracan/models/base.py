@@ -29,6 +29,7 @@ import importlib
 import inspect
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +67,12 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
     #: others get them filled with 0, the train mean after standard scaling (a neutral value),
     #: and read the ``<family>_available`` flags as the mask
     accepts_missing: ClassVar[bool] = False
+    #: whether ``fit`` takes ``categorical_features`` (integer-coded columns split as categories:
+    #: the gradient-boosted trees); the networks take a one-hot encoding instead
+    supports_categorical: ClassVar[bool] = False
+    #: fitted: names of the columns treated as categorical (set by ``fit`` and ``load``; not a
+    #: hyperparameter, so ``get_params`` and the Hydra ``_target_`` kwargs are unchanged)
+    categorical_features_: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- parameters
     @classmethod
@@ -129,6 +136,7 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
         starts: np.ndarray | None = None,
         starts_val: np.ndarray | None = None,
         sample_weight: np.ndarray | None = None,
+        categorical_features: Sequence[str] | None = None,
     ) -> Forecaster:
         """Fit on train, early-stopping on validation when given.
 
@@ -143,12 +151,17 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
                 data gap (``None``: no gap). Sequence models never window across a gap.
             sample_weight: non-negative weight per train row, shape ``(n,)`` (e.g. the average
                 uniqueness of overlapping labels, AFML ch. 4); ``None``: equal weights.
+            categorical_features: names (among ``feature_names``) of integer-coded columns
+                (codes ``0..k-1``, NaN allowed) the model splits as categories, not as numbers
+                (a pooled model's ``symbol``); only for models with ``supports_categorical``.
 
         Returns:
             ``self``.
 
         Raises:
-            ValueError: on shape mismatches or non-finite values.
+            ValueError: on shape mismatches or non-finite values; categorical features given to
+                a model without ``supports_categorical``, not among the feature names, or whose
+                values are not non-negative integers.
         """
         X = self._inputs(X, "X")
         y = _as_vector(y, len(X), "y")
@@ -160,6 +173,7 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
         self.feature_names_ = list(feature_names) if feature_names else [
             f"f{i}" for i in range(X.shape[1])
         ]
+        self.categorical_features_ = self._categorical(categorical_features, X, X_val)
         starts = _as_starts(starts, len(X), "starts")
         if X_val is not None:
             starts_val = _as_starts(starts_val, len(X_val), "starts_val")
@@ -172,6 +186,27 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
                   sample_weight=sample_weight)
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _categorical(self, names: Sequence[str] | None, *matrices: np.ndarray | None
+                     ) -> tuple[str, ...]:
+        """The checked ``categorical_features`` of :meth:`fit` (after ``feature_names_``)."""
+        if not names:
+            return ()
+        if not self.supports_categorical:
+            raise ValueError(f"{type(self).__name__} takes no categorical features "
+                             f"({list(names)}): one-hot encode them")
+        unknown = [n for n in names if n not in self.feature_names_]
+        if unknown:
+            raise ValueError(f"categorical features {unknown} are not among the feature names")
+        for name in names:
+            j = self.feature_names_.index(name)
+            for m in matrices:
+                col = np.asarray(m[:, j] if m is not None else (), dtype=np.float64)
+                col = col[np.isfinite(col)]
+                if (col < 0).any() or (col != np.round(col)).any():
+                    raise ValueError(f"categorical feature {name!r} must hold integer codes "
+                                     ">= 0 (or NaN)")
+        return tuple(names)
 
     def predict(self, X: np.ndarray, context: np.ndarray | None = None,
                 starts: np.ndarray | None = None) -> np.ndarray:
@@ -267,6 +302,7 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
             "params": self.get_params(),
             "n_features_in": self.n_features_in_,
             "feature_names": self.feature_names_,
+            "categorical_features": list(self.categorical_features_),
         }
         (path / PARAMS_FILE).write_text(json.dumps(meta, indent=2, default=str))
         self._save_state(path)
@@ -281,6 +317,7 @@ class Forecaster(RegressorMixin, BaseEstimator, ABC):
         cls = getattr(importlib.import_module(module_name), qualname)
         model: Forecaster = cls(**meta["params"])
         model.feature_names_ = meta["feature_names"]
+        model.categorical_features_ = tuple(meta.get("categorical_features", ()))
         model._load_state(path)
         model.n_features_in_ = int(meta["n_features_in"])
         return model

@@ -33,6 +33,7 @@ class LightGBMForecaster(Forecaster):
     """
 
     accepts_missing = True  # NaN goes down the learned default branch of each split
+    supports_categorical = True  # LightGBM's categorical_feature (Fisher 1958 grouping splits)
     requirements = (*Forecaster.requirements, "lightgbm")
     model_type = "lightgbm"
 
@@ -92,6 +93,7 @@ class LightGBMForecaster(Forecaster):
     def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None,
              sample_weight=None) -> None:
         train = lgb.Dataset(X, y, weight=sample_weight, feature_name=self.feature_names_,
+                            categorical_feature=list(self.categorical_features_) or "auto",
                             free_raw_data=False)
         valid_sets = [train]
         callbacks: list[Callable[..., Any]] = [lgb.log_evaluation(self.log_period)]
@@ -125,9 +127,16 @@ class LightGBMForecaster(Forecaster):
         return super().training_loss(y_true, y_pred)
 
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
-        """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""
+        """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``.
+        With categorical features, LightGBM's own TreeSHAP (``pred_contrib``; shap does not
+        parse categorical splits), the same values."""
         self._check_fitted()
-        return tree_shap(self.booster_, np.asarray(X, dtype=np.float32), self.feature_names_)
+        X = np.asarray(X, dtype=np.float32)
+        if self.categorical_features_:
+            contrib = self.booster_.predict(X, num_iteration=self.best_iteration_,
+                                            pred_contrib=True)
+            return np.asarray(contrib, dtype=np.float64)[:, :-1]  # last column: expected value
+        return tree_shap(self.booster_, X, self.feature_names_)
 
     def _save_state(self, path: Path) -> None:
         self.booster_.save_model(str(path / MODEL_FILE), num_iteration=self.best_iteration_)

@@ -32,6 +32,7 @@ class XGBoostForecaster(Forecaster):
     """
 
     accepts_missing = True  # NaN goes down the learned default branch of each split
+    supports_categorical = True  # feature_types "c" (XGBoost's native categorical splits)
     requirements = (*Forecaster.requirements, "xgboost-cpu")
     model_type = "xgboost"
 
@@ -83,11 +84,10 @@ class XGBoostForecaster(Forecaster):
 
     def _fit(self, X, y, X_val, y_val, X_val_context, *, starts=None, starts_val=None,
              sample_weight=None) -> None:
-        dtrain = xgb.DMatrix(X, label=y, weight=sample_weight, feature_names=self.feature_names_)
+        dtrain = self._dmatrix(X, label=y, weight=sample_weight)
         evals = [(dtrain, "train")]
         if X_val is not None:
-            evals.append((xgb.DMatrix(X_val, label=y_val, feature_names=self.feature_names_),
-                          "val"))
+            evals.append((self._dmatrix(X_val, label=y_val), "val"))
         callbacks = [_ReportVal()] if X_val is not None and hooks.active() else None
         self.booster_ = xgb.train(
             self._xgb_params(), dtrain, num_boost_round=self.n_estimators, evals=evals,
@@ -97,8 +97,15 @@ class XGBoostForecaster(Forecaster):
         best = getattr(self.booster_, "best_iteration", None)
         self.best_iteration_ = int(best) + 1 if best is not None else self.n_estimators
 
-    def _dmatrix(self, X: np.ndarray) -> xgb.DMatrix:
-        return xgb.DMatrix(X, feature_names=self.feature_names_)
+    def _dmatrix(self, X: np.ndarray, **kwargs: Any) -> xgb.DMatrix:
+        """``X`` as a DMatrix named by ``feature_names_``; the categorical features typed ``c``
+        (XGBoost's categorical splits)."""
+        if not self.categorical_features_:
+            return xgb.DMatrix(X, feature_names=self.feature_names_, **kwargs)
+        cats = set(self.categorical_features_)
+        types = ["c" if name in cats else "q" for name in self.feature_names_]
+        return xgb.DMatrix(X, feature_names=self.feature_names_, feature_types=types,
+                           enable_categorical=True, **kwargs)
 
     def _predict(self, X, context) -> np.ndarray:
         return self.booster_.predict(self._dmatrix(X), iteration_range=(0, self.best_iteration_))
@@ -117,9 +124,16 @@ class XGBoostForecaster(Forecaster):
         return super().training_loss(y_true, y_pred)
 
     def shap_values(self, X, context=None, background=None) -> np.ndarray:
-        """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``."""
+        """Exact TreeSHAP (Lundberg et al. 2020) via ``shap.TreeExplainer``; shape ``(n, f)``.
+        With categorical features, XGBoost's own TreeSHAP (``pred_contribs``; shap would rebuild
+        the DMatrix without the categorical types), the same values."""
         self._check_fitted()
-        return tree_shap(self.booster_, np.asarray(X, dtype=np.float32), self.feature_names_)
+        X = np.asarray(X, dtype=np.float32)
+        if self.categorical_features_:
+            contrib = self.booster_.predict(self._dmatrix(X), pred_contribs=True,
+                                            iteration_range=(0, self.best_iteration_))
+            return np.asarray(contrib, dtype=np.float64)[:, :-1]  # last column: the bias
+        return tree_shap(self.booster_, X, self.feature_names_)
 
     def _save_state(self, path: Path) -> None:
         self.booster_[: self.best_iteration_].save_model(str(path / MODEL_FILE))

@@ -213,14 +213,15 @@ def _prepare(job: _Job) -> _Prepared:
     data, split, timeframe = settings.data, settings.split, settings.data.timeframe
     with timer("data"):
         candles = stages.load_validated(data)
+        context = stages.context_candles(settings.features, data)
     with timer("features"):
         sources = stages.family_sources(settings.features, data, candles, settings.db_url)
         fs = stages.build_features(candles, timeframe, settings.features,
-                                   label=settings.label, sources=sources)
+                                   label=settings.label, sources=sources, context=context)
         columns, note = select_columns(settings, fs, job.prototype.model_type)
         if columns is not None:
             fs = stages.build_features(candles, timeframe, settings.features, columns,
-                                       label=settings.label, sources=sources)
+                                       label=settings.label, sources=sources, context=context)
         folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
     with timer("execution"):
         inputs = stages.execution_inputs(settings.backtest, data, candles, settings.db_url)

@@ -49,15 +49,18 @@ def rebuild_features(settings: JobSettings, data_path: str | Path | None = None,
                      ) -> tuple[FeatureSet, pd.DataFrame]:
     """A run's features rebuilt through the same stages (no data-quality log), on its own data
     file or ``data_path``; returns the feature set and the candles. ``keep_unlabelled`` keeps
-    the latest bars whose label is not known yet (to serve them)."""
+    the latest bars whose label is not known yet (to serve them). Context symbols
+    (``features.context``) are read beside the (possibly overridden) data file
+    (:func:`huracan.stages.context_candles`)."""
     from dataclasses import replace
 
     data = settings.data if data_path is None else replace(settings.data, path=str(data_path))
     candles = stages.load_validated(data, log_quality=False)
     sources = stages.family_sources(settings.features, data, candles, settings.db_url)
+    context = stages.context_candles(settings.features, data, log_quality=False)
     return stages.build_features(candles, data.timeframe, settings.features, columns,
                                  label=settings.label, sources=sources,
-                                 keep_unlabelled=keep_unlabelled), candles
+                                 keep_unlabelled=keep_unlabelled, context=context), candles
 
 
 def load_run_model(client: Any, run_id: str, dst: Path) -> tuple[Forecaster, Any]:

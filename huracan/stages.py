@@ -222,19 +222,44 @@ def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.Data
     return fam.load_sources_from_files(root, data.symbol, start, end)
 
 
+def context_candles(features: FeatureConfig, data: DataSettings, *,
+                    log_quality: bool = True) -> dict[str, pd.DataFrame]:
+    """The validated candles of every context symbol of ``features.context`` (the target
+    ``data.symbol`` skipped when listed, compared by compact pair name): each read as the target is,
+    :func:`load_validated` of :func:`symbol_data` (``features.context_paths`` first, else the
+    file beside ``data.path``). Empty without context symbols.
+
+    Raises:
+        ValueError: a context symbol's candle file cannot be found (one line naming it).
+        DataValidationError, DegradedDataError: as :func:`load_validated`.
+    """
+    from huracan.features.naming import compact
+
+    out: dict[str, pd.DataFrame] = {}
+    for symbol in features.context:
+        if compact(symbol) == compact(data.symbol) or symbol in out:
+            continue  # the target itself (BTC/USDT:USDT and BTC/USDT are one pair's file)
+        out[symbol] = load_validated(symbol_data(data, symbol, features.context_paths),
+                                     log_quality=log_quality)
+    return out
+
+
 def build_features(candles: pd.DataFrame, timeframe: str, features: FeatureConfig,
                    columns: Sequence[str] | None = None,
                    label: LabelConfig | None = None,
                    sources: dict[str, Any] | None = None,
-                   keep_unlabelled: bool = False) -> FeatureSet:
+                   keep_unlabelled: bool = False,
+                   context: Mapping[str, pd.DataFrame] | None = None) -> FeatureSet:
     """Causal features and the label (:func:`huracan.features.build.build_features`), optionally
     restricted to ``columns`` (a stored top-N selection), before any scaler is fitted;
-    ``keep_unlabelled`` keeps the latest rows whose label is not known yet (serving).
+    ``keep_unlabelled`` keeps the latest rows whose label is not known yet (serving);
+    ``context``: the context symbols' candles (:func:`context_candles`).
 
     Raises:
         ValueError: no usable rows, or a requested column that the configuration does not build.
     """
-    fs = build_feature_set(candles, timeframe, features, label, sources, keep_unlabelled)
+    fs = build_feature_set(candles, timeframe, features, label, sources, keep_unlabelled,
+                           context)
     if columns is not None:
         missing = [c for c in columns if c not in fs.feature_names]
         if missing:

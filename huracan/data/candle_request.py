@@ -81,6 +81,11 @@ class ServingSpec:
         feature_names: the estimator's input columns, in order.
         family_columns: input columns that are market-structure family features: the request
             carries them per bar (empty for price-only models).
+        context_columns: ``ctx_<PAIR>_close`` request columns, one per context symbol of the
+            model (``features.context``): the close of that market's bar with the same open
+            time, NaN (or null) when it is missing; the ``ctx_<PAIR>_*`` features are rebuilt
+            from them (:mod:`huracan.features.context`). Empty for a model without context
+            (specs logged before this field load with it empty).
         warmup_bars: bars before the first complete feature row of a gap-free run.
         lookback: the estimator's window (1 for tree models).
         rule_kind: ``threshold``, ``barrier`` or ``meta``.
@@ -99,6 +104,7 @@ class ServingSpec:
     lookback: int = 1
     rule_kind: str = "threshold"
     regime_detector: dict[str, Any] | None = None
+    context_columns: list[str] = field(default_factory=list)
 
     @property
     def min_bars(self) -> int:
@@ -152,9 +158,11 @@ def _timestamps(raw: pd.Series) -> pd.DatetimeIndex:
 def validate_candles(frame: pd.DataFrame, spec: ServingSpec) -> pd.DataFrame:
     """Check a raw-candle request and return it normalised (UTC timestamps, float prices).
 
-    The request's own rules first: ``required_columns`` (every candle column and family column
-    present), ``timestamp_format`` (ISO-8601 text, naive read as UTC, datetimes or epoch
-    milliseconds), ``numeric_values`` (numbers; no infinity in a candle column). Then the SAME
+    The request's own rules first: ``required_columns`` (every candle column, family column
+    and context column present), ``timestamp_format`` (ISO-8601 text, naive read as UTC,
+    datetimes or epoch milliseconds), ``numeric_values`` (numbers; no infinity in a candle
+    column; a context close is a positive finite price or null/NaN, a missing bar of that
+    market). Then the SAME
     rules training applies to a candle file (:func:`huracan.data.ohlcv.validate_ohlcv`, the first
     broken one reported): ``not_null``, ``unique_timestamp``, ``increasing_timestamp``,
     ``positive_price``, ``non_negative_volume``, ``high_ge_low``, ``high_ge_open_close``,
@@ -167,23 +175,27 @@ def validate_candles(frame: pd.DataFrame, spec: ServingSpec) -> pd.DataFrame:
     """
     from huracan.data.ohlcv import DataValidationError, validate_ohlcv
 
-    needed = [*CANDLE_COLUMNS, *spec.family_columns]
+    needed = [*CANDLE_COLUMNS, *spec.family_columns, *spec.context_columns]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise input_error(f"input is missing column(s) {missing}: raw candles need "
                           f"{list(needed)}", "required_columns")
     columns: dict[str, Any] = {"timestamp": _timestamps(frame["timestamp"].reset_index(drop=True))}
-    for col in (*CANDLE_COLUMNS[1:], *spec.family_columns):
+    for col in (*CANDLE_COLUMNS[1:], *spec.family_columns, *spec.context_columns):
         sent = frame[col].reset_index(drop=True)
         values = pd.to_numeric(sent, errors="coerce").to_numpy(np.float64)
         bad = np.isnan(values) & sent.notna().to_numpy()
         if col in CANDLE_COLUMNS:
             bad |= np.isinf(values)
+        elif col in spec.context_columns:
+            bad |= np.isinf(values) | (values <= 0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             value = sent.iloc[row]
             value = value.item() if isinstance(value, np.generic) else value
-            raise input_error(f"column '{col}' row {row}: {value!r} is not a finite number",
+            what = "a positive finite price (null for a missing bar)" \
+                if col in spec.context_columns else "a finite number"
+            raise input_error(f"column '{col}' row {row}: {value!r} is not {what}",
                               "numeric_values")
         columns[col] = values
     try:
@@ -191,7 +203,7 @@ def validate_candles(frame: pd.DataFrame, spec: ServingSpec) -> pd.DataFrame:
                                  "request", spec.timeframe)
     except DataValidationError as err:
         raise input_error(str(err).removesuffix(f" [rule: {err.rule}]"), err.rule) from None
-    for col in spec.family_columns:
+    for col in (*spec.family_columns, *spec.context_columns):
         checked[col] = columns[col]
     if len(checked) < spec.min_bars:
         raise input_error(too_few_bars(len(checked), spec), "min_bars")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from huracan.data.ohlcv import complete_grid
+from huracan.data.ohlcv import complete_grid, timeframe_to_timedelta
 from huracan.features import technical as ta
 
 LABEL = "label"
@@ -108,6 +108,14 @@ class FeatureConfig:
         sources: where the families' data come from: ``files`` (``sources_dir``, laid out as
             ../shared/data) or ``store`` (the brain store of ``db.url``).
         sources_dir: the data root for ``files`` (default: the shared data directory).
+        context: context symbols (``[BTC/USDT, ETH/USDT]``) whose candles add the
+            ``ctx_<PAIR>_*`` columns (:mod:`huracan.features.context`); the target itself is
+            skipped when listed (:func:`huracan.stages.context_candles`).
+        context_paths: explicit candle files per context symbol (else derived from
+            ``data.path``, :func:`huracan.stages.symbol_data`).
+        context_windows: bars of the rolling beta / correlation against each context symbol.
+        timeframes: higher timeframes (``[4h, 1d]``, whole multiples of the data's timeframe)
+            whose closed bars add the ``htf_<tf>_*`` columns (:mod:`huracan.features.timeframes`).
     """
 
     horizon: int = 1
@@ -124,10 +132,23 @@ class FeatureConfig:
     family_params: dict[str, Any] = field(default_factory=dict)
     sources: str = "files"
     sources_dir: str | None = None
+    context: list[str] = field(default_factory=list)
+    context_paths: dict[str, str] = field(default_factory=dict)
+    context_windows: list[int] = field(default_factory=lambda: [24, 168])
+    timeframes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ValueError(f"features.horizon must be >= 1 bar, got {self.horizon}")
+        if any(int(w) < 2 for w in self.context_windows):
+            raise ValueError(f"features.context_windows must be >= 2 bars, got "
+                             f"{list(self.context_windows)}")
+        for tf in self.timeframes:  # a multiple of the data's timeframe: checked on build
+            timeframe_to_timedelta(str(tf))
+        unknown = sorted(set(self.context_paths) - set(self.context))
+        if unknown:
+            raise ValueError(f"features.context_paths names {unknown}, not in features.context "
+                             f"{list(self.context)}")
         if self.sources not in ("files", "store"):
             raise ValueError(f"features.sources must be files or store, got {self.sources!r}")
 
@@ -209,10 +230,37 @@ def _label(seg: pd.DataFrame, cfg: FeatureConfig, label: LabelConfig) -> pd.Data
                         index=close.index)
 
 
+def _join_context_htf(frame: pd.DataFrame, names: list[str], grid: pd.DataFrame,
+                      timeframe: str, cfg: FeatureConfig,
+                      context: Mapping[str, pd.DataFrame] | None
+                      ) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` with the higher-timeframe and context columns joined by bar open time (NaN
+    kept), and the feature names extended by them."""
+    extras = []
+    if cfg.timeframes:
+        from huracan.features.timeframes import timeframe_features
+
+        extras.append(timeframe_features(grid[["open", "high", "low", "close", "volume"]],
+                                         timeframe, cfg.timeframes, cfg, compute_features))
+    if context:
+        from huracan.features.context import context_features, grid_close
+
+        index = pd.DatetimeIndex(grid.index)
+        closes = {sym: grid_close(c, index) for sym, c in context.items()}
+        extras.append(context_features(grid["close"], closes, cfg.return_horizons,
+                                       cfg.volatility_windows, cfg.context_windows))
+    if not extras:
+        return frame, names
+    extra = pd.concat(extras, axis=1)
+    frame = frame.join(extra, how="left")
+    return frame, names + [c for c in extra.columns if c not in names]
+
+
 def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
                    label: LabelConfig | None = None,
                    sources: Mapping[str, Any] | None = None,
-                   keep_unlabelled: bool = False) -> FeatureSet:
+                   keep_unlabelled: bool = False,
+                   context: Mapping[str, pd.DataFrame] | None = None) -> FeatureSet:
     """Turn validated candles into a :class:`FeatureSet`.
 
     Args:
@@ -224,6 +272,12 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
             or ``load_sources_from_files``); needed when ``cfg.families`` is not empty.
         keep_unlabelled: keep the last rows whose label (and ``next_return``) is not known yet
             (NaN): serving predicts the latest bar; training never uses this.
+        context: context symbol -> its validated candles (``timestamp`` + ``close`` at least,
+            :func:`huracan.stages.context_candles`): adds the ``ctx_<PAIR>_*`` columns of every
+            symbol given (:mod:`huracan.features.context`; ``cfg.context`` only says which to
+            load). ``cfg.timeframes`` adds the ``htf_<tf>_*`` columns
+            (:mod:`huracan.features.timeframes`). Both are joined after the warm-up cut and may
+            be NaN (kept, with their ``*_available`` flags), like the families.
 
     Returns:
         the usable rows (complete features and label), in time order; the frame also carries
@@ -236,9 +290,14 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
         the data end: dropped, never truncated or bridged).
 
     Raises:
-        ValueError: when no row survives the warm-up (too little data).
+        ValueError: when no row survives the warm-up (too little data), or a timeframe of
+            ``cfg.timeframes`` is not a whole multiple of ``timeframe``.
     """
     grid = complete_grid(candles, timeframe).set_index("timestamp")
+    if cfg.timeframes:
+        from huracan.features.timeframes import check_timeframes
+
+        check_timeframes(cfg.timeframes, timeframe)  # refused before any work
     missing = grid["close"].isna()
     segment = missing.cumsum()  # a new segment id after every missing bar
     frames, cuts = [], []
@@ -269,6 +328,7 @@ def build_features(candles: pd.DataFrame, timeframe: str, cfg: FeatureConfig,
     if frame.empty:
         raise ValueError("no usable rows after feature warm-up; need a longer gap-free history")
     frame.index.name = "timestamp"
+    frame, names = _join_context_htf(frame, names, grid, timeframe, cfg, context)
     coverage: dict[str, float] = {}
     if cfg.families:
         from huracan.features.families import build_family_features

@@ -420,8 +420,9 @@ def step_features(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     settings = JobSettings.from_dict(resolved)
     candles = stages.load_validated(settings.data, log_quality=False)
     sources = stages.family_sources(settings.features, settings.data, candles, settings.db_url)
+    context = stages.context_candles(settings.features, settings.data, log_quality=False)
     fs = stages.build_features(candles, settings.data.timeframe, settings.features,
-                               label=settings.label, sources=sources)
+                               label=settings.label, sources=sources, context=context)
     return (f"{len(fs.frame)} rows x {len(fs.feature_names)} features at {s.timeframe} "
             f"from {len(candles)} bars"), []
 

@@ -52,6 +52,16 @@ class ProductionRejectedError(ValueError):
     message (e.g. ``... [rule: min_bars]``)."""
 
 
+class ContextModelError(ProductionRejectedError):
+    """Production reads other markets' closes (``ctx_<PAIR>_close`` request columns,
+    :mod:`huracan.features.context`): the paper loop sends one market's OHLCV only, so it
+    cannot run this model (never retried, never taken for a transient failure)."""
+
+
+#: the ``required_columns`` rule naming a context column the request lacks
+_CONTEXT_MISSING = re.compile(r"missing column\(s\) \[([^\]]*ctx_[^\]]*)\]")
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line[:limit]
@@ -153,6 +163,11 @@ class HttpProduction:
         line = f"{where}: HTTP {resp.status_code}: {mask_url(_one_line(detail))}"
         if resp.status_code >= 500 or resp.status_code == 429:
             raise ProductionUnavailableError(line)
+        context = _CONTEXT_MISSING.search(str(detail))
+        if context is not None:
+            raise ContextModelError(f"{self.label} reads context symbols (request columns "
+                                    f"[{context.group(1)}]); the paper loop sends one market's "
+                                    "OHLCV only and cannot run a context model")
         raise ProductionRejectedError(line)
 
     @property
@@ -168,10 +183,13 @@ class HttpProduction:
 
         Raises:
             ProductionUnavailableError: unreachable, or an answer without the ``min_bars`` wording.
+            ContextModelError: the model reads context symbols (one line).
         """
         body = {"inputs": {"columns": list(CANDLE_COLUMNS), "data": [_PROBE_ROW]}}
         try:
             self._post(body)
+        except ContextModelError:
+            raise
         except ProductionRejectedError as exc:
             found = _MIN_BARS.search(str(exc))
             if found is None:

@@ -42,6 +42,19 @@ class Production(Protocol):
         ...
 
 
+def refuse_context(spec: Any, label: str) -> None:
+    """Refuse a model that reads other markets' closes (``spec.context_columns``,
+    :mod:`huracan.features.context`): the paper loop sends one market's OHLCV only.
+
+    Raises:
+        ValueError: one line naming the model and the columns it would need.
+    """
+    columns = list(getattr(spec, "context_columns", None) or [])
+    if columns:
+        raise ValueError(f"{label} reads context symbols (request columns {columns}); the paper "
+                         "loop sends one market's OHLCV only and cannot run a context model")
+
+
 @contextmanager
 def _tracking(uri: str | None) -> Iterator[None]:
     """``MLFLOW_TRACKING_URI`` set to ``uri`` for the block (the pyfunc's sizer and version
@@ -73,7 +86,8 @@ class RegisteredProduction:
 
     Raises:
         LookupError: the alias or version does not exist (one line naming it).
-        ValueError: the model answers features only (logged without a serving spec).
+        ValueError: the model answers features only (logged without a serving spec), or it
+            reads context symbols (:func:`refuse_context`).
     """
 
     def __init__(self, client: Any, name: str, alias: str = PRODUCTION,
@@ -124,6 +138,7 @@ class RegisteredProduction:
             if spec is None:
                 raise ValueError(f"{self.name} v{mv.version} was logged without a serving spec:"
                                  " it answers feature columns, not raw candles")
+            refuse_context(spec, f"{self.name} v{mv.version}")
             wrapper.sizer()  # look the production sizer up once, in this registry
         measured = measure_warmup(spec.features, spec.timeframe)
         self.warmup_bars = max(int(spec.warmup_bars), measured) + int(spec.lookback) - 1

@@ -38,12 +38,13 @@ class PooledOutcome:
 
     Attributes:
         outcomes: per symbol, one :class:`FoldOutcome` per fold in which the symbol had train
-            rows and rows to score (its ranges index that symbol's own :class:`FeatureSet`;
+            rows and rows in every part of ``parts`` (its ranges index that symbol's own
+            :class:`FeatureSet`; a fold skipped for a symbol that has OOS rows is logged;
             ``fold.index`` is the pooled fold's number). Its ``fit_seconds`` / ``seconds`` are the
-            symbol's share of the pooled fit (by train rows), so sums over symbols are the loop's
-            totals. When the symbol is scored in the last fold, that outcome carries
-            ``model = PooledModel.estimator_for(symbol)`` and ``scaler =
-            PooledModel.scaler_for(symbol)``.
+            symbol's share of the pooled fit and fold by its train rows (summed over the symbols
+            of a fold: the fold's totals, when none is skipped). When the symbol is scored in
+            the last fold, that outcome carries ``model = PooledModel.estimator_for(symbol)``
+            and ``scaler = PooledModel.scaler_for(symbol)``.
         model: the last fold's fitted :class:`PooledModel`.
         train_end: per fold, the open time of the last train row over all symbols (UTC).
         fit_seconds: per fold, the wall time of the pooled ``fit``.
@@ -123,7 +124,8 @@ def _train_end(sets: Mapping[str, FeatureSet], folds: Mapping[str, Fold]) -> pd.
 def fit_predict_pooled(prototype: Forecaster, sets: Mapping[str, FeatureSet],
                        folds: Sequence[Mapping[str, Fold]], parts: Sequence[str] = ("test",),
                        timeframe: str | None = None,
-                       labels: Mapping[str, LabelTimes] | None = None) -> PooledOutcome:
+                       labels: Mapping[str, LabelTimes] | None = None,
+                       n_jobs: int = 1) -> PooledOutcome:
     """Fit one fresh pooled model per fold on every symbol's train rows, predict each symbol.
 
     Args:
@@ -138,6 +140,10 @@ def fit_predict_pooled(prototype: Forecaster, sets: Mapping[str, FeatureSet],
         labels: symbol -> :class:`LabelTimes`: each symbol's train/val rows whose label reaches
             the next part of the pooled fold (the earliest row of ANY symbol in it) are purged
             (:func:`huracan.splits.purge`), train rows weighted per symbol when asked.
+        n_jobs: with ``> 1``, every fold but the last runs in parallel worker processes
+            (joblib's loky backend, as :func:`huracan.stages.fit_predict_folds`) while the last
+            runs here and keeps its model; every fit is seeded by the model's own ``seed``, so
+            the forecasts equal the sequential run's.
 
     Returns:
         :class:`PooledOutcome`.
@@ -159,22 +165,36 @@ def fit_predict_pooled(prototype: Forecaster, sets: Mapping[str, FeatureSet],
     starts = {s: None if timeframe is None else gap_starts(_index(fs), timeframe)
               for s, fs in sets.items()}
     data = {s: (fs.X, fs.y) for s, fs in sets.items()}
+    fmaps = [_purged(sets, fmap, labels) for fmap in folds]
+    train_end = [_train_end(sets, fmap) for fmap in fmaps]
+    args = (prototype, symbols, names, data)
+    rest = (parts, starts, labels)
+    head, last = fmaps[:-1], fmaps[-1]
+    with progress.bar("pooled walk-forward folds", total=len(fmaps)) as shown:
+        if n_jobs > 1 and head:
+            from joblib import Parallel, delayed
+
+            done = []
+            for o in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+                    delayed(_fit_fold_unkept)(*args, fmap, *rest) for fmap in head):
+                done.append(o)
+                shown.advance()
+        else:
+            done = []
+            for fmap in head:
+                done.append(_fit_fold_unkept(*args, fmap, *rest))
+                shown.advance()
+        model, per_symbol, fit_s = _fit_fold(*args, last, *rest, keep=True)
+        shown.advance()
+    done.append((per_symbol, fit_s))
     outcomes: dict[str, list[FoldOutcome]] = {s: [] for s in symbols}
-    train_end, fit_seconds = [], []
-    model: PooledModel | None = None
-    for k, fmap in enumerate(progress.track(list(folds), "pooled walk-forward folds")):
-        fmap = _purged(sets, fmap, labels)
-        train_end.append(_train_end(sets, fmap))
-        model, per_symbol, fit_s = _fit_fold(prototype, symbols, names, data, fmap, parts,
-                                             starts, labels, keep=k == len(folds) - 1)
-        fit_seconds.append(fit_s)
-        for s, o in per_symbol.items():
+    for fmap, (fold_outcomes, seconds) in zip(fmaps, done, strict=True):
+        for s, o in fold_outcomes.items():
             outcomes[s].append(o)
-        log.debug("pooled fold %d: %s train rows, fit %.2fs", k,
-                  {s: len(f.train) for s, f in fmap.items()}, fit_s)
-    assert model is not None
+        log.debug("pooled fold %d: %s train rows, fit %.2fs", next(iter(fmap.values())).index,
+                  {s: len(f.train) for s, f in fmap.items()}, seconds)
     return PooledOutcome(outcomes=outcomes, model=model, train_end=train_end,
-                         fit_seconds=fit_seconds)
+                         fit_seconds=[seconds for _, seconds in done])
 
 
 def _purged(sets: Mapping[str, FeatureSet], fmap: Mapping[str, Fold],
@@ -186,6 +206,18 @@ def _purged(sets: Mapping[str, FeatureSet], fmap: Mapping[str, Fold],
     val_time, test_time = _first_time(sets, fmap, "val"), _first_time(sets, fmap, "test")
     return {s: purge(f, labels[s].timestamps, labels[s].label_end, val_time=val_time,
                      test_time=test_time) for s, f in fmap.items()}
+
+
+def _fit_fold_unkept(prototype: Forecaster, symbols: list[str], names: list[str],
+                     data: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     fmap: Mapping[str, Fold], parts: Sequence[str],
+                     starts: Mapping[str, np.ndarray | None],
+                     labels: Mapping[str, LabelTimes] | None
+                     ) -> tuple[dict[str, FoldOutcome], float]:
+    """:func:`_fit_fold` without its model (what a worker process sends back)."""
+    _, out, fit_s = _fit_fold(prototype, symbols, names, data, fmap, parts, starts, labels,
+                              keep=False)
+    return out, fit_s
 
 
 def _fit_fold(prototype: Forecaster, symbols: list[str], names: list[str],
@@ -226,9 +258,13 @@ def _fit_fold(prototype: Forecaster, symbols: list[str], names: list[str],
     fit_s = time.perf_counter() - t_fit
     n_train = sum(len(fmap[s].train) for s in fitted)
     out: dict[str, FoldOutcome] = {}
-    for s in fitted:
+    for s in symbols:
         fold = fmap[s]
-        if "test" in parts and len(fold.test) == 0:
+        empty = [p for p in ("train", *parts) if len(getattr(fold, p)) == 0]
+        if empty:  # nothing to score, or a rule could not be fitted on its validation rows
+            if len(fold.test):
+                log.warning("%s: no %s rows in pooled fold %d: its %d OOS rows are not "
+                            "forecast", s, "/".join(empty), fold.index, len(fold.test))
             continue
         preds, predict_s = {}, 0.0
         for part in parts:

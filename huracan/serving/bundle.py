@@ -42,6 +42,7 @@ def serving_bundle(settings: Any, fs: Any, outcome: Any, reports: dict[str, Any]
         run_id: the MLflow run logging the model.
         bars: the job's market bars (:func:`huracan.stages.run_bars`) the rule was fitted on.
     """
+    from huracan.features.naming import context_prefix, feature_family
     from huracan.registry.promotion import registered_model_name
 
     features = asdict(settings.features)
@@ -49,12 +50,17 @@ def serving_bundle(settings: Any, fs: Any, outcome: Any, reports: dict[str, Any]
     warmup = measure_warmup(features, tf)
     price = set(_price_names(features, tf))
     names = list(estimator.feature_names_)
+    rebuilt = ("context", "higher_timeframe")  # from the request's candles and ctx closes
+    context = [f"{context_prefix(s)}close" for s in settings.features.context
+               if s != settings.data.symbol
+               and any(c.startswith(context_prefix(s)) for c in names)]
     detector = reports.get("regime/detector.json")
     spec = ServingSpec(
         symbol=settings.data.symbol, timeframe=tf,
         registered_model=registered_model_name(settings.data.symbol, tf), run_id=run_id,
         features=features, feature_names=names,
-        family_columns=[c for c in names if c not in price], warmup_bars=warmup,
+        family_columns=[c for c in names if c not in price and feature_family(c) not in rebuilt],
+        context_columns=context, warmup_bars=warmup,
         lookback=int(getattr(estimator, "lookback", 1)),
         rule_kind=str(settings.make_rule().kind),
         regime_detector=None if detector is None else

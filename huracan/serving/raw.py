@@ -11,7 +11,11 @@ rule fitted on the last fold's validation predictions (artifact ``rule``). Given
    which ``mlflow models serve`` answers with HTTP 400 and that line alone);
 2. rebuilds the price features exactly as training does
    (:func:`huracan.features.build.build_features` with ``keep_unlabelled=True``, so the latest bar
-   is forecast although its label is unknown); market-structure family features are NOT rebuilt
+   is forecast although its label is unknown), the higher-timeframe ``htf_<tf>_*`` columns
+   included (resampled from the request's candles, :mod:`huracan.features.timeframes`), and the
+   context ``ctx_<PAIR>_*`` columns from the request's ``ctx_<PAIR>_close`` columns
+   (``ServingSpec.context_columns``, :mod:`huracan.features.context`); market-structure family
+   features are NOT rebuilt
    from raw sources: the request carries them as extra per-bar columns (``ServingSpec.
    family_columns``, as :func:`huracan.features.families.build_family_features` makes them);
 3. scales with the train-only scaler and forecasts (sequence models never window across a gap);
@@ -70,8 +74,8 @@ from huracan.data.candle_request import (  # the request's contract, re-exported
 )
 
 __all__ = ["CANDLE_COLUMNS", "OUTPUT_COLUMNS", "InputRuleError", "ServingSpec", "as_frame",
-           "input_error", "is_raw_candles", "measure_warmup", "predict_candles", "price_config",
-           "validate_candles"]
+           "context_of", "input_error", "is_raw_candles", "measure_warmup", "predict_candles",
+           "price_config", "validate_candles"]
 
 #: bars of the synthetic series the feature warm-up is measured on
 _WARMUP_PROBE_BARS = 3000
@@ -80,7 +84,9 @@ CASH_FLOOR = "cash_floor"
 
 
 def price_config(features: dict[str, Any]) -> Any:
-    """The run's :class:`FeatureConfig` without families (the price part rebuilt here)."""
+    """The run's :class:`FeatureConfig` without families (the price part rebuilt here: the own
+    and higher-timeframe features from the request's candles; the context features from its
+    ``ctx_<PAIR>_close`` columns when :func:`predict_candles` passes them)."""
     from huracan.features.build import FeatureConfig
 
     names = {f.name for f in fields(FeatureConfig)}
@@ -88,10 +94,27 @@ def price_config(features: dict[str, Any]) -> Any:
     return replace(cfg, families=[], family_params={})
 
 
+def context_of(candles: pd.DataFrame, spec: ServingSpec) -> dict[str, pd.DataFrame]:
+    """Context symbol -> its closes (``timestamp, close``; bars with a null close left out,
+    i.e. missing) from the request's ``ctx_<PAIR>_close`` columns (``spec.context_columns``)."""
+    from huracan.features.naming import context_prefix
+
+    out = {}
+    for symbol in spec.features.get("context") or []:
+        col = f"{context_prefix(symbol)}close"
+        if col in spec.context_columns:
+            close = candles[col].to_numpy(np.float64)
+            keep = ~np.isnan(close)
+            out[symbol] = pd.DataFrame({"timestamp": candles["timestamp"].to_numpy()[keep],
+                                        "close": close[keep]})
+    return out
+
+
 def measure_warmup(features: dict[str, Any], timeframe: str, seed: int = 0) -> int:
-    """Bars before the first complete price-feature row, measured by building the features on a
-    seeded synthetic random walk of gap-free candles (the longest window decides it, e.g. 168
-    with the default volume z-score).
+    """Bars before the first complete price-feature row (own and higher-timeframe columns; the
+    context columns are left out), measured by building the features on a seeded synthetic
+    random walk of gap-free candles starting at a UTC midnight (the longest window decides it,
+    e.g. 168 with the default volume z-score, about 34 days with ``timeframes=[1d]``).
 
     Raises:
         ValueError: the warm-up exceeds the probe (3,000 bars).
@@ -109,8 +132,12 @@ def measure_warmup(features: dict[str, Any], timeframe: str, seed: int = 0) -> i
                             "high": np.maximum(open_, close) + spread,
                             "low": np.minimum(open_, close) - spread, "close": close,
                             "volume": rng.uniform(10.0, 100.0, n)})
-    fs = build_features(candles, timeframe, price_config(features), keep_unlabelled=True)
-    return int(ts.get_loc(pd.DatetimeIndex(fs.frame.index)[0]))
+    fs = build_features(candles, timeframe, replace(price_config(features), context=[],
+                                                     context_paths={}), keep_unlabelled=True)
+    complete = fs.frame[fs.feature_names].notna().all(axis=1).to_numpy()
+    if not complete.any():
+        raise ValueError(f"the feature warm-up exceeds the {n}-bar probe")
+    return int(ts.get_loc(pd.DatetimeIndex(fs.frame.index)[int(np.argmax(complete))]))
 
 
 def _regimes(spec: ServingSpec, candles: pd.DataFrame, rows: pd.DatetimeIndex,
@@ -151,7 +178,8 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
     """Answer a raw-candle request (see the module docstring).
 
     Args:
-        frame: the request (columns :data:`CANDLE_COLUMNS` + ``spec.family_columns``).
+        frame: the request (columns :data:`CANDLE_COLUMNS` + ``spec.family_columns`` +
+            ``spec.context_columns``).
         spec: the model's :class:`ServingSpec`.
         estimator, scaler: the fitted forecaster and its train-only scaler.
         rule: the fitted trading rule (None: positions NaN).
@@ -188,7 +216,8 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
     candles = validate_candles(frame, spec)
     try:
         fs = build_features(candles[list(CANDLE_COLUMNS)], spec.timeframe,
-                            price_config(spec.features), keep_unlabelled=True)
+                            price_config(spec.features), keep_unlabelled=True,
+                            context=context_of(candles, spec))
     except ValueError:
         raise input_error(too_few_bars(len(candles), spec) + " (no gap-free run is long enough)",
                           "min_bars") from None

@@ -122,6 +122,53 @@ def read_the_store(children: list) -> None:
     assert sorted(r.data.tags["train_rows"] for r in children) == ["cascade", "normal"]
 
 
+def read_context_features(children: list) -> None:
+    """The job built the context (ETH beside the BTC target, which skips itself) and the 4h /
+    1d higher-timeframe columns: 21 own + 18 ``ctx_ETHUSDT_*`` + 2 x 14 ``htf_<tf>_*``."""
+    from urllib.parse import unquote, urlparse
+
+    from huracan.features.naming import family_totals
+
+    (run,) = children
+    root = Path(unquote(urlparse(run.info.artifact_uri).path))
+    names = (root / "features" / "feature_list.txt").read_text().split()
+    counts = family_totals((n, 1.0) for n in names)
+    assert counts == {"own": 21, "context": 18, "higher_timeframe": 28}, counts
+    assert "ctx_ETHUSDT_beta_168" in names and not any(n.startswith("ctx_BTCUSDT") for n in names)
+    assert run.data.tags["n_features"] == str(len(names))
+    serve_context_model(run, root)
+
+
+def serve_context_model(run, artifacts: Path) -> None:
+    """The logged pyfunc answers raw BTC candles plus ``ctx_ETHUSDT_close`` (its spec's
+    ``context_columns``), and refuses a request without that column."""
+    import mlflow
+
+    from huracan.data.candle_request import InputRuleError
+
+    store = next(p for p in artifacts.parents if p.name == "mlruns")
+    shared = Path(shared_data_root()) / "ohlcv"
+    bars = {pair: pd.read_parquet(shared / f"binance-spot_{pair}_1h_20180101-20241231.parquet")
+            .set_index("timestamp").loc["2024-06-01":"2024-08-30"]
+            for pair in ("BTCUSDT", "ETHUSDT")}
+    request = bars["BTCUSDT"].reset_index()
+    request["ctx_ETHUSDT_close"] = bars["ETHUSDT"]["close"].reindex(
+        request["timestamp"]).to_numpy()
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(default_tracking_uri(store))
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{run.outputs.model_outputs[0].model_id}")
+    finally:
+        mlflow.set_tracking_uri(before)
+    spec = model.unwrap_python_model().spec
+    assert spec.context_columns == ["ctx_ETHUSDT_close"] and spec.family_columns == []
+    assert spec.warmup_bars > 30 * 24  # the 1d higher timeframe's warm-up
+    out = model.predict(request)
+    assert len(out) > 24 * 30 and out["forecast"].notna().all()
+    with pytest.raises(InputRuleError, match="ctx_ETHUSDT_close"):
+        model.predict(request.drop(columns=["ctx_ETHUSDT_close"]))
+
+
 @dataclass(frozen=True)
 class Slice:
     """How one preset runs small.
@@ -161,6 +208,9 @@ SLICES: dict[str, Slice] = {
     "evidence_gbdt_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-02-15")),
     # quarterly steps: 1 fold (2024-06-01 .. 2024-08-30), 5 models x 2 feature sets
     "features_btc_1h_wf": Slice(("split.oos_start=2024-06-01", "split.oos_end=2024-08-30")),
+    # quarterly steps: 1 fold (2024-06-01 .. 2024-08-30), LightGBM with BTC/ETH context + 4h/1d
+    "context_1h_wf": Slice(("split.oos_start=2024-06-01", "split.oos_end=2024-08-30"),
+                           check=read_context_features),
     # daily steps on 5m candles: 5 folds (2018-01-20 .. 2018-01-25): 3 of the 7 pairs reach
     # 30 OOS trades, so the gate and its regime aliases decide (2 folds: at most 10 trades)
     # (no high or extreme bar in these days: those regimes fall back, the gate still decides)

@@ -190,7 +190,15 @@ def test_feature_requests_use_the_symbols_scaler_and_view(pool):
 
 
 def test_specs_rules_and_flags_must_cover_the_models_symbols(pool):
+    from dataclasses import replace
+
+    from huracan.serving.pooled import log_pooled_model
+
     model, specs, rules, _ = pool
+    bundles = {s: (replace(specs[s], registered_model=f"huracan-{s[:3]}USDT-1h"), rules[s])
+               for s in SYMBOLS}
+    with pytest.raises(ValueError, match="several registered models"):
+        log_pooled_model(model, bundles, {s: True for s in SYMBOLS}, pd.DataFrame())
     with pytest.raises(ValueError, match="trade flags are for"):
         PooledPyfunc.of(model, specs, rules, {"BTC/USDT": True})
     with pytest.raises(ValueError, match="serving specs are for"):

@@ -225,7 +225,7 @@ def family_sources(features: FeatureConfig, data: DataSettings, candles: pd.Data
 def context_candles(features: FeatureConfig, data: DataSettings, *,
                     log_quality: bool = True) -> dict[str, pd.DataFrame]:
     """The validated candles of every context symbol of ``features.context`` (the target
-    ``data.symbol`` skipped when listed): each read as the target is,
+    ``data.symbol`` skipped when listed, compared by compact pair name): each read as the target is,
     :func:`load_validated` of :func:`symbol_data` (``features.context_paths`` first, else the
     file beside ``data.path``). Empty without context symbols.
 
@@ -233,10 +233,12 @@ def context_candles(features: FeatureConfig, data: DataSettings, *,
         ValueError: a context symbol's candle file cannot be found (one line naming it).
         DataValidationError, DegradedDataError: as :func:`load_validated`.
     """
+    from huracan.features.naming import compact
+
     out: dict[str, pd.DataFrame] = {}
     for symbol in features.context:
-        if symbol == data.symbol or symbol in out:
-            continue
+        if compact(symbol) == compact(data.symbol) or symbol in out:
+            continue  # the target itself (BTC/USDT:USDT and BTC/USDT are one pair's file)
         out[symbol] = load_validated(symbol_data(data, symbol, features.context_paths),
                                      log_quality=log_quality)
     return out

@@ -174,8 +174,9 @@ class Prepared:
 
 def market_features(job: JobContext, data: DataSettings
                     ) -> tuple[pd.DataFrame, FeatureSet, str]:
-    """Load and validate ``data``'s candles (``data``), build their features and select the
-    top-N columns (``features``); returns ``(candles, features, selection note)``.
+    """Load and validate ``data``'s candles and its context symbols' (``data``,
+    :func:`huracan.stages.context_candles`), build their features and select the top-N columns
+    (``features``); returns ``(candles, features, selection note)``.
 
     Raises:
         DataValidationError, DegradedDataError: as :func:`huracan.stages.load_validated`.

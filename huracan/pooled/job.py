@@ -27,8 +27,10 @@ lists two or more markets) composes the steps a single-market job uses (:mod:`hu
 The run's ``data/eval_window.parquet`` (what the registry gate re-scores) is the primary symbol's
 window with a ``symbol`` column; every symbol's window is at ``<PAIR>/data/eval_window.parquet``.
 Not supported in a pooled job (refused with one line): ``features.top_n`` (a per-symbol
-selection would give the symbols different columns) and regimes (``regime.kind`` other than
-``none``).
+selection would give the symbols different columns), a ``features.context`` symbol that is also
+in the pool (each symbol skips itself as context: different columns again) and regimes
+(``regime.kind`` other than ``none``). Context symbols outside the pool and higher timeframes
+work as in a single-market job (every symbol gets the same ``ctx_*`` / ``htf_*`` columns).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def check_pooled(settings: JobSettings) -> None:
     """Refuse what a pooled job does not support, one line each.
 
     Raises:
-        ValueError: fewer than two ``data.symbols``, ``features.top_n`` set, or regimes on.
+        ValueError: fewer than two ``data.symbols``, ``features.top_n`` set, regimes on, or a
+            ``features.context`` symbol inside the pool.
     """
     if not settings.data.pooled:
         raise ValueError(f"a pooled job needs two or more data.symbols, got "
@@ -74,6 +77,11 @@ def check_pooled(settings: JobSettings) -> None:
     if settings.regime.kind != "none":
         raise ValueError(f"regime.kind={settings.regime.kind} is not supported by a pooled job "
                          "(data.symbols): use regime=none")
+    inside = [c for c in settings.features.context if c in settings.data.symbols]
+    if inside:
+        raise ValueError(f"features.context {inside} lists symbol(s) of the pool "
+                         f"{settings.data.symbols}: each skips itself, so the symbols would get "
+                         "different columns; give context symbols outside the pool")
 
 
 def market_settings(settings: JobSettings, symbol: str) -> JobSettings:
@@ -113,6 +121,8 @@ def run_pooled_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None 
             evaluations, {s: m.bars for s, m in markets.items()},
             {s: pd.DatetimeIndex(m.fs.frame.index) for s, m in markets.items()},
             bars_per_year(timeframe))
+        if "oos_n_folds" in metrics:  # the pool's folds (a symbol may be scored in fewer)
+            metrics["oos_n_folds"] = float(len(folds))
         floor = cash_floor(evaluations, float(settings.registry.min_psr),
                            int(settings.registry.min_eval_bars))
         _tag_pool(job, markets, evaluations, floor)

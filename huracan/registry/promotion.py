@@ -195,7 +195,8 @@ def _side(client: MlflowClient, mv: ModelVersion, timestamps: pd.Series,
     stored = None if own is None else stored_forecasts(own)
     until = seen_until(mv)
     return _Side(mv, until, stored, forecast_sources(timestamps, until, stored),
-                 load_rule(version_uri(mv.name, mv.version)))
+                 load_rule(version_uri(mv.name, mv.version),
+                           (mv.tags or {}).get(f"{TAG_PREFIX}symbol")))
 
 
 def gate_candidate(

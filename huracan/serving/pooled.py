@@ -190,12 +190,18 @@ def log_pooled_model(model: PooledModel, bundles: Mapping[str, tuple[ServingSpec
             spec (the answer's ``registered_model``, the version lookup); None keeps the specs'.
 
     Raises:
-        ValueError: ``bundles`` or ``trade`` do not cover exactly ``model.symbols``.
+        ValueError: ``bundles`` or ``trade`` do not cover exactly ``model.symbols``; the specs
+            name different registered models or runs.
     """
     symbols = [str(s) for s in model.symbols]
     specs = {s: replace(spec, symbol=s, registered_model=registered_model or
                         spec.registered_model) for s, (spec, _) in bundles.items()}
     rules = {s: rule for s, (_, rule) in bundles.items()}
+    named = sorted({(spec.registered_model, str(spec.run_id)) for spec in specs.values()})
+    if len(named) > 1:
+        raise ValueError(f"the serving specs name several registered models / runs {named}: a "
+                         "pooled model is one registered model of one run (give "
+                         "registered_model)")
     pyfunc = PooledPyfunc.of(model, specs, rules, trade)  # checks the symbols
     rows = example.copy()
     if SYMBOL_COLUMN not in rows.columns:

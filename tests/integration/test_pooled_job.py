@@ -126,6 +126,20 @@ def test_the_gate_decides_on_both_registered_models(sweep):
     parent_id = json.loads((tmp / "multirun" / "sweep.json").read_text())["run_id"]
     assert client.get_run(parent_id).data.tags[f"huracan.gate.{POOL}.decision"] == \
         pool["decision"]
+    from huracan.db.session import make_engine
+    from huracan.registry import events
+
+    engine = make_engine(f"sqlite:///{tmp / 'brain.db'}")
+    try:
+        (event,) = [e for e in events.history(engine, POOL) if e.alias == "production"]
+    finally:
+        engine.dispose()
+    # the primary's window (its last OOS step, >= min_eval_bars): decided, not skipped,
+    # re-scored by the registered pooled model with the primary's own fitted rule
+    assert event.event == pool["decision"] in ("promoted", "rejected")
+    cand = event.evidence["forecasts"]["candidate"]
+    assert cand["rule"]["source"] == "fitted (pooled: BTC/USDT)", cand
+    assert cand["bars_from_model"] == event.eval_bars > 0
 
 
 def test_each_symbol_says_which_kind_of_information_the_pool_uses(sweep):

@@ -160,5 +160,8 @@ def test_a_pooled_job_refuses_what_it_does_not_support_and_finds_each_symbols_fi
         check_pooled(replace(settings, regime=RegimeSettings(kind="volatility")))
     with pytest.raises(ValueError, match="top_n"):
         check_pooled(replace(settings, top_n=5))
+    with pytest.raises(ValueError, match="context"):
+        check_pooled(replace(settings, features=replace(settings.features,
+                                                        context=["ETH/USDT"])))
     with pytest.raises(ValueError, match="two or more"):
         check_pooled(replace(settings, data=replace(data, symbols=[], paths={})))

@@ -190,7 +190,15 @@ def test_feature_requests_use_the_symbols_scaler_and_view(pool):
 
 
 def test_specs_rules_and_flags_must_cover_the_models_symbols(pool):
+    from dataclasses import replace
+
+    from huracan.serving.pooled import log_pooled_model
+
     model, specs, rules, _ = pool
+    bundles = {s: (replace(specs[s], registered_model=f"huracan-{s[:3]}USDT-1h"), rules[s])
+               for s in SYMBOLS}
+    with pytest.raises(ValueError, match="several registered models"):
+        log_pooled_model(model, bundles, {s: True for s in SYMBOLS}, pd.DataFrame())
     with pytest.raises(ValueError, match="trade flags are for"):
         PooledPyfunc.of(model, specs, rules, {"BTC/USDT": True})
     with pytest.raises(ValueError, match="serving specs are for"):
@@ -213,3 +221,41 @@ def test_the_answer_goes_to_the_prediction_log_under_its_symbol(pool, no_sizer, 
     assert meta["symbol"] == "ETH/USDT" and meta["timeframe"] == "1h"
     assert meta["latency_ms"] > 0 and "symbol" not in req.columns
     pd.testing.assert_frame_equal(ans, out)
+
+
+def test_a_pooled_context_model_reads_the_context_closes_beside_the_symbol(sample_1h, no_sizer):
+    """Pooled symbols with context features (a market outside the pool, the same ``ctx_*``
+    columns for every symbol): the request carries ``symbol`` and ``ctx_<PAIR>_close``; the
+    answer is that symbol's predict_candles of the same candles and closes; without the
+    context column, the candle rule ``required_columns`` names it."""
+    from dataclasses import replace
+
+    from huracan.features.build import build_features
+
+    cfg = FeatureConfig(return_horizons=[1, 4], volatility_windows=[24], volume_windows=[24],
+                        calendar=False, context=["SOL/USDT"], context_windows=[24])
+    candles = sample_1h.iloc[-400:].reset_index(drop=True)
+    sol = candles.assign(close=candles["close"] * 0.002, open=candles["open"] * 0.002,
+                         high=candles["high"] * 0.002, low=candles["low"] * 0.002)
+    fs = build_features(candles, "1h", cfg, context={"SOL/USDT": sol}, keep_unlabelled=True)
+    names = list(fs.feature_names)
+    assert "ctx_SOLUSDT_beta_24" in names
+    rng = np.random.default_rng(3)
+    model = _Pool(names, {s: rng.normal(i, 1 + i, (50, len(names))) for i, s in enumerate(SYMBOLS)})
+    features = asdict(cfg)
+    spec = ServingSpec(symbol="", timeframe="1h", registered_model=POOL, run_id=None,
+                       features=features, feature_names=names,
+                       context_columns=["ctx_SOLUSDT_close"],
+                       warmup_bars=measure_warmup(features, "1h"))
+    specs = {s: replace(spec, symbol=s) for s in SYMBOLS}
+    rules = {s: ThresholdRule(threshold=0.0) for s in SYMBOLS}
+    served = PooledPyfunc.of(model, specs, rules, {s: True for s in SYMBOLS})
+    request = candles.assign(ctx_SOLUSDT_close=sol["close"], symbol="ETH/USDT")
+    out = served.predict(None, request)
+    own = predict_candles(request.drop(columns=["symbol"]), specs["ETH/USDT"],
+                          model.estimator_for("ETH/USDT"), model.scaler_for("ETH/USDT"),
+                          rules["ETH/USDT"])
+    pd.testing.assert_frame_equal(out, own)
+    assert len(out) == len(fs.frame) and np.isfinite(out["forecast"]).all()
+    err = _rule_error(served, request.drop(columns=["ctx_SOLUSDT_close"]))
+    assert err.rule == "required_columns" and "ctx_SOLUSDT_close" in err.message

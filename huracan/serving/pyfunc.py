@@ -75,42 +75,17 @@ class ForecasterPyfunc(PythonModel):
         self._sizer: tuple[Any, str | None] | None = None  # likewise
 
     def version(self) -> str | None:
-        """The registered version holding this model (``spec.registered_model`` versions whose
-        run is ``spec.run_id``; the newest when several), looked up once in the registry of
-        ``MLFLOW_TRACKING_URI``; None when it cannot be told (no registry, not registered)."""
+        """The registered version holding this model (:func:`registered_version`), looked up
+        once."""
         if self._version is None:
-            found: str | None = None
-            spec = self.spec
-            if spec is not None and spec.run_id:
-                try:
-                    from mlflow.tracking import MlflowClient
-
-                    versions = MlflowClient().search_model_versions(
-                        f"name='{spec.registered_model}' and run_id='{spec.run_id}'")
-                    if versions:
-                        found = str(max(int(v.version) for v in versions))
-                except Exception as exc:  # degrade: answer without the version
-                    log.warning("registered version of run %s not found: %s", spec.run_id, exc)
-            self._version = (found,)
+            self._version = (registered_version(self.spec),)
         return self._version[0]
 
     def sizer(self) -> tuple[Any, str | None]:
         """``(policy, label)`` of the production sizer of this model's symbol and timeframe
-        (``huracan-sizer-<SYMBOL>-<tf>@production`` in the registry of ``MLFLOW_TRACKING_URI``):
-        the :class:`huracan.sizing.serve.ReplayPolicy` its run chose to serve (tag
-        ``serve_policy``: ``ppo`` or a baseline) and ``"<name>/<version>:<policy>"``. Looked up
-        once and cached; ``(None, None)`` when there is none or the registry cannot be reached
-        (the answer then falls back to ``size = |position|``, ``leverage = 1``)."""
+        (:func:`production_sizer`), looked up once and cached."""
         if self._sizer is None:
-            found: tuple[Any, str | None] = (None, None)
-            spec = self.spec
-            if spec is not None:
-                try:
-                    found = _production_sizer(spec)
-                except Exception as exc:  # degrade: answer without the sizer
-                    log.warning("production sizer of %s %s not loaded: %s", spec.symbol,
-                                spec.timeframe, exc)
-            self._sizer = found
+            self._sizer = production_sizer(self.spec)
         return self._sizer
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
@@ -121,18 +96,74 @@ class ForecasterPyfunc(PythonModel):
                 raise input_error("this model was logged without a serving spec: send its "
                                   f"feature columns {names}", "feature_input_only")
             policy, label = self.sizer()
-            t0 = time.perf_counter()
-            answer = predict_candles(frame, self.spec, self.estimator, self.scaler, self.rule,
-                                     self.version(), sizer=policy, sizer_label=label)
-            _log_answer(self.spec, frame, answer, (time.perf_counter() - t0) * 1e3)
-            return answer
-        missing = [c for c in names if c not in frame.columns]
-        if missing:
-            raise input_error(f"input is missing feature column(s) {missing} (or send raw "
-                              "candles: timestamp, open, high, low, close, volume)",
-                              "required_columns")
-        X = self.scaler.transform(frame[names].to_numpy(np.float64)).astype(np.float32)
-        return self.estimator.predict(X)
+            return answer_candles(frame, self.spec, self.estimator, self.scaler, self.rule,
+                                  self.version(), sizer=policy, sizer_label=label)
+        return predict_features(frame, self.estimator, self.scaler)
+
+
+def predict_features(frame: pd.DataFrame, estimator: Any, scaler: Any) -> np.ndarray:
+    """The FEATURES answer: ``frame``'s ``estimator.feature_names_`` columns scaled with
+    ``scaler`` and forecast, float array ``(n,)`` (forward return, fraction).
+
+    Raises:
+        InputRuleError: a feature column is missing (``required_columns``).
+    """
+    names = list(estimator.feature_names_)
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise input_error(f"input is missing feature column(s) {missing} (or send raw "
+                          "candles: timestamp, open, high, low, close, volume)",
+                          "required_columns")
+    X = scaler.transform(frame[names].to_numpy(np.float64)).astype(np.float32)
+    return np.asarray(estimator.predict(X))
+
+
+def answer_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scaler: Any,
+                   rule: Any, version: str | None, *, sizer: Any = None,
+                   sizer_label: str | None = None, trade: bool = True) -> pd.DataFrame:
+    """:func:`huracan.serving.raw.predict_candles` (same arguments), timed, its answer handed
+    to the prediction log (``latency_ms`` = the time of ``predict_candles``): the raw-candle
+    path of every served forecaster (this module's and :mod:`huracan.serving.pooled`)."""
+    t0 = time.perf_counter()
+    answer = predict_candles(frame, spec, estimator, scaler, rule, version, sizer=sizer,
+                             sizer_label=sizer_label, trade=trade)
+    _log_answer(spec, frame, answer, (time.perf_counter() - t0) * 1e3)
+    return answer
+
+
+def registered_version(spec: ServingSpec | None) -> str | None:
+    """The registered version holding the model of ``spec`` (``spec.registered_model`` versions
+    whose run is ``spec.run_id``; the newest when several), looked up in the registry of
+    ``MLFLOW_TRACKING_URI``; None when it cannot be told (no spec or run, no registry, not
+    registered)."""
+    if spec is None or not spec.run_id:
+        return None
+    try:
+        from mlflow.tracking import MlflowClient
+
+        versions = MlflowClient().search_model_versions(
+            f"name='{spec.registered_model}' and run_id='{spec.run_id}'")
+        if versions:
+            return str(max(int(v.version) for v in versions))
+    except Exception as exc:  # degrade: answer without the version
+        log.warning("registered version of run %s not found: %s", spec.run_id, exc)
+    return None
+
+
+def production_sizer(spec: ServingSpec | None) -> tuple[Any, str | None]:
+    """``(policy, label)`` of the production sizer of ``spec``'s symbol and timeframe
+    (``huracan-sizer-<SYMBOL>-<tf>@production`` in the registry of ``MLFLOW_TRACKING_URI``):
+    the :class:`huracan.sizing.serve.ReplayPolicy` its run chose to serve (tag
+    ``serve_policy``: ``ppo`` or a baseline) and ``"<name>/<version>:<policy>"``;
+    ``(None, None)`` without a spec, when there is none or the registry cannot be reached (the
+    answer then falls back to ``size = |position|``, ``leverage = 1``)."""
+    if spec is None:
+        return None, None
+    try:
+        return _production_sizer(spec)
+    except Exception as exc:  # degrade: answer without the sizer
+        log.warning("production sizer of %s %s not loaded: %s", spec.symbol, spec.timeframe, exc)
+    return None, None
 
 
 def _log_answer(spec: ServingSpec, frame: pd.DataFrame, answer: pd.DataFrame,

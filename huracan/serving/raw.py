@@ -35,7 +35,9 @@ rule fitted on the last fold's validation predictions (artifact ``rule``). Given
 Every step reads bars ``<= t`` only for bar ``t`` (tested: appending bars never changes the
 answer for earlier bars, sizer included), except the ``barrier`` rule, whose exits need later
 prices: its ``position`` is NaN here. A rule fitted flat (no threshold of its grid beat cash on
-validation, :mod:`huracan.evaluation.rules`) answers position 0 on every bar, barrier included.
+validation, :mod:`huracan.evaluation.rules`) answers position 0 on every bar, barrier included;
+so does a symbol under the cash floor (``trade=False``: a pooled model's symbol that did not clear
+cash, :mod:`huracan.serving.pooled`), with size and leverage 0.
 
 The request's contract (:data:`CANDLE_COLUMNS`, :data:`OUTPUT_COLUMNS`, :class:`ServingSpec`,
 :func:`validate_candles`, :class:`InputRuleError`) lives in :mod:`huracan.data.candle_request`,
@@ -77,6 +79,8 @@ __all__ = ["CANDLE_COLUMNS", "OUTPUT_COLUMNS", "InputRuleError", "ServingSpec", 
 
 #: bars of the synthetic series the feature warm-up is measured on
 _WARMUP_PROBE_BARS = 3000
+#: the ``sizer`` column of an answer under the cash floor (``predict_candles(trade=False)``)
+CASH_FLOOR = "cash_floor"
 
 
 def price_config(features: dict[str, Any]) -> Any:
@@ -170,7 +174,7 @@ def _regimes(spec: ServingSpec, candles: pd.DataFrame, rows: pd.DatetimeIndex,
 
 def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scaler: Any,
                     rule: Any, version: str | None = None, sizer: Any = None,
-                    sizer_label: str | None = None) -> pd.DataFrame:
+                    sizer_label: str | None = None, trade: bool = True) -> pd.DataFrame:
     """Answer a raw-candle request (see the module docstring).
 
     Args:
@@ -185,6 +189,10 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
             ``size = |position|``, ``leverage = 1``.
         sizer_label: what the ``sizer`` column says, e.g. ``huracan-sizer-BTCUSDT-1h/2:ppo``
             (None without a sizer).
+        trade: False = the cash floor (the model did not clear cash for this symbol, e.g. a
+            pooled model's symbol, :mod:`huracan.serving.pooled`): ``position``, ``size`` and
+            ``leverage`` 0 on every bar (no exposure; ``rule`` and ``sizer`` are not used, the
+            ``sizer`` column says ``cash_floor``), forecasts and regimes as usual.
 
     Returns:
         DataFrame with :data:`OUTPUT_COLUMNS`: ``timestamp`` (bar open time, UTC), ``forecast``
@@ -230,7 +238,10 @@ def predict_candles(frame: pd.DataFrame, spec: ServingSpec, estimator: Any, scal
                           "min_bars")
     rows, idx, forecast = rows[keep], idx[keep], forecast[keep]
     kept_starts = gap_starts(idx, spec.timeframe)
-    if rule is not None and getattr(rule, "flat_", False):
+    if not trade:  # the cash floor: no exposure, whatever the rule and sizer say
+        sizer, sizer_label = "cash", CASH_FLOOR
+        position = np.zeros(len(idx))
+    elif rule is not None and getattr(rule, "flat_", False):
         position = np.zeros(len(idx))  # fitted flat: nothing beat cash on validation
     elif rule is None or spec.rule_kind == "barrier":
         position = np.full(len(idx), np.nan)

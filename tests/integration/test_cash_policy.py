@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from runners import wait_for_ping  # tests/integration/runners.py
+from runners import candle_payload, post_json, served_model  # tests/integration/runners.py
 from typer.testing import CliRunner
 
 from huracan.cli import app
@@ -232,12 +224,6 @@ def test_in_process_readers_of_a_cash_production_answer_flat(store, engine):
     assert _production_sizer(spec) == (CASH, f"{sizer_name}/{sized.version}:{CASH}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_of_a_cash_production_answers_position_0(store, engine, sample_1h,
                                                                    tmp_path):
@@ -245,45 +231,15 @@ def test_mlflow_models_serve_of_a_cash_production_answers_position_0(store, engi
     _promote(client, engine, v1, None, name)
     rollback(client, engine, name, reason="nothing beats cash on BTC", to_cash=True)
     cash = alias_version(client, name, PRODUCTION)
-    binary = Path(sys.executable).parent
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{binary}:{os.environ['PATH']}",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    srv = subprocess.Popen([str(binary / "mlflow"), "models", "serve", "-m",
-                            f"models:/{name}@production", "--env-manager", "local",
-                            "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp_path,
-                           stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.perf_counter()
-        wait_for_ping(srv, base, tmp_path / "serve.log", t0)
+    with served_model(f"models:/{name}@production", uri, tmp_path) as (base, _):
         bars = sample_1h.iloc[-10:]
-        frame = bars.assign(timestamp=bars["timestamp"].map(lambda t: t.isoformat()))
-        split = json.loads(frame.to_json(orient="split", index=False))
-        body = {"inputs": {"columns": split["columns"], "data": split["data"]}}
-        req = urllib.request.Request(f"{base}/invocations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            assert resp.status == 200
-            rows = json.loads(resp.read())["predictions"]
+        code, answer = post_json(f"{base}/invocations", candle_payload(bars))
+        assert code == 200
+        rows = answer["predictions"]
         assert len(rows) == 10 and set(rows[0]) == set(CASH_OUTPUT_COLUMNS)
         assert all(r["position"] == 0.0 and r["size"] == 0.0 for r in rows)
         assert {r["reason"] for r in rows} == {"nothing beats cash on BTC"}
         assert {r["model_version"] for r in rows} == {str(cash.version)}
-        body["inputs"]["columns"] = [c if c != "close" else "closing" for c in split["columns"]]
-        req = urllib.request.Request(f"{base}/invocations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(req, timeout=60)
-            code, err = 200, {}
-        except urllib.error.HTTPError as exc:
-            code, err = exc.code, json.loads(exc.read())
+        code, err = post_json(f"{base}/invocations",
+                              candle_payload(bars.rename(columns={"close": "closing"})))
         assert code == 400 and err["rule"] == "required_columns"
-    finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-        log.close()

@@ -5,56 +5,25 @@ rule. Start-up and request latency are printed (``-s``)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from runners import wait_for_ping  # tests/integration/runners.py
+from runners import (  # tests/integration/runners.py
+    candle_payload,
+    post_bytes,
+    post_json,
+    served_model,
+)
 
 from huracan.data.ohlcv import load_ohlcv
 from huracan.tracking.run import default_tracking_uri
 
 pytestmark = pytest.mark.slow
 NAME = "huracan-BTCUSDT-1h"
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _post_bytes(url: str, body: dict) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    code, raw = _post_bytes(url, body)
-    return code, json.loads(raw)
-
-
-def _payload(frame) -> dict:
-    """Raw candles in the documented wire format: ``{"inputs": <dataframe_split layout>}``."""
-    f = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
-    split = json.loads(f.to_json(orient="split", index=False))
-    return {"inputs": {"columns": split["columns"], "data": split["data"]}}
 
 
 @pytest.fixture(scope="module")
@@ -68,35 +37,16 @@ def server(tmp_path_factory, train_cli, sample_path):
     (version,) = client.search_model_versions(f"name='{NAME}'")  # registered by the job
     client.set_registered_model_alias(NAME, "production", version.version)
     prod = client.get_model_version_by_alias(NAME, "production")
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = (tmp / "serve.log").open("w")
-    t0 = time.perf_counter()
-    srv = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m",
-                            f"models:/{NAME}@production", "--env-manager", "local",
-                            "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp,
-                           stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(srv, base, tmp / "serve.log", t0)
-        startup = time.perf_counter() - t0
+    with served_model(f"models:/{NAME}@production", uri, tmp) as (base, startup):
         candles, _ = load_ohlcv(sample_path, "1h")
         yield base, prod, candles, startup, client
-    finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-        log.close()
 
 
 def test_served_model_answers_raw_candles_per_bar(server):
     base, prod, candles, startup, _ = server
     spec_bars = 400  # > the model's 168-bar minimum (167 warm-up + 1)
     bars = candles.iloc[-spec_bars:]
-    code, body = _post(f"{base}/invocations", _payload(bars))
+    code, body = post_json(f"{base}/invocations", candle_payload(bars))
     assert code == 200, body
     rows = body["predictions"]
     assert len(rows) == spec_bars - 167
@@ -115,7 +65,7 @@ def test_served_model_answers_raw_candles_per_bar(server):
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        code, body = _post(f"{base}/invocations", _payload(bars))
+        code, body = post_json(f"{base}/invocations", candle_payload(bars))
         times.append(time.perf_counter() - t0)
         assert code == 200 and len(body["predictions"]) == 200
     print(f"\nserve start-up {startup:.1f} s; 200-bar request: median "
@@ -125,10 +75,10 @@ def test_served_model_answers_raw_candles_per_bar(server):
 def test_bad_requests_are_http_400_naming_the_rule(server):
     base, _, candles, _, _ = server
     bars = candles.iloc[-400:]
-    code, body = _post(f"{base}/invocations", _payload(bars.drop(columns=["close"])))
+    code, body = post_json(f"{base}/invocations", candle_payload(bars.drop(columns=["close"])))
     assert code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "'close'" in body["message"] and "[rule: required_columns]" in body["message"]
-    code, body = _post(f"{base}/invocations", _payload(bars.iloc[:50]))
+    code, body = post_json(f"{base}/invocations", candle_payload(bars.iloc[:50]))
     assert code == 400 and "[rule: min_bars]" in body["message"]
     assert "at least 168" in body["message"]
 
@@ -141,7 +91,7 @@ def test_ohlc_rule_errors_are_400_with_the_rule_alone_not_the_request(server):
     bars = candles.iloc[-300:].reset_index(drop=True)
     bad = bars.copy()
     bad.loc[250, "high"] = bad.loc[250, "low"] * 0.99
-    code, raw = _post_bytes(f"{base}/invocations", _payload(bad))
+    code, raw = post_bytes(f"{base}/invocations", candle_payload(bad))
     body = json.loads(raw)
     ts = bars.loc[250, "timestamp"]
     rule = (f"request: column 'high' row 250 (timestamp {ts}): high < low; 1 row(s) break this "
@@ -153,10 +103,10 @@ def test_ohlc_rule_errors_are_400_with_the_rule_alone_not_the_request(server):
     assert len(raw) < 400, len(raw)
     print(f"\n300-bar high<low request: HTTP {code}, error body {len(raw)} bytes")
     # every rule answers with its line alone, whatever the request's size
-    code, raw = _post_bytes(f"{base}/invocations", _payload(bars.drop(columns=["close"])))
+    code, raw = post_bytes(f"{base}/invocations", candle_payload(bars.drop(columns=["close"])))
     assert code == 400 and len(raw) < 400 and json.loads(raw)["rule"] == "required_columns"
     # the valid request: 200 and the forecasts the run recorded for the same bars
-    code, body = _post(f"{base}/invocations", _payload(bars))
+    code, body = post_json(f"{base}/invocations", candle_payload(bars))
     assert code == 200
     answered = pd.DataFrame(body["predictions"])
     answered["timestamp"] = pd.to_datetime(answered["timestamp"], utc=True)

@@ -50,7 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("analysis", ("huracan.analysis",)),
     ("sizing", ("huracan.sizing",)),
     ("serving", ("huracan.serving",)),
-    ("pipeline", ("huracan.pipeline", "huracan.tuning", "huracan.pooled")),
+    ("pipeline", ("huracan.job", "huracan.pipeline", "huracan.tuning", "huracan.pooled")),
     ("paper", ("huracan.paper",)),
     ("orchestration", ("huracan.orchestration",)),
     ("callbacks", ("huracan.callbacks",)),

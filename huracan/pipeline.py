@@ -19,7 +19,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,116 +30,30 @@ from sqlalchemy import Engine
 from huracan import stages
 from huracan.analysis.analyzer import AnalysisOutcome, analyze_job
 from huracan.features.build import FeatureSet
-from huracan.models.base import Forecaster
+from huracan.job import (  # TrainResult, objective_of, select_columns: re-exported
+    JobContext,
+    Prepared,
+    TrainResult,
+    evaluate,
+    fold_parts,
+    job_run,
+    log_evaluation_artifacts,
+    log_summary,
+    market_bars,
+    market_features,
+    objective_of,  # noqa: F401
+    register,
+    select_columns,  # noqa: F401
+    start,
+)
 from huracan.rebuild import load_run_model, rebuild_features, run_settings
-from huracan.registry.evaluate import WINDOW_ARTIFACT
-from huracan.registry.promotion import build_manifest, register_version, registered_model_name
+from huracan.registry.promotion import registered_model_name
 from huracan.secrets import mask_url
 from huracan.settings import JobSettings
 from huracan.stages import Evaluation, FittedFold, FoldOutcome, Timer
 from huracan.tracking import run as tracking
 
 log = logging.getLogger(__name__)
-
-#: the evaluator per split scheme
-_SCHEMES = {
-    "forward": lambda fs, outs, bt, tf, title, rule, min_eval_bars, bars:
-        stages.evaluate_forward(fs, outs[-1], bt, tf, title, rule, min_eval_bars, bars),
-    "walk_forward": stages.evaluate_walk_forward,
-}
-
-
-@dataclass
-class TrainResult:
-    """What one job returns (and writes to ``result.json`` in its Hydra output dir).
-
-    Attributes:
-        objective / objective_value: the selection metric (``val_composite_score`` forward,
-            ``oos_composite_score`` walk-forward) and its value: what sweeps and the gate select on.
-        timings: wall seconds per stage (``data``, ``features``, ``execution``, ``folds``, ``fit``,
-            ``predict``, ``backtest``, ``regime``, ``shap``, ``importance``, ``logging``,
-            ``registry``) and of the MLflow bookkeeping by kind: ``tracking_setup`` (store,
-            experiment, run), ``log_params``, ``log_tags``, ``log_metrics`` and, parts of
-            ``logging``, ``log_datasets``, ``log_artifacts``, ``log_plots``, ``log_model``.
-        evidence: per scored window, bars, trades, per-bar Sharpe, moments and PSR (the sweep
-            deflates them against its other candidates).
-    """
-
-    run_id: str
-    model_type: str
-    symbol: str
-    timeframe: str
-    scheme: str
-    metrics: dict[str, float]
-    objective: str
-    objective_value: float
-    timings: dict[str, float] = field(default_factory=dict)
-    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: per scored window, per regime: bars and metrics (for the per-regime selection)
-    regime_metrics: dict[str, Any] = field(default_factory=dict)
-    n_folds: int = 1
-    model_uri: str | None = None
-    registered_model: str | None = None
-    version: str | None = None
-    parent_run_id: str | None = None
-    status: str = "ok"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def objective_of(settings: JobSettings) -> str:
-    """The selection metric: ``settings.objective`` or ``<val|oos>_composite_score``."""
-    if settings.objective and settings.objective not in ("null", "None"):
-        return settings.objective
-    return f"{settings.split.selection_prefix}_composite_score"
-
-
-def select_columns(settings: JobSettings, fs: FeatureSet,
-                   model_type: str) -> tuple[list[str] | None, str]:
-    """``features.top_n``: the top-N feature columns of the latest stored ranking of this model
-    type (ranked on validation or walk-forward OOS rows, never test; see
-    :func:`run_importance`) and a note, or ``(None, "")``."""
-    if not settings.top_n:
-        return None, ""
-    from huracan.analysis.importance_store import select_top_features
-    from huracan.db import migrate
-    from huracan.db.session import make_engine
-
-    engine = make_engine(settings.db_url)
-    try:
-        migrate.upgrade(engine)
-        return select_top_features(engine, settings.data.symbol, settings.data.timeframe,
-                                   int(settings.top_n), list(fs.feature_names),
-                                   model_type=model_type)
-    finally:
-        engine.dispose()
-
-
-@dataclass
-class _Job:
-    """What every step of one running job shares: its settings, the stage timer and the names
-    fixed before it starts."""
-
-    settings: JobSettings
-    timer: Timer
-    prototype: Forecaster
-    rule: Any
-    objective: str
-    run_name: str
-
-
-@dataclass
-class _Prepared:
-    """The data step's output: candles, features, folds, the market bars of every feature row
-    and the feature-selection note (``""`` without ``features.top_n``)."""
-
-    candles: pd.DataFrame
-    fs: FeatureSet
-    folds: list[Any]
-    bars: Any
-    note: str
-
 
 def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
             parent_run_id: str | None = None) -> TrainResult:
@@ -162,42 +75,25 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
         DegradedDataError: critical expectations fail and degraded data is not allowed.
         ValueError: inconsistent configuration (embargo shorter than the horizon, no fold fits).
     """
-    timer = Timer()
-    stages.seed_everything(settings.seed)
-    prototype = settings.make_model()
-    data, split = settings.data, settings.split
-    symbol, timeframe = data.symbol, data.timeframe
-    rule = settings.make_rule()
-    with timer("tracking_setup"):
-        experiment_id = tracking.configure(settings.tracking.tracking_uri,
-                                           Path(settings.tracking.store_dir),
-                                           settings.tracking.experiment_name)
-    job = _Job(settings, timer, prototype, rule, objective_of(settings),
-               f"{prototype.model_type}-{symbol.replace('/', '')}-{timeframe}")
-    tags = {"symbol": symbol, "timeframe": timeframe, "model_type": prototype.model_type,
-            "data_path": mask_url(str(data.path)), **split.describe(),
-            "label_kind": settings.label.kind, "rule_kind": rule.kind,
-            "train_rows": settings.train.rows, "train_sample_weight": settings.train.sample_weight}
-    started = time.perf_counter()
-    with tracking.job_run(experiment_id, job.run_name, tags, parent_run_id) as run_id:
-        import mlflow
+    if settings.data.pooled:  # one model on the rows of several markets
+        from huracan.pooled.job import run_pooled_job
 
-        timer.add("tracking_setup", time.perf_counter() - started)
-        if resolved is not None:
-            with timer("log_params"):
-                tracking.log_config(resolved)
+        return run_pooled_job(settings, resolved=resolved, parent_run_id=parent_run_id)
+    symbol, timeframe = settings.data.symbol, settings.data.timeframe
+    job, experiment_id, tags = start(settings, f"{symbol.replace('/', '')}-{timeframe}")
+    with job_run(job, experiment_id, tags, parent_run_id, resolved) as run_id:
         prepared = _prepare(job)
         _tag_run(job, prepared)
         outcomes, evaluation, regime_metrics = _fit_evaluate(job, prepared)
         model_uri = _explain_and_log(job, prepared, outcomes, evaluation, run_id)
-        registered, version = _register(job, model_uri, run_id)
-        mlflow.log_metrics({f"time_{k}_s": v for k, v in timer.seconds.items()})
+        registered, version = register(job, model_uri, run_id,
+                                       registered_model_name(symbol, timeframe))
     metrics = evaluation.metrics
-    _log_summary(job.run_name, evaluation)
-    return TrainResult(run_id=run_id, model_type=prototype.model_type, symbol=symbol,
-                       timeframe=timeframe, scheme=split.scheme, metrics=metrics,
+    log_summary(job.run_name, evaluation)
+    return TrainResult(run_id=run_id, model_type=job.prototype.model_type, symbol=symbol,
+                       timeframe=timeframe, scheme=settings.split.scheme, metrics=metrics,
                        objective=job.objective, objective_value=float(metrics[job.objective]),
-                       timings=dict(timer.seconds), evidence=evaluation.evidence,
+                       timings=dict(job.timer.seconds), evidence=evaluation.evidence,
                        regime_metrics=regime_metrics,
                        n_folds=len(prepared.folds), model_uri=model_uri,
                        registered_model=registered,
@@ -205,27 +101,16 @@ def run_job(settings: JobSettings, *, resolved: Mapping[str, Any] | None = None,
                        parent_run_id=parent_run_id)
 
 
-def _prepare(job: _Job) -> _Prepared:
+def _prepare(job: JobContext) -> Prepared:
     """The data step: load and validate the candles (``data``), build the features, select the
     top-N columns, cut the folds (``features``), build the market bars of every row once
     (``execution``: fills, costs, funding)."""
     settings, timer = job.settings, job.timer
     data, split, timeframe = settings.data, settings.split, settings.data.timeframe
-    with timer("data"):
-        candles = stages.load_validated(data)
-        context = stages.context_candles(settings.features, data)
+    candles, fs, note = market_features(job, data)
     with timer("features"):
-        sources = stages.family_sources(settings.features, data, candles, settings.db_url)
-        fs = stages.build_features(candles, timeframe, settings.features,
-                                   label=settings.label, sources=sources, context=context)
-        columns, note = select_columns(settings, fs, job.prototype.model_type)
-        if columns is not None:
-            fs = stages.build_features(candles, timeframe, settings.features, columns,
-                                       label=settings.label, sources=sources, context=context)
         folds = split.folds(pd.DatetimeIndex(fs.frame.index), timeframe, fs.horizon)
-    with timer("execution"):
-        inputs = stages.execution_inputs(settings.backtest, data, candles, settings.db_url)
-        bars = stages.run_bars(fs, settings.backtest, timeframe, inputs)
+    bars = market_bars(job, data, candles, fs)
     last = folds[-1]
     log.info("data: %d candles -> %d feature rows x %d features; %s: %d fold(s), last fold "
              "train/val/%s = %d/%d/%d rows (embargo %d bars)", len(candles), len(fs.frame),
@@ -235,10 +120,10 @@ def _prepare(job: _Job) -> _Prepared:
              "the data end, %d without a barrier width", settings.label.kind,
              fs.unlabelled["gap"], fs.unlabelled["end_of_data"],
              fs.unlabelled["no_volatility"])
-    return _Prepared(candles, fs, folds, bars, note)
+    return Prepared(candles, fs, folds, bars, note)
 
 
-def _tag_run(job: _Job, p: _Prepared) -> None:
+def _tag_run(job: JobContext, p: Prepared) -> None:
     """The run's tags (folds, fingerprints, code version, objective, families) and the
     ``labels_dropped_<reason>`` metrics: rows whose label is unknown (:mod:`huracan.labels`:
     dropped, never truncated or bridged)."""
@@ -266,7 +151,7 @@ def _tag_run(job: _Job, p: _Prepared) -> None:
         mlflow.log_metrics({f"labels_dropped_{k}": float(v) for k, v in fs.unlabelled.items()})
 
 
-def _fit_evaluate(job: _Job, p: _Prepared
+def _fit_evaluate(job: JobContext, p: Prepared
                   ) -> tuple[list[FoldOutcome], Evaluation, dict[str, Any]]:
     """The fold loop (``folds``, of which ``fit`` and ``predict``), the backtest of the scored
     window through the rule (``backtest``) and, unless ``regime=none``, the regime evidence
@@ -276,8 +161,7 @@ def _fit_evaluate(job: _Job, p: _Prepared
     settings, timer, fs, timeframe = job.settings, job.timer, p.fs, job.settings.data.timeframe
     split = settings.split
     # validation predictions: always on a forward split; per fold when the rule is fitted there
-    parts = ("val", "test") if split.scheme == "forward" or job.rule.needs_validation \
-        else ("test",)
+    parts = fold_parts(job)
     log.info("fitting %r on %d fold(s)", job.prototype, len(p.folds))
     with timer("folds"):
         labels = stages.LabelTimes.of(fs, settings.label.weights == "uniqueness",
@@ -287,10 +171,7 @@ def _fit_evaluate(job: _Job, p: _Prepared
                                             labels=labels)
     timer.add("fit", sum(o.fit_seconds for o in outcomes))
     timer.add("predict", sum(o.predict_seconds for o in outcomes))
-    with timer("backtest"):
-        evaluation: Evaluation = _SCHEMES[split.scheme](
-            fs, outcomes, settings.backtest, timeframe, job.run_name, job.rule,
-            int(settings.registry.min_eval_bars), p.bars)
+    evaluation = evaluate(job, p, outcomes, job.run_name)
     regime_metrics: dict[str, Any] = {}
     if settings.regime.kind != "none":
         with timer("regime"):
@@ -305,7 +186,7 @@ def _fit_evaluate(job: _Job, p: _Prepared
     return outcomes, evaluation, regime_metrics
 
 
-def _explain_and_log(job: _Job, p: _Prepared, outcomes: list[FoldOutcome], ev: Evaluation,
+def _explain_and_log(job: JobContext, p: Prepared, outcomes: list[FoldOutcome], ev: Evaluation,
                      run_id: str) -> str | None:
     """SHAP (``shap``) and the feature-importance loop (``importance``) on the last fold's
     selection rows, the artifacts and the model (``logging``, :func:`log_evaluation`), then the
@@ -336,24 +217,6 @@ def _explain_and_log(job: _Job, p: _Prepared, outcomes: list[FoldOutcome], ev: E
         with timer("log_metrics"):
             mlflow.log_metrics(ev.metrics)
     return model_uri
-
-
-def _register(job: _Job, model_uri: str | None, run_id: str) -> tuple[str | None, Any]:
-    """Register the logged model as a new version of the market's registered model
-    (``registry``; the gate decides at the end of the run/sweep); ``(name, version)`` or
-    ``(None, None)`` without a model or with ``registry.enabled=false``."""
-    import mlflow
-
-    settings = job.settings
-    if model_uri is None or not settings.registry.enabled:
-        return None, None
-    with job.timer("registry"):
-        registered = registered_model_name(settings.data.symbol, settings.data.timeframe)
-        client = mlflow.MlflowClient()
-        manifest = build_manifest(client, run_id, settings.registry.metric)
-        version = register_version(client, registered, model_uri, manifest).version
-    log.info("registered %s v%s (gate at the end of the run/sweep)", registered, version)
-    return registered, version
 
 
 def add_regime_evidence(settings: JobSettings, fs: FeatureSet, folds: list[Any],
@@ -391,18 +254,6 @@ def add_regime_evidence(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     return nested
 
 
-def _log_summary(run_name: str, ev: Evaluation) -> None:
-    m = ev.metrics
-    if ev.scored == "oos":
-        log.info("%s: walk-forward OOS over %d folds, %d bars: Sharpe %.2f composite %.3f "
-                 "(%d trades)", run_name, int(m["oos_n_folds"]), int(m["oos_bars"]),
-                 m["oos_sharpe"], m["oos_composite_score"], m["oos_n_trades"])
-    else:
-        log.info("%s: val Sharpe %.2f composite %.3f | test Sharpe %.2f composite %.3f "
-                 "(%d trades)", run_name, m["val_sharpe"], m["val_composite_score"],
-                 m["test_sharpe"], m["test_composite_score"], m["test_n_trades"])
-
-
 def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
                    outcomes: list[FoldOutcome], ev: Evaluation, fitted: FittedFold,
                    shap_result: Any, run_name: str, timer: Timer | None = None) -> str | None:
@@ -430,18 +281,11 @@ def log_evaluation(settings: JobSettings, fs: FeatureSet, folds: list[Any],
             (scored, f"{name} {'test' if ev.scored == 'test' else 'walk-forward OOS'}",
              "evaluation"),
         ])
+    log_evaluation_artifacts(ev, "", timer)
     with timer("log_artifacts"):
         mlflow.log_text("\n".join(fs.feature_names) + "\n", "features/feature_list.txt")
-        for path, frame in ev.frames.items():
-            tracking.log_frame(frame, path)
-        for path, report in ev.reports.items():
-            mlflow.log_dict(report, path)
-        if ev.eval_window is not None:
-            tracking.log_frame(ev.eval_window, WINDOW_ARTIFACT)
         mlflow.log_text(shap_result.importance.to_csv(index=False), "shap/mean_abs_shap.csv")
     with timer("log_plots"):
-        for path, build in ev.figures.items():
-            tracking.log_figure(build(), path)
         where = "validation" if settings.split.selection_part == "val" else "last OOS step"
         tracking.log_figure(
             plots.shap_summary_figure(shap_result.values, shap_result.X,

@@ -117,6 +117,12 @@ class DataSettings:
         fine_path: an OHLCV file of the same symbol at a finer timeframe, read by
             ``backtest.fill=delay`` (``None``: ``path`` itself when finer than ``timeframe``,
             else the candle lake; :func:`huracan.stages.fine_series`).
+        symbols: the markets of a pooled job (two or more: one model trained on the rows of
+            all of them, :func:`huracan.pooled.job.run_pooled_job`), in the model's encoding
+            order; ``symbol`` must be one of them and stays the primary market (its ``path``
+            locates the others, tags). Empty (or one symbol): a single-market job.
+        paths: per symbol of ``symbols``, its candle file; a symbol not listed reads
+            ``path`` with its pair swapped in (:func:`huracan.stages.symbol_data`).
     """
 
     path: str
@@ -125,6 +131,29 @@ class DataSettings:
     quality_log: str | None = None
     allow_degraded: bool = False
     fine_path: str | None = None
+    symbols: list[str] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        symbols = [str(s) for s in (self.symbols or [])]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"data.symbols lists a symbol twice: {symbols}")
+        if len(symbols) >= 2 and self.symbol not in symbols:
+            raise ValueError(f"data.symbols {symbols} must list data.symbol {self.symbol!r} "
+                             "(the primary market)")
+        unknown = sorted(set(self.paths or {}) - set(symbols))
+        if unknown:
+            raise ValueError(f"data.paths names symbol(s) {unknown} not in data.symbols "
+                             f"{symbols}")
+        # plain containers (a Hydra ListConfig/DictConfig never reaches a frozen dataclass)
+        object.__setattr__(self, "symbols", symbols)
+        object.__setattr__(self, "paths", {str(k): str(v) for k, v in (self.paths or {}).items()})
+
+    @property
+    def pooled(self) -> bool:
+        """Two or more symbols: a pooled job."""
+        return len(self.symbols) >= 2
+
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ class EvalWindow:
 
 #: where the pyfunc model keeps the pickled fitted rule (``huracan.serving.pyfunc.save_bundle``)
 RULE_ARTIFACT = "artifacts/rule.pkl"
+#: a pooled model's rules, one per symbol (:mod:`huracan.serving.pooled`)
+POOLED_RULES = "artifacts/rules.pkl"
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,12 @@ class WindowRule:
                 "flat": bool(getattr(self.rule, "flat_", False))}
 
 
-def load_rule(model_uri: str) -> WindowRule:
+def load_rule(model_uri: str, symbol: str | None = None) -> WindowRule:
     """The fitted rule a logged pyfunc model carries (its ``rule`` artifact, as serving loads
     it), with the model's input feature names; a model logged without one gives the default
-    threshold rule (``rule=None``, ``source`` saying so)."""
+    threshold rule (``rule=None``, ``source`` saying so). A pooled model
+    (:mod:`huracan.serving.pooled`) carries one rule per symbol (``rules`` artifact): the rule
+    of ``symbol`` (the window's market), its inputs without the ``symbol`` column."""
     from mlflow.models import get_model_info
 
     try:
@@ -118,11 +122,31 @@ def load_rule(model_uri: str) -> WindowRule:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"{base}/{RULE_ARTIFACT}", dst_path=tmp)
         except Exception:  # MLflow raises different types per artifact store
-            return WindowRule(None, names, "threshold: the model was logged without a fitted "
-                                           "rule")
+            return _pooled_rule(base, symbol, names, tmp)
         with Path(local).open("rb") as fh:
             rule = pickle.load(fh)
     return WindowRule(rule, names, "fitted")
+
+
+def _pooled_rule(base: str, symbol: str | None, names: tuple[str, ...],
+                 tmp: str) -> WindowRule:
+    """``symbol``'s rule from a pooled model's ``rules`` artifact (a pickled dict symbol ->
+    fitted rule) at model artifact location ``base``; the default threshold rule (``source``
+    saying why) when there is none."""
+    none = WindowRule(None, names, "threshold: the model was logged without a fitted rule")
+    if symbol is None:
+        return none
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{POOLED_RULES}",
+                                                    dst_path=tmp)
+    except Exception:  # MLflow raises different types per artifact store
+        return none
+    with Path(local).open("rb") as fh:
+        rules = pickle.load(fh)
+    if symbol not in rules:
+        return WindowRule(None, names, f"threshold: the pooled model has no rule of {symbol}")
+    return WindowRule(rules[symbol], tuple(n for n in names if n != "symbol"),
+                      f"fitted (pooled: {symbol})")
 
 
 def load_window(client: MlflowClient, run_id: str) -> EvalWindow:

@@ -83,13 +83,28 @@ MANIFEST_RUN_TAGS = (
     "split_scheme", "split_fractions", "split_train_bars", "split_val_bars", "split_step_bars",
     "split_embargo", "split_expanding", "split_oos_start", "split_oos_end", "objective",
     "label_kind", "rule_kind", "feature_families", "family_coverage", "regime_kind",
-    "regime_shares",
+    "regime_shares", "pooled", "symbols", "cash_floor", "trade_symbols",
 )
 
 
 def registered_model_name(symbol: str, timeframe: str) -> str:
     """``huracan-<SYMBOL without slash>-<timeframe>``, e.g. ``huracan-BTCUSDT-1h``."""
     return f"huracan-{symbol.replace('/', '').replace(':', '')}-{timeframe}"
+
+
+def pooled_model_name(symbols: list[str], timeframe: str) -> str:
+    """The registered model of a pooled job (one model serving several markets):
+    ``huracan-pool-<SYMBOL>-<SYMBOL>-...-<timeframe>`` in the pool's (encoding) order, e.g.
+    ``huracan-pool-BTCUSDT-ETHUSDT-LTCUSDT-1h``.
+
+    Raises:
+        ValueError: fewer than two symbols (a single market's model is
+            :func:`registered_model_name`'s).
+    """
+    if len(symbols) < 2:
+        raise ValueError(f"a pooled model serves two or more symbols, got {list(symbols)}")
+    pairs = "-".join(s.replace("/", "").replace(":", "") for s in symbols)
+    return f"huracan-pool-{pairs}-{timeframe}"
 
 
 def build_manifest(client: MlflowClient, run_id: str, metric: str) -> dict[str, str]:
@@ -180,7 +195,8 @@ def _side(client: MlflowClient, mv: ModelVersion, timestamps: pd.Series,
     stored = None if own is None else stored_forecasts(own)
     until = seen_until(mv)
     return _Side(mv, until, stored, forecast_sources(timestamps, until, stored),
-                 load_rule(version_uri(mv.name, mv.version)))
+                 load_rule(version_uri(mv.name, mv.version),
+                           (mv.tags or {}).get(f"{TAG_PREFIX}symbol")))
 
 
 def gate_candidate(

@@ -122,6 +122,20 @@ def read_the_store(children: list) -> None:
     assert sorted(r.data.tags["train_rows"] for r in children) == ["cascade", "normal"]
 
 
+def check_pooled_runs(children: list) -> None:
+    """The pooled job: one run over its three symbols, each scored as ``<PAIR>/<metric>`` beside
+    the portfolio's headline, the per-symbol cash floor in its tags."""
+    (run,) = children
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["pooled"] == "true" and tags["symbols"] == "BTC/USDT,ETH/USDT,LTC/USDT"
+    assert set(json.loads(tags["cash_floor"])) == {"BTC/USDT", "ETH/USDT", "LTC/USDT"}
+    for pair in ("BTCUSDT", "ETHUSDT", "LTCUSDT"):
+        assert f"{pair}/oos_sharpe" in metrics and f"{pair}/oos_buy_hold_sharpe" in metrics
+    assert metrics["oos_n_symbols"] == 3.0
+    assert metrics["oos_n_trades"] == sum(metrics[f"{p}/oos_n_trades"]
+                                          for p in ("BTCUSDT", "ETHUSDT", "LTCUSDT"))
+
+
 def read_context_features(children: list) -> None:
     """The job built the context (ETH beside the BTC target, which skips itself) and the 4h /
     1d higher-timeframe columns: 21 own + 18 ``ctx_ETHUSDT_*`` + 2 x 14 ``htf_<tf>_*``."""
@@ -219,6 +233,10 @@ SLICES: dict[str, Slice] = {
     # quarterly steps: 2 folds (2024-01-01 .. 2024-04-15): the second is the first whose
     # per-regime choice rests on an earlier fold
     "regimes_1h_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-04-15")),
+    # quarterly steps: 2 pooled folds (2024-04-01 .. 2024-08-30), one LightGBM on the rows of
+    # BTC, ETH and LTC; the portfolio trades well over 30 times: the gate decides on the pool
+    "pooled_1h_wf": Slice(("split.oos_start=2024-04-01", "split.oos_end=2024-08-30"),
+                          check=check_pooled_runs),
     # monthly steps: 2 folds (2024-01-01 .. 2024-02-05), each fitting its rule on its own val
     "rules_1h_wf": Slice(("split.oos_start=2024-01-01", "split.oos_end=2024-02-05")),
     # the grid rules (validated_threshold, barrier, meta) go flat on the sample (no threshold

@@ -16,7 +16,10 @@ worker that does not share the sweep dir.
   Sharpe, breakeven cost and net return per scored window beside buy & hold's and cash's rows on
   the same windows, and a line naming the floor (how many candidates beat cash where they are
   selected); a sweep that fails (a job raised, so Hydra skips ``on_multirun_end``) still gets its
-  table and ends FAILED (at exit).
+  table and ends FAILED (at exit). The parent names ONE winner (:func:`sweep_winner`): the best
+  eligible job, the candidate the registry gate judges (``best_run_id``, ``best_model``), with
+  its headline metrics (``best/<window>_sharpe``...); a higher score that is not eligible is
+  named as such (``top_ineligible_run_id``, ``top_ineligible_reason``), never as the best.
 - :class:`MaskSecrets`: rewrites ``.hydra/{config,hydra,overrides}.yaml`` and ``multirun.yaml``
   with URL passwords and secret-named values masked (:func:`huracan.secrets.mask_text`).
 """

@@ -439,7 +439,7 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from huracan.tracking.run import configure
+        from huracan.tracking.run import configure, ui_link
 
         tr = config.tracking
         self.min_trades, self.pbo_splits = _selection_settings(config)
@@ -464,7 +464,8 @@ class SweepRun(Callback):
             "tracking_uri": mask_url(mlflow.get_tracking_uri()),
             "experiment_id": experiment_id})
         atexit.register(self._close_at_exit)
-        print(f"sweep: MLflow parent run {self.run_id} ({self.sweep_dir})", flush=True)
+        print(f"sweep: MLflow parent run {self.run_id} ({self.sweep_dir}); in the MLflow UI: "
+              f"{ui_link(mlflow.get_tracking_uri(), experiment_id, self.run_id)}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._finish("FINISHED")

@@ -105,3 +105,12 @@ def test_every_experiment_is_marked_model_training(tmp_path):
     chosen = client.create_experiment("mine", tags={EXPERIMENT_KIND_TAG: "genai_development"})
     assert experiment_id(client, "mine") == chosen
     assert client.get_experiment(chosen).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_ui_link_opens_the_runs_in_the_model_training_view():
+    from huracan.tracking.run import ui_link
+
+    assert ui_link("sqlite:////tmp/m.db", "1") == \
+        "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+    assert ui_link("https://bob:secret@mlflow.example.org:8443/", "4", "abc") == \
+        "https://mlflow.example.org:8443/#/experiments/4/runs/abc?workflowType=machine_learning"

@@ -84,6 +84,10 @@ def test_the_parent_names_one_winner_the_gate_judged(gbdt_sweep):
     assert metrics["best/val_sharpe"] == best.data.metrics["val_sharpe"]
     assert metrics["best/test_sharpe"] == best.data.metrics["test_sharpe"]
     assert "sweep winner: best val_composite_score" in proc.stdout
+    # the sweep prints where its parent opens in the UI's Model training view
+    link = f"#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}?workflowType=" \
+        "machine_learning"
+    assert link in proc.stdout
 
 
 def test_artifacts_and_test_metrics_recomputed_from_returns(gbdt_sweep, tmp_path):

@@ -28,26 +28,82 @@ def default_tracking_uri(store_dir: Path) -> str:
     return f"sqlite:///{(store_dir / 'mlflow.db').resolve()}"
 
 
+#: MLflow's experiment-type tag and the value that marks an experiment as model training (the
+#: value MLflow's UI itself writes from its experiment-type selector; MLflow 3.x UIs without
+#: the per-browser workflow switch open such an experiment on its runs). MLflow 3.17's UI reads
+#: its global GenAI / Model training switch instead: see :data:`RUNS_VIEW_QUERY`
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
+def experiment_id(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """The id of MLflow experiment ``name``, created when missing (with ``artifact_location``,
+    MLflow's default location when ``None``), tagged ``mlflow.experimentKind =
+    custom_model_development`` (MLflow's own mark of a model-training experiment: see
+    :data:`EXPERIMENT_KIND_TAG`; :func:`ui_link` opens the runs in any 3.x UI). The one place every
+    Huracan experiment is created or reused (training, monitoring, drift, sizer, tuning, cash):
+    an existing experiment without the tag gets it; one whose kind a user chose in the UI keeps
+    that choice.
+
+    Args:
+        client: an ``mlflow.MlflowClient`` (its tracking URI is the store written to).
+
+    Raises:
+        mlflow.exceptions.MlflowException: the store refused the creation and the experiment
+            does not exist either (a concurrent creator is tolerated).
+    """
+    tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return str(client.create_experiment(name, artifact_location=artifact_location,
+                                                tags=tags))
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in (exp.tags or {}):
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    return str(exp.experiment_id)
+
+
+#: MLflow 3.17's UI keeps its GenAI / Model training switch per browser (localStorage
+#: ``mlflow.workflowType``, GenAI by default; the experiment tag above is not read while the
+#: switch exists); this query parameter opens a page in the Model training view whatever the
+#: browser remembers
+RUNS_VIEW_QUERY = "workflowType=machine_learning"
+#: where ``make mlflow-ui`` serves a local store's UI
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_link(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI address that opens ``experiment_id``'s runs (or run ``run_id``) in the
+    Model training view: on the tracking server itself for an ``http(s)://`` URI (credentials
+    dropped), else on :data:`LOCAL_UI` (``make mlflow-ui``; another port: change it in the
+    address)."""
+    from urllib.parse import urlsplit
+
+    base = LOCAL_UI
+    if tracking_uri.startswith(("http://", "https://")):
+        parts = urlsplit(tracking_uri)
+        base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") \
+            + parts.path.rstrip("/")
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?{RUNS_VIEW_QUERY}"
+
+
 def configure(tracking_uri: str | None, store_dir: Path, experiment_name: str) -> str:
     """Point MLflow at ``tracking_uri`` (or the default SQLite store under ``store_dir``) and
-    return the id of ``experiment_name``, creating it (artifacts under ``store_dir/artifacts``
-    for the default store)."""
+    return the id of ``experiment_name`` (:func:`experiment_id`: created when missing, with
+    artifacts under ``store_dir/artifacts`` for the default store, and marked as model
+    training)."""
     artifact_location = None
     if not tracking_uri:
         store_dir.mkdir(parents=True, exist_ok=True)
         tracking_uri = default_tracking_uri(store_dir)
         artifact_location = (store_dir / "artifacts").resolve().as_uri()
     mlflow.set_tracking_uri(tracking_uri)
-    exp = mlflow.get_experiment_by_name(experiment_name)
-    if exp is not None:
-        return str(exp.experiment_id)
-    try:
-        return str(mlflow.create_experiment(experiment_name, artifact_location=artifact_location))
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
-        exp = mlflow.get_experiment_by_name(experiment_name)
-        if exp is None:
-            raise
-        return str(exp.experiment_id)
+    return experiment_id(mlflow.MlflowClient(), experiment_name, artifact_location)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -63,6 +63,33 @@ def test_multirun_logs_one_finished_run_per_job(gbdt_sweep):
     assert "val_sharpe" in proc.stdout and "lightgbm" in proc.stdout and "xgboost" in proc.stdout
 
 
+def test_the_parent_names_one_winner_the_gate_judged(gbdt_sweep):
+    """The experiment opens on its runs in the MLflow UI; the parent's best run is the gate's
+    candidate (best eligible val score), never a higher ineligible one."""
+    import json
+
+    proc, client, runs, tmp = gbdt_sweep
+    exp = client.get_experiment_by_name("huracan")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    tags, metrics = parent.data.tags, parent.data.metrics
+    (decision,) = json.loads((tmp / "multirun" / "gate.json").read_text())["decisions"]
+    eligible = [r for r in runs if r.data.metrics["val_n_trades"] >= 30]
+    if not eligible:
+        assert "best_run_id" not in tags and tags["best_note"].startswith("no winner")
+        return
+    best = max(eligible, key=lambda r: r.data.metrics["val_composite_score"])
+    assert tags["best_run_id"] == best.info.run_id == decision["candidate_run_id"]
+    assert tags["best_run_id"] == tags["huracan.gate.candidate_run_id"]
+    assert metrics["best/val_sharpe"] == best.data.metrics["val_sharpe"]
+    assert metrics["best/test_sharpe"] == best.data.metrics["test_sharpe"]
+    assert "sweep winner: best val_composite_score" in proc.stdout
+    # the sweep prints where its parent opens in the UI's Model training view
+    link = f"#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}?workflowType=" \
+        "machine_learning"
+    assert link in proc.stdout
+
+
 def test_artifacts_and_test_metrics_recomputed_from_returns(gbdt_sweep, tmp_path):
     _, client, runs, _ = gbdt_sweep
     for r in runs:

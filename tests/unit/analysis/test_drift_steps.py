@@ -30,7 +30,8 @@ class FakeClient:
         self.status: str | None = None
 
     def get_experiment_by_name(self, name: str) -> Any:
-        return SimpleNamespace(experiment_id="7")
+        return SimpleNamespace(experiment_id="7",
+                               tags={"mlflow.experimentKind": "custom_model_development"})
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> Any:
         self.calls.append(("create_run", (experiment_id, run_name, tags)))

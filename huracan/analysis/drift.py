@@ -783,24 +783,16 @@ def add_to_workspace(snapshot: Any, workspace: str | Path, project: str,
 
 
 def _monitoring_experiment(client: Any, name: str, like_run_id: str | None) -> str:
-    """The id of experiment ``name``, created with the artifact location of ``like_run_id``'s
-    experiment (so monitoring artifacts land beside the model's)."""
-    from mlflow.exceptions import MlflowException
+    """The id of experiment ``name`` (:func:`huracan.tracking.run.experiment_id`: marked as
+    model training), created with the artifact location of ``like_run_id``'s experiment (so
+    monitoring artifacts land beside the model's)."""
+    from huracan.tracking.run import experiment_id
 
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return str(exp.experiment_id)
     location = None
-    if like_run_id:
+    if like_run_id and client.get_experiment_by_name(name) is None:
         run = client.get_run(like_run_id)
         location = client.get_experiment(run.info.experiment_id).artifact_location
-    try:
-        return str(client.create_experiment(name, artifact_location=location))
-    except MlflowException:  # created meanwhile
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return str(exp.experiment_id)
+    return experiment_id(client, name, location)
 
 
 def _finite_metrics(values: Mapping[str, float]) -> list[Any]:

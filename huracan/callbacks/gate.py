@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from huracan.alerts import Alert
-from huracan.callbacks.sweep import deflate_results
+from huracan.callbacks.sweep import best_candidates, deflate_results
 from huracan.data.ohlcv import bars_per_year
 from huracan.db import migrate
 from huracan.db.session import make_engine
@@ -108,24 +108,6 @@ def store_trials(client: Any, experiment_ids: list[str], symbol: str,
         if not token:
             break
     return StoreTrials(n, sharpes, timeframe)
-
-
-def best_candidates(results: list[dict[str, Any]],
-                    eligible: set[str] | None = None) -> list[dict[str, Any]]:
-    """Per registered model, the successful result with the highest ``objective_value`` among
-    ``eligible`` run ids (all when ``None``); NaN never wins."""
-    best: dict[str, dict[str, Any]] = {}
-    for r in results:
-        name = r.get("registered_model")
-        score = float(r.get("objective_value", math.nan))
-        if r.get("status", "ok") != "ok" or not name or r.get("version") is None \
-                or not math.isfinite(score):
-            continue
-        if eligible is not None and str(r.get("run_id")) not in eligible:
-            continue
-        if name not in best or score > float(best[name]["objective_value"]):
-            best[name] = r
-    return list(best.values())
 
 
 def _trials_of(client: Any, cand: dict[str, Any]) -> StoreTrials:

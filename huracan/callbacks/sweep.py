@@ -29,6 +29,7 @@ import logging
 import math
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,125 @@ def format_table(results: list[dict[str, Any]], min_trades: int | None = None,
     table = str(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
     floor = floor_line(results, min_psr)
     return f"{table}\n{floor}" if floor else table
+
+
+# ----------------------------------------------------------------------------- the winner
+#: the parent run's headline metrics: ``best/<window>_<name>`` of the winner, per scored window
+#: (the selection window, then the unseen one: ``val`` and ``test`` forward, ``oos``
+#: walk-forward), from these job metrics
+HEADLINE = ("sharpe", "n_trades", "psr", "dsr", "total_return", "breakeven_bps",
+            "composite_score", "max_drawdown")
+
+
+def best_candidates(results: list[dict[str, Any]],
+                    eligible: set[str] | None = None) -> list[dict[str, Any]]:
+    """Per registered model, the successful result with the highest ``objective_value`` among
+    ``eligible`` run ids (all when ``None``); NaN never wins. What the registry gate puts
+    through the gate (:class:`huracan.callbacks.gate.RegistryGate`)."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in results:
+        name = r.get("registered_model")
+        score = float(r.get("objective_value", math.nan))
+        if r.get("status", "ok") != "ok" or not name or r.get("version") is None \
+                or not math.isfinite(score):
+            continue
+        if eligible is not None and str(r.get("run_id")) not in eligible:
+            continue
+        if name not in best or score > float(best[name]["objective_value"]):
+            best[name] = r
+    return list(best.values())
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The one answer of a sweep: ``best``, the gate's candidate (``None`` when no job is
+    eligible); ``top_ineligible``, a job that scored higher on the selection objective but may
+    not be selected (``None`` when the best score is eligible), with ``ineligible_reason``;
+    ``note``, one line saying how ``best`` was chosen (or why there is none)."""
+
+    best: dict[str, Any] | None
+    top_ineligible: dict[str, Any] | None
+    ineligible_reason: str
+    note: str
+
+
+def sweep_winner(results: list[dict[str, Any]], min_trades: int) -> Winner:
+    """The sweep's winner by the registry gate's own rule: eligible jobs only
+    (:func:`huracan.evaluation.evidence.eligibility`: finished, finite objective, at least
+    ``min_trades`` trades on the selection window), the best objective per registered model
+    (:func:`best_candidates`, exactly the candidates the gate judges), and of those the highest
+    objective (one registered model: its candidate). Jobs without a registered version (registry
+    off) are ranked the same way among the eligible. Whether the winner is promoted is the
+    gate's decision on the unseen window (``huracan.gate.decision``: cash floor, PSR, champion).
+
+    Returns:
+        the :class:`Winner`; ``top_ineligible`` is the highest finite objective above the
+        winner's (or any, without a winner) that failed eligibility, with its reason.
+    """
+    from huracan.evaluation.evidence import eligibility
+
+    ok = [r for r in results if r.get("status", "ok") == "ok"
+          and math.isfinite(float(r.get("objective_value", math.nan)))]
+    elig = eligibility(results, min_trades)
+    allowed = set(elig.eligible)
+    if any(r.get("registered_model") for r in ok):
+        pool = best_candidates(results, allowed)
+    else:
+        pool = [r for r in ok if str(r.get("run_id")) in allowed]
+    best = max(pool, key=lambda r: float(r["objective_value"])) if pool else None
+    floor = -math.inf if best is None else float(best["objective_value"])
+    higher = [r for r in ok if str(r.get("run_id")) not in allowed
+              and float(r["objective_value"]) > floor]
+    top = max(higher, key=lambda r: float(r["objective_value"])) if higher else None
+    reason = ""
+    if top is not None:
+        why = next(iter(eligibility([top], min_trades).reasons.values()), "not eligible")
+        reason = f"{why} < selection.min_trades {min_trades}" if "trade(s)" in why else why
+    rule = f">= {min_trades} trades on the selection window"
+    if best is None:
+        note = f"no winner: {elig.summary(min_trades)}"
+    else:
+        note = (f"best {best['objective']} of {len(elig.eligible)} eligible of {len(results)} "
+                f"job(s) ({rule}); the gate's candidate")
+    return Winner(best, top, reason, note)
+
+
+def headline_metrics(winner: Winner) -> dict[str, float]:
+    """The winner's headline metrics for the parent run: ``best/<window>_<name>`` (see
+    :data:`HEADLINE`) on each scored window of its scheme, ``best/objective_value``, and
+    ``best/ineligible_top_score`` when a higher score was not eligible. Missing metrics are
+    left out; ``{}`` without a winner."""
+    out: dict[str, float] = {}
+    best = winner.best
+    if best is not None:
+        m = best.get("metrics", {})
+        for w in _windows(str(best.get("scheme", "forward"))):
+            for k in HEADLINE:
+                v = m.get(f"{w}_{k}")
+                if v is not None and math.isfinite(float(v)):
+                    out[f"best/{w}_{k}"] = float(v)
+        out["best/objective_value"] = float(best["objective_value"])
+    if winner.top_ineligible is not None:
+        out["best/ineligible_top_score"] = float(winner.top_ineligible["objective_value"])
+    return out
+
+
+def winner_tags(winner: Winner) -> dict[str, str]:
+    """The parent run's tags naming the winner: ``best_run_id``, ``best_model``,
+    ``best_objective`` and ``best_note`` (how it was chosen); and, when a higher score was not
+    eligible, ``top_ineligible_run_id``, ``top_ineligible_model`` and ``top_ineligible_reason``
+    (it is NOT the winner)."""
+    tags = {"best_note": winner.note}
+    if winner.best is not None:
+        tags |= {"best_run_id": str(winner.best["run_id"]),
+                 "best_model": str(winner.best.get("model_type", "?")),
+                 "best_objective": str(winner.best.get("objective", ""))}
+    top = winner.top_ineligible
+    if top is not None:
+        tags |= {"top_ineligible_run_id": str(top.get("run_id", "")),
+                 "top_ineligible_model": str(top.get("model_type", "?")),
+                 "top_ineligible_reason": f"not eligible: {winner.ineligible_reason}"}
+    return tags
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -389,16 +509,30 @@ class SweepRun(Callback):
         failed = len(results) - len(ok)
         log_metrics(client, self.run_id, {"sweep_jobs": float(len(results)),
                                           "sweep_failed_jobs": float(failed)})
-        finite = [r for r in ok if math.isfinite(float(r.get("objective_value", math.nan)))]
-        if finite:
-            best = max(finite, key=lambda r: float(r["objective_value"]))
-            client.log_metric(self.run_id, f"best_{best['objective']}",
-                              float(best["objective_value"]))
-            client.set_tag(self.run_id, "best_run_id", best["run_id"])
-            client.set_tag(self.run_id, "best_model", best["model_type"])
+        self._log_winner(client, results)
         if failed and status == "FINISHED":
             status = "FAILED"
         client.set_terminated(self.run_id, status=status)
+
+    def _log_winner(self, client: Any, results: list[dict[str, Any]]) -> None:
+        """The sweep's one winner (:func:`sweep_winner`, the gate's candidate) on the parent
+        run: its tags (:func:`winner_tags`), headline metrics (:func:`headline_metrics`) and
+        ``best_<objective>``."""
+        winner = sweep_winner(results, SelectionSettings.min_trades if self.min_trades is None
+                              else self.min_trades)
+        metrics = headline_metrics(winner)
+        if winner.best is not None:
+            metrics[f"best_{winner.best['objective']}"] = float(winner.best["objective_value"])
+        log_metrics(client, str(self.run_id), metrics)
+        for key, value in winner_tags(winner).items():
+            client.set_tag(self.run_id, key, value[:5000])
+        print(f"sweep winner: {winner.note}"
+              + (f": {winner.best.get('model_type')} ({winner.best['run_id']})"
+                 if winner.best is not None else "")
+              + (f"; top score {winner.top_ineligible.get('model_type')} "
+                 f"({winner.top_ineligible.get('run_id')}) not eligible: "
+                 f"{winner.ineligible_reason}" if winner.top_ineligible is not None else ""),
+              flush=True)
 
     def _regime_switching(self, client: Any, results: list[dict[str, Any]]
                           ) -> dict[str, Any] | None:

@@ -75,8 +75,9 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
                 return str(client.get_run(mv.run_id).info.experiment_id)
             except Exception:  # a deleted run: try the next version
                 continue
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    return str(exp.experiment_id) if exp is not None else str(client.create_experiment(EXPERIMENT))
+    from huracan.tracking.run import experiment_id
+
+    return experiment_id(client, EXPERIMENT)
 
 
 def ensure_cash_version(client: MlflowClient, name: str, *,

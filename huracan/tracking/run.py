@@ -28,26 +28,55 @@ def default_tracking_uri(store_dir: Path) -> str:
     return f"sqlite:///{(store_dir / 'mlflow.db').resolve()}"
 
 
+#: the experiment tag from which MLflow's UI (3.x) picks an experiment's landing view, and the
+#: value that opens it on its runs ("Model training") instead of the GenAI dashboard (the value
+#: the UI itself writes when a user picks "Model training" in the experiment's type selector)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
+def experiment_id(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """The id of MLflow experiment ``name``, created when missing (with ``artifact_location``,
+    MLflow's default location when ``None``), tagged ``mlflow.experimentKind =
+    custom_model_development`` so the MLflow UI opens it on its runs. The one place every
+    Huracan experiment is created or reused (training, monitoring, drift, sizer, tuning, cash):
+    an existing experiment without the tag gets it; one whose kind a user chose in the UI keeps
+    that choice.
+
+    Args:
+        client: an ``mlflow.MlflowClient`` (its tracking URI is the store written to).
+
+    Raises:
+        mlflow.exceptions.MlflowException: the store refused the creation and the experiment
+            does not exist either (a concurrent creator is tolerated).
+    """
+    tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return str(client.create_experiment(name, artifact_location=artifact_location,
+                                                tags=tags))
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in (exp.tags or {}):
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    return str(exp.experiment_id)
+
+
 def configure(tracking_uri: str | None, store_dir: Path, experiment_name: str) -> str:
     """Point MLflow at ``tracking_uri`` (or the default SQLite store under ``store_dir``) and
-    return the id of ``experiment_name``, creating it (artifacts under ``store_dir/artifacts``
-    for the default store)."""
+    return the id of ``experiment_name`` (:func:`experiment_id`: created when missing, with
+    artifacts under ``store_dir/artifacts`` for the default store, and marked as model training
+    so the MLflow UI opens it on its runs)."""
     artifact_location = None
     if not tracking_uri:
         store_dir.mkdir(parents=True, exist_ok=True)
         tracking_uri = default_tracking_uri(store_dir)
         artifact_location = (store_dir / "artifacts").resolve().as_uri()
     mlflow.set_tracking_uri(tracking_uri)
-    exp = mlflow.get_experiment_by_name(experiment_name)
-    if exp is not None:
-        return str(exp.experiment_id)
-    try:
-        return str(mlflow.create_experiment(experiment_name, artifact_location=artifact_location))
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent job
-        exp = mlflow.get_experiment_by_name(experiment_name)
-        if exp is None:
-            raise
-        return str(exp.experiment_id)
+    return experiment_id(mlflow.MlflowClient(), experiment_name, artifact_location)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

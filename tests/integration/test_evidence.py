@@ -52,6 +52,11 @@ def test_a_sweep_without_eligible_candidates_promotes_nothing_and_says_why(tmp_p
     parent = next(r for r in runs if r.data.tags.get("huracan.role") == "sweep")
     children = [r for r in runs if r is not parent]
     assert parent.data.tags["huracan.gate.decision"] == "skipped"
+    # no eligible job: the parent names no winner, says why, and names the top score as such
+    assert "best_run_id" not in parent.data.tags
+    assert parent.data.tags["best_note"].startswith("no winner: no candidate is eligible")
+    assert parent.data.tags["top_ineligible_run_id"] in {r.info.run_id for r in children}
+    assert parent.data.tags["top_ineligible_reason"].startswith("not eligible: ")
     # every candidate deflated against the two compared; the sweep's PBO over their val returns
     for r in children:
         m = r.data.metrics

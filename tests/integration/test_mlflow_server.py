@@ -197,10 +197,14 @@ def test_sweep_logs_a_parent_and_two_finished_children(runs):
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert "val_composite_score" in r.data.metrics and "test_sharpe" in r.data.metrics
         assert r.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
-    # the best selection score of the two (seeded: LightGBM's), eligible or not
-    best = max(children, key=lambda r: r.data.metrics["val_composite_score"])
-    assert parent.data.tags["best_model"] == "lightgbm" == best.data.tags["model_type"]
+    # one winner: the best selection score among the jobs with enough validation trades
+    # (selection.min_trades = 30), the run the gate judged (seeded: LightGBM's)
+    eligible = [r for r in children if r.data.metrics["val_n_trades"] >= 30]
+    best = max(eligible, key=lambda r: r.data.metrics["val_composite_score"])
+    assert parent.data.tags["best_model"] == best.data.tags["model_type"]
     assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.tags["huracan.gate.candidate_run_id"] == best.info.run_id
+    assert parent.data.metrics["best/val_sharpe"] == best.data.metrics["val_sharpe"]
 
 
 def test_both_models_registered_as_versions(client, runs):

@@ -327,10 +327,25 @@ def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli, edge_sampl
     # and one per regime alias of a model choice per sweep (regime=volatility is the default)
     assert sorted(e.alias for e in every if e.alias != "production") == sorted(gated)
     exp = client.get_experiment_by_name("huracan")
-    runs = [r for r in client.search_runs([exp.experiment_id],
-                                          order_by=["attributes.start_time ASC"])
-            if r.data.tags.get("huracan.role") != "sweep"]
-    assert len(runs) == 4
+    # the experiment opens on its runs in the MLflow UI ("Model training", not GenAI)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    every_run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = [r for r in every_run if r.data.tags.get("huracan.role") != "sweep"]
+    parents = [r for r in every_run if r.data.tags.get("huracan.role") == "sweep"]
+    assert len(runs) == 4 and len(parents) == 2
+    for ev, parent in zip(evs, parents, strict=True):
+        # one winner per sweep: the parent names the version the gate considered, with its
+        # headline metrics
+        tags = parent.data.tags
+        assert tags["best_run_id"] == ev.run_id == tags["huracan.gate.candidate_run_id"]
+        assert tags["huracan.gate.version"] == str(ev.candidate_version)
+        best = client.get_run(ev.run_id).data.metrics
+        assert parent.data.metrics["best/val_sharpe"] == pytest.approx(best["val_sharpe"])
+        assert parent.data.metrics["best/test_sharpe"] == pytest.approx(best["test_sharpe"])
+        assert parent.data.metrics["best/val_n_trades"] == best["val_n_trades"] >= 30
+        if "top_ineligible_run_id" in tags:
+            top = client.get_run(tags["top_ineligible_run_id"]).data.metrics
+            assert top["val_n_trades"] < 30 and top[f"val_{METRIC}"] > best[f"val_{METRIC}"]
     for ev, sweep in zip(evs, (runs[:2], runs[2:]), strict=True):
         # the gated version is the sweep's best on validation among the candidates with enough
         # validation trades to be eligible (selection.min_trades = 30)

@@ -239,6 +239,21 @@ def test_two_model_sweep_under_the_joblib_launcher(tmp_path, train_cli):
     best = by_model["xgboost"]
     assert parent.data.tags["huracan.gate.candidate_run_id"] == best.info.run_id
     assert parent.data.tags["huracan.gate.selected_on"] == "oos_composite_score"
+    # one winner: the parent's best run is the gate's candidate, with its headline metrics;
+    # LightGBM's higher score, when it is higher, is named as not eligible
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.tags["best_model"] == "xgboost"
+    assert parent.data.metrics["best/oos_sharpe"] == best.data.metrics["oos_sharpe"]
+    assert parent.data.metrics["best/oos_n_trades"] == best.data.metrics["oos_n_trades"]
+    lgbm = by_model["lightgbm"].data.metrics
+    if lgbm["oos_composite_score"] > best.data.metrics["oos_composite_score"]:
+        assert parent.data.tags["top_ineligible_run_id"] == by_model["lightgbm"].info.run_id
+        assert "trade(s) on oos < selection.min_trades 30" in \
+            parent.data.tags["top_ineligible_reason"]
+    else:
+        assert "top_ineligible_run_id" not in parent.data.tags
+    exp = client.get_experiment_by_name("huracan")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on its runs
     assert evs[0].run_id == best.info.run_id
     assert parent.data.tags["huracan.gate.decision"] == evs[0].event
     gate = json.loads((tmp_path / "multirun" / "gate.json").read_text())

@@ -647,7 +647,7 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     symbol = ",".join(symbols)
     seed = int(cfg.get("seed", 42))
     experiment_id = configure(tr.get("tracking_uri"), Path(tr["store_dir"]),
-                              tr["experiment_name"])
+                              tr["experiment_name"], tr.get("artifact_location"))
     client = MlflowClient()
     t0 = time.perf_counter()
     loaded = [_symbol_data(client, sym, timeframe, s, cfg) for sym in symbols]

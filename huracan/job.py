@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +122,21 @@ class JobContext:
 
 def start(settings: JobSettings, name: str) -> tuple[JobContext, str, dict[str, Any]]:
     """A job's start: seed every generator, build the model and the rule, open the tracking
-    store (``tracking_setup``); returns the context (run name ``<model_type>-<name>``), the
-    MLflow experiment id and the run's base tags (market, model, split, label, rule, rows)."""
+    store (``tracking_setup``); returns the context (run name ``<model_type>-<name>``; its
+    settings' relative ``data.quality_log`` resolved against the store's directory:
+    :func:`huracan.tracking.run.beside_store`), the MLflow experiment id and the run's base
+    tags (market, model, split, label, rule, rows)."""
     timer = Timer()
     stages.seed_everything(settings.seed)
     prototype = settings.make_model()
     data, split = settings.data, settings.split
     rule = settings.make_rule()
+    tr = settings.tracking
     with timer("tracking_setup"):
-        experiment_id = tracking.configure(settings.tracking.tracking_uri,
-                                           Path(settings.tracking.store_dir),
-                                           settings.tracking.experiment_name)
+        experiment_id = tracking.configure(tr.tracking_uri, Path(tr.store_dir),
+                                           tr.experiment_name, tr.artifact_location)
+    settings = replace(settings, data=replace(settings.data, quality_log=tracking.beside_store(
+        settings.data.quality_log, tr.tracking_uri, Path(tr.store_dir))))  # beside the store
     job = JobContext(settings, timer, prototype, rule, objective_of(settings),
                      f"{prototype.model_type}-{name}")
     tags = {"symbol": data.symbol, "timeframe": data.timeframe,

@@ -247,7 +247,8 @@ def add_regime_evidence(settings: JobSettings, fs: FeatureSet, folds: list[Any],
     ev.reports["regime/detector.json"] = {**result.detector, "shares": result.shares}
     scored = ev.results[ev.scored].returns
     ev.figures["plots/regime_timeline.png"] = lambda: plots.regime_timeline_figure(
-        scored, f"{run_name}: {rs.kind} regimes and equity ({ev.scored})")
+        scored, f"{run_name}: {rs.kind} regimes and equity ({ev.scored})",
+        fill=settings.backtest.fill)
     mlflow.set_tags({"regime_kind": rs.kind,
                      "regime_shares": json.dumps({k: round(v, 4)
                                                   for k, v in result.shares.items()})})

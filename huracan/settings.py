@@ -268,12 +268,16 @@ class RegimeSettings:
 @dataclass(frozen=True)
 class TrackingSettings:
     """MLflow store: ``tracking_uri`` (``None``: SQLite under ``store_dir``), experiment name,
-    and whether the fitted model is logged (needed by the registry)."""
+    whether the fitted model is logged (needed by the registry), and ``artifact_location``: the
+    artifact root of an experiment Huracan creates (``None``: beside a SQLite store, e.g.
+    ``sqlite:///elsewhere/m.db`` -> ``elsewhere/artifacts``; a URI as given; a relative path
+    against the store's directory; :func:`huracan.tracking.run.artifact_root`)."""
 
     tracking_uri: str | None = None
     store_dir: str = "mlruns"
     experiment_name: str = "huracan"
     log_model: bool = True
+    artifact_location: str | None = None
 
 
 @dataclass(frozen=True)

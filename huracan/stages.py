@@ -682,19 +682,22 @@ def buy_and_hold(bars: MarketBars, periods_per_year: float) -> np.ndarray:
 
 def _with_diagnostics(name: str, result: BacktestResult, bars: MarketBars,
                       metrics: dict[str, float], figures: dict[str, Callable[[], Figure]],
-                      ppy: float, title: str) -> None:
+                      ppy: float, title: str, fill: str | None = None) -> None:
     """The window diagnostics of a scored window
     (:func:`huracan.evaluation.diagnostics.window_diagnostics`: ``<name>_breakeven_bps``,
     ``_ic``, ``_rank_ic``, ``_excess_return``, ``_information_ratio`` against buy & hold on the
     same bars, ``_buy_hold_sharpe``...; per-fold ``_ic_mean`` / ``_icir`` when the returns
     carry a ``fold`` column) and its cost-sensitivity plot ``plots/cost_sensitivity_<name>.png``
-    (:func:`huracan.evaluation.plots.cost_sensitivity_figure`)."""
+    (:func:`huracan.evaluation.plots.cost_sensitivity_figure`; its title adds the window's
+    dates and ``fill``)."""
     metrics.update(window_diagnostics(result, buy_and_hold(bars, ppy), split=name,
                                       periods_per_year=ppy))
     net = result.returns["strategy_return"].to_numpy(np.float64)
     turnover = result.returns["turnover"].to_numpy(np.float64)
+    when = result.returns["timestamp"]
     figures[f"plots/cost_sensitivity_{name}.png"] = lambda: plots.cost_sensitivity_figure(
-        net, turnover, ppy, f"{title} {name}: net Sharpe against extra cost")
+        net, turnover, ppy, f"{title} {name}: net Sharpe against extra cost",
+        timestamps=when, fill=fill)
 
 
 def _rows(fs: FeatureSet, rows: range | np.ndarray) -> pd.DataFrame:
@@ -846,13 +849,15 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
     metrics: dict[str, float] = {}
     evidence: dict[str, dict[str, Any]] = {}
     figures = {f"plots/equity_drawdown_{name}.png":
-               _equity_plot(results[name].returns, f"{title} {name} (net of costs)")
+               _equity_plot(results[name].returns, f"{title} {name} (net of costs)",
+                            fill=cfg.fill)
                for name in ("val", "test")}
     for name, res in results.items():
         metrics.update(res.metrics.as_dict(f"{name}_"))
         rows = getattr(fold, name)
         _with_evidence(name, res, _take(bars, rows), metrics, evidence, cfg.fee, ppy)
-        _with_diagnostics(name, res, _take(bars, rows), metrics, figures, ppy, title)
+        _with_diagnostics(name, res, _take(bars, rows), metrics, figures, ppy, title,
+                          cfg.fill)
     return Evaluation(
         metrics=metrics, results=results, evidence=evidence, bars=bars,
         reports={"rule/fit.json": {"rule": rule.kind, **fitted.fit_report_},
@@ -866,9 +871,10 @@ def evaluate_forward(fs: FeatureSet, outcome: FoldOutcome, cfg: BacktestConfig,
                                 np.full(len(fold.test), fold.index), min_eval_bars, bars))
 
 
-def _equity_plot(returns: pd.DataFrame, title: str,
-                 boundaries: Sequence[pd.Timestamp] = ()) -> Callable[[], Figure]:
-    return lambda: plots.equity_drawdown_figure(returns, title, boundaries=boundaries)
+def _equity_plot(returns: pd.DataFrame, title: str, boundaries: Sequence[pd.Timestamp] = (),
+                 fill: str | None = None) -> Callable[[], Figure]:
+    return lambda: plots.equity_drawdown_figure(returns, title, boundaries=boundaries,
+                                                fill=fill)
 
 
 def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: BacktestConfig,
@@ -915,8 +921,9 @@ def evaluate_walk_forward(fs: FeatureSet, outcomes: Sequence[FoldOutcome], cfg: 
     _with_evidence("oos", result, _take(bars, rows), metrics, evidence, cfg.fee, ppy)
     figures: dict[str, Callable[[], Figure]] = {
         "plots/equity_drawdown_oos.png":
-        _equity_plot(result.returns, f"{title} walk-forward OOS (net of costs)", starts)}
-    _with_diagnostics("oos", result, _take(bars, rows), metrics, figures, ppy, title)
+        _equity_plot(result.returns, f"{title} walk-forward OOS (net of costs)", starts,
+                     cfg.fill)}
+    _with_diagnostics("oos", result, _take(bars, rows), metrics, figures, ppy, title, cfg.fill)
     return Evaluation(
         metrics=metrics, results={"oos": result}, evidence=evidence, bars=bars,
         reports={"rule/fit.json": {"rule": rule.kind, "folds": fits},

@@ -97,7 +97,7 @@ def main(cfg: DictConfig) -> float:
             from huracan.tracking.run import configure
 
             configure(cfg.tracking.tracking_uri, Path(cfg.tracking.store_dir),
-                      cfg.tracking.experiment_name)
+                      cfg.tracking.experiment_name, cfg.tracking.get("artifact_location"))
             parent_run_id, sweep_id = _sweep_context(hc)
         resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         resolved.pop("hydra", None)

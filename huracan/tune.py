@@ -436,7 +436,8 @@ def run_study(resolved: dict[str, Any], t: TuneSettings,
     study = _create_study(plan, t)
     settings, data = plan.settings, plan.settings.data
     experiment_id = configure(settings.tracking.tracking_uri, plan.store_dir,
-                              settings.tracking.experiment_name)
+                              settings.tracking.experiment_name,
+                              settings.tracking.artifact_location)
     client = MlflowClient()
     parent = str(t.parent_run_id or "") or _parent_run(
         client, experiment_id, plan.study_name,

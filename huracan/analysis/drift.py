@@ -782,16 +782,33 @@ def add_to_workspace(snapshot: Any, workspace: str | Path, project: str,
     return str(proj.id), str(ref.id)
 
 
+def monitoring_run_name(kind: str, model_name: str, version: str | int,
+                        start: Any = None, end: Any = None) -> str:
+    """The MLflow run name of a monitoring run: ``<kind>-<model>-v<version> <start>..<end>``,
+    the model's registered name without its ``huracan-`` prefix and the window's first and last
+    UTC day (``drift-BTCUSDT-1h-v3 2024-12-01..2024-12-31``), so the runs of one model differ
+    by window in the runs table; the window part is left out when a bound is unknown."""
+    name = f"{kind}-{model_name.removeprefix('huracan-')}-v{version}"
+    if start is None or end is None:
+        return name
+    return f"{name} {to_utc(start):%Y-%m-%d}..{to_utc(end):%Y-%m-%d}"
+
+
 def _monitoring_experiment(client: Any, name: str, like_run_id: str | None) -> str:
     """The id of experiment ``name`` (:func:`huracan.tracking.run.experiment_id`: marked as
     model training), created with the artifact location of ``like_run_id``'s experiment (so
-    monitoring artifacts land beside the model's)."""
-    from huracan.tracking.run import experiment_id
+    monitoring artifacts land beside the model's), else beside the client's store
+    (:func:`huracan.tracking.run.artifact_root`)."""
+    from huracan.tracking.run import artifact_root, experiment_id
 
     location = None
-    if like_run_id and client.get_experiment_by_name(name) is None:
-        run = client.get_run(like_run_id)
-        location = client.get_experiment(run.info.experiment_id).artifact_location
+    if client.get_experiment_by_name(name) is None:
+        if like_run_id:
+            run = client.get_run(like_run_id)
+            location = client.get_experiment(run.info.experiment_id).artifact_location
+        else:
+            uri = getattr(client, "tracking_uri", None)
+            location = artifact_root(uri, Path("mlruns")) if isinstance(uri, str) else None
     return experiment_id(client, name, location)
 
 
@@ -1317,7 +1334,9 @@ def _start_drift_run(client: Any, reported: ReportedDrift, experiment_name: str)
     out, report, ws = reported.result, reported.result.report, reported.workspace
     name, version = out.model_name, out.version
     exp_id = _monitoring_experiment(client, experiment_name, out.model_run_id)
-    run = client.create_run(exp_id, run_name=f"drift-{name}-v{version}", tags={
+    run_name = monitoring_run_name("drift", name, version, report.current_start,
+                                   report.current_end)
+    run = client.create_run(exp_id, run_name=run_name, tags={
         f"{TAG}role": "drift", f"{TAG}monitored_model": name,
         f"{TAG}monitored_version": version, f"{TAG}monitored_run": out.model_run_id,
         "symbol": out.symbol, "timeframe": out.timeframe,
@@ -1592,7 +1611,8 @@ def weekly_rescale(client: Any, model_name_or_uri: str, *,
     out = RescaleResult(name, version, params, rows.index[0].isoformat(),
                         rows.index[-1].isoformat(), len(rows), None, max_shift, max_ratio)
     exp_id = _monitoring_experiment(client, experiment_name, mv.run_id)
-    run = client.create_run(exp_id, run_name=f"rescale-{name}-v{version}", tags={
+    run_name = monitoring_run_name("rescale", name, version, out.window_start, out.window_end)
+    run = client.create_run(exp_id, run_name=run_name, tags={
         f"{TAG}role": "rescale", f"{TAG}monitored_model": name,
         f"{TAG}monitored_version": version, f"{TAG}monitored_run": str(mv.run_id),
         f"{TAG}rescale_note": RESCALE_NOTE,

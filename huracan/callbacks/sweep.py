@@ -445,7 +445,8 @@ class SweepRun(Callback):
         self.min_trades, self.pbo_splits = _selection_settings(config)
         self.min_psr = _min_psr(config)
         self.switching = _switching_settings(config)
-        experiment_id = configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name)
+        experiment_id = configure(tr.tracking_uri, Path(tr.store_dir), tr.experiment_name,
+                                  tr.get("artifact_location"))
         self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
         self.sweep_id = uuid.uuid4().hex
         overrides = " ".join(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)

@@ -306,15 +306,18 @@ def _flat(prefix: str, results: dict[str, SizingResult]) -> dict[str, float]:
 
 def sizing_figure(outcome: SizerOutcome, close: pd.Series | None, title: str) -> Any:
     """Price coloured by regime (top), PPO size and leverage (middle) and the equity of every
-    policy (bottom) over the evaluation bars."""
+    policy (bottom) over the evaluation bars; date axes, legends and the title's second line
+    (the bars' dates) as every run figure (:mod:`huracan.evaluation.plots`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from huracan.evaluation.plots import concise_dates, legend_outside, window_title
+
     ppo = outcome.test["ppo"].returns
     ts = pd.DatetimeIndex(ppo["timestamp"])
-    fig, ax = plt.subplots(3, 1, figsize=(12, 8), sharex=True,
+    fig, ax = plt.subplots(3, 1, figsize=(12, 8), sharex=True, layout="constrained",
                            gridspec_kw={"height_ratios": [2, 1, 2]})
     if close is not None:
         px = close.reindex(ts)
@@ -328,18 +331,19 @@ def sizing_figure(outcome: SizerOutcome, close: pd.Series | None, title: str) ->
                 m = reg == k
                 if m.any():
                     ax[0].scatter(ts[m], px.to_numpy()[m], s=2, color=colors[k], label=name)
-            ax[0].legend(loc="upper left", markerscale=4, fontsize=8)
+            legend_outside(ax[0], markerscale=4)
     ax[0].set_ylabel("price")
     ax[1].plot(ts, ppo["size"], lw=0.7, label="size")
     ax[1].plot(ts, ppo["leverage"], lw=0.7, label="leverage")
-    ax[1].legend(loc="upper left", fontsize=8)
+    legend_outside(ax[1])
     ax[1].set_ylabel("PPO action")
     for name, res in outcome.test.items():
         ax[2].plot(ts, res.returns["equity"], lw=0.8, label=name)
     ax[2].set_ylabel("equity")
-    ax[2].legend(loc="upper left", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
+    legend_outside(ax[2])
+    for a in ax:
+        concise_dates(a)
+    fig.suptitle(window_title(title, ts), fontsize=11)
     return fig
 
 
@@ -643,7 +647,7 @@ def run_sizer_job(cfg: dict[str, Any]) -> dict[str, Any]:
     symbol = ",".join(symbols)
     seed = int(cfg.get("seed", 42))
     experiment_id = configure(tr.get("tracking_uri"), Path(tr["store_dir"]),
-                              tr["experiment_name"])
+                              tr["experiment_name"], tr.get("artifact_location"))
     client = MlflowClient()
     t0 = time.perf_counter()
     loaded = [_symbol_data(client, sym, timeframe, s, cfg) for sym in symbols]

@@ -2,7 +2,10 @@
 
 The default store (no ``MLFLOW_TRACKING_URI``, no ``tracking.tracking_uri``) is a SQLite database
 ``mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``; open it with
-``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``.
+``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``. Any SQLite store keeps its
+artifacts beside it the same way (``sqlite:///elsewhere/m.db`` -> ``elsewhere/artifacts``) unless
+``tracking.artifact_location`` says otherwise (:func:`artifact_root`), and relative file outputs
+of a job (``data.quality_log``) land in the store's directory too (:func:`beside_store`).
 """
 
 from __future__ import annotations
@@ -92,18 +95,63 @@ def ui_link(tracking_uri: str, experiment_id: str, run_id: str | None = None) ->
     return f"{base}/#/experiments/{experiment_id}/{page}?{RUNS_VIEW_QUERY}"
 
 
-def configure(tracking_uri: str | None, store_dir: Path, experiment_name: str) -> str:
+def store_directory(tracking_uri: str | None, store_dir: Path) -> Path | None:
+    """The local directory of a tracking store: ``store_dir`` for the default store (no URI),
+    the database's directory for ``sqlite:///<path>``, the directory itself for a ``file:``
+    URI or a plain path; ``None`` for a server or another database (``http://``,
+    ``postgresql://``...), whose files live where that store says."""
+    uri = tracking_uri or ""
+    if not uri:
+        return store_dir
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file://").removeprefix("file:"))
+    return None if "://" in uri else Path(uri)
+
+
+def artifact_root(tracking_uri: str | None, store_dir: Path,
+                  configured: str | None = None) -> str | None:
+    """The artifact location of an experiment Huracan creates: ``configured``
+    (``tracking.artifact_location``: a URI such as ``s3://bucket/huracan`` kept as given, or a
+    path, a relative one resolved against the store's directory) when set; else
+    ``<db dir>/artifacts`` for a SQLite store (the default store's ``store_dir/artifacts``)
+    as a ``file://`` URI; else ``None`` (MLflow's own default: the ``file:`` store's directory,
+    the server's artifact root)."""
+    if configured:
+        if "://" in configured or configured.startswith("file:"):
+            return configured
+        path = Path(configured)
+        base = store_directory(tracking_uri, store_dir)
+        return (path if path.is_absolute() or base is None else base / path).resolve().as_uri()
+    uri = tracking_uri or default_tracking_uri(store_dir)
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def beside_store(path: str | None, tracking_uri: str | None, store_dir: Path) -> str | None:
+    """``path`` (a job's file output, e.g. ``data.quality_log``) as written: ``None`` and
+    absolute paths unchanged, a relative path joined to the store's directory
+    (:func:`store_directory`: ``sqlite:///elsewhere/m.db`` -> ``elsewhere/<path>``; the default
+    store -> ``mlruns/<path>``), or left relative to the working directory for a remote store."""
+    if not path or Path(path).is_absolute():
+        return path
+    base = store_directory(tracking_uri, store_dir)
+    return path if base is None else str(base / path)
+
+
+def configure(tracking_uri: str | None, store_dir: Path, experiment_name: str,
+              artifact_location: str | None = None) -> str:
     """Point MLflow at ``tracking_uri`` (or the default SQLite store under ``store_dir``) and
     return the id of ``experiment_name`` (:func:`experiment_id`: created when missing, with
-    artifacts under ``store_dir/artifacts`` for the default store, and marked as model
-    training)."""
-    artifact_location = None
+    artifacts where :func:`artifact_root` says: ``artifact_location`` when given, else beside a
+    SQLite store; and marked as model training so the MLflow UI opens it on its runs)."""
     if not tracking_uri:
         store_dir.mkdir(parents=True, exist_ok=True)
-        tracking_uri = default_tracking_uri(store_dir)
-        artifact_location = (store_dir / "artifacts").resolve().as_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    return experiment_id(mlflow.MlflowClient(), experiment_name, artifact_location)
+    root = artifact_root(tracking_uri, store_dir, artifact_location)
+    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri(store_dir))
+    return experiment_id(mlflow.MlflowClient(), experiment_name, root)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -151,6 +151,9 @@ def test_every_scored_window_of_a_forward_and_a_walk_forward_evaluation_logs_its
         assert f"plots/cost_sensitivity_{split}.png" in fwd.figures
         fig = fwd.figures[f"plots/cost_sensitivity_{split}.png"]()
         assert fig.axes[0].get_xlabel() == "extra cost per unit turnover (bps)"
+        assert f"fill {bt.fill}" in fig._suptitle.get_text()  # the title names the fill
+        eq = fwd.figures[f"plots/equity_drawdown_{split}.png"]()
+        assert f"fill {bt.fill}" in eq._suptitle.get_text() and split in eq._suptitle.get_text()
     assert "val_icir" not in fwd.metrics  # one fold: no per-fold figures
 
     n = len(fs.frame)

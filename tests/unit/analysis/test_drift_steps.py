@@ -30,7 +30,7 @@ class FakeClient:
         self.status: str | None = None
 
     def get_experiment_by_name(self, name: str) -> Any:
-        return SimpleNamespace(experiment_id="7",
+        return SimpleNamespace(experiment_id="7",  # already marked: no set_experiment_tag call
                                tags={"mlflow.experimentKind": "custom_model_development"})
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> Any:
@@ -93,6 +93,7 @@ def test_record_over_threshold_writes_report_issue_and_one_pending_request(engin
     assert req.drift_report_id == out.drift_report_id and req.model_name == NAME
     tags = dict(client.calls[0][1][2])
     assert tags["huracan.role"] == "drift" and tags["huracan.monitored_run"] == "train-run"
+    assert client.calls[0][1][1] == "drift-BTCUSDT-1h-v3 2024-03-01..2024-03-01"  # run name
     assert ("set_tag", ("run-1", "huracan.drift_report_id", str(out.drift_report_id))) \
         in client.calls
     assert set(out.timings) == {"report", "mlflow", "store", "total"}
@@ -102,6 +103,22 @@ def test_record_over_threshold_writes_report_issue_and_one_pending_request(engin
     assert [_count(engine, t) for t in (DriftReport, DataQualityLog, RetrainRequest)] == [2, 2, 1]
     assert again.result.retrain_request_id == out.retrain_request_id
     assert not again.result.retrain_request_created
+
+
+def test_monitoring_runs_are_named_by_model_version_and_window(tmp_path):
+    names = []
+    for start, end in (("2024-12-01T00:00:00+00:00", "2024-12-31T23:00:00+00:00"),
+                       ("2025-01-01T00:00:00+00:00", "2025-01-31T23:00:00+00:00")):
+        reported = _reported(tmp_path, drifted=False)
+        reported.result.report.current_start, reported.result.report.current_end = start, end
+        client = FakeClient()
+        dr._start_drift_run(client, reported, "mon")
+        names.append(client.calls[0][1][1])
+    assert names == ["drift-BTCUSDT-1h-v3 2024-12-01..2024-12-31",
+                     "drift-BTCUSDT-1h-v3 2025-01-01..2025-01-31"]
+    assert dr.monitoring_run_name("rescale", NAME, 4, "2024-11-02", "2024-12-01T05:00") == \
+        "rescale-BTCUSDT-1h-v4 2024-11-02..2024-12-01"
+    assert dr.monitoring_run_name("drift", NAME, 4) == "drift-BTCUSDT-1h-v4"
 
 
 def test_record_under_threshold_writes_the_report_row_only(engine, tmp_path):

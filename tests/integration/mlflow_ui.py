@@ -254,6 +254,7 @@ def tour(tour_: UiTour, sweep: Sweep) -> dict[str, Visit]:
                               "equity_drawdown_test.png", "plots/equity_drawdown_test.png"),
         "compare": tour_.visit("compare", f'/compare-runs?runs=[{runs_json}]&experiments=["{exp}"]',
                                re.compile(r"Comparing \d+ Runs")),
-        "registered-model": tour_.visit("registered-model", f"/models/{MODEL_NAME}", "Versions",
-                                        scroll_to="text=New model registry UI"),  # the aliases
+        "registered-model": tour_.visit(  # scrolled to the production version's row
+            "registered-model", f"/models/{MODEL_NAME}", "Versions",
+            scroll_to=f'text="Version {sweep.production_version}"'),
     }

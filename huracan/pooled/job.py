@@ -55,6 +55,7 @@ from huracan.registry.promotion import pooled_model_name
 from huracan.settings import JobSettings
 from huracan.stages import Evaluation
 from huracan.tracking import run as tracking
+from huracan.tracking.names import labels_metric
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def _tag_pool(job: JobContext, markets: dict[str, Prepared],
     """The run's tags: the primary symbol's fold ranges, with ``train_end`` / ``val_end`` the
     latest over the symbols (what the pooled model saw: the gate's ``seen_until``); per symbol
     its data fingerprint, fold ranges and rule choice under ``<PAIR>/``; the cash floor
-    (``cash_floor`` JSON, ``trade_symbols``); the ``labels_dropped_<reason>`` metrics per
+    (``cash_floor`` JSON, ``trade_symbols``); the ``labels/<PAIR>/dropped_<reason>`` metrics per
     symbol."""
     import mlflow
 
@@ -232,7 +233,7 @@ def _tag_pool(job: JobContext, markets: dict[str, Prepared],
         tags[f"{pair}/dataset_sha256"] = stages.frame_fingerprint(p.candles)
         tags |= {f"{pair}/{k}": v for k, v in evaluations[s].tags.items()}
         tags[f"{pair}/cash_floor"] = "trade" if floor[s]["trade"] else "cash"
-        dropped |= {f"{pair}/labels_dropped_{k}": float(v) for k, v in p.fs.unlabelled.items()}
+        dropped |= {labels_metric(k, pair): float(v) for k, v in p.fs.unlabelled.items()}
     tags["dataset_sha256"] = tags[f"{compact(settings.data.symbol)}/dataset_sha256"]
     with job.timer("log_tags"):
         mlflow.set_tags(tags)

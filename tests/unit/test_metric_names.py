@@ -119,3 +119,26 @@ def test_switching_table_reads_a_past_sweeps_names():
     b = format_switching({**base, "metrics": old})
     assert a == b and "1.50" in a and "nan" in a  # single best / buy & hold not given
     assert not math.isnan(read_metric(new, "switching/switching_sharpe") or math.nan)
+
+
+def test_select_rank_by_reads_a_past_runs_per_regime_metrics():
+    """``huracan select --rank-by`` (huracan.regime.live._metric_value) reads the per-regime
+    value of a version's run logged before issue 26 as it reads today's."""
+    from types import SimpleNamespace
+
+    from huracan.regime.live import _metric_value
+
+    def run(metrics):
+        return SimpleNamespace(data=SimpleNamespace(metrics=metrics,
+                                                    params={"objective": "val_composite_score"},
+                                                    tags={}))
+
+    old = run({"val_sharpe__regime_high": 2.0, "val_n_trades__regime_high": 40.0,
+               "val_sharpe": 0.5})
+    new = run({"regime/high/val_sharpe": 2.0, "regime/high/val_n_trades": 40.0,
+               "val_sharpe": 0.5})
+    assert _metric_value(old, "sharpe", "high", 30) == (2.0, "regime/high/val_sharpe")
+    assert _metric_value(new, "sharpe", "high", 30) == (2.0, "regime/high/val_sharpe")
+    # too few trades in the regime: the whole selection window, either way
+    assert _metric_value(old, "sharpe", "high", 50) == (0.5, "val_sharpe")
+    assert _metric_value(new, "sharpe", "low", 30) == (0.5, "val_sharpe")

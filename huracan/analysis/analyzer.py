@@ -12,8 +12,11 @@ Both callers share the same steps (:func:`huracan.evaluation.importance.analyze`
 
 Artifacts logged into the run: ``importance/<method>.csv`` (``feature, importance, rank``) per
 method including ``aggregate``, ``importance/rankings.csv`` (all methods, long format) and
-``importance/summary.json`` (settings, timings, baseline loss, shift report); metrics
-``importance_time_<method>_s``, ``importance_baseline_loss`` and ``importance_shift_rho``.
+``importance/summary.json`` (settings, timings, baseline loss, shift report, the family line) and
+``importance/families.json`` (SHAP and permutation importance summed per feature family, as
+shares of the total: :mod:`huracan.analysis.families`); metrics ``importance_time_<method>_s``,
+``importance_baseline_loss``, ``importance_shift_rho`` and ``importance_family_<family>_<method>``
+(fractions).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import numpy as np
 from sqlalchemy import Engine
 
 from huracan.alerts import Notifier
+from huracan.analysis.families import ARTIFACT as FAMILIES_ARTIFACT
+from huracan.analysis.families import family_metrics, family_report
 from huracan.analysis.importance_store import store_rankings
 from huracan.analysis.shift import ShiftReport, detect_shift
 from huracan.evaluation.importance import ImportanceResult, analyze
@@ -74,7 +79,10 @@ def _client(client: Any | None) -> Any:
 def log_rankings(client: Any, run_id: str, result: ImportanceResult,
                  summary: dict[str, Any]) -> None:
     """Log the rankings (``importance/<method>.csv``, ``importance/rankings.csv``), the summary
-    (``importance/summary.json``) and the timing metrics into ``run_id`` (active or finished)."""
+    (``importance/summary.json``), the family shares (``importance/families.json``) and the
+    timing and family metrics into ``run_id`` (active or finished)."""
+    families = family_report(result.importances, result.feature_names)
+    client.log_text(run_id, json.dumps(families, indent=2), FAMILIES_ARTIFACT)
     for method in result.methods:
         client.log_text(run_id, result.ranking(method).to_csv(index=False),
                         f"{ARTIFACT_DIR}/{method}.csv")
@@ -88,6 +96,7 @@ def log_rankings(client: Any, run_id: str, result: ImportanceResult,
     metrics["importance_baseline_loss"] = result.baseline_loss
     if summary.get("shift"):
         metrics["importance_shift_rho"] = summary["shift"]["rho"]
+    metrics.update(family_metrics(families))
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
 
@@ -116,13 +125,15 @@ def _record(
         "timings_s": result.timings, "baseline_loss": result.baseline_loss,
         "n_shap_rows": result.n_shap_rows, "shap_reused": result.shap_reused,
         "top_aggregate": result.top(top_n),
+        "families": family_report(result.importances, result.feature_names)["summary"],
         "shift": None if shift is None else shift.as_dict(),
     }
     log_rankings(client, run_id, result, summary)
     seconds = time.perf_counter() - started
-    log.info("feature importance of %s (%s %s %s): %d rows stored in %.2fs %s; top %s", run_id,
-             model_type, symbol, timeframe, rows, seconds,
-             {k: round(v, 3) for k, v in result.timings.items()}, result.top(5))
+    log.info("feature importance of %s (%s %s %s): %d rows stored in %.2fs %s; top %s; %s",
+             run_id, model_type, symbol, timeframe, rows, seconds,
+             {k: round(v, 3) for k, v in result.timings.items()}, result.top(5),
+             summary["families"])
     return AnalysisOutcome(run_id=run_id, symbol=symbol, timeframe=timeframe,
                            model_type=model_type, result=result, shift=shift, rows_stored=rows,
                            analyzed_at=when, seconds=seconds)

@@ -73,6 +73,9 @@ def analyze(
     for row in res.ranking().head(top_n).itertuples():
         typer.echo(f"{row.rank:>4}  {row.feature:<24}{row.importance:>10.2f}"
                    + "".join(f"{ranks[m][row.feature]:>13}" for m in methods))
+    from huracan.analysis.families import family_report
+
+    typer.echo(f"families: {family_report(res.importances, res.feature_names)['summary']}")
     shift = out.shift
     if shift is None:
         typer.echo("shift: no previous analysis of this model to compare with")

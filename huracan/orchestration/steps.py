@@ -25,7 +25,9 @@ What each step does (commands are the ones users run by hand, with the same sett
   data are in memory there: about 1 s per job against 8 s for a rebuild).
 - ``importance``: every run of the sweep has its stored ranking (SHAP, permutation, correlation;
   the next cycle's ``features.top_n`` reads them): a run without one (its analysis failed, or
-  ``importance.enabled=false``) is analysed now, as ``huracan features analyze`` would.
+  ``importance.enabled=false``) is analysed now, as ``huracan features analyze`` would. The
+  step's line says which kind of information each run's model uses (its SHAP importance summed
+  per feature family: own candles, context markets, higher timeframes, market structure).
 - ``gate``: the sweep's best eligible candidate meets the promotion gate, then the regime
   aliases (:class:`huracan.callbacks.gate.RegistryGate`, as at the end of a sweep).
 - ``monitor``: ``huracan registry monitor`` (drift check, then rollback when production degraded
@@ -509,22 +511,39 @@ def step_importance(s: NightSettings, symbol: str) -> tuple[str, list[str]]:
     tracking.configure(s.tracking_uri, Path(s.store_dir), s.experiment_name)
     client = MlflowClient()
     engine = _engine(s)
-    done, new, tops = 0, 0, []
+    done, new, tops, uses = 0, 0, [], []
     try:
         for run_id in rec["run_ids"]:
             if len(run_ranking(engine, run_id)):
                 done += 1
-                continue
-            out = analyze_run(client, engine, run_id, n_repeats=int(imp.n_repeats),
-                              seed=int(imp.seed), shift_threshold=float(imp.shift_threshold),
-                              top_n=int(imp.top_n_compare), notifier=_notifier(s))
-            new += 1
-            top = out.result.ranking().head(3)["feature"].tolist()
-            tops.append(f"{out.model_type}: {', '.join(top)}")
+            else:
+                out = analyze_run(client, engine, run_id, n_repeats=int(imp.n_repeats),
+                                  seed=int(imp.seed), shift_threshold=float(imp.shift_threshold),
+                                  top_n=int(imp.top_n_compare), notifier=_notifier(s))
+                new += 1
+                top = out.result.ranking().head(3)["feature"].tolist()
+                tops.append(f"{out.model_type}: {', '.join(top)}")
+            uses.append(stored_families(engine, run_id))
     finally:
         engine.dispose()
     return (f"{done} run(s) ranked in their jobs, {new} analysed now"
-            + (f"; top {'; '.join(tops)}" if tops else "")), []
+            + (f"; top {'; '.join(tops)}" if tops else "")
+            + (f"; information: {'; '.join(u for u in uses if u)}" if any(uses) else "")), []
+
+
+def stored_families(engine: Any, run_id: str) -> str:
+    """``<model_type>: uses mostly ...``: which kind of information run ``run_id``'s model
+    uses, from its stored SHAP ranking (else permutation) summed per feature family
+    (:func:`huracan.analysis.families.describe`); ``""`` without a stored ranking."""
+    from huracan.analysis.families import FAMILY_METHODS, describe, family_sums, shares_of
+    from huracan.analysis.importance_store import run_ranking
+
+    for method in FAMILY_METHODS:
+        ranking = run_ranking(engine, run_id, method)
+        if len(ranking):
+            sums = family_sums(ranking["importance"].to_numpy(), ranking["feature"].tolist())
+            return f"{ranking['model_type'].iloc[0]}: {describe(shares_of(sums), method)}"
+    return ""
 
 
 def step_gate(s: NightSettings, symbol: str) -> tuple[str, list[str]]:

@@ -45,6 +45,8 @@ import pandas as pd
 
 from huracan import job as steps
 from huracan import stages
+from huracan.analysis.families import ARTIFACT as FAMILIES_ARTIFACT
+from huracan.analysis.families import family_metrics, shap_families
 from huracan.data.ohlcv import bars_per_year
 from huracan.features.naming import SYMBOL_COLUMN, compact
 from huracan.job import JobContext, Prepared, TrainResult
@@ -256,7 +258,9 @@ def _explain_and_log(job: JobContext, markets: dict[str, Prepared], pooled: Pool
                      evaluations: dict[str, Evaluation], metrics: dict[str, float],
                      extra: tuple[dict[str, pd.DataFrame], dict[str, Any]],
                      run_id: str) -> str | None:
-    """SHAP of the last fold per symbol (``shap``), every symbol's evaluation artifacts under
+    """SHAP of the last fold per symbol (``shap``; its shares per feature family as
+    ``<PAIR>/importance_family_<family>_shap`` and ``<PAIR>/importance/families.json``,
+    :mod:`huracan.analysis.families`), every symbol's evaluation artifacts under
     ``<PAIR>/``, the primary's evaluation window at the gate's path, the portfolio series
     (``portfolio/<window>_returns.parquet``) and the cash floor (``portfolio/cash_floor.json``)
     (``logging``), the model (``log_model``), then every metric in one batch (logged even when
@@ -281,6 +285,9 @@ def _explain_and_log(job: JobContext, markets: dict[str, Prepared], pooled: Pool
                 steps.log_evaluation_artifacts(ev, f"{compact(s)}/", timer)
                 mlflow.log_text(shap[s].importance.to_csv(index=False),
                                 f"{compact(s)}/shap/mean_abs_shap.csv")
+                families = shap_families(shap[s].values, markets[s].fs.feature_names)
+                mlflow.log_dict(families, f"{compact(s)}/{FAMILIES_ARTIFACT}")
+                metrics.update(family_metrics(families, f"{compact(s)}/"))
             window = evaluations[primary].eval_window
             with timer("log_artifacts"):
                 if window is not None:

@@ -72,11 +72,17 @@ def test_analyze_past_runs_stores_logs_and_compares(compose_cfg, store):
         assert stored["feature"].tolist() == a.result.ranking(method)["feature"].tolist()
     files = {x.path for x in client.list_artifacts(first.run_id, "importance")}
     assert files == {f"importance/{m}.csv" for m in METHODS} | {
-        "importance/rankings.csv", "importance/summary.json"}
+        "importance/rankings.csv", "importance/summary.json", "importance/families.json"}
     summary = json.loads(mlflow.artifacts.load_text(
         f"runs:/{first.run_id}/importance/summary.json"))
     assert summary["n_repeats"] == 2 and summary["shift"] is None
-    assert client.get_run(first.run_id).data.metrics["importance_time_permutation_s"] > 0
+    metrics = client.get_run(first.run_id).data.metrics
+    assert metrics["importance_time_permutation_s"] > 0
+    # price features only: all their information is the own candles'
+    assert metrics["importance_family_own_shap"] == pytest.approx(1.0)
+    families = json.loads(mlflow.artifacts.load_text(
+        f"runs:/{first.run_id}/importance/families.json"))
+    assert families["summary"].startswith("uses mostly its own candles")
     # SHAP in the analysis agrees with the job's own SHAP artifact (same rows, same model)
     job_shap = pd.read_csv(client.download_artifacts(first.run_id, "shap/mean_abs_shap.csv"))
     np.testing.assert_allclose(
@@ -101,6 +107,7 @@ def test_analyze_a_keras_run_and_the_cli(compose_cfg, store):
     assert res.exit_code == 0, res.output
     assert f"run {run.run_id} (cnn BTC/USDT 1h)" in res.output
     assert "shift: no previous analysis" in res.output
+    assert "families: uses mostly its own candles (own 100%; SHAP)" in res.output
     stored = run_ranking(engine, run.run_id, AGGREGATE)
     table_rows = [ln.split()[1] for ln in res.output.splitlines()[3:8]]
     assert table_rows == stored["feature"].head(5).tolist()

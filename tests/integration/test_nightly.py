@@ -100,6 +100,9 @@ def test_nightly_offline_then_rerun_only_reports(tmp_path, edge_sample_path):
         ranked = conn.execute("SELECT count(*) FROM feature_importance WHERE run_id = ?",
                               (prod.run_id,)).fetchone()[0]
     assert ranked > 0
+    # ... and says which kind of information each run's model uses (price features: own)
+    assert "information: " in btc.loc["importance", "detail"]
+    assert "uses mostly its own candles (own 100%; SHAP)" in btc.loc["importance", "detail"]
     # the snapshot the models trained on is the lake's series, validated
     snap = pd.read_parquet(tmp_path / "work" / NIGHT / "BTC-USDT" / "candles.parquet")
     assert len(snap) == len(pd.read_parquet(BTC))

@@ -140,3 +140,20 @@ def test_the_gate_decides_on_both_registered_models(sweep):
     cand = event.evidence["forecasts"]["candidate"]
     assert cand["rule"]["source"] == "fitted (pooled: BTC/USDT)", cand
     assert cand["bars_from_model"] == event.eval_bars > 0
+
+
+def test_each_symbol_says_which_kind_of_information_the_pool_uses(sweep):
+    """SHAP of the pool's last fold summed per feature family, per symbol (own price features
+    only here: all of it is the own family); the single-market job's importance loop logs the
+    same shares without a prefix."""
+    tmp, _, results, client = sweep
+    pooled = next(r for r in results if r["registered_model"] == POOL)
+    m = client.get_run(pooled["run_id"]).data.metrics
+    for pair in PAIRS:
+        assert m[f"{pair}/importance_family_own_shap"] == pytest.approx(1.0)
+        families = json.loads(Path(client.download_artifacts(
+            pooled["run_id"], f"{pair}/importance/families.json", str(tmp))).read_text())
+        assert families["features"] == {"own": 21}
+        assert families["summary"].startswith("uses mostly its own candles")
+    single = client.get_run(next(r for r in results if r["registered_model"] != POOL)["run_id"])
+    assert single.data.metrics["importance_family_own_shap"] == pytest.approx(1.0)

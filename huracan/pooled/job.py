@@ -259,7 +259,7 @@ def _explain_and_log(job: JobContext, markets: dict[str, Prepared], pooled: Pool
                      extra: tuple[dict[str, pd.DataFrame], dict[str, Any]],
                      run_id: str) -> str | None:
     """SHAP of the last fold per symbol (``shap``; its shares per feature family as
-    ``<PAIR>/importance_family_<family>_shap`` and ``<PAIR>/importance/families.json``,
+    ``importance/<PAIR>/family_<family>_shap`` and ``<PAIR>/importance/families.json``,
     :mod:`huracan.analysis.families`), every symbol's evaluation artifacts under
     ``<PAIR>/``, the primary's evaluation window at the gate's path, the portfolio series
     (``portfolio/<window>_returns.parquet``) and the cash floor (``portfolio/cash_floor.json``)
@@ -287,7 +287,7 @@ def _explain_and_log(job: JobContext, markets: dict[str, Prepared], pooled: Pool
                                 f"{compact(s)}/shap/mean_abs_shap.csv")
                 families = shap_families(shap[s].values, markets[s].fs.feature_names)
                 mlflow.log_dict(families, f"{compact(s)}/{FAMILIES_ARTIFACT}")
-                metrics.update(family_metrics(families, f"{compact(s)}/"))
+                metrics.update(family_metrics(families, compact(s)))
             window = evaluations[primary].eval_window
             with timer("log_artifacts"):
                 if window is not None:

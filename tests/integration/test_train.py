@@ -153,7 +153,7 @@ def test_metrics_are_written_once_and_linked_to_the_logged_model(gbdt_sweep):
         linked = {m.key: m.value for m in client.get_logged_model(model_id).metrics or []}
         assert scored <= set(linked)
         assert all(linked[k] == r.data.metrics[k] for k in scored)
-        assert {"labels_dropped_gap", "importance_baseline_loss"} <= set(r.data.metrics)
+        assert {"labels/dropped_gap", "importance/baseline_loss"} <= set(r.data.metrics)
         assert {f"time/{k}_s" for k in STEP_TIMINGS} <= set(r.data.metrics)
 
 

@@ -21,7 +21,7 @@ the OOS rows), breakeven cost (``oos_breakeven_bps``: extra bps per unit turnove
 return is 0), trades, clears cash (the gate's rule, :func:`huracan.evaluation.evidence.beats_cash`:
 compounded net return > 0 and PSR >= ``registry.min_psr`` = 0.9, read off ``oos_total_return`` /
 ``oos_psr``), buy & hold's Sharpe on the same bars, and the SHAP share of each feature family on
-the last fold (``importance_family_<family>_shap``).
+the last fold (``importance/family_<family>_shap``).
 
 Cost figures: the wall time of the pooled GBDT walk-forward (3 symbols) beside the
 single-symbol walk-forward of BTC own features, run back to back (minutes apart, load printed),
@@ -172,14 +172,22 @@ def clears_cash(m: dict[str, float], min_psr: float, prefix: str = "") -> bool:
 def row_of(symbol: str, variant: str, metrics: dict[str, float], run_metrics: dict[str, float],
            min_psr: float, timing: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """One table row from a job's metrics (``prefix`` = ``BTCUSDT/`` for a pooled symbol)."""
+    from huracan.tracking.names import importance_metric, read_metric
+
     m = metrics
 
     def get(key: str) -> float:
         return float(m.get(f"{prefix}{key}", math.nan))
 
-    shares = {f: float(run_metrics.get(f"{prefix}importance_family_{f}_shap",
-                                       run_metrics.get(f"importance_family_{f}_shap", math.nan)))
-              for f in FAMILIES}
+    pair = prefix.rstrip("/") or None
+
+    def share(f: str) -> float:
+        """A pooled symbol's own share, else the run's (old names of past runs read too)."""
+        own = read_metric(run_metrics, importance_metric(f"family_{f}_shap", pair))
+        run = read_metric(run_metrics, importance_metric(f"family_{f}_shap"), math.nan)
+        return float(run if own is None else own)
+
+    shares = {f: share(f) for f in FAMILIES}
     return {"symbol": f"{symbol}/USDT", "variant": variant, "sharpe": get("oos_sharpe"),
             "ic": get("oos_rank_ic"), "pearson_ic": get("oos_ic"),
             "breakeven_bps": get("oos_breakeven_bps"), "trades": get("oos_n_trades"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 from sweep_runner import REPO, run_sweep
+
+from huracan.tracking.names import read_metric, regime_metric, switching_metric
 
 DATASETS = {
     "sample": ["data=btc_sample", "split.train_bars=120d", "split.val_bars=20d",
@@ -68,8 +71,8 @@ def report(name: str, overrides: list[str], regime: str, models: str | None = No
             row = {"model": r["model_type"], "oos_sharpe": m["oos_sharpe"],
                    "oos_trades": int(m["oos_n_trades"])}
             for g in REGIMES:
-                row[f"{g}_sharpe"] = m.get(f"oos_sharpe__regime_{g}", float("nan"))
-                row[f"{g}_trades"] = int(m.get(f"oos_n_trades__regime_{g}", 0))
+                row[f"{g}_sharpe"] = read_metric(m, regime_metric("oos", "sharpe", g), math.nan)
+                row[f"{g}_trades"] = int(read_metric(m, regime_metric("oos", "n_trades", g), 0))
             per_regime.append(row)
         sw = evidence.get("switching") or {}
     out = {
@@ -97,10 +100,11 @@ def report(name: str, overrides: list[str], regime: str, models: str | None = No
         print(f"switching vs single best vs buy & hold on {out['switching_bars']} bars "
               f"({str(out['switching_start'])[:10]} .. {str(out['switching_end'])[:10]}):")
         for s in ("switching", "single_best", "buy_hold"):
-            print(f"  {s:<12} Sharpe {m.get(f'{s}_sharpe', float('nan')):6.2f}  max drawdown "
-                  f"{100 * m.get(f'{s}_max_drawdown', float('nan')):5.1f} %  return "
-                  f"{100 * m.get(f'{s}_total_return', float('nan')):8.1f} %  trades "
-                  f"{m.get(f'{s}_n_trades', float('nan')):6.0f}")
+            v = {k: read_metric(m, switching_metric(f"{s}_{k}"), math.nan)
+                 for k in ("sharpe", "max_drawdown", "total_return", "n_trades")}
+            print(f"  {s:<12} Sharpe {v['sharpe']:6.2f}  max drawdown "
+                  f"{100 * v['max_drawdown']:5.1f} %  return "
+                  f"{100 * v['total_return']:8.1f} %  trades {v['n_trades']:6.0f}")
     return out
 
 

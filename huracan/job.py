@@ -29,6 +29,7 @@ from huracan.secrets import mask_url
 from huracan.settings import DataSettings, JobSettings
 from huracan.stages import Evaluation, FoldOutcome, Timer
 from huracan.tracking import run as tracking
+from huracan.tracking.names import time_metric
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def job_run(job: JobContext, experiment_id: str, tags: Mapping[str, Any],
             parent_run_id: str | None, resolved: Mapping[str, Any] | None) -> Iterator[str]:
     """The job's MLflow run (nested under ``parent_run_id``; ends FAILED when the body raises):
     the resolved config logged (``log_params``) first, the stage timings as
-    ``time_<stage>_s`` metrics last (on success); yields the run id."""
+    ``time/<stage>_s`` metrics last (on success); yields the run id."""
     import mlflow
 
     started = time.perf_counter()
@@ -161,7 +162,7 @@ def job_run(job: JobContext, experiment_id: str, tags: Mapping[str, Any],
             with job.timer("log_params"):
                 tracking.log_config(resolved)
         yield run_id
-        mlflow.log_metrics({f"time_{k}_s": v for k, v in job.timer.seconds.items()})
+        mlflow.log_metrics({time_metric(k): v for k, v in job.timer.seconds.items()})
 
 
 @dataclass

@@ -34,8 +34,8 @@ AFML keeps such an event when a horizontal barrier was touched before the data s
 is dropped too, so the dropped rows depend only on where the gap is, never on the outcome (keeping
 the touched ones would over-represent +1/-1 labels just before every gap). The feature builder
 counts the rows dropped for a gap and for the data end (:attr:`huracan.features.build.FeatureSet.
-unlabelled`; the job logs them and records the MLflow metrics ``labels_dropped_gap`` and
-``labels_dropped_end_of_data``). Sample weights (AFML ch. 4) are computed on the bars of the
+unlabelled`; the job logs them and records the MLflow metrics ``labels/dropped_gap`` and
+``labels/dropped_end_of_data``). Sample weights (AFML ch. 4) are computed on the bars of the
 time grid: a dropped row's bars still count in the spans of the labels that read them.
 """
 

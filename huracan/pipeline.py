@@ -52,6 +52,7 @@ from huracan.secrets import mask_url
 from huracan.settings import JobSettings
 from huracan.stages import Evaluation, FittedFold, FoldOutcome, Timer
 from huracan.tracking import run as tracking
+from huracan.tracking.names import labels_metric
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _prepare(job: JobContext) -> Prepared:
 
 def _tag_run(job: JobContext, p: Prepared) -> None:
     """The run's tags (folds, fingerprints, code version, objective, families) and the
-    ``labels_dropped_<reason>`` metrics: rows whose label is unknown (:mod:`huracan.labels`:
+    ``labels/dropped_<reason>`` metrics: rows whose label is unknown (:mod:`huracan.labels`:
     dropped, never truncated or bridged)."""
     import mlflow
 
@@ -148,7 +149,7 @@ def _tag_run(job: JobContext, p: Prepared) -> None:
             **({"feature_selection": p.note[:5000]} if p.note else {}),
         })
     with job.timer("log_metrics"):
-        mlflow.log_metrics({f"labels_dropped_{k}": float(v) for k, v in fs.unlabelled.items()})
+        mlflow.log_metrics({labels_metric(k): float(v) for k, v in fs.unlabelled.items()})
 
 
 def _fit_evaluate(job: JobContext, p: Prepared

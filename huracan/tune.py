@@ -48,6 +48,7 @@ from huracan import progress
 from huracan.commands import exit_with
 from huracan.config import register_resolvers
 from huracan.resources import conf_dir, tuned_presets_dir
+from huracan.tracking.names import time_metric
 from huracan.tuning import TuneError, TuneSettings
 
 CONF_DIR = str(conf_dir())  # the checkout's conf/, or the installed copy (huracan.resources)
@@ -510,7 +511,7 @@ def _log_study(client: Any, parent: str, metric: str, study: Any, best: Any,
     metrics = {"n_trials": summary["n_trials"], "n_complete": summary["complete"],
                "n_pruned": summary["pruned"], "n_ineligible": summary["ineligible"],
                f"best_{metric}": summary["best_value"], "best_trial": best.number,
-               "mean_trial_seconds": summary["mean_trial_seconds"]}
+               time_metric("mean_trial"): summary["mean_trial_seconds"]}
     if dsr is not None:
         metrics |= {f"best_{metric.split('_', 1)[0]}_dsr": dsr["dsr"],
                     f"best_{metric.split('_', 1)[0]}_psr": dsr["psr"]}

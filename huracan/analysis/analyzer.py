@@ -14,8 +14,8 @@ Artifacts logged into the run: ``importance/<method>.csv`` (``feature, importanc
 method including ``aggregate``, ``importance/rankings.csv`` (all methods, long format) and
 ``importance/summary.json`` (settings, timings, baseline loss, shift report, the family line) and
 ``importance/families.json`` (SHAP and permutation importance summed per feature family, as
-shares of the total: :mod:`huracan.analysis.families`); metrics ``importance_time_<method>_s``,
-``importance_baseline_loss``, ``importance_shift_rho`` and ``importance_family_<family>_<method>``
+shares of the total: :mod:`huracan.analysis.families`); metrics ``time/importance_<method>_s``,
+``importance/baseline_loss``, ``importance/shift_rho`` and ``importance/family_<family>_<method>``
 (fractions).
 """
 
@@ -38,6 +38,7 @@ from huracan.analysis.importance_store import store_rankings
 from huracan.analysis.shift import ShiftReport, detect_shift
 from huracan.evaluation.importance import ImportanceResult, analyze
 from huracan.models.base import Forecaster
+from huracan.tracking.names import importance_metric, time_metric
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,10 @@ def log_rankings(client: Any, run_id: str, result: ImportanceResult,
     from mlflow.entities import Metric
 
     now = int(datetime.now(UTC).timestamp() * 1000)
-    metrics = {f"importance_time_{m}_s": t for m, t in result.timings.items()}
-    metrics["importance_baseline_loss"] = result.baseline_loss
+    metrics = {time_metric(f"importance_{m}"): t for m, t in result.timings.items()}
+    metrics[importance_metric("baseline_loss")] = result.baseline_loss
     if summary.get("shift"):
-        metrics["importance_shift_rho"] = summary["shift"]["rho"]
+        metrics[importance_metric("shift_rho")] = summary["shift"]["rho"]
     metrics.update(family_metrics(families))
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 

@@ -56,6 +56,7 @@ import pandas as pd
 from filelock import FileLock
 
 from huracan.timeutil import to_utc
+from huracan.tracking.names import time_metric
 
 log = logging.getLogger(__name__)
 
@@ -1004,14 +1005,15 @@ def drift_for_model(
     project named after the registered model; a monitoring MLflow run in ``experiment_name``
     tagged ``huracan.role=drift``, ``huracan.monitored_model``, ``huracan.monitored_version``,
     ``huracan.monitored_run``, with metrics (``drift_share``, ``n_drifted``, ``n_features``,
-    ``dataset_drift``, prediction and target drift scores, per-feature ``drift_score.<f>``,
-    ``scale_shift.<f>``, timings) and artifacts ``drift/drift_report.html``, ``.json``,
-    ``drift_summary.json``, ``columns.csv``, ``scaling.csv``; the version gets tags
-    ``huracan.last_drift_run`` and ``huracan.last_drift_share``; a ``drift_reports`` row. Over
-    threshold (``drift_share`` of features drifted or more): a ``data_quality_logs`` row
-    (``feature_drift``, warning), a ``retrain_requests`` row (unless one is still pending for the
-    model) and an alert. In code: :func:`_resolve_model`, :func:`_rebuild_windows`,
-    :func:`_report_windows`, :func:`_record_report`, :func:`_alert_drift`.
+    ``dataset_drift``, prediction and target drift scores, per-feature ``drift_score/<f>``,
+    ``scale_shift/<f>``, ``scale_ratio/<f>``, timings ``time/<step>_s``) and artifacts
+    ``drift/drift_report.html``, ``.json``, ``drift_summary.json``, ``columns.csv``,
+    ``scaling.csv``; the version gets tags ``huracan.last_drift_run`` and
+    ``huracan.last_drift_share``; a ``drift_reports`` row. Over threshold (``drift_share`` of
+    features drifted or more): a ``data_quality_logs`` row (``feature_drift``, warning), a
+    ``retrain_requests`` row (unless one is still pending for the model) and an alert. In code:
+    :func:`_resolve_model`, :func:`_rebuild_windows`, :func:`_report_windows`,
+    :func:`_record_report`, :func:`_alert_drift`.
 
     Reference forecasts are in-sample (the model was fitted on those rows), so a model that
     fits its training rows closely shows a wider reference forecast distribution than it will
@@ -1315,7 +1317,7 @@ def _record_report(client: Any, engine: Any, reported: ReportedDrift, *, experim
         timings["store"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         client.log_batch(run_id, metrics=_finite_metrics(
-            {f"time_{k}_s": v for k, v in timings.items() if k in ("mlflow", "store", "total")}))
+            {time_metric(k): v for k, v in timings.items() if k in ("mlflow", "store", "total")}))
         if out.drift_report_id is not None:
             client.set_tag(run_id, f"{TAG}drift_report_id", str(out.drift_report_id))
         status = "FINISHED"
@@ -1369,10 +1371,10 @@ def _log_drift_run(client: Any, run_id: str, out: ModelDriftResult) -> None:
     if report.target is not None:
         metrics["target_drift_score"] = report.target.score
         metrics["target_drifted"] = float(report.target.drifted)
-    metrics |= {f"drift_score.{c.column}": c.score for c in report.features}
-    metrics |= {f"scale_shift.{s.feature}": s.mean_shift for s in report.scaling}
-    metrics |= {f"scale_ratio.{s.feature}": s.std_ratio for s in report.scaling}
-    metrics |= {f"time_{k}_s": v for k, v in {**timings, **{
+    metrics |= {f"drift_score/{c.column}": c.score for c in report.features}
+    metrics |= {f"scale_shift/{s.feature}": s.mean_shift for s in report.scaling}
+    metrics |= {f"scale_ratio/{s.feature}": s.std_ratio for s in report.scaling}
+    metrics |= {time_metric(k): v for k, v in {**timings, **{
         f"evidently_{k}": v for k, v in report.timings.items()}}.items()}
     client.log_batch(run_id, metrics=_finite_metrics(metrics))
     client.log_param(run_id, "drift_share_threshold", str(report.threshold))
@@ -1566,8 +1568,8 @@ def weekly_rescale(client: Any, model_name_or_uri: str, *,
     window (manifest ``train_start`` .. ``train_end``), on ``data_path`` (default: the run's
     file). Logged as an MLflow run in ``experiment_name`` (tags ``huracan.role=rescale``,
     ``huracan.monitored_model``, ``huracan.monitored_version``, ``huracan.rescale_note``;
-    metrics ``max_abs_mean_shift``, ``max_scale_ratio_dev``, ``mean_shift.<f>``,
-    ``scale_ratio.<f>``; artifacts ``rescale/params.csv`` and ``rescale/scaler.pkl``).
+    metrics ``max_abs_mean_shift``, ``max_scale_ratio_dev``, ``mean_shift/<f>``,
+    ``scale_ratio/<f>``; artifacts ``rescale/params.csv`` and ``rescale/scaler.pkl``).
 
     It does NOT change the registered model or its scaler (:data:`RESCALE_NOTE`): the model's
     estimator was fitted on inputs scaled by the old scaler, so swapping scalers under it would
@@ -1622,8 +1624,8 @@ def weekly_rescale(client: Any, model_name_or_uri: str, *,
     try:
         metrics = {"max_abs_mean_shift": max_shift, "max_scale_ratio_dev": max_ratio,
                    "rows": float(len(rows))}
-        metrics |= {f"mean_shift.{r.feature}": r.mean_shift for r in params.itertuples()}
-        metrics |= {f"scale_ratio.{r.feature}": r.scale_ratio for r in params.itertuples()}
+        metrics |= {f"mean_shift/{r.feature}": r.mean_shift for r in params.itertuples()}
+        metrics |= {f"scale_ratio/{r.feature}": r.scale_ratio for r in params.itertuples()}
         client.log_batch(run_id, metrics=_finite_metrics(metrics))
         with tempfile.TemporaryDirectory() as tmp:
             params.to_csv(Path(tmp) / "params.csv", index=False)

@@ -18,8 +18,8 @@ features (a fraction in ``[0, 1]``; the shares of one method sum to 1):
 
 When a method's total is 0 (no feature moved the loss) its shares are all 0 and its ``total``
 says so. Logged by :mod:`huracan.analysis.analyzer` as the run metrics
-``importance_family_<family>_<method>`` and the artifact ``importance/families.json`` (the pooled
-job logs each symbol's SHAP shares as ``<PAIR>/importance_family_<family>_shap`` and
+``importance/family_<family>_<method>`` and the artifact ``importance/families.json`` (the pooled
+job logs each symbol's SHAP shares as ``importance/<PAIR>/family_<family>_shap`` and
 ``<PAIR>/importance/families.json``); the nightly importance step prints :func:`describe` of each
 run's stored ranking.
 """
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from huracan.features.naming import FEATURE_FAMILIES, family_totals, feature_family
+from huracan.tracking.names import importance_metric
 
 #: the importance methods summed per family, in report order
 FAMILY_METHODS: tuple[str, ...] = ("shap", "permutation")
@@ -122,10 +123,11 @@ def shap_families(values: np.ndarray, feature_names: Sequence[str]) -> dict[str,
     return family_report({"shap": np.abs(v).mean(axis=0)}, feature_names)
 
 
-def family_metrics(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """``<prefix>importance_family_<family>_<method>``: the shares of :func:`family_report`
-    (``prefix`` e.g. ``BTCUSDT/`` for one symbol of a pooled job)."""
-    return {f"{prefix}importance_family_{fam}_{method}": float(share)
+def family_metrics(report: Mapping[str, Any], pair: str | None = None) -> dict[str, float]:
+    """``importance/family_<family>_<method>``: the shares of :func:`family_report`
+    (``importance/<pair>/family_...`` for one symbol of a pooled job, ``pair`` e.g.
+    ``BTCUSDT``; :func:`huracan.tracking.names.importance_metric`)."""
+    return {importance_metric(f"family_{fam}_{method}", pair): float(share)
             for method, block in report["methods"].items()
             for fam, share in block["shares"].items()}
 

@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from huracan.io import atomic_write_text
 from huracan.secrets import mask_text, mask_url
 from huracan.settings import SelectionSettings
+from huracan.tracking.names import SWEEP
 from huracan.tracking.results import (
     SWEEP_DIR_TAG,
     SWEEP_FILE,
@@ -512,8 +513,8 @@ class SweepRun(Callback):
         client.log_text(self.run_id, table + "\n", "sweep/summary.txt")
         ok = [r for r in results if r.get("status") == "ok"]
         failed = len(results) - len(ok)
-        log_metrics(client, self.run_id, {"sweep_jobs": float(len(results)),
-                                          "sweep_failed_jobs": float(failed)})
+        log_metrics(client, self.run_id, {f"{SWEEP}jobs": float(len(results)),
+                                          f"{SWEEP}failed_jobs": float(failed)})
         self._log_winner(client, results)
         if failed and status == "FINISHED":
             status = "FAILED"
@@ -543,7 +544,7 @@ class SweepRun(Callback):
                           ) -> dict[str, Any] | None:
         """The regime-switching strategy vs the single best candidate vs buy & hold on the
         candidates' common scored bars (:func:`huracan.regime.jobs.sweep_switching`), logged on
-        the parent run (``switching_sharpe``... and ``regime/switching.json``)."""
+        the parent run (``switching/switching_sharpe``... and ``regime/switching.json``)."""
         cfg = self.switching
         if cfg is None or self.run_id is None:
             return None

@@ -29,6 +29,7 @@ from huracan.db.tables import PaperAccount, PaperOrder
 from huracan.evaluation.backtest import BacktestResult
 from huracan.paper.ledger import PaperLedger, account_name, paper_result
 from huracan.timeutil import to_utc
+from huracan.tracking.names import modern_names
 
 
 def live_account(symbol: str, timeframe: str) -> str:
@@ -227,9 +228,9 @@ def _backtest_side(client: Any, model_name: str) -> tuple[dict[str, str], dict[s
               "production_run": str(mv.run_id or "")}
     if is_cash(mv) or not mv.run_id:
         return params | {"production_policy": "cash" if is_cash(mv) else "unknown"}, {}
-    metrics = client.get_run(mv.run_id).data.metrics
+    metrics = modern_names(client.get_run(mv.run_id).data.metrics)  # a past run's per-regime
     return params, {f"backtest_{k.removeprefix('test_')}": float(v) for k, v in metrics.items()
-                    if k.startswith("test_")}
+                    if k.startswith("test_")}  # test_<m>__regime_<r> is regime/<r>/test_<m>
 
 
 def log_daily_run(client: Any, engine: Engine, account: str, day: Any, *,

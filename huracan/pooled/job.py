@@ -57,6 +57,7 @@ from huracan.registry.promotion import pooled_model_name
 from huracan.settings import JobSettings
 from huracan.stages import Evaluation
 from huracan.tracking import run as tracking
+from huracan.tracking.names import labels_metric
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def _tag_pool(job: JobContext, markets: dict[str, Prepared],
     """The run's tags: the primary symbol's fold ranges, with ``train_end`` / ``val_end`` the
     latest over the symbols (what the pooled model saw: the gate's ``seen_until``); per symbol
     its data fingerprint, fold ranges and rule choice under ``<PAIR>/``; the cash floor
-    (``cash_floor`` JSON, ``trade_symbols``); the ``labels_dropped_<reason>`` metrics per
+    (``cash_floor`` JSON, ``trade_symbols``); the ``labels/<PAIR>/dropped_<reason>`` metrics per
     symbol."""
     import mlflow
 
@@ -234,7 +235,7 @@ def _tag_pool(job: JobContext, markets: dict[str, Prepared],
         tags[f"{pair}/dataset_sha256"] = stages.frame_fingerprint(p.candles)
         tags |= {f"{pair}/{k}": v for k, v in evaluations[s].tags.items()}
         tags[f"{pair}/cash_floor"] = "trade" if floor[s]["trade"] else "cash"
-        dropped |= {f"{pair}/labels_dropped_{k}": float(v) for k, v in p.fs.unlabelled.items()}
+        dropped |= {labels_metric(k, pair): float(v) for k, v in p.fs.unlabelled.items()}
     tags["dataset_sha256"] = tags[f"{compact(settings.data.symbol)}/dataset_sha256"]
     with job.timer("log_tags"):
         mlflow.set_tags(tags)
@@ -258,7 +259,7 @@ def _explain_and_log(job: JobContext, markets: dict[str, Prepared], pooled: Pool
                      extra: tuple[dict[str, pd.DataFrame], dict[str, Any]],
                      run_id: str) -> str | None:
     """SHAP of the last fold per symbol (``shap``; its shares per feature family as
-    ``<PAIR>/importance_family_<family>_shap`` and ``<PAIR>/importance/families.json``,
+    ``importance/<PAIR>/family_<family>_shap`` and ``<PAIR>/importance/families.json``,
     :mod:`huracan.analysis.families`), every symbol's evaluation artifacts under
     ``<PAIR>/``, the primary's evaluation window at the gate's path, the portfolio series
     (``portfolio/<window>_returns.parquet``) and the cash floor (``portfolio/cash_floor.json``)
@@ -286,7 +287,7 @@ def _explain_and_log(job: JobContext, markets: dict[str, Prepared], pooled: Pool
                                 f"{compact(s)}/shap/mean_abs_shap.csv")
                 families = shap_families(shap[s].values, markets[s].fs.feature_names)
                 mlflow.log_dict(families, f"{compact(s)}/{FAMILIES_ARTIFACT}")
-                metrics.update(family_metrics(families, f"{compact(s)}/"))
+                metrics.update(family_metrics(families, compact(s)))
             window = evaluations[primary].eval_window
             with timer("log_artifacts"):
                 if window is not None:

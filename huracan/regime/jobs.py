@@ -6,7 +6,7 @@ and the honest regime-switching backtest.
   the registered model (``regime/detector.json``), so a live classification uses the thresholds
   the model was selected with.
 - :func:`regime_evidence`: per scored window, :func:`huracan.regime.selection.per_regime_metrics`
-  as flat MLflow metrics (``oos_sharpe__regime_high``...).
+  as flat MLflow metrics (``regime/high/oos_sharpe``...).
 - :func:`walk_forward_switching`: a strategy that trades, bar by bar, the model chosen for the
   regime detected at that bar, where the choice for each fold is made on the candidates'
   evidence from EARLIER folds only (the first fold is the warm-up) and a regime whose choice
@@ -15,6 +15,7 @@ and the honest regime-switching backtest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from huracan.regime.detection import (
 )
 from huracan.regime.selection import RegimeChoice, per_regime_metrics, select_per_regime
 from huracan.settings import SelectionSettings
+from huracan.tracking.names import read_metric, regime_metric, switching_metric
 
 #: metrics logged per regime (with ``bars``)
 REGIME_METRICS = ("sharpe", "composite_score", "max_drawdown", "total_return", "n_trades")
@@ -117,7 +119,7 @@ def regime_evidence(window: str, returns: pd.DataFrame, regimes: np.ndarray,
                     periods_per_year: float, min_bars: int
                     ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per-regime metrics of one scored window (its executed returns): flat MLflow metrics
-    (``<window>_<metric>__regime_<regime>``) and the nested table (``{regime: {metric: v}}``)."""
+    (``regime/<regime>/<window>_<metric>``) and the nested table (``{regime: {metric: v}}``)."""
     table = per_regime_metrics(returns, regimes, periods_per_year, min_bars=min_bars)
     flat: dict[str, float] = {}
     nested: dict[str, dict[str, float]] = {}
@@ -128,7 +130,7 @@ def regime_evidence(window: str, returns: pd.DataFrame, regimes: np.ndarray,
         for k in ("bars", *REGIME_METRICS):
             v = float(row[k])
             if np.isfinite(v):
-                flat[f"{window}_{k}__regime_{regime}"] = v
+                flat[regime_metric(window, k, str(regime))] = v
     return flat, nested
 
 
@@ -256,7 +258,7 @@ def sweep_switching(client: Any, results: Sequence[Mapping[str, Any]], settings:
     """:func:`walk_forward_switching` over a sweep's candidates (``settings``:
     :class:`huracan.settings.RegimeSettings`; ``min_psr``: ``registry.min_psr``); ``None``
     with fewer than one candidate with regimes or a single fold. Returns the metrics of the
-    three strategies (``switching_sharpe``, ``single_best_sharpe``, ``buy_hold_sharpe``...),
+    three strategies (``switching/switching_sharpe``, ``switching/single_best_sharpe``...),
     the per-fold choices and the number of bars compared."""
     frames = candidate_frames(client, results)
     if not frames:
@@ -268,14 +270,14 @@ def sweep_switching(client: Any, results: Sequence[Mapping[str, Any]], settings:
                                  min_psr=min_psr)
     if out["bars"] < 2:
         return None
-    metrics: dict[str, float] = {"switching_bars": float(out["bars"]),
-                                 "switching_candidates": float(len(frames))}
+    metrics: dict[str, float] = {switching_metric("bars"): float(out["bars"]),
+                                 switching_metric("candidates"): float(len(frames))}
     for strategy in ("switching", "single_best", "buy_hold"):
         values = out[strategy].metrics.as_dict()
         for m in SWITCHING_METRICS:
             v = float(values[m])
             if np.isfinite(v):
-                metrics[f"{strategy}_{m}"] = v
+                metrics[switching_metric(f"{strategy}_{m}")] = v
     ref = out["switching"].returns["timestamp"]
     return {"metrics": metrics, "choices": out["choices"], "bars": out["bars"],
             "start": str(ref.iloc[0]), "end": str(ref.iloc[-1]),
@@ -289,8 +291,7 @@ def format_switching(report: Mapping[str, Any]) -> str:
              f"({report['start']} .. {report['end']}), choices from earlier folds only:",
              f"{'strategy':<13}{'sharpe':>8}{'max_dd':>8}{'return':>9}{'trades':>8}"]
     for s in ("switching", "single_best", "buy_hold"):
-        lines.append(f"{s:<13}{m.get(f'{s}_sharpe', float('nan')):>8.2f}"
-                     f"{m.get(f'{s}_max_drawdown', float('nan')):>8.1%}"
-                     f"{m.get(f'{s}_total_return', float('nan')):>9.1%}"
-                     f"{m.get(f'{s}_n_trades', float('nan')):>8.0f}")
+        v = {k: read_metric(m, switching_metric(f"{s}_{k}"), math.nan) for k in SWITCHING_METRICS}
+        lines.append(f"{s:<13}{v['sharpe']:>8.2f}{v['max_drawdown']:>8.1%}"
+                     f"{v['total_return']:>9.1%}{v['n_trades']:>8.0f}")
     return "\n".join(lines)

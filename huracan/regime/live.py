@@ -17,7 +17,8 @@
    exposure 0);
 3. with ``rank_by``, instead: the version with the best value of a logged metric (``max_drawdown``
    lowest, anything else highest unless told), read in the current regime
-   (``<window>_<metric>__regime_<name>``) when the version's run has enough trades there
+   (``regime/<name>/<window>_<metric>``; ``<window>_<metric>__regime_<name>`` on runs
+   logged before issue 26) when the version's run has enough trades there
    (``min_trades``), else over its whole selection window.
 
 The CLI is ``huracan select BTC/USDT --timeframe 1h [--at TIME] [--json] [--rank-by METRIC]``.
@@ -49,6 +50,7 @@ from huracan.regime.registry import ALIAS_PREFIX, REGIME_MAP_TAG
 from huracan.regime.selection import LOWER_IS_BETTER
 from huracan.registry.cash import cash_reason, is_cash
 from huracan.settings import SelectionSettings
+from huracan.tracking.names import read_metric, regime_metric
 
 DETECTOR_ARTIFACT = "regime/detector.json"
 
@@ -194,9 +196,11 @@ def _metric_value(run: Any, metric: str, regime: str, min_trades: int) -> tuple[
     windows = [window.split("_", 1)[0]] if window else []
     windows += [w for w in ("oos", "val", "test") if w not in windows]
     for w in windows:
-        key = f"{w}_{metric}__regime_{regime}"
-        if key in m and m.get(f"{w}_n_trades__regime_{regime}", 0.0) >= min_trades:
-            return float(m[key]), key
+        key = regime_metric(w, metric, regime)
+        value = read_metric(m, key)  # a past run: ``<w>_<metric>__regime_<regime>``
+        trades = read_metric(m, regime_metric(w, "n_trades", regime), 0.0)
+        if value is not None and trades is not None and trades >= min_trades:
+            return value, key
     for w in windows:
         if f"{w}_{metric}" in m:
             return float(m[f"{w}_{metric}"]), f"{w}_{metric}"

@@ -55,6 +55,7 @@ from huracan.sizing.data import (
 )
 from huracan.sizing.env import EnvConfig, SizingData
 from huracan.sizing.portfolio import PortfolioData, evaluate_portfolio_baselines
+from huracan.tracking.names import TIME, time_metric
 
 log = logging.getLogger(__name__)
 
@@ -384,9 +385,9 @@ def log_outcome(outcome: SizerOutcome, s: SizerSettings, env: EnvConfig, *, symb
                          **outcome.cash}, "sizer/cash_floor.json")
     mlflow.log_metrics({"train_bars": outcome.rows["train"], "val_bars": outcome.rows["val"],
                         "test_bars": outcome.rows["test"],
-                        "train_seconds": outcome.seconds["train"],
-                        "evaluate_seconds": outcome.seconds["evaluate"],
-                        "train_steps_per_second": outcome.sizer.steps_per_second})
+                        time_metric("train"): outcome.seconds["train"],
+                        time_metric("evaluate"): outcome.seconds["evaluate"],
+                        f"{TIME}train_steps_per_s": outcome.sizer.steps_per_second})
     curve = outcome.sizer.learning_curve
     for row in curve.itertuples():
         mlflow.log_metric("train_episode_reward", float(row.episode_reward),

@@ -125,7 +125,7 @@ def test_cli_july_september_against_the_training_window(model, sample_path, capl
     assert tags["huracan.monitored_version"] == res.version
     assert tags["huracan.monitored_run"] == res.run_id and tags["huracan.role"] == "drift"
     assert metrics["drift_share"] == pytest.approx(rep["drift_share"])
-    assert metrics["n_drifted"] == rep["n_drifted"] and "drift_score.rv_24" in metrics
+    assert metrics["n_drifted"] == rep["n_drifted"] and "drift_score/rv_24" in metrics
     assert run.info.status == "FINISHED"
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "drift")}
     assert {"drift/drift_report.html", "drift/drift_report.json", "drift/columns.csv",

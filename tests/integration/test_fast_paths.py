@@ -26,6 +26,7 @@ from huracan.pipeline import run_job
 from huracan.registry import events
 from huracan.registry.promotion import gate_candidate, registered_model_name
 from huracan.settings import JobSettings
+from huracan.tracking.names import modern_name
 from huracan.tracking.run import default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +83,14 @@ def test_train_job_logs_a_finished_run_and_registers_a_version(trained):
     assert run.data.tags["train_end"] < run.data.tags["val_start"] < run.data.tags["test_start"]
     for name in ("val_composite_score", "test_sharpe", "test_n_trades"):
         assert np.isfinite(run.data.metrics[name]), name
+    # issue 26: bookkeeping grouped by `/` prefix, the scored windows' trading metrics top-level
+    m = run.data.metrics
+    assert [k for k in m if modern_name(k) != k] == []  # no time_*, labels_dropped_*, __regime_
+    assert {"time/fit_s", "time/log_metrics_s", "labels/dropped_end_of_data"} <= set(m)
+    assert any(k.startswith("time/importance_") for k in m)
+    assert any(k.startswith("regime/") and k.endswith("/val_sharpe") for k in m)
+    top = {k for k in m if "/" not in k}
+    assert top and all(k.startswith(("val_", "test_")) for k in top), sorted(top)
     mv = client.get_model_version(NAME, str(res.version))
     assert mv.run_id == res.run_id and mv.status == "READY"
 
@@ -141,6 +150,7 @@ def test_sizer_job_trains_ppo_on_a_walk_forward_forecaster(tmp_path, tiny):
              if r.data.tags.get("huracan.role") == "sizer"]
     assert run.data.tags["forecaster_run_id"] == fc.run_id
     assert run.data.tags["serve_policy"] in (*POLICIES, "flat")
+    assert {"time/train_s", "time/evaluate_s"} <= set(run.data.metrics)
     # registered through the sizer's gate: the decision is in the brain store
     engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
     try:
@@ -163,6 +173,7 @@ def test_tune_study_of_two_trials(tmp_path, tiny):
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path / "mlruns"))
     parent = client.get_run(out["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials"] == 2
+    assert "time/mean_trial_s" in parent.data.metrics
     # a preset is written exactly when the best trial beats cash on validation
     assert (out["preset"] is not None) == (parent.data.metrics["best_val_beats_cash"] == 1.0)
 

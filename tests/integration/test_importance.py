@@ -77,9 +77,9 @@ def test_analyze_past_runs_stores_logs_and_compares(compose_cfg, store):
         f"runs:/{first.run_id}/importance/summary.json"))
     assert summary["n_repeats"] == 2 and summary["shift"] is None
     metrics = client.get_run(first.run_id).data.metrics
-    assert metrics["importance_time_permutation_s"] > 0
+    assert metrics["time/importance_permutation_s"] > 0
     # price features only: all their information is the own candles'
-    assert metrics["importance_family_own_shap"] == pytest.approx(1.0)
+    assert metrics["importance/family_own_shap"] == pytest.approx(1.0)
     families = json.loads(mlflow.artifacts.load_text(
         f"runs:/{first.run_id}/importance/families.json"))
     assert families["summary"].startswith("uses mostly its own candles")
@@ -93,7 +93,7 @@ def test_analyze_past_runs_stores_logs_and_compares(compose_cfg, store):
     b = analyze_run(client, engine, second.run_id, n_repeats=2, notifier=notifier)
     assert b.shift is not None and b.shift.previous_run_id == first.run_id
     assert b.shift.rho == pytest.approx(1.0) and not b.shift.alerted and notifier.alerts == []
-    assert client.get_run(second.run_id).data.metrics["importance_shift_rho"] == pytest.approx(1)
+    assert client.get_run(second.run_id).data.metrics["importance/shift_rho"] == pytest.approx(1)
     assert latest_top_features(engine, "BTC/USDT", "1h", 5) == b.result.top(5)
     assert ranking_history(engine, "BTC/USDT", "1h")["run_id"].nunique() == 2
 

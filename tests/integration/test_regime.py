@@ -56,9 +56,10 @@ def test_runs_log_per_regime_evidence_and_the_detector(sweep):
     for run in children:
         m = run.data.metrics
         assert run.data.tags["regime_kind"] == "volatility"
-        per = {r: m.get(f"val_bars__regime_{r}", 0.0) for r in REGIMES}
+        per = {r: m.get(f"regime/{r}/val_bars", 0.0) for r in REGIMES}
         assert sum(per.values()) == m["val_bars"]  # every validation bar has one regime
-        assert any(f"test_sharpe__regime_{r}" in m for r in REGIMES)
+        assert any(f"regime/{r}/test_sharpe" in m for r in REGIMES)
+        assert not [k for k in m if "__regime_" in k]  # grouped under regime/ (issue 26)
         arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert "plots/regime_timeline.png" in arts
         det = _json(client.download_artifacts(
@@ -71,9 +72,9 @@ def test_the_sweep_compares_switching_single_best_and_buy_hold(sweep):
     tmp, _, client, parent, children, stdout = sweep
     m = parent.data.metrics
     for s in ("switching", "single_best", "buy_hold"):
-        assert f"{s}_sharpe" in m and f"{s}_max_drawdown" in m and f"{s}_n_trades" in m
-    assert m["switching_bars"] == children[0].data.metrics["test_bars"]  # chosen on val
-    assert m["buy_hold_n_trades"] == 1
+        assert {f"switching/{s}_{k}" for k in ("sharpe", "max_drawdown", "n_trades")} <= set(m)
+    assert m["switching/bars"] == children[0].data.metrics["test_bars"]  # chosen on val
+    assert m["switching/buy_hold_n_trades"] == 1 and m["sweep/jobs"] == len(children)
     report = _json(client.download_artifacts(
         parent.info.run_id, "regime/switching.json", str(tmp)))
     assert report["choices"][0]["fold"] == 1
@@ -88,7 +89,7 @@ def _floor_by_hand(client, tmp, version: str, regime: str):
     val = pd.read_parquet(client.download_artifacts(run_id, "backtest/val_returns.parquet",
                                                     str(tmp)))
     net = val.loc[val["regime"] == regime, "strategy_return"].to_numpy()
-    trades = client.get_run(run_id).data.metrics.get(f"val_n_trades__regime_{regime}", 0.0)
+    trades = client.get_run(run_id).data.metrics.get(f"regime/{regime}/val_n_trades", 0.0)
     return net, int(trades)
 
 
@@ -316,7 +317,7 @@ def test_random_forecasts_map_every_regime_to_cash(random_sweep):
         # the considered candidate traded in the regime on its validation bars: the floor
         # judged a strategy, not an empty one
         version = client.get_model_version(RANDOM, entry["candidate_version"])
-        trades = runs[version.run_id].data.metrics.get(f"val_n_trades__regime_{regime}", 0.0)
+        trades = runs[version.run_id].data.metrics.get(f"regime/{regime}/val_n_trades", 0.0)
         assert trades >= 1, (regime, entry["reason"])
     history = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), RANDOM)
     assert not [e for e in history if e.alias.startswith("regime-")]  # no gate for cash

@@ -155,7 +155,7 @@ def test_logged_model_loads_with_pyfunc_and_predicts(gbdt_sweep):
     assert np.asarray(pred).shape == (7,) and np.isfinite(pred).all()
 
 
-#: the stages a job times (result.json ``timings``, run metrics ``time_<stage>_s``): the
+#: the stages a job times (result.json ``timings``, run metrics ``time/<stage>_s``): the
 #: MLflow bookkeeping split by kind, so the zoo and parity benchmarks can report each step
 STEP_TIMINGS = ("data", "features", "execution", "folds", "fit", "predict", "backtest", "shap",
                 "importance", "logging", "registry", "tracking_setup", "log_params", "log_tags",
@@ -180,8 +180,8 @@ def test_metrics_are_written_once_and_linked_to_the_logged_model(gbdt_sweep):
         linked = {m.key: m.value for m in client.get_logged_model(model_id).metrics or []}
         assert scored <= set(linked)
         assert all(linked[k] == r.data.metrics[k] for k in scored)
-        assert {"labels_dropped_gap", "importance_baseline_loss"} <= set(r.data.metrics)
-        assert {f"time_{k}_s" for k in STEP_TIMINGS} <= set(r.data.metrics)
+        assert {"labels/dropped_gap", "importance/baseline_loss"} <= set(r.data.metrics)
+        assert {f"time/{k}_s" for k in STEP_TIMINGS} <= set(r.data.metrics)
 
 
 def test_bad_input_file_exits_non_zero_with_one_line_reason(tmp_path, sample_path, train_cli):

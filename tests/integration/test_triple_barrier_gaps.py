@@ -48,8 +48,8 @@ def test_triple_barrier_job_on_gapped_real_candles_exits_0_and_counts_the_drops(
     experiments = [e.experiment_id for e in client.search_experiments()]
     (run,) = [r for r in client.search_runs(experiments) if "label_kind" in r.data.tags]
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["labels_dropped_gap"] == 24
-    assert run.data.metrics["labels_dropped_end_of_data"] == 24
+    assert run.data.metrics["labels/dropped_gap"] == 24
+    assert run.data.metrics["labels/dropped_end_of_data"] == 24
     assert run.data.tags["rule_kind"] == rule
     if split == "walk_forward":
         folds = pd.read_parquet(client.download_artifacts(

@@ -37,11 +37,18 @@ def test_clears_cash_is_the_gate_rule():
 def test_pooled_row_reads_its_symbol_prefix():
     m = {**metrics(total=-0.5), **metrics("LTCUSDT/", psr=0.99)}
     m["LTCUSDT/oos_sharpe"] = 2.0
-    row = cr.row_of("LTC", "pooled", m, {"importance_family_own_shap": 0.8,
-                                         "importance_family_symbol_shap": 0.2}, 0.9, TIMING,
-                    prefix="LTCUSDT/")
+    row = cr.row_of("LTC", "pooled", m, {"importance/family_own_shap": 0.8,
+                                         "importance/family_symbol_shap": 0.2,
+                                         "importance/LTCUSDT/family_own_shap": 0.7}, 0.9,
+                    TIMING, prefix="LTCUSDT/")
     assert row["symbol"] == "LTC/USDT" and row["sharpe"] == 2.0 and row["clears_cash"]
-    assert row["shap_shares"]["own"] == 0.8 and math.isnan(row["shap_shares"]["context"])
+    assert row["shap_shares"]["own"] == 0.7 and row["shap_shares"]["symbol"] == 0.2
+    assert math.isnan(row["shap_shares"]["context"])
+    # a run logged before issue 26 (importance_family_<family>_shap) reads the same
+    old = cr.row_of("LTC", "pooled", m, {"importance_family_own_shap": 0.8,
+                                         "LTCUSDT/importance_family_own_shap": 0.7}, 0.9,
+                    TIMING, prefix="LTCUSDT/")
+    assert old["shap_shares"]["own"] == 0.7 and math.isnan(old["shap_shares"]["symbol"])
 
 
 def test_run_plan_puts_the_cost_pair_back_to_back():
@@ -55,8 +62,8 @@ def test_run_plan_puts_the_cost_pair_back_to_back():
 
 
 def test_table_and_cost_lines():
-    rows = [cr.row_of("BTC", "context", metrics(), {"importance_family_own_shap": 0.6,
-                                                    "importance_family_context_shap": 0.4},
+    rows = [cr.row_of("BTC", "context", metrics(), {"importance/family_own_shap": 0.6,
+                                                    "importance/family_context_shap": 0.4},
                       0.9, TIMING),
             cr.row_of("BTC", "own", metrics(total=-0.2), {}, 0.9, TIMING)]
     pool = {**TIMING, "wall_s": 150.0, "folds_s": 100.0, "symbols": 3}

@@ -63,9 +63,9 @@ def test_report_metrics_and_description():
                                   "market_structure": 1}
     assert list(report["methods"]) == ["shap", "permutation"]  # correlation is not summed
     m = family_metrics(report)
-    assert m["importance_family_context_shap"] == pytest.approx(0.7)
-    assert m["importance_family_own_shap"] == pytest.approx(0.1)
-    assert m["importance_family_context_permutation"] == pytest.approx(1.0)
+    assert m["importance/family_context_shap"] == pytest.approx(0.7)
+    assert m["importance/family_own_shap"] == pytest.approx(0.1)
+    assert m["importance/family_context_permutation"] == pytest.approx(1.0)
     assert len(m) == 8
     assert report["summary"] == ("uses mostly other markets (context) (context 70%, "
                                  "own 10%, higher_timeframe 10%, market_structure 10%; SHAP)")
@@ -99,10 +99,10 @@ def test_log_rankings_logs_family_metrics_and_artifact():
     log_rankings(client, "run-x", _result(), {"shift": None})
     families = json.loads(client.texts[ARTIFACT])
     assert families["methods"]["shap"]["shares"]["context"] == pytest.approx(0.6)
-    assert client.metrics["importance_family_context_shap"] == pytest.approx(0.6)
-    assert client.metrics["importance_family_own_permutation"] == pytest.approx(0.2)
-    assert client.metrics["importance_family_higher_timeframe_permutation"] == pytest.approx(0.2)
-    assert "importance_family_symbol_shap" not in client.metrics  # no symbol column
+    assert client.metrics["importance/family_context_shap"] == pytest.approx(0.6)
+    assert client.metrics["importance/family_own_permutation"] == pytest.approx(0.2)
+    assert client.metrics["importance/family_higher_timeframe_permutation"] == pytest.approx(0.2)
+    assert "importance/family_symbol_shap" not in client.metrics  # no symbol column
 
 
 def test_nightly_line_from_the_stored_ranking(engine):
@@ -133,9 +133,9 @@ def test_a_context_signal_is_attributed_to_the_context_family():
 def test_shap_families_per_pooled_symbol_with_a_prefix():
     values = np.array([[0.1, -0.1, 0.4, 0.0, 0.2, 0.0], [-0.1, 0.1, -0.4, 0.0, 0.2, 0.0]])
     report = shap_families(values, NAMES)
-    m = family_metrics(report, "ETHUSDT/")
-    assert m["ETHUSDT/importance_family_context_shap"] == pytest.approx(0.4 / 0.8)
-    assert m["ETHUSDT/importance_family_own_shap"] == pytest.approx(0.2 / 0.8)
+    m = family_metrics(report, "ETHUSDT")
+    assert m["importance/ETHUSDT/family_context_shap"] == pytest.approx(0.4 / 0.8)
+    assert m["importance/ETHUSDT/family_own_shap"] == pytest.approx(0.2 / 0.8)
     assert list(report["methods"]) == ["shap"]
     with pytest.raises(ValueError, match="for 6 features"):
         shap_families(values[:, :5], NAMES)

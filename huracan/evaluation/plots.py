@@ -103,6 +103,10 @@ def shap_summary_figure(values: np.ndarray, X: np.ndarray, feature_names: list[s
     """SHAP beeswarm summary (``shap.summary_plot``) of attributions ``values`` (n, f)."""
     import shap
 
+    # shap draws on pyplot's current figure: start a fresh one, never a figure left open by
+    # another plot (a constrained-layout figure refuses the tight layout below once shap's
+    # colorbar is on it)
+    plt.figure()
     shap.summary_plot(values, X, feature_names=feature_names, show=False, max_display=20,
                       rng=np.random.default_rng(seed))
     fig = plt.gcf()

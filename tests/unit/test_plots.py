@@ -88,3 +88,19 @@ def test_titles_name_run_window_dates_and_fill():
 @pytest.mark.parametrize("span", [("2023-01-01", "2024-12-31"), ("2024-12-01", "2024-12-03")])
 def test_long_and_short_spans_keep_labels_apart(span: tuple[str, str]):
     _labels_apart(plots.equity_drawdown_figure(_returns(2, *span), "t", fill="next_open"))
+
+
+def test_shap_summary_draws_on_a_fresh_figure_not_one_left_open():
+    """shap draws on pyplot's current figure: a constrained-layout figure left open by another
+    plot made the summary's tight layout raise once shap's colorbar was on it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from huracan.evaluation import plots
+
+    left_open, _ = plt.subplots(2, 1, layout="constrained")
+    rng = np.random.default_rng(0)
+    fig = plots.shap_summary_figure(rng.normal(size=(50, 3)), rng.normal(size=(50, 3)),
+                                    ["a", "b", "c"], "title")
+    assert fig is not left_open
+    plt.close("all")

@@ -7,9 +7,12 @@ beats cash on that regime's bars of its selection window (``registry.min_psr``;
 and history as ``production`` (:func:`huracan.registry.promotion.gate_candidate` with alias
 ``regime-<name>``, scored on the unseen window's bars of that regime). A cash regime takes no
 gate: its ``regime-<name>`` alias is removed (or stays unset), and ``huracan select`` answers
-position 0 there. The whole map is a tag of the registered model (``huracan.regime_map``): per
-regime the version (None for cash), the model (``cash``), exposure, source, reason and decision
-(``cash`` for a cash regime).
+position 0 there. The map is on the registered model: one short tag per regime
+(``huracan.regime.<name>``, compact JSON of at most 250 characters: the version (None for cash),
+the model (``cash``), exposure, source, decision (``cash`` for a cash regime) and the reason,
+cut) and a table with the whole reasons in its Markdown description
+(:func:`huracan.registry.manifest.refresh_model_description`). :func:`current_map` reads it, and
+the one ``huracan.regime_map`` JSON tag of registered models written before.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from huracan.regime.detection import REGIMES
 from huracan.regime.selection import RegimeChoice, select_per_regime
 
 log = logging.getLogger(__name__)
+#: the registered-model tag of the whole map before issue 26 (read by :func:`current_map`)
 REGIME_MAP_TAG = "huracan.regime_map"
+#: the registered-model tag prefix of one regime's entry (``huracan.regime.<name>``)
+REGIME_TAG_PREFIX = "huracan.regime."
 ALIAS_PREFIX = "regime-"
 
 
@@ -161,17 +167,51 @@ def assign_aliases(client: Any, engine: Any, name: str,
         print(f"registry: {name} {ALIAS_PREFIX}{regime} <- v{result['version']} "
               f"({result['model_type']}, {choice.source}, exposure {choice.exposure:g}) "
               f"{out.event.upper()}: {out.decision.reason}", flush=True)
-    previous = _current_map(client, name)
+    previous = current_map(client, name)
     for regime, entry in mapping.items():
         if entry["version"] is None and entry["decision"] != CASH and regime in previous:
             entry["version"] = previous[regime].get("version")  # the alias did not move
-    client.set_registered_model_tag(name, REGIME_MAP_TAG, json.dumps(mapping)[:5000])
+    write_map(client, name, mapping)
     return mapping
 
 
-def _current_map(client: Any, name: str) -> dict[str, Any]:
+def entry_tag(entry: Mapping[str, Any], limit: int = 250) -> str:
+    """One regime's entry as compact JSON of at most ``limit`` characters: every field but
+    ``gate_reason``, the ``reason`` cut to fit."""
+    short = {k: v for k, v in entry.items() if k not in ("reason", "gate_reason")}
+    room = limit - len(json.dumps(short | {"reason": ""}, separators=(",", ":")))
+    reason = str(entry.get("reason") or "")
+    if len(json.dumps(reason)) - 2 > room:
+        reason = reason[: max(room - 20, 0)] + "…"  # json escapes need a margin
+    text = json.dumps(short | {"reason": reason}, separators=(",", ":"))
+    return text if len(text) <= limit else json.dumps(short, separators=(",", ":"))[:limit]
+
+
+def write_map(client: Any, name: str, mapping: Mapping[str, Mapping[str, Any]]) -> None:
+    """Tag each regime's entry on the registered model (:func:`entry_tag`), drop the old
+    whole-map tag, and rewrite the model's description (aliases and the map with whole
+    reasons)."""
+    from huracan.registry.manifest import refresh_model_description
+
+    for regime, entry in mapping.items():
+        client.set_registered_model_tag(name, f"{REGIME_TAG_PREFIX}{regime}", entry_tag(entry))
+    if REGIME_MAP_TAG in (client.get_registered_model(name).tags or {}):
+        client.delete_registered_model_tag(name, REGIME_MAP_TAG)
+    refresh_model_description(client, name, regime_rows=mapping)
+
+
+def current_map(client: Any, name: str) -> dict[str, Any]:
+    """The per-regime map of registered model ``name`` (regime -> version, model, exposure,
+    source, decision, reason...): its ``huracan.regime.<name>`` tags, else the
+    ``huracan.regime_map`` JSON tag an older version of Huracan wrote; ``{}`` without a map or
+    a registered model."""
     try:
-        raw = client.get_registered_model(name).tags.get(REGIME_MAP_TAG)
+        tags = client.get_registered_model(name).tags or {}
     except Exception:  # no registered model yet
         return {}
-    return json.loads(raw) if raw else {}
+    out = {k.removeprefix(REGIME_TAG_PREFIX): json.loads(v) for k, v in tags.items()
+           if k.startswith(REGIME_TAG_PREFIX)}
+    if out:
+        return out
+    raw = tags.get(REGIME_MAP_TAG)
+    return dict(json.loads(raw)) if raw else {}

@@ -59,6 +59,7 @@ ALIAS_MEANINGS = {
     "champion": "the champion (kept for older tooling; production is the one served)",
 }
 _CACHE: dict[str, dict[str, str]] = {}
+REGIME_HEADING = "### Regime map"
 
 #: run tags copied into the version manifest
 MANIFEST_RUN_TAGS = (
@@ -278,39 +279,29 @@ def model_description(name: str, aliases: Mapping[str, Any],
         lines.append(f"| {a} | {'v' + str(held) if held is not None else '(unset)'} | "
                      f"{_cell(alias_meaning(a))} |")
     if regime_rows:
-        lines += ["", "### Regime map", "", "| regime | version | model | exposure | decision "
+        lines += ["", REGIME_HEADING, "", "| regime | version | model | exposure | decision "
                   "| reason |", "|---|---|---|---|---|---|"]
         for regime, e in sorted(regime_rows.items()):
             lines.append(f"| {regime} | {e.get('version') or '-'} | {e.get('model')} | "
                          f"{e.get('exposure')} | {e.get('decision')} | "
-                         f"{_cell(e.get('reason') or '')} |")
+                         f"{_cell(e.get('reason') or '')}"
+                         f"{_cell(f' (gate: {gr})') if (gr := e.get('gate_reason')) else ''} |")
     return "\n".join(lines) + "\n"
 
 
 def refresh_model_description(client: MlflowClient, name: str,
                               regime_rows: Mapping[str, Mapping[str, Any]] | None = None
                               ) -> None:
-    """Rewrite the registered model's description from its current aliases (and
-    ``regime_rows``, else the map its tags hold: :func:`huracan.regime.registry.current_map`
-    is the reader; here only the rows given or already described are kept)."""
+    """Rewrite the registered model's description from its current aliases and
+    ``regime_rows`` (the per-regime map, :func:`huracan.regime.registry.write_map`); without
+    them, the regime section the description already has is kept."""
     rm = client.get_registered_model(name)
     aliases = {str(k): str(v) for k, v in (rm.aliases or {}).items()}
     if regime_rows is None:
-        regime_rows = _regime_rows_from_tags(rm.tags or {})
+        old = str(rm.description or "")
+        kept = old[old.index(REGIME_HEADING):] if REGIME_HEADING in old else ""
+        client.update_registered_model(
+            name, description=model_description(name, aliases) + ("\n" + kept if kept else ""))
+        return
     client.update_registered_model(name, description=model_description(
         name, aliases, regime_rows))
-
-
-#: registered-model tag prefix of the per-regime map entries (``huracan.regime.<name>``)
-REGIME_TAG_PREFIX = f"{TAG_PREFIX}regime."
-
-
-def _regime_rows_from_tags(tags: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for k, v in tags.items():
-        if k.startswith(REGIME_TAG_PREFIX):
-            try:
-                rows[k.removeprefix(REGIME_TAG_PREFIX)] = dict(json.loads(v))
-            except (ValueError, TypeError):
-                continue
-    return rows

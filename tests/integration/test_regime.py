@@ -20,7 +20,7 @@ from huracan.db.session import make_engine
 from huracan.evaluation.evidence import beats_cash
 from huracan.regime import select
 from huracan.regime.detection import REGIMES, VolatilityRegime, realized_volatility_24h
-from huracan.regime.registry import REGIME_MAP_TAG
+from huracan.regime.registry import REGIME_MAP_TAG, current_map
 from huracan.registry import events
 from huracan.tracking.run import default_tracking_uri
 
@@ -94,7 +94,7 @@ def _floor_by_hand(client, tmp, version: str, regime: str):
 
 def test_regime_map_is_a_model_only_where_it_beats_cash(sweep):
     tmp, _, client, _, _, _ = sweep
-    mapping = json.loads(client.get_registered_model(NAME).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, NAME)
     assert set(mapping) == set(REGIMES)
     history = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), NAME)
     by_alias = {e.alias: e for e in history}
@@ -129,7 +129,7 @@ def test_select_answers_from_the_map_with_the_saved_thresholds(sweep, sample_pat
     assert res.exit_code == 0, res.output
     ans = json.loads(res.output)
     candles, _ = load_ohlcv(sample_path, "1h")  # complete 1h bars of the 5m sample
-    mapping = json.loads(client.get_registered_model(NAME).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, NAME)
     # the regime by hand: the saved thresholds (of the run behind the map) on the 24h
     # volatility of the 1h bars
     first = next(e["candidate_version"] for e in mapping.values())
@@ -300,7 +300,7 @@ def random_sweep(tmp_path_factory, train_cli):
 
 def test_random_forecasts_map_every_regime_to_cash(random_sweep):
     tmp, _, client, stdout = random_sweep
-    mapping = json.loads(client.get_registered_model(RANDOM).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, RANDOM)
     assert set(mapping) == set(REGIMES)
     runs = {r.info.run_id: r for r in client.search_runs(
         [client.get_experiment_by_name("huracan").experiment_id])}
@@ -328,7 +328,7 @@ def test_select_answers_position_zero_with_the_reason_in_a_cash_regime(random_sw
                                    f"sqlite:///{tmp / 'brain.db'}", "--json"])
     assert res.exit_code == 0, res.output
     ans = json.loads(res.output)
-    mapping = json.loads(client.get_registered_model(RANDOM).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, RANDOM)
     assert ans["regime"] in REGIMES
     assert (ans["position"], ans["exposure"], ans["source"], ans["model_type"]) == (
         0.0, 0.0, "cash", "cash")

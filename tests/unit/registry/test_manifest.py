@@ -141,3 +141,28 @@ def test_cut_and_model_description_without_a_store():
         "reason": "no | candidate"}})
     assert "| low | - | cash | 0.0 | cash | no \\| candidate |" in text
     assert version_tags({"huracan.symbol": "X", "metrics": "{}"}) == {"huracan.symbol": "X"}
+
+
+def test_the_regime_map_is_an_artifact_linked_from_a_short_tag_and_old_maps_read(client):
+    from huracan.regime.registry import MAP_ARTIFACT, REGIME_MAP_TAG, current_map, write_map
+
+    run_id, uri = _run({"model_type": "xgboost", "symbol": "TEST/USDT", "timeframe": "1h"})
+    register_version(client, NAME, uri, build_manifest(client, run_id, "composite_score"))
+    assert current_map(client, NAME) == {}
+    mapping = {r: {"version": None if r == "low" else "1", "model": "cash" if r == "low" else
+                   "xgboost", "exposure": 0.0 if r == "low" else 1.0, "source": "evidence",
+                   "decision": "cash" if r == "low" else "promoted", "reason": "why " * 120,
+                   "gate_reason": "gate " * 100} for r in ("low", "normal", "high", "extreme")}
+    assert len(json.dumps(mapping)) > 1700  # the map that used to be one tag
+    write_map(client, NAME, mapping, run_id)
+    rm = client.get_registered_model(NAME)
+    assert rm.tags[REGIME_MAP_TAG] == f"runs:/{run_id}/{MAP_ARTIFACT}"
+    assert max(len(v) for v in rm.tags.values()) <= MAX_TAG_CHARS
+    assert current_map(client, NAME) == mapping
+    assert "### Regime map" in rm.description and "| low | - | cash |" in rm.description
+    client.set_registered_model_alias(NAME, "production", "1")
+    refresh_model_description(client, NAME)  # an alias moved: the map's table is kept
+    text = client.get_registered_model(NAME).description
+    assert "| production | v1 |" in text and "| low | - | cash |" in text
+    client.set_registered_model_tag(NAME, REGIME_MAP_TAG, json.dumps(mapping))  # the old way
+    assert current_map(client, NAME) == mapping

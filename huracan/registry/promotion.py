@@ -7,8 +7,10 @@ Aliases play the old stages' roles: ``staging`` marks the latest candidate, ``pr
 the champion. Aliases keep no history, so every decision is also a ``registry_events`` row
 (and a tag on the version).
 
-Crash safety: a version is created with its manifest tags in one registry call, after its model
-artifact is logged, and waited on until READY; ``production`` moves in one alias call, after the
+Crash safety: a version is created with its filter tags in one registry call (its whole manifest
+already logged as its run's artifact), after its model artifact is logged, and waited on until
+READY (its Markdown description follows; a process killed in between leaves a version without
+one, its manifest intact); ``production`` moves in one alias call, after the
 decision, inside the per-model lock. A process killed at any point therefore leaves
 ``production`` either where it was or on a complete version. The version to fall back to is
 written on the new version (tag ``huracan.previous_production``) before the alias moves, so a

@@ -27,7 +27,8 @@ After the lock is released it logs the reason and alerts (a ``warning``) on a re
 or a promotion the gate flags with a ``note`` (the sizer going flat).
 
 Tags of an alias other than ``production`` (``regime-<name>``) are namespaced
-``huracan.<alias>.``; ``production`` keeps its historical tag names.
+``huracan.<alias>.`` and fewer (the decision and, promoted, the score); ``production`` keeps its
+historical tag names.
 """
 
 from __future__ import annotations
@@ -163,23 +164,30 @@ def tag_namespace(alias: str) -> str:
 
 def _write(client: MlflowClient, engine: Engine, name: str, cand: ModelVersion,
            decision: Decision, alias: str, champion_version: str | None) -> None:
-    """Tags, alias move (promotion only, after the tags) and the event row; lock held."""
+    """Tags, alias move (promotion only, after the tags) and the event row; lock held.
+
+    A ``production`` decision tags ``gate``, ``gate_reason`` (cut), the gate's own tags and on
+    promotion ``previous_production``, ``score_at_promotion``, ``promoted_window_end`` (what
+    rollback and monitor read); a ``regime-<name>`` decision only ``huracan.<alias>.gate`` (and
+    ``score_at_promotion`` on promotion), so a version gated for four regimes keeps a page
+    that fits a screen: the reasons are in its description and ``registry_events``."""
     ns = tag_namespace(alias)
     v = cand.version
-    tags = {"gate": decision.event, "gate_reason": decision.reason} | decision.tags
+    tags = {"gate": decision.event} | ({"gate_reason": decision.reason} | decision.tags
+                                       if alias == PRODUCTION else {})
     for key, value in tags.items():
         set_version_tag(client, name, v, f"{ns}{key}", value)  # cut to MAX_TAG_CHARS
     note_decision(client, name, v, alias, decision.event, decision.reason)  # the whole reason
     verdict = decision.verdict
     if decision.promote:
-        if champion_version is not None:
-            previous = f"{ns}previous_{alias}" if alias != PRODUCTION else \
-                f"{TAG_PREFIX}previous_production"
-            client.set_model_version_tag(name, v, previous, champion_version)
+        if alias == PRODUCTION:
+            if champion_version is not None:
+                client.set_model_version_tag(name, v, f"{TAG_PREFIX}previous_production",
+                                             champion_version)
+            client.set_model_version_tag(name, v, f"{ns}promoted_window_end",
+                                         str(decision.window_end))
         client.set_model_version_tag(name, v, f"{ns}score_at_promotion",
                                      repr(verdict.candidate_score))
-        client.set_model_version_tag(name, v, f"{ns}promoted_window_end",
-                                     str(decision.window_end))
         client.set_registered_model_alias(name, alias, v)
     refresh_model_description(client, name)  # staging (moved above) and the alias
     skipped = decision.event == "skipped"

@@ -137,8 +137,8 @@ def test_rejection_and_skip_leave_the_alias_and_alert(brain):
                    notifier=rec)
     assert client.aliases == {PRODUCTION: "1", STAGING: "2"}  # only production moves staging
     assert client.versions["2"].tags["huracan.gate"] == "rejected"
-    assert client.versions["3"].tags == {"huracan.regime-bull.gate": "skipped",
-                                         "huracan.regime-bull.gate_reason": "rejected by hand"}
+    assert client.versions["3"].tags == {"huracan.regime-bull.gate": "skipped"}  # reason:
+    assert client.versions["3"].description.endswith("rejected by hand\n")  # the description
     assert [a.title for a in rec.alerts] == [f"{NAME}: candidate v2 rejected",
                                              f"{NAME}: candidate v3 for regime-bull skipped"]
     rejected, skipped = events.history(brain, NAME)

@@ -1082,7 +1082,10 @@ def _resolve_model(client: Any, model_name_or_uri: str, timings: dict[str, float
     if not mv.run_id:
         raise LookupError(f"{name} v{version} has no source run to rebuild its features from")
     run_tags = client.get_run(mv.run_id).data.tags
-    bounds = [mv.tags.get(f"{TAG}{k}") or run_tags.get(k) for k in ("train_start", "train_end")]
+    from huracan.registry.manifest import manifest_value
+
+    bounds = [manifest_value(client, mv, k) or run_tags.get(k)
+              for k in ("train_start", "train_end")]
     if not all(bounds):
         raise LookupError(f"{name} v{version}: no train_start/train_end in its manifest")
     ref_start, ref_end = _utc(bounds[0]), _utc(bounds[1])
@@ -1257,7 +1260,7 @@ def _report_windows(client: Any, model: DriftModel, windows: DriftWindows, *,
     windows = _predict_windows(model, windows, timings)
     ref_rows, cur_rows = windows.reference, windows.current
     reference_check = _reference_check(model, ref_rows)
-    seen = seen_until(model.mv)
+    seen = seen_until(model.mv, client)
     overlaps = bool(seen is not None and cur_rows.index[0] <= _utc(seen)
                     and cur_rows.index[-1] >= model.reference_start)
     cur_end = pd.Timestamp(cur_rows.index[-1])
@@ -1588,7 +1591,10 @@ def weekly_rescale(client: Any, model_name_or_uri: str, *,
     mv = resolve_version(client, model_name_or_uri)
     name, version = str(mv.name), str(mv.version)
     run_tags = client.get_run(mv.run_id).data.tags
-    bounds = [mv.tags.get(f"{TAG}{k}") or run_tags.get(k) for k in ("train_start", "train_end")]
+    from huracan.registry.manifest import manifest_value
+
+    bounds = [manifest_value(client, mv, k) or run_tags.get(k)
+              for k in ("train_start", "train_end")]
     if not all(bounds):
         raise LookupError(f"{name} v{version}: no train_start/train_end in its manifest")
     span = _utc(bounds[1]) - _utc(bounds[0])

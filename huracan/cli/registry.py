@@ -279,7 +279,7 @@ def monitor(
         raise _fail(str(exc), 2) from None
     win = window_from_features(fs.frame, _window_bars(window, timeframe), EVAL_CONTEXT_ROWS,
                                settings.backtest, bars_per_year(timeframe), timeframe)
-    seen = seen_until(prod)
+    seen = seen_until(prod, client)
     win = restrict_window(win, seen)
     if drift:
         _monitor_drift(client, name, prod, data, window, drift_share, workspace, db_url)

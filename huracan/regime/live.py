@@ -8,8 +8,9 @@
    filtered probability of the chosen state; a liquidation cascade at that bar (when the run's
    features include the liquidation family) forces ``extreme``;
 2. the version holding the ``regime-<name>`` alias, with why (evidence in that regime, or the
-   product's fallback mapping, from the ``huracan.regime_map`` tag) and its exposure factor; when
-   the alias is unset (its gate was skipped or rejected and no earlier holder exists),
+   product's fallback mapping, from the registered model's map:
+   :func:`~huracan.regime.registry.current_map`) and its exposure factor; when the alias is
+   unset (its gate was skipped or rejected and no earlier holder exists),
    ``production`` at the regime's exposure; a regime the map sends to cash (no candidate beat
    cash on that regime's bars) answers ``cash``: position 0, with the map's reason; a holder
    that is the ``cash`` policy (:mod:`huracan.registry.cash`) answers exposure 0 and why
@@ -46,7 +47,7 @@ from huracan.regime.detection import (
     regime_features,
     segment_starts,
 )
-from huracan.regime.registry import ALIAS_PREFIX, REGIME_MAP_TAG
+from huracan.regime.registry import ALIAS_PREFIX, current_map
 from huracan.regime.selection import LOWER_IS_BETTER
 from huracan.registry.cash import cash_reason, is_cash
 from huracan.settings import SelectionSettings
@@ -243,7 +244,7 @@ def select(symbol: str, timeframe: str, at: str | pd.Timestamp | None = None, *,
     except Exception:
         raise SelectionError(f"no registered model {name}: train {symbol} {timeframe} first"
                              ) from None
-    regime_map: dict[str, Any] = json.loads(registered.tags.get(REGIME_MAP_TAG) or "{}")
+    regime_map: dict[str, Any] = current_map(client, registered.name)
     prod = _alias(client, name, "production")
     if is_cash(prod) and rank_by is None and not regime_map:  # no detector to classify with
         return LiveSelection(

@@ -7,9 +7,12 @@ beats cash on that regime's bars of its selection window (``registry.min_psr``;
 and history as ``production`` (:func:`huracan.registry.promotion.gate_candidate` with alias
 ``regime-<name>``, scored on the unseen window's bars of that regime). A cash regime takes no
 gate: its ``regime-<name>`` alias is removed (or stays unset), and ``huracan select`` answers
-position 0 there. The whole map is a tag of the registered model (``huracan.regime_map``): per
-regime the version (None for cash), the model (``cash``), exposure, source, reason and decision
-(``cash`` for a cash regime).
+position 0 there. The map (per regime the version (None for cash), the model (``cash``),
+exposure, source, reason, decision (``cash`` for a cash regime) and the gate's reason) is the
+JSON artifact ``registry/regime_map.json`` of a run of the sweep, named by the registered
+model's ``huracan.regime_map`` tag (``runs:/...``, a short value), and a table in the model's
+Markdown description (:func:`huracan.registry.manifest.refresh_model_description`).
+:func:`current_map` reads it, and the whole-map JSON tag registered models carried before.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from huracan.regime.detection import REGIMES
 from huracan.regime.selection import RegimeChoice, select_per_regime
 
 log = logging.getLogger(__name__)
+#: the registered-model tag naming the map's artifact (before issue 26: the whole map as JSON)
 REGIME_MAP_TAG = "huracan.regime_map"
+#: the run artifact holding a regime map (named by the ``huracan.regime_map`` tag)
+MAP_ARTIFACT = "registry/regime_map.json"
 ALIAS_PREFIX = "regime-"
 
 
@@ -161,17 +167,48 @@ def assign_aliases(client: Any, engine: Any, name: str,
         print(f"registry: {name} {ALIAS_PREFIX}{regime} <- v{result['version']} "
               f"({result['model_type']}, {choice.source}, exposure {choice.exposure:g}) "
               f"{out.event.upper()}: {out.decision.reason}", flush=True)
-    previous = _current_map(client, name)
+    previous = current_map(client, name)
     for regime, entry in mapping.items():
         if entry["version"] is None and entry["decision"] != CASH and regime in previous:
             entry["version"] = previous[regime].get("version")  # the alias did not move
-    client.set_registered_model_tag(name, REGIME_MAP_TAG, json.dumps(mapping)[:5000])
+    write_map(client, name, mapping, str(sorted(chosen.items())[0][1][1]["run_id"]))
     return mapping
 
 
-def _current_map(client: Any, name: str) -> dict[str, Any]:
+def write_map(client: Any, name: str, mapping: Mapping[str, Mapping[str, Any]],
+              run_id: str) -> str:
+    """Store the map: the JSON artifact :data:`MAP_ARTIFACT` of ``run_id`` (a run of the
+    sweep that chose it), the registered model's ``huracan.regime_map`` tag naming it
+    (``runs:/<run_id>/registry/regime_map.json``), and a table with the whole reasons in the
+    model's description (with every alias). Returns the tag's value."""
+    from huracan.registry.manifest import refresh_model_description
+
+    client.log_dict(run_id, {k: dict(v) for k, v in mapping.items()}, MAP_ARTIFACT)
+    uri = f"runs:/{run_id}/{MAP_ARTIFACT}"
+    client.set_registered_model_tag(name, REGIME_MAP_TAG, uri)
+    refresh_model_description(client, name, regime_rows=mapping)
+    return uri
+
+
+def current_map(client: Any, name: str) -> dict[str, Any]:
+    """The per-regime map of registered model ``name`` (regime -> version, model, exposure,
+    source, decision, reason, gate_reason...): the artifact its ``huracan.regime_map`` tag
+    names, or the tag itself when it is the JSON map an older Huracan wrote; ``{}`` without a
+    map or a registered model.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the named artifact cannot be read.
+    """
     try:
-        raw = client.get_registered_model(name).tags.get(REGIME_MAP_TAG)
+        tags = client.get_registered_model(name).tags or {}
     except Exception:  # no registered model yet
         return {}
-    return json.loads(raw) if raw else {}
+    raw = str(tags.get(REGIME_MAP_TAG) or "")
+    if not raw.startswith("runs:/"):  # none, or the whole map as JSON (before issue 26)
+        return dict(json.loads(raw)) if raw else {}
+    import tempfile
+    from pathlib import Path
+
+    run_id, _, path = raw.removeprefix("runs:/").partition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        return dict(json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text()))

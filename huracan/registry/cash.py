@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from huracan.evaluation.evidence import CASH
 from huracan.registry.cash_model import DEFAULT_REASON, POLICY_TAG, REASON_TAG, CashPyfunc
+from huracan.registry.manifest import manifest_value
 from huracan.registry.versions import TAG_PREFIX, register_version
 from huracan.tracking.run import pinned_requirements
 
@@ -57,9 +58,9 @@ def _symbol_timeframe(client: MlflowClient, name: str) -> tuple[str, str]:
     """``(symbol, timeframe)`` of ``name`` from a version's manifest, else parsed from the name
     (``huracan-BTCUSDT-1h`` -> ``BTCUSDT``, ``1h``)."""
     for mv in client.search_model_versions(f"name='{name}'"):
-        tags = mv.tags or {}
-        if tags.get("huracan.symbol") and tags.get("huracan.timeframe"):
-            return str(tags["huracan.symbol"]), str(tags["huracan.timeframe"])
+        symbol, timeframe = (manifest_value(client, mv, k) for k in ("symbol", "timeframe"))
+        if symbol and timeframe:
+            return symbol, timeframe
     stem = name.removeprefix("huracan-")
     symbol, _, timeframe = stem.rpartition("-")
     return symbol or stem, timeframe or "1h"

@@ -12,19 +12,23 @@ Under the per-model :func:`~huracan.registry.lock.registry_lock`, :func:`apply_d
    registered model at once decide one after the other, the second seeing the first one's
    outcome as its champion;
 3. tags the candidate with the outcome (``huracan.gate``, ``huracan.gate_reason``, the gate's
-   own tags) and, on promotion, with what a rollback and the monitor need
+   own tags, each cut to 250 characters; the whole reason is appended to the version's
+   description: :mod:`huracan.registry.manifest`) and, on promotion, with what a rollback
+   and the monitor need
    (``huracan.previous_production``, ``huracan.score_at_promotion``,
    ``huracan.promoted_window_end``) *before* the alias moves, so a process killed between the
    alias move and the event row leaves a version that still names its predecessor;
 4. moves the alias (promotion only: a rejected or skipped candidate leaves the champion in
    place);
-5. appends the ``registry_events`` row (:func:`huracan.registry.events.record`).
+5. rewrites the registered model's description (every alias, its version and meaning) and
+   appends the ``registry_events`` row (:func:`huracan.registry.events.record`).
 
 After the lock is released it logs the reason and alerts (a ``warning``) on a rejection, a skip,
 or a promotion the gate flags with a ``note`` (the sizer going flat).
 
 Tags of an alias other than ``production`` (``regime-<name>``) are namespaced
-``huracan.<alias>.``; ``production`` keeps its historical tag names.
+``huracan.<alias>.`` and fewer (the decision and, promoted, the score); ``production`` keeps its
+historical tag names.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from huracan.alerts import Alert, Notifier
 from huracan.registry import events
 from huracan.registry.gate import GateDecision
 from huracan.registry.lock import registry_lock
+from huracan.registry.manifest import note_decision, refresh_model_description, set_version_tag
 from huracan.registry.versions import TAG_PREFIX, RegistryError
 
 log = logging.getLogger(__name__)
@@ -159,23 +164,32 @@ def tag_namespace(alias: str) -> str:
 
 def _write(client: MlflowClient, engine: Engine, name: str, cand: ModelVersion,
            decision: Decision, alias: str, champion_version: str | None) -> None:
-    """Tags, alias move (promotion only, after the tags) and the event row; lock held."""
+    """Tags, alias move (promotion only, after the tags) and the event row; lock held.
+
+    A ``production`` decision tags ``gate``, ``gate_reason`` (cut), the gate's own tags and on
+    promotion ``previous_production``, ``score_at_promotion``, ``promoted_window_end`` (what
+    rollback and monitor read); a ``regime-<name>`` decision only ``huracan.<alias>.gate`` (and
+    ``score_at_promotion`` on promotion), so a version gated for four regimes keeps a page
+    that fits a screen: the reasons are in its description and ``registry_events``."""
     ns = tag_namespace(alias)
     v = cand.version
-    tags = {"gate": decision.event, "gate_reason": decision.reason} | decision.tags
+    tags = {"gate": decision.event} | ({"gate_reason": decision.reason} | decision.tags
+                                       if alias == PRODUCTION else {})
     for key, value in tags.items():
-        client.set_model_version_tag(name, v, f"{ns}{key}", value)
+        set_version_tag(client, name, v, f"{ns}{key}", value)  # cut to MAX_TAG_CHARS
+    note_decision(client, name, v, alias, decision.event, decision.reason)  # the whole reason
     verdict = decision.verdict
     if decision.promote:
-        if champion_version is not None:
-            previous = f"{ns}previous_{alias}" if alias != PRODUCTION else \
-                f"{TAG_PREFIX}previous_production"
-            client.set_model_version_tag(name, v, previous, champion_version)
+        if alias == PRODUCTION:
+            if champion_version is not None:
+                client.set_model_version_tag(name, v, f"{TAG_PREFIX}previous_production",
+                                             champion_version)
+            client.set_model_version_tag(name, v, f"{ns}promoted_window_end",
+                                         str(decision.window_end))
         client.set_model_version_tag(name, v, f"{ns}score_at_promotion",
                                      repr(verdict.candidate_score))
-        client.set_model_version_tag(name, v, f"{ns}promoted_window_end",
-                                     str(decision.window_end))
         client.set_registered_model_alias(name, alias, v)
+    refresh_model_description(client, name)  # staging (moved above) and the alias
     skipped = decision.event == "skipped"
     events.record(engine, event=decision.event, model_name=name, candidate_version=v,
                   champion_version=champion_version,

@@ -1,12 +1,16 @@
 """Versions, aliases and decisions in the MLflow Model Registry, with a history in the brain store.
 
 One registered model per symbol and timeframe (:func:`registered_model_name`). Every trained run
-registers a version whose tags are its manifest. Aliases play the old stages' roles: ``staging``
-marks the latest candidate, ``production`` the champion. Aliases keep no history, so every
-decision is also a ``registry_events`` row (and a tag on the version).
+registers a version with its manifest (:mod:`huracan.registry.manifest`: a few filter tags, the
+whole manifest as the run's ``registry/manifest.json`` and the version's description).
+Aliases play the old stages' roles: ``staging`` marks the latest candidate, ``production``
+the champion. Aliases keep no history, so every decision is also a ``registry_events`` row
+(and a tag on the version).
 
-Crash safety: a version is created with its manifest tags in one registry call, after its model
-artifact is logged, and waited on until READY; ``production`` moves in one alias call, after the
+Crash safety: a version is created with its filter tags in one registry call (its whole manifest
+already logged as its run's artifact), after its model artifact is logged, and waited on until
+READY (its Markdown description follows; a process killed in between leaves a version without
+one, its manifest intact); ``production`` moves in one alias call, after the
 decision, inside the per-model lock. A process killed at any point therefore leaves
 ``production`` either where it was or on a complete version. The version to fall back to is
 written on the new version (tag ``huracan.previous_production``) before the alias moves, so a
@@ -15,7 +19,6 @@ rollback still finds it if the process dies between the alias move and the event
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -64,6 +67,13 @@ from huracan.registry.evaluate import (
 )
 from huracan.registry.gate import GateDecision, decide_with_floor, degraded, unseen_start
 from huracan.registry.lock import registry_lock
+from huracan.registry.manifest import (  # build_manifest re-exported
+    build_manifest,  # noqa: F401
+    manifest_value,
+    read_manifest,
+    refresh_model_description,
+    set_version_tag,
+)
 from huracan.registry.versions import (  # re-exported: registering sits below the gate
     TAG_PREFIX,
     RegistryError,
@@ -74,18 +84,6 @@ log = logging.getLogger(__name__)
 
 #: ``registry monitor``'s default score source: production re-scored on the newest bars
 BACKTEST_SOURCE = "backtest re-score"
-
-#: run tags copied into the version manifest
-MANIFEST_RUN_TAGS = (
-    "model_type", "symbol", "timeframe", "dataset_sha256", "train_frame_sha256",
-    "feature_list_sha256", "n_features", "code_version", "train_start", "train_end",
-    "val_start", "val_end", "test_start", "test_end", "n_folds", "oos_start", "oos_end",
-    "split_scheme", "split_fractions", "split_train_bars", "split_val_bars", "split_step_bars",
-    "split_embargo", "split_expanding", "split_oos_start", "split_oos_end", "objective",
-    "label_kind", "rule_kind", "feature_families", "family_coverage", "regime_kind",
-    "regime_shares", "pooled", "symbols", "cash_floor", "trade_symbols",
-)
-
 
 def registered_model_name(symbol: str, timeframe: str) -> str:
     """``huracan-<SYMBOL without slash>-<timeframe>``, e.g. ``huracan-BTCUSDT-1h``."""
@@ -107,24 +105,6 @@ def pooled_model_name(symbols: list[str], timeframe: str) -> str:
     return f"huracan-pool-{pairs}-{timeframe}"
 
 
-def build_manifest(client: MlflowClient, run_id: str, metric: str) -> dict[str, str]:
-    """The version manifest from a finished run: model type, hyperparameters, fingerprints of the
-    training frame and the feature list, split time ranges, code version, val/test metrics and the
-    gate metric (all as strings, MLflow tag values)."""
-    run = client.get_run(run_id)
-    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    manifest = {k: tags[k] for k in MANIFEST_RUN_TAGS if k in tags}
-    manifest["run_id"] = run_id
-    manifest["hyperparameters"] = json.dumps(
-        {k.removeprefix("model."): v for k, v in sorted(params.items()) if k.startswith("model.")})
-    manifest["metrics"] = json.dumps(
-        {k: v for k, v in sorted(metrics.items()) if k.startswith(("val_", "test_", "oos_"))})
-    manifest["gate_metric"] = metric
-    manifest["val_score"] = repr(metrics.get(f"val_{metric}", math.nan))
-    manifest["test_score"] = repr(metrics.get(f"test_{metric}", math.nan))
-    return {f"{TAG_PREFIX}{k}": v for k, v in manifest.items()}
-
-
 def version_uri(name: str, version: str | int) -> str:
     return f"models:/{name}/{version}"
 
@@ -141,10 +121,12 @@ class Outcome:
     evidence: dict[str, Any] | None = None
 
 
-def seen_until(mv: ModelVersion) -> str | None:
+def seen_until(mv: ModelVersion, client: MlflowClient | None = None) -> str | None:
     """The last bar a version's model saw in fitting or early stopping (the later of its
-    manifest's ``train_end`` and ``val_end``), ISO UTC; ``None`` when the manifest lacks them."""
-    ends = [mv.tags.get(f"{TAG_PREFIX}{k}") for k in ("train_end", "val_end")]
+    manifest's ``train_end`` and ``val_end``, :func:`~huracan.registry.manifest.
+    manifest_value`), ISO UTC; ``None`` when the manifest lacks them."""
+    client = client or MlflowClient()
+    ends = [manifest_value(client, mv, k) for k in ("train_end", "val_end")]
     return unseen_start([e for e in ends if e])
 
 
@@ -193,10 +175,10 @@ def _side(client: MlflowClient, mv: ModelVersion, timestamps: pd.Series,
         except FileNotFoundError:  # a run that logged no window: registered model only
             own = None
     stored = None if own is None else stored_forecasts(own)
-    until = seen_until(mv)
+    until = seen_until(mv, client)
     return _Side(mv, until, stored, forecast_sources(timestamps, until, stored),
                  load_rule(version_uri(mv.name, mv.version),
-                           (mv.tags or {}).get(f"{TAG_PREFIX}symbol")))
+                           manifest_value(client, mv, "symbol")))
 
 
 def gate_candidate(
@@ -444,12 +426,13 @@ def rollback(client: MlflowClient, engine: Engine, name: str, *, reason: str = "
                 f"{reason}; no earlier production version to roll back to: production goes "
                 "to cash (position 0)")
             target = ensure_cash_version(client, name, reason=why)
-            client.set_model_version_tag(name, target.version, f"{TAG_PREFIX}cash_reason", why)
+            set_version_tag(client, name, target.version, "cash_reason", why)
             evidence = {"to": CASH, "cash_version": str(target.version),
                         "requested": "to_cash" if to_cash else "rollback"}
             reason = why
         client.set_registered_model_alias(name, PRODUCTION, target.version)
-        client.set_model_version_tag(name, current.version, f"{TAG_PREFIX}rolled_back", reason)
+        refresh_model_description(client, name)
+        set_version_tag(client, name, current.version, "rolled_back", reason)
         events.record(engine, event="rolled_back", model_name=name,
                       candidate_version=target.version, champion_version=current.version,
                       candidate_score=None, champion_score=current_score,
@@ -540,8 +523,7 @@ def describe(client: MlflowClient, name: str) -> dict[str, Any]:
         out[alias] = None if mv is None else {
             "version": mv.version, "run_id": mv.run_id, "source": mv.source,
             "status": mv.status,
-            "manifest": {k.removeprefix(TAG_PREFIX): v for k, v in sorted(mv.tags.items())
-                         if k.startswith(TAG_PREFIX)},
+            "manifest": dict(sorted(read_manifest(client, mv).items())),
         }
         if is_cash(mv):
             out[alias] |= describe_cash(mv)

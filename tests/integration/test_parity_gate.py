@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from huracan.db.session import make_engine
 from huracan.regime.detection import REGIMES
-from huracan.regime.registry import REGIME_MAP_TAG
+from huracan.regime.registry import current_map
 from huracan.registry import events
 from huracan.tracking.run import default_tracking_uri
 
@@ -36,7 +36,7 @@ def test_the_parity_preset_gates_a_slice_whose_scored_bars_lack_regimes(tmp_path
                                                     str(tmp_path)))
     absent = set(REGIMES) - set(oos["regime"])
     assert absent  # the condition of the crash: a regime none of its scored bars was in
-    mapping = json.loads(client.get_registered_model(NAME).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, NAME)
     assert set(mapping) == set(REGIMES)
     for regime in absent:  # no bar there: the fallback cannot beat cash, the regime is cash
         entry = mapping[regime]

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from runners import run_module  # tests/integration/runners.py
 
 from huracan.evaluation.metrics import sharpe_ratio
+from huracan.registry.manifest import read_manifest
 from huracan.tracking.run import default_tracking_uri
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,9 @@ def test_the_manifest_lists_the_symbols_and_their_cash_decisions(sweep):
     _, _, results, client = sweep
     pooled = next(r for r in results if r["registered_model"] == POOL)
     mv = client.get_model_version(POOL, pooled["version"])
-    tags = mv.tags
+    assert max(len(v) for v in mv.tags.values()) <= 250  # the evidence is not in the tags
+    assert "huracan.cash_floor" not in mv.tags and "BTC/USDT" in mv.description
+    tags = {f"huracan.{k}": v for k, v in read_manifest(client, mv).items()}
     assert tags["huracan.symbols"] == "BTC/USDT,ETH/USDT,LTC/USDT"
     assert tags["huracan.pooled"] == "true"
     floor = json.loads(tags["huracan.cash_floor"])

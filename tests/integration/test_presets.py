@@ -43,7 +43,7 @@ from runners import REPO, run_module  # tests/integration/runners.py
 
 from huracan.config import register_resolvers, shared_data_root
 from huracan.regime.detection import REGIMES
-from huracan.regime.registry import REGIME_MAP_TAG
+from huracan.regime.registry import current_map
 from huracan.tracking.run import default_tracking_uri
 
 EXPERIMENTS = REPO / "experiments"
@@ -397,7 +397,7 @@ def test_preset_runs_end_to_end_on_a_small_slice(name, tmp_path):
         assert tags[f"{prefix or 'huracan.gate.' + d['model']}.decision"] == d["decision"]
     if cfg.regime.kind != "none":  # the regime aliases of every gated candidate's model
         for d in gated:
-            regime_map = json.loads(client.get_registered_model(d["model"]).tags[REGIME_MAP_TAG])
+            regime_map = current_map(client, d["model"])
             assert regime_map and set(regime_map) <= set(REGIMES), regime_map
             assert {e["decision"] for e in regime_map.values()} <= {"promoted", "rejected",
                                                                     "skipped", "cash"}, regime_map
@@ -433,8 +433,7 @@ def _check_single_job(name: str, cfg, sl: Slice, tmp: Path, client: MlflowClient
     if cfg.regime.kind != "none":
         aliases = {e.alias for e in history} - {"production"}
         assert aliases <= {f"regime-{r}" for r in REGIMES}, history
-        regime_map = json.loads(client.get_registered_model(
-            result["registered_model"]).tags[REGIME_MAP_TAG])
+        regime_map = current_map(client, result["registered_model"])
         assert regime_map, "no regime map"
         # every model choice met the gate; a cash regime takes none
         assert {f"regime-{r}" for r, e in regime_map.items() if e["decision"] != "cash"} \

@@ -20,7 +20,7 @@ from huracan.db.session import make_engine
 from huracan.evaluation.evidence import beats_cash
 from huracan.regime import select
 from huracan.regime.detection import REGIMES, VolatilityRegime, realized_volatility_24h
-from huracan.regime.registry import REGIME_MAP_TAG
+from huracan.regime.registry import REGIME_MAP_TAG, current_map
 from huracan.registry import events
 from huracan.tracking.run import default_tracking_uri
 
@@ -95,7 +95,7 @@ def _floor_by_hand(client, tmp, version: str, regime: str):
 
 def test_regime_map_is_a_model_only_where_it_beats_cash(sweep):
     tmp, _, client, _, _, _ = sweep
-    mapping = json.loads(client.get_registered_model(NAME).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, NAME)
     assert set(mapping) == set(REGIMES)
     history = events.history(make_engine(f"sqlite:///{tmp / 'brain.db'}"), NAME)
     by_alias = {e.alias: e for e in history}
@@ -130,7 +130,7 @@ def test_select_answers_from_the_map_with_the_saved_thresholds(sweep, sample_pat
     assert res.exit_code == 0, res.output
     ans = json.loads(res.output)
     candles, _ = load_ohlcv(sample_path, "1h")  # complete 1h bars of the 5m sample
-    mapping = json.loads(client.get_registered_model(NAME).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, NAME)
     # the regime by hand: the saved thresholds (of the run behind the map) on the 24h
     # volatility of the 1h bars
     first = next(e["candidate_version"] for e in mapping.values())
@@ -215,11 +215,13 @@ def test_select_falls_back_to_production_without_a_regime_alias(sweep):
     holder = _alias_or_none(client, alias)
     prod = _alias_or_none(client, "production")
     # the state under test: the regime's choice is a model whose gate left the alias unset
-    mapping = json.loads(raw)
+    assert raw.startswith("runs:/")  # the tag links the map's artifact
+    mapping = current_map(client, NAME)
     first = mapping[regime]["candidate_version"]
     mapping[regime] = {**mapping[regime], "model": "lightgbm", "source": "evidence",
                        "exposure": 1.0, "version": None, "decision": "rejected",
                        "gate_reason": "test"}
+    # the state is written the old way (the whole map as the tag's JSON): it still reads
     client.set_registered_model_tag(NAME, REGIME_MAP_TAG, json.dumps(mapping))
     if holder is not None:
         client.delete_registered_model_alias(NAME, alias)
@@ -301,7 +303,7 @@ def random_sweep(tmp_path_factory, train_cli):
 
 def test_random_forecasts_map_every_regime_to_cash(random_sweep):
     tmp, _, client, stdout = random_sweep
-    mapping = json.loads(client.get_registered_model(RANDOM).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, RANDOM)
     assert set(mapping) == set(REGIMES)
     runs = {r.info.run_id: r for r in client.search_runs(
         [client.get_experiment_by_name("huracan").experiment_id])}
@@ -329,7 +331,7 @@ def test_select_answers_position_zero_with_the_reason_in_a_cash_regime(random_sw
                                    f"sqlite:///{tmp / 'brain.db'}", "--json"])
     assert res.exit_code == 0, res.output
     ans = json.loads(res.output)
-    mapping = json.loads(client.get_registered_model(RANDOM).tags[REGIME_MAP_TAG])
+    mapping = current_map(client, RANDOM)
     assert ans["regime"] in REGIMES
     assert (ans["position"], ans["exposure"], ans["source"], ans["model_type"]) == (
         0.0, 0.0, "cash", "cash")

@@ -31,6 +31,7 @@ from huracan.registry import events
 from huracan.registry.cash import is_cash
 from huracan.registry.evaluate import load_window, score_model
 from huracan.registry.gate import decide
+from huracan.registry.manifest import read_manifest
 from huracan.registry.promotion import (
     PRODUCTION,
     STAGING,
@@ -107,12 +108,19 @@ def test_version_carries_manifest(reg):
     mv = client.get_model_version(name, versions[0])
     tags = mv.tags
     assert mv.status == "READY"
+    # the tags: the few a reader filters by, each short; the rest in the manifest artifact
+    assert len(tags) <= 16 and max(len(v) for v in tags.values()) <= 250, tags
+    for key in ("symbol", "timeframe", "model_type", "split", "gate_metric", "val_score",
+                "dataset_sha256", "code_version", "run_id", "manifest"):
+        assert f"huracan.{key}" in tags, key
+    manifest = read_manifest(client, mv)
     for key in ("model_type", "hyperparameters", "train_frame_sha256", "feature_list_sha256",
                 "n_features", "code_version", "train_start", "test_end", "metrics",
                 "val_score", "test_score"):
-        assert f"huracan.{key}" in tags, key
-    assert json.loads(tags["huracan.hyperparameters"])["seed"] == "42"
-    assert "test_composite_score" in json.loads(tags["huracan.metrics"])
+        assert key in manifest, key
+    assert json.loads(manifest["hyperparameters"])["seed"] == "42"
+    assert "test_composite_score" in json.loads(manifest["metrics"])
+    assert "### metrics" in mv.description and "test_composite_score" in mv.description
 
 
 def test_first_candidate_promoted_and_loadable(reg):
@@ -306,7 +314,7 @@ def test_best_candidate_of_a_sweep_is_by_its_selection_score_not_test():
 
 
 def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli, edge_sample_path):
-    from huracan.regime.registry import REGIME_MAP_TAG
+    from huracan.regime.registry import REGIME_MAP_TAG, current_map
 
     uri = default_tracking_uri(tmp_path / "mlruns")
     client = MlflowClient(tracking_uri=uri)
@@ -316,8 +324,10 @@ def test_two_sweeps_gate_once_each_with_the_rule(tmp_path, train_cli, edge_sampl
                           f"data.path={edge_sample_path}", "-m"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "registry: huracan-BTCUSDT-1h" in proc.stdout
-        regime_map = json.loads(client.get_registered_model(
-            "huracan-BTCUSDT-1h").tags[REGIME_MAP_TAG])
+        registered = client.get_registered_model("huracan-BTCUSDT-1h")
+        assert registered.tags[REGIME_MAP_TAG].startswith("runs:/")  # a link, not the map
+        assert max(len(v) for v in registered.tags.values()) <= 250
+        regime_map = current_map(client, "huracan-BTCUSDT-1h")
         assert set(regime_map) == {"low", "normal", "high", "extreme"}
         gated += [f"regime-{r}" for r, e in regime_map.items() if e["decision"] != "cash"]
     engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
@@ -429,6 +439,7 @@ def test_killed_registration_never_leaves_production_incomplete(reg, db_url):
         assert prod is not None  # the first completed iteration promoted a version
         assert prod.status == "READY"
         assert prod.tags.get("huracan.run_id") == run_id  # the manifest is there
+        assert read_manifest(client, prod)["run_id"] == run_id
         assert "huracan.score_at_promotion" in prod.tags
         model = mlflow.pyfunc.load_model(f"models:/{name}/{prod.version}")
         assert model.metadata.get_input_schema() is not None

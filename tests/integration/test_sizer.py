@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from huracan.cli import app
 from huracan.db.session import make_engine
 from huracan.registry import events
+from huracan.registry.manifest import cut
 from huracan.sizing.data import sizing_frame
 from huracan.sizing.env import SizingEnv
 from huracan.sizing.job import POLICIES, SizingData
@@ -110,7 +111,8 @@ def test_the_sizer_version_went_through_the_gate(trained):
     # the model gate's write path (huracan.registry.decision.apply_decision): staging marks the
     # candidate, and a promotion carries what rollback and monitor read
     assert client.get_model_version_by_alias(SIZER, "staging").version == v.version
-    assert v.tags["huracan.gate_reason"] == evs[0].reason
+    assert v.tags["huracan.gate_reason"] == cut(evs[0].reason)  # <= 250 chars; whole below
+    assert evs[0].reason in v.description
     if evs[0].event == "promoted":
         assert float(v.tags["huracan.score_at_promotion"]) == pytest.approx(
             evs[0].candidate_score, nan_ok=True)

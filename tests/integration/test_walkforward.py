@@ -23,6 +23,7 @@ from huracan.evaluation.execution import bars_of_returns, close_bars, execute, t
 from huracan.evaluation.metrics import compute_metrics
 from huracan.models.base import Forecaster
 from huracan.registry import events
+from huracan.registry.manifest import manifest_value
 from huracan.tracking.run import default_tracking_uri
 from huracan.train import run_config
 
@@ -197,7 +198,7 @@ def test_folds_table_and_the_registered_model_is_the_last_fold(wf_run):
     assert tags["split_scheme"] == "walk_forward" and tags["split_step_bars"] == "30d"
     mv = client.get_model_version(result.registered_model, result.version)
     assert mv.tags["huracan.split_scheme"] == "walk_forward"
-    assert mv.tags["huracan.train_start"] == tags["train_start"]
+    assert manifest_value(client, mv, "train_start") == tags["train_start"]
     arts = {a.path for d in ("plots", "backtest", "walkforward", "shap")
             for a in client.list_artifacts(result.run_id, d)}
     assert {"plots/equity_drawdown_oos.png", "backtest/oos_trades.parquet",

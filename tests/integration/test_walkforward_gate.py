@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from huracan.db.session import make_engine
 from huracan.registry import events
 from huracan.registry.evaluate import load_window, stored_forecasts
+from huracan.registry.manifest import manifest_value
 from huracan.registry.promotion import PRODUCTION, alias_version
 from huracan.tracking.run import default_tracking_uri
 
@@ -63,7 +64,7 @@ def test_a_partial_last_step_still_leaves_min_eval_bars(nightly):
     assert first.run_id == yesterday["run_id"] and first.event == "promoted"
     assert first.eval_bars == 168  # not the 3 bars of its last step
     mv = client.get_model_version(NAME, yesterday["version"])
-    seen = pd.Timestamp(mv.tags["huracan.val_end"])
+    seen = pd.Timestamp(manifest_value(client, mv, "val_end"))
     window = load_window(client, yesterday["run_id"]).frame
     scored = window[window.split == "test"]
     assert len(scored) == 168 and scored["fold"].nunique() == 2

@@ -35,9 +35,11 @@ class FakeClient:
     """The registry calls apply_decision makes, in memory; ``calls`` logs the writes in order."""
 
     def __init__(self, versions: dict[str, str | None]) -> None:
-        self.versions = {v: SimpleNamespace(name=NAME, version=v, run_id=run, tags={})
+        self.versions = {v: SimpleNamespace(name=NAME, version=v, run_id=run, tags={},
+                                            description="")
                          for v, run in versions.items()}
         self.aliases: dict[str, str] = {}
+        self.description = ""
         self.calls: list[tuple[str, ...]] = []
         self.guard = threading.Lock()
 
@@ -53,6 +55,16 @@ class FakeClient:
         with self.guard:
             self.aliases[alias] = str(version)
             self.calls.append(("alias", alias, str(version)))
+
+    def update_model_version(self, name: str, version: str, description: str) -> None:
+        self.versions[str(version)].description = description
+
+    def get_registered_model(self, name: str) -> Any:
+        return SimpleNamespace(name=name, aliases=dict(self.aliases), tags={},
+                               description=self.description)
+
+    def update_registered_model(self, name: str, description: str) -> None:
+        self.description = description
 
     def set_model_version_tag(self, name: str, version: str, key: str, value: Any) -> None:
         with self.guard:
@@ -106,6 +118,9 @@ def test_promotion_tags_before_the_alias_moves_and_records_the_event(brain):
     writes = [c for c in client.calls if c[1] == "2" or c[-1] == "2"]
     assert writes[-1] == ("alias", PRODUCTION, "2")  # every tag is written before the move
     assert rec.alerts == []  # a plain promotion is not announced
+    assert "### Gate (production): promoted\n\npromoted by hand" in client.versions["2"].description
+    assert "| production | v2 |" in client.description  # the model's alias table, refreshed
+    assert "| staging | v2 |" in client.description
     last = events.history(brain, NAME)[-1]
     assert (last.event, last.candidate_version, last.champion_version) == ("promoted", "2", "1")
     assert (last.candidate_score, last.champion_score, last.run_id) == (0.7, 0.5, "run2")
@@ -122,8 +137,8 @@ def test_rejection_and_skip_leave_the_alias_and_alert(brain):
                    notifier=rec)
     assert client.aliases == {PRODUCTION: "1", STAGING: "2"}  # only production moves staging
     assert client.versions["2"].tags["huracan.gate"] == "rejected"
-    assert client.versions["3"].tags == {"huracan.regime-bull.gate": "skipped",
-                                         "huracan.regime-bull.gate_reason": "rejected by hand"}
+    assert client.versions["3"].tags == {"huracan.regime-bull.gate": "skipped"}  # reason:
+    assert client.versions["3"].description.endswith("rejected by hand\n")  # the description
     assert [a.title for a in rec.alerts] == [f"{NAME}: candidate v2 rejected",
                                              f"{NAME}: candidate v3 for regime-bull skipped"]
     rejected, skipped = events.history(brain, NAME)

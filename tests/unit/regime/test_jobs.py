@@ -285,7 +285,7 @@ def test_a_cash_regime_takes_its_alias_off_and_the_map_says_cash(tmp_path):
     from huracan.alerts import Alert
     from huracan.db.session import make_engine
     from huracan.evaluation.evidence import CASH, beats_cash
-    from huracan.regime.registry import REGIME_MAP_TAG, assign_aliases
+    from huracan.regime.registry import REGIME_MAP_TAG, assign_aliases, current_map
     from huracan.regime.selection import RegimeChoice
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -304,8 +304,10 @@ def test_a_cash_regime_takes_its_alias_off_and_the_map_says_cash(tmp_path):
             alerts.append(alert)
 
     engine = make_engine(f"sqlite:///{tmp_path / 'brain.db'}")
+    run = client.create_run(client.create_experiment("sweep"))  # the sweep's job that chose
     mapping = assign_aliases(client, engine, name,
-                             {"high": (choice, {"version": mv.version, "model_type": "lightgbm"})},
+                             {"high": (choice, {"version": mv.version, "model_type": "lightgbm",
+                                                "run_id": run.info.run_id})},
                              metric="composite_score", tolerance=0.05, min_eval_bars=48,
                              notifier=Recorder())
     entry = mapping["high"]
@@ -315,6 +317,9 @@ def test_a_cash_regime_takes_its_alias_off_and_the_map_says_cash(tmp_path):
     assert "does not beat cash" in entry["reason"]
     with pytest.raises(Exception, match="alias"):
         client.get_model_version_by_alias(name, "regime-high")
-    assert json.loads(client.get_registered_model(name).tags[REGIME_MAP_TAG]) == mapping
+    # the map is an artifact of that run, linked from a short tag (registry hygiene)
+    tag = client.get_registered_model(name).tags[REGIME_MAP_TAG]
+    assert tag == f"runs:/{run.info.run_id}/registry/regime_map.json"
+    assert json.loads(json.dumps(current_map(client, name))) == json.loads(json.dumps(mapping))
     assert [a.severity for a in alerts] == ["info"]
     assert alerts[0].title == f"{name}: regime-high is cash (position 0)"

@@ -132,7 +132,8 @@ def portfolio_metrics(evaluations: Mapping[str, Evaluation], bars: Mapping[str, 
 def cash_floor(evaluations: Mapping[str, Evaluation], min_psr: float,
                min_bars: int) -> dict[str, dict[str, Any]]:
     """Per symbol, does it trade? The registry gate's cash floor on the symbol's own scored
-    window (its whole walk-forward OOS, or its test split): it trades iff its net returns
+    selection window (its whole walk-forward OOS; on a forward split its validation window,
+    never the test split, which is reported and not decided on): it trades iff its net returns
     beat cash (:func:`huracan.evaluation.evidence.beats_cash`: compounded net return > 0 and
     PSR >= ``min_psr``, ``registry.min_psr``) over at least ``min_bars`` bars
     (``registry.min_eval_bars``: the gate skips a decision on fewer); else it is served as cash
@@ -147,12 +148,13 @@ def cash_floor(evaluations: Mapping[str, Evaluation], min_psr: float,
     """
     out: dict[str, dict[str, Any]] = {}
     for sym, ev in evaluations.items():
-        res = ev.results[ev.scored]
+        window = "val" if ev.scored == "test" else ev.scored  # never decide on test rows
+        res = ev.results[window]
         verdict = beats_cash(res.returns["strategy_return"].to_numpy(np.float64),
                              int(res.metrics.n_trades), min_psr=min_psr, what=sym)
         enough = verdict.bars >= int(min_bars)
         reason = verdict.reason if enough else (
             f"{sym}: only {verdict.bars} scored bars < registry.min_eval_bars={min_bars}: cash")
         out[sym] = {**verdict.as_dict(), "trade": bool(verdict.beats and enough),
-                    "reason": reason, "min_bars": int(min_bars), "window": ev.scored}
+                    "reason": reason, "min_bars": int(min_bars), "window": window}
     return out

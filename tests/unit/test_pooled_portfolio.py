@@ -109,6 +109,13 @@ def test_the_cash_floor_decides_per_symbol_by_the_gate_rule():
                                        and floor["NOISE"]["psr"] >= 0.9)
     assert floor["SEER"]["bars"] == 450 and floor["SEER"]["window"] == "oos"
     assert floor["SEER"]["trades"] == seer.metrics["oos_n_trades"]
+    # a forward split decides on validation, never on the test split
+    from dataclasses import replace
+
+    forward = replace(noise, scored="test",
+                      results={"val": seer.results["oos"], "test": flat.results["oos"]})
+    assert cash_floor({"F": forward}, min_psr=0.9, min_bars=100)["F"]["window"] == "val"
+    assert cash_floor({"F": forward}, min_psr=0.9, min_bars=100)["F"]["trade"]
     short = cash_floor({"SEER": seer}, min_psr=0.9, min_bars=451)
     assert not short["SEER"]["trade"] and "min_eval_bars=451" in short["SEER"]["reason"]
 
